@@ -1,0 +1,372 @@
+"""The Actor base class: one process, one event loop, the bus on both sides.
+
+A subclass reads like a story::
+
+    class Counter(Actor):
+        kind = "counter"
+
+        def setup(self) -> None:            # load what is needed
+            self.n = 0
+            self.every(5.0, self.report)
+
+        @handles("camera.frame")            # one handler per topic
+        def on_camera_frame(self, msg: Message) -> None:
+            self.n += 1
+
+        def report(self) -> None:
+            self.publish("counter.total", {"n": self.n})
+
+        def teardown(self) -> None:         # release it
+            ...
+
+The base class owns what every actor shares: the heartbeat (every
+``heartbeat_s`` with counters, handler latency percentiles and RSS), counters,
+``ctl.<name>`` commands (``stop``, ``ping``, ``stats``, and ``ctl_<cmd>``
+methods of the subclass), stopping on SIGTERM/SIGINT, and exiting by itself
+when the supervisor that started it is gone. A handler or timer error is
+counted and logged with the topic and seq, and the actor goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import psutil
+import structlog
+import zmq
+
+from bus.burstlog import BurstLog
+from bus.endpoints import Endpoints
+from bus.envelope import EnvelopeError, Limits, Message
+from bus.messages import Body, Command, CommandReply, Counters, Heartbeat
+from bus.pubsub import Publisher, Subscriber
+from bus.topics import ctl_topic
+
+SUPERVISOR_PID_ENV = "SENSORIUM_SUPERVISOR_PID"
+LATENCY_WINDOW = 1024
+"""Handler timings kept for the percentiles in the heartbeat."""
+
+
+def handles(topic: str) -> Callable[[Callable], Callable]:
+    """Mark a method as the handler of ``topic`` (exact), or of every topic
+    starting with it when it ends with '.' (``detect.``)."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__handles__ = topic  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass
+class _Timer:
+    interval_s: float
+    callback: Callable[[], None]
+    due: float
+
+
+class ActorExit(Exception):
+    """Raised inside an actor to stop it with an exit code (non-zero: a failure)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class Actor:
+    kind: ClassVar[str] = ""
+    _handlers: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                topic = getattr(value, "__handles__", None)
+                if topic is not None:
+                    found[topic] = attr
+        cls._handlers = found
+
+    def __init__(self, name: str, settings: Any, endpoints: Endpoints, *, hwm: int = 10_000,
+                 limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.endpoints = endpoints
+        self.heartbeat_s = heartbeat_s
+        self.log = structlog.get_logger(self.kind or "actor")
+        self.counters = Counters()
+        self.state = "starting"
+        self._ctx = ctx or zmq.Context.instance()
+        self._hwm = hwm
+        self._limits = limits or Limits()
+        self._timers: list[_Timer] = []
+        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._stop = threading.Event()
+        self._exit_code = 0
+        self._started = time.monotonic()
+        self._proc = psutil.Process()
+        self._burst = BurstLog(self.log)
+        self._exact: dict[str, Callable[[Message], None]] = {
+            t: getattr(self, m) for t, m in self._handlers.items() if not t.endswith(".")}
+        self._prefixed: list[tuple[str, Callable[[Message], None]]] = [
+            (t, getattr(self, m)) for t, m in self._handlers.items() if t.endswith(".")]
+        self.pub: Publisher | None = None
+        self.sub: Subscriber | None = None
+
+    # -- what subclasses write -------------------------------------------
+
+    def setup(self) -> None:
+        """Load what the actor needs; runs before the first message."""
+
+    def teardown(self) -> None:
+        """Release what setup took; runs once after the loop ends."""
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        """Kind-specific figures for the heartbeat (queue backlog...)."""
+        return {}
+
+    # -- what subclasses call ----------------------------------------------
+
+    def every(self, interval_s: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` every ``interval_s`` seconds from the actor's loop."""
+        self._timers.append(_Timer(interval_s, callback, time.monotonic() + interval_s))
+
+    def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None) -> None:
+        """Receive ``topic`` (exact, or a prefix ending in '.'), handled by
+        ``handler`` when given (for topics known only from settings)."""
+        assert self.sub is not None
+        prefix = topic.endswith(".")
+        self.sub.subscribe(topic, exact=not prefix)
+        if handler is not None:
+            if prefix:
+                self._prefixed.append((topic, handler))
+            else:
+                self._exact[topic] = handler
+
+    def publish(self, topic_or_body: str | Body, body: dict[str, Any] | None = None,
+                corr: str | None = None) -> int:
+        """Publish a typed body (``publish(Heartbeat(...))``) or a topic and a map."""
+        assert self.pub is not None
+        if isinstance(topic_or_body, Body):
+            topic, payload = topic_or_body.TOPIC, topic_or_body.to_body()
+        else:
+            topic, payload = topic_or_body, body or {}
+        seq = self.pub.publish(topic, payload, corr=corr)
+        self.counters.sent += 1
+        return seq
+
+    def stop(self, reason: str = "requested", code: int = 0) -> None:
+        """Ask the loop to end after the current message; safe from any thread."""
+        if not self._stop.is_set():
+            self._exit_code = code
+            self.log.info("stop_requested", reason=reason, code=code)
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Connect, set up, loop until stopped, tear down; returns the exit code."""
+        self._install_signal_handlers()
+        self._start_watchdog()
+        self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm)
+        self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
+        try:
+            self.sub.subscribe(ctl_topic(self.name))
+            for topic in self._handlers:
+                self.sub.subscribe(topic, exact=not topic.endswith("."))
+            self.log.info("setup_begin", pid=os.getpid())
+            try:
+                self.setup()
+            except ActorExit as exc:
+                self.log.error("setup_failed", reason=str(exc), code=exc.code)
+                return exc.code
+            except Exception as exc:  # noqa: BLE001 - any setup error is fatal for this process
+                self.log.exception("setup_failed", error=repr(exc))
+                return 1
+            self.state = "ready"
+            self.log.info("ready", setup_s=round(time.monotonic() - self._started, 3))
+            self._send_heartbeat()
+            self.every(self.heartbeat_s, self._send_heartbeat)
+            self._loop()
+        finally:
+            self.state = "stopping"
+            try:
+                self.teardown()
+            except Exception as exc:  # noqa: BLE001 - teardown must not hide the exit code
+                self.counters.errors += 1
+                self.log.exception("teardown_failed", error=repr(exc))
+            self._send_heartbeat()
+            self.pub.close()
+            self.sub.close()
+            self.log.info("stopped", code=self._exit_code, **self.counters.to_body())
+        return self._exit_code
+
+    def _loop(self) -> None:
+        assert self.sub is not None and self.pub is not None
+        poller = zmq.Poller()
+        poller.register(self.sub.sock, zmq.POLLIN)
+        poller.register(self.pub.sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            now = time.monotonic()
+            next_due = min((t.due for t in self._timers), default=now + 0.2)
+            timeout_ms = max(0, min(int((next_due - now) * 1000), 200))
+            events = dict(poller.poll(timeout_ms))
+            if self.sub.sock in events:
+                self._drain()
+            if self.pub.sock in events:
+                self.pub.drain_subscriptions()
+            self._run_timers()
+
+    def _drain(self, budget: int = 256) -> None:
+        """Handle what has arrived, up to ``budget`` messages, so timers stay on time."""
+        assert self.sub is not None
+        for _ in range(budget):
+            if self._stop.is_set():
+                return
+            try:
+                frames = self.sub.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            msg = self.sub.decode(frames)
+            if msg is not None:
+                self._dispatch(msg)
+
+    def _handler_for(self, topic: str) -> Callable[[Message], None] | None:
+        handler = self._exact.get(topic)
+        if handler is None:
+            for prefix, candidate in self._prefixed:
+                if topic.startswith(prefix):
+                    return candidate
+        return handler
+
+    def _dispatch(self, msg: Message) -> None:
+        self.counters.received += 1
+        if msg.topic == f"ctl.{self.name}":
+            self._on_ctl(msg)
+            return
+        handler = self._handler_for(msg.topic)
+        if handler is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            handler(msg)
+        except ActorExit as exc:
+            self.stop(str(exc), exc.code)
+        except (EnvelopeError, ValueError, TypeError, KeyError) as exc:
+            self.counters.dropped += 1
+            self.counters.errors += 1
+            self._burst.error(f"h:{msg.topic}", "handler_rejected_message", topic=msg.topic, src=msg.header.src,
+                              seq=msg.header.seq, error=repr(exc))
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the actor
+            self.counters.errors += 1
+            self._burst.error(f"h:{msg.topic}:{type(exc).__name__}", "handler_failed", topic=msg.topic,
+                              src=msg.header.src, seq=msg.header.seq, error=repr(exc))
+        finally:
+            self._latency_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for timer in self._timers:
+            if timer.due <= now and not self._stop.is_set():
+                # Schedule from the due time so the period does not drift, but
+                # never queue up missed ticks after a long handler.
+                timer.due = max(timer.due + timer.interval_s, now)
+                try:
+                    timer.callback()
+                except ActorExit as exc:
+                    self.stop(str(exc), exc.code)
+                except Exception as exc:  # noqa: BLE001 - a timer bug must not kill the actor
+                    self.counters.errors += 1
+                    self._burst.error(f"t:{timer.callback.__name__}", "timer_failed",
+                                      timer=timer.callback.__name__, error=repr(exc))
+
+    # -- commands ---------------------------------------------------------
+
+    def _on_ctl(self, msg: Message) -> None:
+        try:
+            command = Command.from_body(msg.body)
+        except (ValueError, TypeError) as exc:
+            self.counters.dropped += 1
+            self._burst.error("ctl", "bad_command", seq=msg.header.seq, error=repr(exc))
+            return
+        try:
+            if command.cmd == "stop":
+                result: Any = "stopping"
+                self.stop(f"ctl stop from {msg.header.src}")
+            elif command.cmd == "ping":
+                result = "pong"
+            elif command.cmd == "stats":
+                result = self._heartbeat().to_body()
+            elif callable(getattr(self, f"ctl_{command.cmd}", None)):
+                result = getattr(self, f"ctl_{command.cmd}")(**command.args)
+            else:
+                raise ValueError(f"unknown command {command.cmd!r}")
+            reply = CommandReply(actor=self.name, cmd=command.cmd, ok=True, result=result)
+        except Exception as exc:  # noqa: BLE001 - the caller gets the error as the reply
+            self.counters.errors += 1
+            reply = CommandReply(actor=self.name, cmd=command.cmd, ok=False, error=repr(exc))
+        self.publish(reply, corr=msg.header.corr)
+
+    # -- heartbeat --------------------------------------------------------
+
+    def _heartbeat(self) -> Heartbeat:
+        if self.sub is not None:
+            self.counters.gaps = self.sub.stats.gaps
+            malformed = self.sub.stats.malformed
+        else:
+            malformed = 0
+        counters = self.counters.to_body()
+        counters["dropped"] += malformed
+        lat = np.fromiter(self._latency_ms, dtype=np.float64)
+        latency = {"n": int(lat.size)}
+        if lat.size:
+            p50, p90, p99 = np.percentile(lat, [50, 90, 99])
+            latency.update(p50=round(float(p50), 3), p90=round(float(p90), 3), p99=round(float(p99), 3),
+                           max=round(float(lat.max()), 3))
+        return Heartbeat(state=self.state, pid=os.getpid(), uptime=round(time.monotonic() - self._started, 3),
+                         counters=counters, latency_ms=latency, rss=self._proc.memory_info().rss, kind=self.kind,
+                         extra=self.heartbeat_extra())
+
+    def _send_heartbeat(self) -> None:
+        self.publish(self._heartbeat())
+
+    # -- process-level plumbing --------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self.stop(signal.Signals(signum).name))
+
+    def _start_watchdog(self) -> None:
+        """Exit when the supervisor that started us is gone: no orphans.
+
+        A thread, so that it also works while setup() loads a model or a
+        handler hangs. It asks for a clean stop first and forces the exit if
+        the loop does not end within a few seconds.
+        """
+        sup = os.environ.get(SUPERVISOR_PID_ENV)
+        if not sup:
+            return
+        sup_pid = int(sup)
+
+        def watch() -> None:
+            while os.getppid() == sup_pid:
+                time.sleep(0.25)
+            self.log.warning("supervisor_gone", supervisor_pid=sup_pid)
+            self.stop("supervisor gone", code=0)
+            time.sleep(3.0)
+            os._exit(0)
+
+        threading.Thread(target=watch, name="supervisor-watchdog", daemon=True).start()

@@ -1,0 +1,99 @@
+"""Where the bus lives: the per-user runtime folder and the endpoint rules.
+
+By default every socket is an ``ipc://`` socket in a folder only the user can
+open (0700). ``tcp://`` on a loopback address is allowed. Binding any other
+address needs CURVE keys and a client allow-list, which this version does not
+have yet, so it is refused (DESIGN.md, "Security").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+IPC_PATH_MAX_BYTES = 100
+"""A unix socket path must fit sun_path (108 bytes on Linux) with margin."""
+
+
+class EndpointError(ValueError):
+    """An endpoint that cannot or must not be used; the message says why."""
+
+
+def default_runtime_dir() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "sensorium"
+    return Path(tempfile.gettempdir()) / f"sensorium-{os.getuid()}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or check that an existing one is ours and private."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise EndpointError(f"runtime folder {path} belongs to uid {st.st_uid}, not to this user ({os.getuid()})")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    frontend: str
+    """Publishers connect here (the broker's XSUB)."""
+    backend: str
+    """Subscribers connect here (the broker's XPUB)."""
+    control: str
+    """The supervisor's control socket."""
+
+    @classmethod
+    def resolve(cls, runtime_dir: Path, frontend: str = "", backend: str = "", control: str = "") -> "Endpoints":
+        """Empty values become ipc sockets in ``runtime_dir``."""
+        return cls(
+            frontend=frontend or f"ipc://{runtime_dir}/pub.sock",
+            backend=backend or f"ipc://{runtime_dir}/sub.sock",
+            control=control or f"ipc://{runtime_dir}/control.sock",
+        )
+
+    def all(self) -> list[str]:
+        return [self.frontend, self.backend, self.control]
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+
+
+def check_endpoint(endpoint: str, *, binding: bool) -> None:
+    """Raise EndpointError if ``endpoint`` may not be used; binding is stricter."""
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://"):]
+        if len(path.encode()) > IPC_PATH_MAX_BYTES:
+            raise EndpointError(
+                f"ipc path {path!r} is {len(path.encode())} bytes, over {IPC_PATH_MAX_BYTES}: "
+                "set bus.runtime_dir to a shorter folder")
+        return
+    if endpoint.startswith("inproc://"):
+        return
+    if endpoint.startswith("tcp://"):
+        host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+        if not binding or _is_loopback(host):
+            return
+        raise EndpointError(
+            f"refusing to bind {endpoint}: binding a non-loopback address exposes the bus to the network "
+            "and requires CURVE keys with a client allow-list, which this version does not support; "
+            "use ipc:// (the default) or tcp://127.0.0.1")
+    raise EndpointError(f"unsupported endpoint {endpoint!r}: expected ipc://PATH or tcp://127.0.0.1:PORT")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

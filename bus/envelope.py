@@ -1,0 +1,243 @@
+"""The envelope codec: the only code that knows the bus wire format.
+
+One bus message is one ZeroMQ multipart message (DESIGN.md, "The envelope"):
+
+1. topic, UTF-8;
+2. header, a msgpack map ``{v, src, seq, ts, corr?}``;
+3. body, a msgpack map in which every numpy array is replaced by an
+   extension record ``[dtype, shape, frame index]`` (ext type 1);
+4. one frame per array: its raw C-contiguous bytes, sent without copying.
+
+Decoding is strict and bounded by ``Limits``; anything wrong raises
+``EnvelopeError`` and nothing else. Arrays in a decoded body are read-only
+views of the received frames (no copy).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+from bus.topics import TopicError, validate_topic
+
+ENVELOPE_VERSION = 1
+ARRAY_EXT = 1
+"""msgpack extension type code of an array reference."""
+
+# byte order, kind (bool, int, uint, float, complex), item size: no objects,
+# strings or structured dtypes ever cross the bus.
+_DTYPE_RE = re.compile(r"[<>|=][biufc]\d{1,2}")
+_MAX_NDIM = 8
+
+
+class EnvelopeError(ValueError):
+    """A message that cannot be encoded or decoded; carries the topic when known."""
+
+    def __init__(self, reason: str, topic: str | None = None) -> None:
+        self.reason = reason
+        self.topic = topic
+        super().__init__(f"{reason} (topic={topic!r})" if topic else reason)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied when decoding; defaults fit 1080p frames with room to spare."""
+
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Bytes, all frames together; also the sockets' ZMQ_MAXMSGSIZE."""
+    max_header_bytes: int = 4096
+    """Bytes of the msgpack header frame."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Bytes of the msgpack body frame (arrays excluded)."""
+    max_arrays: int = 64
+    """Array frames per message."""
+    max_container_len: int = 1_000_000
+    """Items in one msgpack array or map."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    src: str
+    """Sending actor instance, e.g. ``detector@vision``."""
+    seq: int
+    """Per sender and topic, from 0, +1 each message."""
+    ts: int
+    """Wall clock at send, nanoseconds since the epoch."""
+    corr: str | None = None
+    """Correlation id of a request/reply pair or a trace."""
+    v: int = ENVELOPE_VERSION
+    """Envelope version."""
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    header: Header
+    body: dict[str, Any]
+    nbytes: int
+    """Bytes on the wire, all frames."""
+
+
+def _pack_default(arrays: list[np.ndarray]):
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind not in "biufc" or obj.ndim > _MAX_NDIM:
+                raise TypeError(f"array of dtype {obj.dtype} and {obj.ndim} dims cannot cross the bus")
+            arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+            arrays.append(arr)
+            ref = msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1])
+            return msgpack.ExtType(ARRAY_EXT, ref)
+        if isinstance(obj, np.generic):
+            return obj.item()
+        raise TypeError(f"cannot encode a {type(obj).__name__}")
+
+    return default
+
+
+def encode(topic: str, header: Header, body: dict[str, Any]) -> list[Any]:
+    """Frames of one message, ready for ``send_multipart(frames, copy=False)``.
+
+    Array frames are views of the caller's arrays: do not modify them until sent.
+    """
+    try:
+        validate_topic(topic)
+    except TopicError as exc:
+        raise EnvelopeError(str(exc), topic) from exc
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"body must be a map, got {type(body).__name__}", topic)
+    arrays: list[np.ndarray] = []
+    try:
+        head = {"v": header.v, "src": header.src, "seq": header.seq, "ts": header.ts}
+        if header.corr is not None:
+            head["corr"] = header.corr
+        head_bytes = msgpack.packb(head)
+        body_bytes = msgpack.packb(body, default=_pack_default(arrays), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EnvelopeError(f"cannot encode: {exc}", topic) from exc
+    frames: list[Any] = [topic.encode("utf-8"), head_bytes, body_bytes]
+    # A 1-d uint8 view is a plain byte buffer whatever the dtype and shape.
+    frames.extend(a.reshape(-1).view(np.uint8) for a in arrays)
+    return frames
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def _buffer(frame: Any) -> Any:
+    """The bytes of a received frame: zmq.Frame (copy=False) or bytes."""
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
+def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Decode one received multipart message, strictly; raises EnvelopeError."""
+    if len(frames) < 3:
+        raise EnvelopeError(f"expected at least 3 frames (topic, header, body), got {len(frames)}")
+    bufs = [_buffer(f) for f in frames]
+    nbytes = sum(len(b) for b in bufs)
+    try:
+        topic = bytes(bufs[0]).decode("utf-8")
+        validate_topic(topic)
+    except (UnicodeDecodeError, TopicError) as exc:
+        raise EnvelopeError(f"bad topic frame: {exc}") from exc
+    if nbytes > limits.max_message_bytes:
+        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    if len(frames) - 3 > limits.max_arrays:
+        raise EnvelopeError(f"{len(frames) - 3} array frames exceed {limits.max_arrays}", topic)
+    header = _decode_header(bufs[1], topic, limits)
+    body = _decode_body(bufs[2], bufs[3:], topic, limits)
+    return Message(topic=topic, header=header, body=body, nbytes=nbytes)
+
+
+_UNPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
+
+
+def _decode_header(buf: Any, topic: str, limits: Limits) -> Header:
+    if len(buf) > limits.max_header_bytes:
+        raise EnvelopeError(f"header of {len(buf)} bytes exceeds {limits.max_header_bytes}", topic)
+    try:
+        head = msgpack.unpackb(buf, raw=False, max_str_len=1024, max_bin_len=0, max_array_len=0,
+                               max_map_len=16, max_ext_len=0)
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad header: {exc}", topic) from exc
+    if not isinstance(head, dict):
+        raise EnvelopeError("header is not a map", topic)
+    v = head.get("v")
+    if v != ENVELOPE_VERSION:
+        raise EnvelopeError(f"unsupported envelope version {v!r} (this reader speaks {ENVELOPE_VERSION})", topic)
+    src, seq, ts, corr = head.get("src"), head.get("seq"), head.get("ts"), head.get("corr")
+    if not isinstance(src, str) or not src:
+        raise EnvelopeError(f"header src must be a non-empty str, got {src!r}", topic)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise EnvelopeError(f"header seq must be an int >= 0, got {seq!r}", topic)
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise EnvelopeError(f"header ts must be an int (ns), got {ts!r}", topic)
+    if corr is not None and not isinstance(corr, str):
+        raise EnvelopeError(f"header corr must be a str, got {corr!r}", topic)
+    return Header(src=src, seq=seq, ts=ts, corr=corr, v=v)
+
+
+def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str, limits: Limits) -> dict[str, Any]:
+    if len(buf) > limits.max_body_bytes:
+        raise EnvelopeError(f"body of {len(buf)} bytes exceeds {limits.max_body_bytes}", topic)
+    used = [False] * len(array_bufs)
+
+    def ext_hook(code: int, data: bytes) -> np.ndarray:
+        if code != ARRAY_EXT:
+            raise EnvelopeError(f"unknown extension type {code}", topic)
+        return _array_from_ref(data, array_bufs, used, topic)
+
+    n = limits.max_container_len
+    try:
+        body = msgpack.unpackb(buf, raw=False, ext_hook=ext_hook, strict_map_key=True,
+                               max_str_len=limits.max_body_bytes, max_bin_len=limits.max_body_bytes,
+                               max_array_len=n, max_map_len=n, max_ext_len=256)
+    except EnvelopeError:
+        raise
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad body: {exc}", topic) from exc
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"body is not a map but a {type(body).__name__}", topic)
+    if not all(used):
+        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    return body
+
+
+def _array_from_ref(data: bytes, array_bufs: Sequence[Any], used: list[bool], topic: str) -> np.ndarray:
+    try:
+        ref = msgpack.unpackb(data, raw=False, max_str_len=8, max_bin_len=0, max_array_len=_MAX_NDIM,
+                              max_map_len=0, max_ext_len=0)
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad array record: {exc}", topic) from exc
+    if not (isinstance(ref, list) and len(ref) == 3):
+        raise EnvelopeError("array record must be [dtype, shape, index]", topic)
+    dtype_str, shape, index = ref
+    if not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str):
+        raise EnvelopeError(f"array dtype {dtype_str!r} is not a plain numeric dtype", topic)
+    if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise EnvelopeError(f"array shape {shape!r} is not a list of at most {_MAX_NDIM} sizes", topic)
+    if not isinstance(index, int) or not 0 <= index < len(array_bufs):
+        raise EnvelopeError(f"array frame index {index!r} out of range ({len(array_bufs)} frames)", topic)
+    if used[index]:
+        raise EnvelopeError(f"array frame {index} referenced twice", topic)
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as exc:
+        raise EnvelopeError(f"array dtype {dtype_str!r}: {exc}", topic) from exc
+    buf = array_bufs[index]
+    expected = math.prod(shape) * dtype.itemsize
+    if expected != len(buf):
+        raise EnvelopeError(f"array frame {index} has {len(buf)} bytes, {dtype_str}{tuple(shape)} needs {expected}",
+                            topic)
+    used[index] = True
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)

@@ -1,0 +1,158 @@
+"""Typed bodies of the system topics: one dataclass per topic.
+
+Each class names its topic (``TOPIC``) and converts with ``to_body()`` /
+``from_body()``; the field docstrings give units. ``from_body`` checks that
+required fields are present and raises ``BodyError`` naming the topic and
+field otherwise. Bodies of the perception topics live next to the actors
+that own them, built on the same ``Body`` base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="Body")
+
+
+class BodyError(ValueError):
+    """A message body that does not fit its topic's schema."""
+
+
+class Body:
+    """Base of typed bodies: dataclass fields map one to one onto body keys."""
+
+    TOPIC: ClassVar[str] = ""
+
+    def to_body(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_body(cls: type[T], body: dict[str, Any]) -> T:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in body:
+                kwargs[f.name] = body[f.name]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BodyError(f"{cls.TOPIC or cls.__name__}: missing field {f.name!r}")
+        return cls(**kwargs)
+
+
+@dataclass
+class Counters(Body):
+    """Message counters of one actor since it started."""
+
+    received: int = 0
+    """Messages handled (``in``)."""
+    sent: int = 0
+    """Messages published (``out``)."""
+    dropped: int = 0
+    """Messages dropped on purpose: malformed, over a queue bound, wrong shape."""
+    gaps: int = 0
+    """Messages missed upstream, from seq gaps."""
+    errors: int = 0
+    """Handler and timer errors."""
+
+    def to_body(self) -> dict[str, Any]:
+        # DESIGN.md names the first two "in" and "out" on the wire.
+        return {"in": self.received, "out": self.sent, "dropped": self.dropped, "gaps": self.gaps,
+                "errors": self.errors}
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> "Counters":
+        return cls(received=body.get("in", 0), sent=body.get("out", 0), dropped=body.get("dropped", 0),
+                   gaps=body.get("gaps", 0), errors=body.get("errors", 0))
+
+
+@dataclass
+class Heartbeat(Body):
+    TOPIC: ClassVar[str] = "sys.heartbeat"
+
+    state: str
+    """``starting``, ``ready`` or ``stopping``."""
+    pid: int
+    """Process id of the actor."""
+    uptime: float
+    """Seconds since the process started."""
+    counters: dict[str, int]
+    """``Counters.to_body()``: in, out, dropped, gaps, errors."""
+    latency_ms: dict[str, float]
+    """Handler time percentiles over the last messages, milliseconds: p50, p90, p99, max; n samples."""
+    rss: int
+    """Resident memory, bytes."""
+    kind: str = ""
+    """Actor kind, e.g. ``monitor``."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific figures (queue backlog, broker statistics...)."""
+
+
+ACTOR_EVENTS = ("starting", "ready", "exited", "restarting", "failed", "stopped")
+
+
+@dataclass
+class ActorEvent(Body):
+    TOPIC: ClassVar[str] = "sys.actor"
+
+    actor: str
+    """Actor instance name."""
+    event: str
+    """One of ``ACTOR_EVENTS``."""
+    kind: str = ""
+    attempt: int = 0
+    """Consecutive restarts since the actor last ran healthy."""
+    delay: float = 0.0
+    """Seconds until the next start (``restarting``, ``failed``)."""
+    exit: int | None = None
+    """Exit code; negative: killed by that signal number."""
+    reason: str = ""
+    """Why: ``crashed``, ``hung``, ``start timeout``, ``circuit open``, ``requested``..."""
+    pid: int | None = None
+
+
+@dataclass
+class Health(Body):
+    TOPIC: ClassVar[str] = "monitor.health"
+
+    system: dict[str, Any]
+    """Machine: cpu_percent, memory_percent, memory_available (bytes), load1, disk_percent."""
+    actors: dict[str, dict[str, Any]]
+    """Per actor: state, pid, cpu_percent, rss (bytes), threads, counters, latency_ms, heartbeat_age_s."""
+    bus: dict[str, Any]
+    """Sums over actors: gaps, dropped, errors; messages in/out per second."""
+
+
+@dataclass
+class Alert(Body):
+    TOPIC: ClassVar[str] = "monitor.alert"
+
+    level: str
+    """``warning`` or ``critical``."""
+    metric: str
+    """What crossed its threshold, e.g. ``actor.failed``."""
+    value: float
+    threshold: float
+    actor: str = ""
+    state: str = "raised"
+    """``raised`` or ``cleared``."""
+    message: str = ""
+
+
+@dataclass
+class Command(Body):
+    """A command to one actor, on ``ctl.<actor>``; answered on ``ctl.reply`` with the same corr."""
+
+    cmd: str
+    """``stop``, ``ping``, ``stats`` or a kind-specific command."""
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CommandReply(Body):
+    TOPIC: ClassVar[str] = "ctl.reply"
+
+    actor: str
+    cmd: str
+    ok: bool
+    result: Any = None
+    error: str = ""

@@ -1,0 +1,191 @@
+"""Publisher and subscriber helpers over the broker.
+
+Behaviour at the high-water mark (HWM, in messages, set on every socket):
+
+* A publisher whose queue to the broker is full drops the message (ZeroMQ PUB
+  semantics: a sender never blocks on a slow bus).
+* The broker's XPUB drops messages for one subscriber whose queue is full;
+  other subscribers are not slowed down (like ROS 2 best-effort QoS).
+
+Neither drop is silent: every message carries ``seq`` per sender and topic,
+so each subscriber counts the messages it missed as ``gaps`` per (src, topic)
+and reports them in its heartbeat. A publisher that restarts begins again at
+seq 0; the subscriber counts that as a reset, not a gap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import structlog
+import zmq
+
+from bus.burstlog import BurstLog
+from bus.envelope import DEFAULT_LIMITS, EnvelopeError, Header, Limits, Message, decode, encode, now_ns
+from bus.topics import validate_prefix
+
+DEFAULT_HWM = 10_000
+"""Messages queued per socket before dropping."""
+
+log = structlog.get_logger("bus")
+
+
+class Publisher:
+    """Publishes envelopes from one sender (``src``), numbering each topic's messages.
+
+    The socket is an XPUB connected to the broker's XSUB, so the publisher
+    also sees subscriptions and can wait until someone listens.
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, src: str, *, hwm: int = DEFAULT_HWM,
+                 linger_ms: int = 1000) -> None:
+        self.src = src
+        self.sock = ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, linger_ms)
+        self.sock.connect(endpoint)
+        self._seq: dict[str, int] = {}
+        self.sent = 0
+        self.subscriptions: set[bytes] = set()
+
+    def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
+        """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
+        seq = self._seq.get(topic, 0)
+        frames = encode(topic, Header(src=self.src, seq=seq, ts=now_ns(), corr=corr), body)
+        self._seq[topic] = seq + 1
+        self.sock.send_multipart(frames, copy=False)
+        self.sent += 1
+        return seq
+
+    def drain_subscriptions(self) -> None:
+        """Read subscription changes forwarded by the broker (non-blocking)."""
+        while True:
+            try:
+                msg = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[:1] == b"\x01":
+                self.subscriptions.add(msg[1:])
+            elif msg[:1] == b"\x00":
+                self.subscriptions.discard(msg[1:])
+
+    def has_subscriber(self, topic: str) -> bool:
+        t = topic.encode()
+        return any(t.startswith(s) for s in self.subscriptions)
+
+    def wait_for_subscriber(self, topic: str, timeout_s: float) -> bool:
+        """Block until some subscriber's prefix matches ``topic``, or the timeout."""
+        end = time.monotonic() + timeout_s
+        while True:
+            self.drain_subscriptions()
+            if self.has_subscriber(topic):
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLIN)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class SubscriberStats:
+    received: int = 0
+    """Messages decoded and delivered."""
+    malformed: int = 0
+    """Messages that failed to decode: counted and dropped."""
+    gaps: int = 0
+    """Messages missed, from seq gaps, all senders and topics."""
+    resets: int = 0
+    """Times a sender's seq went backwards (a restarted sender)."""
+    gaps_by_stream: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Subscriber:
+    """Receives and decodes envelopes, filtering exact topics and counting losses.
+
+    ``subscribe(topic)`` delivers exactly that topic; ``subscribe(prefix,
+    exact=False)`` delivers every topic starting with ``prefix`` (a prefix
+    ending in '.' takes a whole area, '' takes everything).
+    """
+
+    MAX_STREAMS = 65_536
+    """Bound on tracked (src, topic) pairs; beyond it tracking starts afresh."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
+                 prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
+        self.sock.connect(endpoint)
+        self.stats = SubscriberStats()
+        self._exact: set[str] = set()
+        self._prefixes: list[str] = []
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._burst = BurstLog(log)
+        for t in topics:
+            self.subscribe(t)
+        for p in prefixes:
+            self.subscribe(p, exact=False)
+
+    def subscribe(self, topic: str, exact: bool = True) -> None:
+        validate_prefix(topic)
+        if exact:
+            self._exact.add(topic)
+        elif topic not in self._prefixes:
+            self._prefixes.append(topic)
+        self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    def wanted(self, topic: str) -> bool:
+        return topic in self._exact or any(topic.startswith(p) for p in self._prefixes)
+
+    def recv(self, timeout_ms: int | None = None) -> Message | None:
+        """The next wanted message, or None when nothing came within ``timeout_ms``
+        (``0``: do not wait; ``None``: wait forever). Malformed messages are
+        counted, logged once per burst and skipped."""
+        while True:
+            if timeout_ms is not None and not self.sock.poll(timeout_ms, zmq.POLLIN):
+                return None
+            frames = self.sock.recv_multipart(copy=False)
+            msg = self.decode(frames)
+            if msg is not None:
+                return msg
+            timeout_ms = 0 if timeout_ms is not None else None
+
+    def decode(self, frames: list[Any]) -> Message | None:
+        """Decode and account one received message; None if malformed or unwanted."""
+        try:
+            msg = decode(frames, self.limits)
+        except EnvelopeError as exc:
+            self.stats.malformed += 1
+            self._burst.error("malformed", "malformed_message_dropped", topic=exc.topic, reason=exc.reason,
+                              malformed_total=self.stats.malformed)
+            return None
+        if not self.wanted(msg.topic):
+            return None
+        self._account(msg)
+        self.stats.received += 1
+        return msg
+
+    def _account(self, msg: Message) -> None:
+        key = (msg.header.src, msg.topic)
+        seq = msg.header.seq
+        last = self._last_seq.get(key)
+        if last is not None:
+            if seq > last + 1:
+                missed = seq - last - 1
+                self.stats.gaps += missed
+                self.stats.gaps_by_stream[key] = self.stats.gaps_by_stream.get(key, 0) + missed
+            elif seq <= last:
+                self.stats.resets += 1
+        elif len(self._last_seq) >= self.MAX_STREAMS:
+            self._last_seq.clear()
+        self._last_seq[key] = seq
+
+    def close(self) -> None:
+        self.sock.close()

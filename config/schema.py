@@ -1,0 +1,150 @@
+"""The settings schema: every key Sensorium reads, with its default and unit.
+
+Unknown keys are errors (``extra="forbid"``). Each actor kind has its own
+settings model in ``KIND_SETTINGS``; the loader validates an actor's
+``settings`` table against the model of its kind.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ACTOR_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(@[a-z0-9_\-]+)?")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class BusSettings(Strict):
+    runtime_dir: str = ""
+    """Folder of the ipc sockets, mode 0700; '' means $XDG_RUNTIME_DIR/sensorium or /tmp/sensorium-UID."""
+    frontend: str = ""
+    """Endpoint publishers connect to; '' means ipc://RUNTIME_DIR/pub.sock."""
+    backend: str = ""
+    """Endpoint subscribers connect to; '' means ipc://RUNTIME_DIR/sub.sock."""
+    control: str = ""
+    """The supervisor's control endpoint; '' means ipc://RUNTIME_DIR/control.sock."""
+    hwm: int = Field(10_000, ge=1)
+    """High-water mark of every bus socket, messages."""
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest message accepted, bytes (all frames)."""
+
+
+class LogSettings(Strict):
+    dir: str = ""
+    """Folder of the rotating log files; '' means RUNTIME_DIR/logs."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    max_bytes: int = Field(10_000_000, ge=10_000)
+    """Size of one log file before it rotates, bytes."""
+    backups: int = Field(5, ge=0)
+    """Rotated files kept per actor."""
+
+
+class SupervisorSettings(Strict):
+    term_wait_s: float = Field(3.0, gt=0)
+    """After SIGTERM, seconds to wait before SIGKILL."""
+    tick_s: float = Field(0.05, gt=0, le=1)
+    """Period of the supervision loop, seconds."""
+
+
+class BackoffSettings(Strict):
+    initial_s: float = Field(0.5, ge=0)
+    """First restart delay, seconds."""
+    factor: float = Field(2.0, ge=1)
+    """Each further consecutive restart waits this many times longer."""
+    max_s: float = Field(30.0, ge=0)
+    """Cap on the delay, seconds."""
+    jitter: float = Field(0.1, ge=0, le=1)
+    """Random spread, a fraction of the delay (0.1: +/-10%)."""
+    reset_after_s: float = Field(30.0, ge=0)
+    """Seconds of healthy running after which the delay starts again from initial_s."""
+
+
+class IntensitySettings(Strict):
+    max_restarts: int = Field(5, ge=0)
+    """Restarts allowed within window_s; one more opens the circuit (FAILED)."""
+    window_s: float = Field(60.0, gt=0)
+    recovery_s: float = Field(30.0, ge=0)
+    """Seconds a FAILED actor waits before its one half-open try."""
+
+
+class ActorSpec(Strict):
+    """How to run and supervise one actor instance (an OTP child spec)."""
+
+    kind: str = ""
+    """Actor kind; '' means the part of the name before '@'."""
+    enabled: bool = True
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    """permanent: always restart; transient: only after a failure; temporary: never."""
+    shutdown_s: float = Field(5.0, gt=0)
+    """Grace period between the stop request and SIGTERM, seconds."""
+    after: list[str] = []
+    """Actors that must be ready before this one starts (stopped after it)."""
+    start_timeout_s: float = Field(30.0, gt=0)
+    """Seconds from spawn to the first ready heartbeat (covers model loading)."""
+    liveness_timeout_s: float = Field(5.0, gt=0)
+    """Seconds without a heartbeat after which a running actor counts as hung."""
+    heartbeat_s: float = Field(1.0, gt=0)
+    """Heartbeat period, seconds."""
+    backoff: BackoffSettings = BackoffSettings()
+    intensity: IntensitySettings = IntensitySettings()
+    settings: dict[str, Any] = {}
+    """Kind-specific settings, validated against KIND_SETTINGS[kind]."""
+
+    def kind_for(self, name: str) -> str:
+        return self.kind or name.split("@", 1)[0]
+
+
+class MonitorSettings(Strict):
+    interval_s: float = Field(1.0, gt=0)
+    """Period of monitor.health, seconds."""
+    stale_after_s: float = Field(10.0, gt=0)
+    """An actor silent this long is reported as stale."""
+
+
+class ProbeSettings(Strict):
+    """A diagnostic actor: echoes messages and can act out faults for drills and tests."""
+
+    echo: list[str] = []
+    """Topic prefixes to echo back on probe.echo."""
+    tick_hz: float = Field(0.0, ge=0)
+    """Publish probe.tick at this rate; 0: never."""
+    setup_delay_s: float = Field(0.0, ge=0)
+    """Pretend setup takes this long (a slow model load)."""
+    fail_setup: bool = False
+    """Raise in setup: the process exits with code 1."""
+    crash_after_s: float = Field(0.0, ge=0)
+    """Exit with code 1 this long after ready; 0: never."""
+    hang_after_s: float = Field(0.0, ge=0)
+    """Stop handling anything (heartbeats included) this long after ready; 0: never."""
+
+
+KIND_SETTINGS: dict[str, type[Strict]] = {
+    "monitor": MonitorSettings,
+    "probe": ProbeSettings,
+}
+
+
+class Config(Strict):
+    bus: BusSettings = BusSettings()
+    log: LogSettings = LogSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    actor_defaults: dict[str, Any] = {}
+    """Keys merged under every [actors.NAME] table (restart, backoff, ...)."""
+    actors: dict[str, ActorSpec] = {}
+
+    @field_validator("actors")
+    @classmethod
+    def _names(cls, actors: dict[str, ActorSpec]) -> dict[str, ActorSpec]:
+        for name in actors:
+            if not ACTOR_NAME_RE.fullmatch(name):
+                raise ValueError(f"actor name {name!r} must look like 'kind' or 'kind@instance' "
+                                 "(lowercase letters, digits, '_')")
+        return actors
+
+    def enabled_actors(self) -> dict[str, ActorSpec]:
+        return {n: s for n, s in self.actors.items() if s.enabled}

@@ -182,6 +182,12 @@ class Actor:
         self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm)
         self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
         try:
+            # A message sent before subscriptions reach a new publisher is lost
+            # (ZeroMQ's slow joiner); under a supervisor, wait until it hears
+            # heartbeats so that the "ready" one is not lost.
+            supervised = bool(os.environ.get(SUPERVISOR_PID_ENV))
+            if not self.pub.wait_for_subscriber(Heartbeat.TOPIC, 10.0 if supervised else 0.5) and supervised:
+                self.log.warning("no_heartbeat_subscriber", waited_s=10.0)
             self.sub.subscribe(ctl_topic(self.name))
             for topic in self._handlers:
                 self.sub.subscribe(topic, exact=not topic.endswith("."))
@@ -364,7 +370,11 @@ class Actor:
         def watch() -> None:
             while os.getppid() == sup_pid:
                 time.sleep(0.25)
-            self.log.warning("supervisor_gone", supervisor_pid=sup_pid)
+            # Our stdout/stderr are pipes to the dead supervisor: a log line
+            # would raise BrokenPipeError, so point them at /dev/null first.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
             self.stop("supervisor gone", code=0)
             time.sleep(3.0)
             os._exit(0)

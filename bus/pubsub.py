@@ -148,14 +148,16 @@ class Subscriber:
         """The next wanted message, or None when nothing came within ``timeout_ms``
         (``0``: do not wait; ``None``: wait forever). Malformed messages are
         counted, logged once per burst and skipped."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
-            if timeout_ms is not None and not self.sock.poll(timeout_ms, zmq.POLLIN):
-                return None
+            if deadline is not None:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                if not self.sock.poll(left_ms, zmq.POLLIN):
+                    return None
             frames = self.sock.recv_multipart(copy=False)
             msg = self.decode(frames)
             if msg is not None:
                 return msg
-            timeout_ms = 0 if timeout_ms is not None else None
 
     def decode(self, frames: list[Any]) -> Message | None:
         """Decode and account one received message; None if malformed or unwanted."""

@@ -1,0 +1,753 @@
+"""Bus benchmark: the full Sensorium path against raw pyzmq, measured in one run.
+
+Sensorium path: ``Publisher`` -> ``Broker`` (XSUB/XPUB proxy) -> ``Subscriber``,
+full envelope, each of the three in its own process, over ipc:// sockets.
+Baseline: a raw pyzmq PUB -> SUB over ipc://, one frame of the same payload
+size, no envelope, no broker, each side in its own process.
+
+Measured, for both paths:
+
+1. throughput of ~100-byte messages (sent as fast as possible);
+2. throughput of 640x480x3 uint8 frames (msg/s and MB/s);
+3. latency p50/p99 at a paced 1,000 msg/s (small) and 30 frames/s;
+4. loss accounting of every Sensorium run: sent, received, seq gaps counted
+   by the Subscriber and unaccounted = sent - received - gaps (must be 0).
+
+Run from the repository root::
+
+    python bench/bus.py [--quick] [--repeat N] [--out DIR]
+
+It prints a table with the Sensorium/raw ratios and PASS/MISS per target,
+writes ``DIR/bus.json`` (default ``bench/out``) and, when matplotlib is
+importable, ``DIR/bus.png``. The exit code is 0 whether or not a target is
+met (this is a measurement), non-zero on errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/bus.py``, this file's folder comes first on sys.path
+# and this very file would shadow the ``bus`` package: put the repository
+# root there instead.
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import struct  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import zmq  # noqa: E402
+
+HWM = 1_000_000
+"""High-water mark on every socket, the broker's included: nothing should drop."""
+SMALL_BYTES = 100
+"""Target size on the wire of one small message, all frames."""
+FRAME_SHAPE = (480, 640, 3)
+FRAME_BYTES = 480 * 640 * 3
+TOPIC_SMALL = "bench.small"
+TOPIC_FRAME = "bench.frame"
+SRC = "bench@pub"
+END_PAUSE_S = 0.2
+"""Pause before the end marker, so that tail losses show up as seq gaps."""
+START_TIMEOUT_S = 30.0
+"""How long a process may take to start and find its peers."""
+IDLE_TIMEOUT_S = 10.0
+"""A receiver that hears nothing for this long after its first message gives up."""
+
+TARGETS = {
+    "small_throughput_ratio": 0.5,
+    "frame_throughput_ratio": 0.8,
+    "unaccounted": 0,
+}
+
+_MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
+_TS = struct.Struct("<Q")
+
+
+class BenchError(RuntimeError):
+    """A run that could not be measured (a process failed or timed out)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _quiet_logs() -> None:
+    """Silence the bus' info logs (broker_started...) in bench processes; errors still show."""
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _cpu_s() -> float:
+    """CPU seconds used by this process so far, all threads (the broker's proxy thread included)."""
+    return time.process_time()
+
+
+def small_body(with_t: bool) -> dict[str, Any]:
+    """A body that makes the whole encoded message (topic, header, body) ~SMALL_BYTES."""
+    from bus.envelope import Header, encode
+
+    def size(body: dict[str, Any]) -> int:
+        # a representative seq (3-byte msgpack int) and a real timestamp
+        frames = encode(TOPIC_SMALL, Header(src=SRC, seq=50_000, ts=time.time_ns()), body)
+        return sum(len(f) for f in frames)
+
+    body: dict[str, Any] = {"x": 1.0, "y": 2.0, "label": ""}
+    if with_t:
+        body["t"] = time.monotonic_ns()
+    body["label"] = "a" * max(0, SMALL_BYTES - size(body))
+    return body
+
+
+def _child(conn: Any, fn: Any, *args: Any) -> None:
+    """Run one bench process body; report its result or its traceback over ``conn``."""
+    try:
+        _quiet_logs()
+        conn.send(("result", fn(conn, *args)))
+    except BaseException:  # noqa: BLE001 - everything goes back to the parent
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:  # noqa: BLE001
+            pass
+        raise SystemExit(1)
+
+
+def _expect(conn: Any, what: str, timeout_s: float, role: str) -> Any:
+    if not conn.poll(timeout_s):
+        raise BenchError(f"{role}: no {what!r} within {timeout_s:.0f} s")
+    try:
+        kind, value = conn.recv()
+    except EOFError as exc:
+        raise BenchError(f"{role}: process ended before sending {what!r}") from exc
+    if kind == "error":
+        raise BenchError(f"{role} failed:\n{value}")
+    if kind != what:
+        raise BenchError(f"{role}: expected {what!r}, got {kind!r}")
+    return value
+
+
+def _pace(t0: float, i: int, period: float) -> None:
+    delay = t0 + i * period - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+
+
+# --------------------------------------------------------------------------- broker process
+
+
+def broker_proc(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
+    from bus.broker import Broker
+
+    broker = Broker(frontend, backend, hwm=HWM, ctx=zmq.Context()).start()
+    conn.send(("ready", None))
+    stats: dict[str, int] = {}
+    try:
+        while True:
+            cmd = conn.recv()
+            if cmd == "stats":
+                stats = broker.stats()
+            elif cmd == "stop":
+                break
+    finally:
+        broker.stop()
+    return {"stats": stats, "cpu_s": _cpu_s()}
+
+
+# --------------------------------------------------------------------------- Sensorium sender/receiver
+
+
+def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: float | None,
+                direct: bool = False) -> dict[str, Any]:
+    """Publish ``n`` messages (as fast as possible, or paced at ``rate``/s), then an end marker.
+
+    ``direct`` (diagnostic): no broker; the publisher's socket binds ``frontend``
+    and the subscriber connects to it, as a raw PUB/SUB pair would.
+    """
+    from bus.pubsub import Publisher
+
+    ctx = zmq.Context()
+    pub = Publisher(ctx, frontend, SRC, hwm=HWM)
+    if direct:
+        pub.sock.disconnect(frontend)
+        pub.sock.bind(frontend)
+    if not pub.wait_for_subscriber(topic, START_TIMEOUT_S):
+        raise BenchError(f"no subscriber for {topic} within {START_TIMEOUT_S} s")
+    publish = pub.publish
+    cpu0 = _cpu_s()
+    if kind == "small":
+        body = small_body(with_t=rate is not None)
+    else:
+        body = {"frame": np.full(FRAME_SHAPE, 7, dtype=np.uint8)}
+    t0 = time.perf_counter()
+    if rate is None:
+        for _ in range(n):
+            publish(topic, body)
+    else:
+        period = 1.0 / rate
+        mono = time.monotonic_ns
+        for i in range(n):
+            _pace(t0, i, period)
+            body["t"] = mono()
+            publish(topic, body)
+    t1 = time.perf_counter()
+    time.sleep(END_PAUSE_S)
+    publish(topic, {"end": True, "sent": n})
+    conn.send(("sent", None))
+    # Keep the socket open until the parent says the receiver is done: closing
+    # would discard what is still queued once the linger expires.
+    conn.recv()
+    cpu1 = _cpu_s()  # the I/O thread's work included, which goes on after the loop
+    pub.close()
+    ctx.term()
+    return {"sent": n, "published_incl_marker": pub.sent, "send_s": t1 - t0,
+            "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
+
+
+def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool) -> dict[str, Any]:
+    from bus.pubsub import Subscriber
+
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, backend, [topic], hwm=HWM)
+    conn.send(("ready", None))
+    recv = sub.recv
+    perf = time.perf_counter
+    mono = time.monotonic_ns
+    count = 0
+    t_first = t_last = 0.0
+    lats: list[int] = []
+    first_seq = last_seq = None
+    marker = None
+    end_reason = "marker"
+    cpu0 = None
+    timeout_ms = int(START_TIMEOUT_S * 1000)
+    while True:
+        msg = recv(timeout_ms)
+        if msg is None:
+            end_reason = "timeout"
+            break
+        now = perf()
+        if latency:
+            t_recv = mono()
+        body = msg.body
+        if body.get("end"):
+            marker = msg.header.seq
+            break
+        if count == 0:
+            t_first = now
+            cpu0 = _cpu_s()
+            first_seq = msg.header.seq
+            timeout_ms = int(IDLE_TIMEOUT_S * 1000)
+        if latency:
+            lats.append(t_recv - body["t"])
+        if kind == "frame" and body["frame"].shape != FRAME_SHAPE:
+            raise BenchError(f"bad frame shape {body['frame'].shape}")
+        t_last = now
+        last_seq = msg.header.seq
+        count += 1
+    cpu1 = _cpu_s()
+    st = sub.stats
+    sub.close()
+    ctx.term()
+    return {"received": count, "received_incl_marker": st.received, "gaps": st.gaps, "malformed": st.malformed,
+            "resets": st.resets, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
+            "end": end_reason, "span_s": t_last - t_first, "lat_ns": lats,
+            "cpu_s": (cpu1 - cpu0) if cpu0 is not None else 0.0}
+
+
+# --------------------------------------------------------------------------- raw pyzmq sender/receiver
+
+
+def raw_sender(conn: Any, endpoint: str, kind: str, n: int, rate: float | None, ready: Any,
+               via_broker: bool = False) -> dict[str, Any]:
+    """PUB: warm-ups (b"W") until the receiver says it hears us, then ``n`` data messages, then b"E"+n.
+
+    The PUB binds ``endpoint``, or with ``via_broker`` (diagnostic) connects to the broker's frontend.
+    """
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, HWM)
+    sock.setsockopt(zmq.LINGER, 1000)
+    if via_broker:
+        sock.connect(endpoint)
+    else:
+        sock.bind(endpoint)
+    end = time.monotonic() + START_TIMEOUT_S
+    while not ready.is_set():
+        sock.send(b"W")
+        ready.wait(0.01)
+        if time.monotonic() > end:
+            raise BenchError(f"raw receiver not ready within {START_TIMEOUT_S} s")
+    send = sock.send
+    cpu0 = _cpu_s()
+    if kind == "small":
+        payload = bytearray(b"D" * SMALL_BYTES)
+        copy = True  # below pyzmq's copy threshold a send copies anyway
+    else:
+        payload = np.full(FRAME_SHAPE, 7, dtype=np.uint8)
+        copy = False
+    t0 = time.perf_counter()
+    if rate is None:
+        data = bytes(payload) if kind == "small" else payload
+        for _ in range(n):
+            send(data, copy=copy)
+    else:
+        period = 1.0 / rate
+        mono = time.monotonic_ns
+        pack_into = _TS.pack_into
+        buf = payload if kind == "small" else payload.reshape(-1)  # timestamp in the first 8 bytes
+        for i in range(n):
+            _pace(t0, i, period)
+            pack_into(buf, 0, mono())
+            # frames: zero copy of an array rewritten every 33 ms, long after libzmq let go of it
+            send(bytes(buf) if kind == "small" else payload, copy=copy)
+    t1 = time.perf_counter()
+    time.sleep(END_PAUSE_S)
+    send(_MARK.pack(ord("E"), n))
+    conn.send(("sent", None))
+    conn.recv()
+    cpu1 = _cpu_s()
+    sock.close()
+    ctx.term()
+    return {"sent": n, "send_s": t1 - t0, "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
+
+
+def raw_receiver(conn: Any, endpoint: str, kind: str, latency: bool, ready: Any) -> dict[str, Any]:
+    size = SMALL_BYTES if kind == "small" else FRAME_BYTES
+    copy = kind == "small"  # the fastest raw receive: copy small messages, not frames
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.setsockopt(zmq.RCVTIMEO, int(START_TIMEOUT_S * 1000))
+    sock.connect(endpoint)
+    conn.send(("ready", None))
+    recv = sock.recv
+    while True:  # first warm-up: we hear the sender
+        try:
+            m = recv(copy=copy)
+        except zmq.Again as exc:
+            raise BenchError(f"raw receiver heard nothing within {START_TIMEOUT_S} s") from exc
+        if len(m) == 1:
+            break
+    ready.set()
+    sock.setsockopt(zmq.RCVTIMEO, int(IDLE_TIMEOUT_S * 1000))
+    perf = time.perf_counter
+    mono = time.monotonic_ns
+    unpack_from = _TS.unpack_from
+    count = 0
+    warmups_after = 0
+    t_first = t_last = 0.0
+    lats: list[int] = []
+    sent = None
+    end_reason = "marker"
+    cpu0 = _cpu_s()
+    while True:
+        try:
+            m = recv(copy=copy)
+        except zmq.Again:
+            end_reason = "timeout"
+            break
+        now = perf()
+        n = len(m)
+        if n == size:
+            if latency:
+                lats.append(mono() - unpack_from(m if copy else m.buffer, 0)[0])
+            if count == 0:
+                t_first = now
+                cpu0 = _cpu_s()
+            t_last = now
+            count += 1
+        elif n == 1:
+            warmups_after += 1  # a warm-up still in flight: not counted
+        else:
+            sent = _MARK.unpack(m if copy else m.bytes)[1]
+            break
+    cpu1 = _cpu_s()
+    sock.close()
+    ctx.term()
+    return {"received": count, "marker_sent": sent, "warmups_skipped": warmups_after, "end": end_reason,
+            "span_s": t_last - t_first, "lat_ns": lats, "cpu_s": cpu1 - cpu0}
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+class Runner:
+    def __init__(self, tmpdir: str) -> None:
+        self.tmpdir = tmpdir
+        self.mp = mp.get_context("spawn")
+        self.n_runs = 0
+
+    def _start(self, fn: Any, *args: Any) -> tuple[Any, Any]:
+        parent, child = self.mp.Pipe()
+        proc = self.mp.Process(target=_child, args=(child, fn, *args), daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def run(self, path: str, kind: str, n: int, rate: float | None) -> dict[str, Any]:
+        """One measured run: fresh processes and sockets, results of every process.
+
+        ``path``: "raw" (PUB -> SUB), "sensorium" (Publisher -> Broker -> Subscriber);
+        diagnostics: "raw_broker" (PUB -> Broker -> SUB, single frames) and
+        "sens_direct" (Publisher -> Subscriber, no broker).
+        """
+        self.n_runs += 1
+        tag = f"{self.n_runs}"
+        latency = rate is not None
+        # generous: 2 ms per frame / 100 us per small message in the worst case, plus the pacing
+        budget = START_TIMEOUT_S + IDLE_TIMEOUT_S + n * (2e-3 if kind == "frame" else 1e-4) + (n / rate if rate else 0)
+        topic = TOPIC_SMALL if kind == "small" else TOPIC_FRAME
+        procs: list[Any] = []
+        broker_conn = None
+        try:
+            if path in ("sensorium", "raw_broker"):
+                frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
+                backend = f"ipc://{self.tmpdir}/b{tag}.sock"
+                proc, broker_conn = self._start(broker_proc, frontend, backend)
+                procs.append(proc)
+                _expect(broker_conn, "ready", START_TIMEOUT_S, "broker")
+            else:
+                frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
+            if path in ("sensorium", "sens_direct"):
+                proc, rconn = self._start(sens_receiver, backend, topic, kind, latency)
+                procs.append(proc)
+                _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
+                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct")
+                procs.append(proc)
+            else:
+                ready = self.mp.Event()
+                proc, sconn = self._start(raw_sender, frontend, kind, n, rate, ready, path == "raw_broker")
+                procs.append(proc)
+                proc, rconn = self._start(raw_receiver, backend, kind, latency, ready)
+                procs.append(proc)
+                _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
+            _expect(sconn, "sent", budget, "sender")
+            rres = _expect(rconn, "result", budget, "receiver")
+            sconn.send("exit")
+            sres = _expect(sconn, "result", START_TIMEOUT_S, "sender")
+            bres = None
+            if broker_conn is not None:
+                broker_conn.send("stats")
+                broker_conn.send("stop")
+                bres = _expect(broker_conn, "result", START_TIMEOUT_S, "broker")
+            for proc in procs:
+                proc.join(START_TIMEOUT_S)
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+        return summarize(path, kind, n, rate, sres, rres, bres)
+
+
+def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict, b: dict | None) -> dict[str, Any]:
+    received = r["received"]
+    span = r["span_s"]
+    out: dict[str, Any] = {
+        "path": path, "kind": kind, "sent": s["sent"], "received": received, "end": r["end"],
+        "msg_per_s": (received - 1) / span if span > 0 and received > 1 else 0.0,
+        "send_rate": s["send_rate"], "sender_cpu_s": s["cpu_s"], "receiver_cpu_s": r["cpu_s"],
+        "receiver_span_s": span,
+    }
+    out["mb_per_s"] = out["msg_per_s"] * (SMALL_BYTES if kind == "small" else FRAME_BYTES) / 1e6
+    if rate is not None:
+        lat = np.asarray(r["lat_ns"], dtype=np.float64) / 1000.0  # microseconds
+        out["rate"] = rate
+        out["latency_us"] = ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                              "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}
+                             if lat.size else {"p50": float("nan"), "p99": float("nan"), "n": 0})
+    if path in ("sensorium", "sens_direct"):
+        out["gaps"] = r["gaps"]
+        out["unaccounted"] = s["sent"] - received - r["gaps"]
+        out["malformed"] = r["malformed"]
+        out["resets"] = r["resets"]
+        out["first_seq"] = r["first_seq"]
+        out["last_seq"] = r["last_seq"]
+        out["marker_seq"] = r["marker_seq"]
+    else:
+        out["lost"] = s["sent"] - received
+        out["warmups_skipped"] = r["warmups_skipped"]
+    if b is not None:
+        st = b["stats"]
+        out["broker_stats"] = st
+        out["broker_cpu_s"] = b["cpu_s"]
+        if path == "sensorium" and st:
+            # libzmq 4.3 counts frames: data messages have 3 (+1 per array), the end marker 3
+            per_msg = 3 if kind == "small" else 4
+            out["broker_in"] = _frames_to_msgs(st["frontend_frames_in"], per_msg)
+            out["broker_out"] = _frames_to_msgs(st["backend_frames_out"], per_msg)
+    return out
+
+
+def _frames_to_msgs(frames: int, per_msg: int) -> float:
+    msgs = (frames - 3) / per_msg + 1
+    return int(msgs) if msgs == int(msgs) else msgs
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _med(runs: list[dict], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+def _fmt(v: float, unit: str = "") -> str:
+    if v != v:  # nan
+        return "n/a"
+    if abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.1f}{unit}"
+
+
+PATH_LABELS = {
+    "raw": "raw PUB->SUB",
+    "raw_broker": "raw via broker",
+    "sens_direct": "envelope, no broker",
+    "sensorium": "sensorium (full)",
+}
+
+
+def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, raw: float, sens: float, better: str, target: float | None = None) -> None:
+        ratio = sens / raw if raw else float("nan")
+        entry = {"metric": name, "raw": raw, "sensorium": sens, "ratio": ratio, "better": better}
+        if target is not None:
+            entry["target"] = f">= {target}x raw"
+            entry["pass"] = bool(ratio >= target)
+        rows.append(entry)
+
+    st = results["small_throughput"]
+    ft = results["frame_throughput"]
+    row("small throughput (msg/s)", _med(st["raw"], "msg_per_s"), _med(st["sensorium"], "msg_per_s"), "higher",
+        TARGETS["small_throughput_ratio"])
+    row("frame throughput (msg/s)", _med(ft["raw"], "msg_per_s"), _med(ft["sensorium"], "msg_per_s"), "higher",
+        TARGETS["frame_throughput_ratio"])
+    row("frame throughput (MB/s)", _med(ft["raw"], "mb_per_s"), _med(ft["sensorium"], "mb_per_s"), "higher")
+    for key, label in (("small_latency", f"small @{cfg['small_rate']:.0f}/s"),
+                       ("frame_latency", f"frame @{cfg['frame_rate']:.0f}/s")):
+        raw, sens = results[key]["raw"][0]["latency_us"], results[key]["sensorium"][0]["latency_us"]
+        for p in ("p50", "p99"):
+            row(f"latency {label} {p} (us)", raw[p], sens[p], "lower")
+
+    # Where the throughput gap comes from: the broker hop alone, the envelope alone, both.
+    breakdown = {}
+    for scen in ("small_throughput", "frame_throughput"):
+        raw = _med(results[scen]["raw"], "msg_per_s")
+        breakdown[scen] = {path: {"msg_per_s": _med(runs, "msg_per_s"),
+                                  "ratio": _med(runs, "msg_per_s") / raw if raw else float("nan")}
+                           for path, runs in results[scen].items() if runs}
+
+    sens_runs = [run for scen in results.values() for run in scen["sensorium"]]
+    loss = {
+        "runs": len(sens_runs),
+        "sent": sum(r["sent"] for r in sens_runs),
+        "received": sum(r["received"] for r in sens_runs),
+        "gaps": sum(r["gaps"] for r in sens_runs),
+        "unaccounted": sum(r["unaccounted"] for r in sens_runs),
+        "malformed": sum(r["malformed"] for r in sens_runs),
+        "ended_by_timeout": sum(r["end"] != "marker" for r in sens_runs),
+    }
+    loss["pass"] = loss["unaccounted"] == TARGETS["unaccounted"] and loss["ended_by_timeout"] == 0
+    raw_runs = [run for scen in results.values() for run in scen["raw"]]
+    raw_loss = {"runs": len(raw_runs), "sent": sum(r["sent"] for r in raw_runs),
+                "received": sum(r["received"] for r in raw_runs), "lost": sum(r["lost"] for r in raw_runs)}
+    targets = [{"target": f"{r['metric']}: sensorium {r['target']}", "value": r["ratio"], "pass": r["pass"]}
+               for r in rows if "pass" in r]
+    targets.append({"target": "zero unaccounted losses (sent - received - gaps == 0)",
+                    "value": loss["unaccounted"], "pass": loss["pass"]})
+    return {"rows": rows, "breakdown": breakdown, "loss": loss, "raw_loss": raw_loss, "targets": targets}
+
+
+def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
+    print()
+    print(f"{'metric':<34}{'raw':>14}{'sensorium':>14}{'ratio':>9}  {'target':<14}{'result':<6}")
+    print("-" * 93)
+    for r in report["rows"]:
+        target = r.get("target", "")
+        result = ("PASS" if r["pass"] else "MISS") if "pass" in r else ""
+        print(f"{r['metric']:<34}{_fmt(r['raw']):>14}{_fmt(r['sensorium']):>14}{r['ratio']:>8.2f}x  "
+              f"{target:<14}{result:<6}")
+    print()
+    print("Throughput breakdown, msg/s (ratio to raw PUB->SUB); the middle two are diagnostics:")
+    paths = ("raw", "raw_broker", "sens_direct", "sensorium")
+    print(f"  {'':<8}" + "".join(f"{PATH_LABELS[p]:>24}" for p in paths))
+    for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):
+        cells = []
+        for p in paths:
+            b = report["breakdown"][scen].get(p)
+            cells.append(f"{_fmt(b['msg_per_s'])} ({b['ratio']:.2f}x)" if b else "-")
+        print(f"  {label:<8}" + "".join(f"{c:>24}" for c in cells))
+    print()
+    print("CPU seconds per process, median of the throughput runs (sender / broker / receiver):")
+    for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):
+        for p in paths:
+            runs = results[scen].get(p)
+            if not runs:
+                continue
+            broker = f"{_med(runs, 'broker_cpu_s'):.2f}" if "broker_cpu_s" in runs[0] else "-"
+            print(f"  {label:<6} {PATH_LABELS[p]:<20} {_med(runs, 'sender_cpu_s'):.2f} / {broker:>4} / "
+                  f"{_med(runs, 'receiver_cpu_s'):.2f}   (receive span {_med(runs, 'receiver_span_s'):.3f} s, "
+                  f"{runs[0]['sent']:,} msgs)")
+    print()
+    print("Sensorium loss accounting (every full-path run):")
+    print(f"  {'run':<22}{'sent':>10}{'received':>10}{'gaps':>8}{'unaccounted':>13}{'broker in':>11}"
+          f"{'broker out':>12}  end")
+    for scen, by_path in results.items():
+        runs = by_path["sensorium"]
+        for i, r in enumerate(runs):
+            name = f"{scen}[{i}]" if len(runs) > 1 else scen
+            print(f"  {name:<22}{r['sent']:>10,}{r['received']:>10,}{r['gaps']:>8,}{r['unaccounted']:>13,}"
+                  f"{r.get('broker_in', 0):>11,}{r.get('broker_out', 0):>12,}  {r['end']}")
+    loss = report["loss"]
+    print(f"  {'total':<22}{loss['sent']:>10,}{loss['received']:>10,}{loss['gaps']:>8,}{loss['unaccounted']:>13,}")
+    print("  (broker in/out: messages through the proxy, end marker included; end: how the receiver stopped)")
+    rl = report["raw_loss"]
+    print(f"Raw PUB->SUB: sent {rl['sent']:,}, received {rl['received']:,}, lost {rl['lost']:,} (warm-ups excluded)")
+    print()
+    print("Targets:")
+    for t in report["targets"]:
+        value = f"{t['value']:.2f}x" if isinstance(t["value"], float) else f"{t['value']}"
+        print(f"  [{'PASS' if t['pass'] else 'MISS'}] {t['target']} (measured {value})")
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not importable, skipping the plot (bus.json has every number)")
+        return False
+    rows = report["rows"]
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.2 * len(rows), 4.2))
+    for ax, r in zip(axes, rows):
+        bars = ax.bar(["raw", "sensorium"], [r["raw"], r["sensorium"]], color=["#888888", "#2a7ab0"])
+        ax.set_title(r["metric"].replace(" (", "\n("), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.bar_label(bars, labels=[_fmt(r["raw"]), _fmt(r["sensorium"])], fontsize=6)
+        sub = f"{r['ratio']:.2f}x" + (f"  {'PASS' if r['pass'] else 'MISS'}" if "pass" in r else "")
+        ax.set_xlabel(sub, fontsize=8, color=("black" if "pass" not in r else ("green" if r["pass"] else "red")))
+    fig.suptitle("Sensorium bus vs raw pyzmq PUB/SUB over ipc:// (higher is better for throughput, "
+                 "lower for latency)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- main
+
+
+def config(quick: bool, repeat: int | None) -> dict[str, Any]:
+    if quick:
+        return {"small_n": 50_000, "frame_n": 300, "small_rate": 1000.0, "small_lat_n": 2000,
+                "frame_rate": 30.0, "frame_lat_n": 60, "repeat": repeat or 1}
+    return {"small_n": 300_000, "frame_n": 2000, "small_rate": 1000.0, "small_lat_n": 10_000,
+            "frame_rate": 30.0, "frame_lat_n": 300, "repeat": repeat or 3}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts, one repeat: under a minute")
+    ap.add_argument("--repeat", type=int, default=None, help="throughput runs per path (median reported)")
+    ap.add_argument("--no-diag", action="store_true",
+                    help="skip the diagnostic throughput paths (raw via broker, envelope without broker)")
+    ap.add_argument("--out", type=Path, default=_HERE / "out", help="folder for bus.json and bus.png")
+    args = ap.parse_args(argv)
+    cfg = config(args.quick, args.repeat)
+    _quiet_logs()
+
+    started = time.monotonic()
+    env = {"python": platform.python_version(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+           "numpy": np.__version__, "cpus": os.cpu_count(), "platform": platform.platform()}
+    print(f"Sensorium bus benchmark ({'quick' if args.quick else 'default'}): pyzmq {env['pyzmq']}, "
+          f"libzmq {env['libzmq']}, {env['cpus']} CPUs, HWM {HWM:,} on every socket")
+    print(f"small message: {SMALL_BYTES} B on the wire (sensorium body {{x, y, label}}); "
+          f"frame: {FRAME_SHAPE} uint8 = {FRAME_BYTES:,} B")
+
+    tmpdir = tempfile.mkdtemp(prefix="sb-", dir="/tmp")
+    os.chmod(tmpdir, 0o700)
+    runner = Runner(tmpdir)
+    plan = [
+        ("small_throughput", "small", cfg["small_n"], None, cfg["repeat"]),
+        ("frame_throughput", "frame", cfg["frame_n"], None, cfg["repeat"]),
+        ("small_latency", "small", cfg["small_lat_n"], cfg["small_rate"], 1),
+        ("frame_latency", "frame", cfg["frame_lat_n"], cfg["frame_rate"], 1),
+    ]
+    results: dict[str, dict[str, list[dict]]] = {}
+    try:
+        for scen, kind, n, rate, repeat in plan:
+            paths = ("raw", "sensorium") + (() if rate or args.no_diag else ("raw_broker", "sens_direct"))
+            results[scen] = {path: [] for path in paths}
+            for i in range(repeat):
+                for path in paths:  # interleaved, so drift hits all alike
+                    what = f"{n:,} {kind} msgs" + (f" paced at {rate:g}/s" if rate else " as fast as possible")
+                    rep = f" [{i + 1}/{repeat}]" if repeat > 1 else ""
+                    print(f"[{time.monotonic() - started:6.1f}s] {scen}{rep} {PATH_LABELS[path]}: {what} ...",
+                          end="", flush=True)
+                    res = runner.run(path, kind, n, rate)
+                    results[scen][path].append(res)
+                    if rate:
+                        lat = res["latency_us"]
+                        line = f" p50 {_fmt(lat['p50'])} us, p99 {_fmt(lat['p99'])} us"
+                    else:
+                        line = f" {_fmt(res['msg_per_s'])} msg/s, {_fmt(res['mb_per_s'])} MB/s"
+                    if "gaps" in res:
+                        line += f" (recv {res['received']:,}, gaps {res['gaps']}, unaccounted {res['unaccounted']})"
+                    else:
+                        line += f" (recv {res['received']:,}, lost {res['lost']})"
+                    print(line, flush=True)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    report = build_report(results, cfg)
+    print_report(report, results, cfg)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for scen in results.values():  # keep the JSON small: latency samples become percentiles only
+        for runs in scen.values():
+            for run in runs:
+                run.pop("lat_ns", None)
+    doc = {"bench": "bus", "quick": args.quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env,
+           "config": {**cfg, "hwm": HWM, "small_bytes": SMALL_BYTES, "frame_shape": list(FRAME_SHAPE)},
+           "targets": TARGETS, "summary": report, "runs": results,
+           "elapsed_s": round(time.monotonic() - started, 1)}
+    json_path = args.out / "bus.json"
+    json_path.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+    print(f"\nwrote {json_path}")
+    png = args.out / "bus.png"
+    if plot(report, png):
+        print(f"wrote {png}")
+    print(f"done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

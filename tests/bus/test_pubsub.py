@@ -1,0 +1,147 @@
+"""Publisher, subscriber and broker over real ipc sockets."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from bus.envelope import Header, Limits, encode
+from bus.pubsub import Publisher, Subscriber
+from bus.tools import message_to_json
+
+WAIT_MS = 20_000
+
+
+def connected(broker, topics=(), prefixes=(), **kw):
+    pub = Publisher(broker.ctx, broker.frontend, "tester")
+    sub = Subscriber(broker.ctx, broker.backend, topics, prefixes=prefixes, **kw)
+    for t in list(topics) + [p + "x" if p.endswith(".") else p for p in prefixes]:
+        assert pub.wait_for_subscriber(t or "x", 20), f"subscription for {t!r} never reached the publisher"
+    return pub, sub
+
+
+def test_messages_with_arrays_cross_the_broker(broker):
+    pub, sub = connected(broker, ["camera.frame"])
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    for frame_id in range(3):
+        assert pub.publish("camera.frame", {"image": image, "frame_id": frame_id}) == frame_id
+    for frame_id in range(3):
+        msg = sub.recv(WAIT_MS)
+        assert msg is not None and msg.body["frame_id"] == frame_id and msg.header.seq == frame_id
+        np.testing.assert_array_equal(msg.body["image"], image)
+    assert sub.stats.received == 3 and sub.stats.gaps == 0 and sub.stats.malformed == 0
+    pub.close(), sub.close()
+
+
+def test_exact_topics_are_filtered_after_receipt(broker):
+    pub, sub = connected(broker, ["sys.heartbeat"])
+    pub.publish("sys.heartbeats", {"wrong": True})  # matches the zmq prefix, not the topic
+    pub.publish("sys.heartbeat", {"right": True})
+    msg = sub.recv(WAIT_MS)
+    assert msg.topic == "sys.heartbeat" and msg.body == {"right": True}
+    assert sub.recv(300) is None
+    pub.close(), sub.close()
+
+
+def test_prefix_subscriptions_take_a_whole_area(broker):
+    pub, sub = connected(broker, prefixes=["detect."])
+    for topic in ("detect.person", "detect.wifi_24", "camera.frame"):
+        pub.publish(topic, {})
+    got = {sub.recv(WAIT_MS).topic, sub.recv(WAIT_MS).topic}
+    assert got == {"detect.person", "detect.wifi_24"}
+    assert sub.recv(300) is None
+    pub.close(), sub.close()
+
+
+def _raw_publisher(broker):
+    raw = broker.ctx.socket(zmq.XPUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(broker.frontend)
+    assert raw.poll(WAIT_MS), "no subscription reached the raw publisher"
+    raw.recv()
+    return raw
+
+
+def test_seq_gaps_are_counted_per_sender_and_topic_and_restarts_are_not_gaps(broker):
+    sub = Subscriber(broker.ctx, broker.backend, prefixes=["test."])
+    raw = _raw_publisher(broker)
+
+    def send(src, topic, seq):
+        raw.send_multipart(encode(topic, Header(src=src, seq=seq, ts=0), {"seq": seq}), copy=False)
+
+    for seq in (0, 1, 5, 6):          # 2, 3, 4 lost
+        send("a", "test.x", seq)
+    for seq in (10, 12):              # a late joiner starts anywhere; 11 lost
+        send("b", "test.x", seq)
+    for seq in (0, 1):                # another topic of "a" is its own stream
+        send("a", "test.y", seq)
+    send("a", "test.x", 0)            # sender "a" restarted: not a gap
+    for _ in range(9):
+        assert sub.recv(WAIT_MS) is not None
+    assert sub.stats.gaps == 4
+    assert sub.stats.gaps_by_stream == {("a", "test.x"): 3, ("b", "test.x"): 1}
+    assert sub.stats.resets == 1
+    raw.close(), sub.close()
+
+
+def test_malformed_input_never_crashes_a_subscriber_and_is_counted(broker):
+    sub = Subscriber(broker.ctx, broker.backend, prefixes=["test."], limits=Limits(max_message_bytes=200_000))
+    raw = _raw_publisher(broker)
+    good = encode("test.ok", Header(src="t", seq=0, ts=0), {"a": np.arange(4)})
+    bad = [
+        [b"test.bad", b"\x00\xff\x13garbage"],                              # too few frames
+        [b"test.bad", b"\xc1", b"\xc1"],                                    # not msgpack
+        [b"test.bad", good[1], msgpack.packb({"a": msgpack.ExtType(7, b"")})],  # unknown extension
+        [b"test.bad", good[1], good[2]],                                    # array frame missing
+        [b"test.bad", good[1], good[2], b"\x00" * 3],                       # truncated array frame
+        [b"test.bad", good[1], msgpack.packb({"a": 1, "b": 2}), b"x" * 150_000, b"y" * 150_000],  # oversize
+    ]
+    for frames in bad:
+        raw.send_multipart(frames)
+    raw.send_multipart(good, copy=False)
+    msg = sub.recv(WAIT_MS)
+    assert msg is not None and msg.topic == "test.ok"
+    np.testing.assert_array_equal(msg.body["a"], np.arange(4))
+    assert sub.stats.malformed == len(bad)
+    raw.close(), sub.close()
+
+
+def test_publisher_knows_when_nobody_listens(broker):
+    pub = Publisher(broker.ctx, broker.frontend, "lonely")
+    assert not pub.wait_for_subscriber("nobody.here", 0.3)
+    pub.close()
+
+
+def test_tap_json_summarises_arrays_unless_full(broker):
+    pub, sub = connected(broker, ["camera.frame"])
+    pub.publish("camera.frame", {"image": np.zeros((2, 3, 3), np.uint8), "frame_id": 1})
+    msg = sub.recv(WAIT_MS)
+    import json
+
+    short = json.loads(message_to_json(msg))
+    assert short["body"]["image"] == {"dtype": "uint8", "shape": [2, 3, 3]}
+    assert short["topic"] == "camera.frame" and short["src"] == "tester" and short["seq"] == 0
+    full = json.loads(message_to_json(msg, full=True))
+    assert full["body"]["image"] == np.zeros((2, 3, 3), np.uint8).tolist()
+    pub.close(), sub.close()
+
+
+def test_broker_counts_what_it_forwards(broker):
+    pub, sub = connected(broker, ["test.count"])
+    for _ in range(5):
+        pub.publish("test.count", {})
+    for _ in range(5):
+        assert sub.recv(WAIT_MS) is not None
+    stats = broker.broker.stats()
+    assert stats["frontend_frames_in"] >= 15 and stats["backend_frames_out"] >= 15
+    pub.close(), sub.close()
+
+
+def test_broker_refuses_a_public_address(ipc_dir):
+    from bus.broker import Broker
+    from bus.endpoints import EndpointError
+
+    with pytest.raises(EndpointError, match="CURVE"):
+        Broker("tcp://0.0.0.0:45555", f"ipc://{ipc_dir}/sub.sock").start()

@@ -393,8 +393,8 @@ class Supervisor:
         self.config_path = config_path
         self.ctx = zmq.Context.instance()
         self.rng = random.Random(seed)
-        self.actors = config.enabled_actors()
-        self.order = [n for n in start_order(config.actors) if n in self.actors]
+        self.actors = config.actors
+        self.order = start_order(config.actors)
         self.watchers: dict[str, Watcher] = {}
         self.logs: dict[str, ActorLog] = {}
         self.pending: list[_Pending] = []
@@ -439,6 +439,8 @@ class Supervisor:
             self.logs[name] = ActorLog(name, self.paths.log_dir, self.config.log.max_bytes, self.config.log.backups)
             self.watchers[name] = Watcher(name, self.actors[name], self._spawn, self._emit, self._ask_stop,
                                           self.config.supervisor.term_wait_s, self.rng)
+            if not self.actors[name].enabled:
+                self.watchers[name].state = ActorState.STOPPED  # configured, started only on request
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         # Subscriptions need a moment to reach the broker; the publisher sees
@@ -892,8 +894,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx = zmq.Context.instance()
         if args.command == "tap":
             try:
-                tools.tap(ctx, paths.endpoints.backend, args.prefixes, count=args.count, full=args.full,
-                          timeout_s=args.timeout)
+                tools.tap(ctx, paths.endpoints.frontend, paths.endpoints.backend, args.prefixes, count=args.count,
+                          full=args.full, timeout_s=args.timeout,
+                          on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
+                                                     file=sys.stderr, flush=True))
             except KeyboardInterrupt:
                 pass
             except BrokenPipeError:

@@ -15,7 +15,9 @@ seq 0; the subscriber counts that as a reset, not a gap.
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -140,6 +142,23 @@ class Subscriber:
         elif topic not in self._prefixes:
             self._prefixes.append(topic)
         self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
+        """Block until the broker holds this socket's subscriptions.
+
+        A subscription travels subscriber -> broker -> publishers, in order per
+        socket; so once a fresh, unique one reaches a publisher of our own,
+        every earlier subscription of this socket is in the broker too, and
+        any publisher connecting from now on will honour them.
+        """
+        marker = f"sys.sync.{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        self.sock.setsockopt(zmq.SUBSCRIBE, marker.encode())
+        pub = Publisher(self.sock.context, frontend, "sync", linger_ms=0)
+        try:
+            return pub.wait_for_subscriber(marker, timeout_s)
+        finally:
+            pub.close()
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, marker.encode())
 
     def wanted(self, topic: str) -> bool:
         return topic in self._exact or any(topic.startswith(p) for p in self._prefixes)

@@ -44,22 +44,25 @@ def message_to_json(msg: Message, full: bool = False) -> str:
     return json.dumps(record, default=default, separators=(",", ":"), allow_nan=True)
 
 
-def tap(ctx: zmq.Context, backend: str, prefixes: Iterable[str], *, count: int | None = None,
+def tap(ctx: zmq.Context, frontend: str, backend: str, prefixes: Iterable[str], *, count: int | None = None,
         full: bool = False, out: TextIO = sys.stdout, timeout_s: float | None = None,
-        stop: Callable[[], bool] = lambda: False) -> int:
-    """Print matching messages as JSON lines until ``count`` printed, the timeout or ``stop()``.
+        on_listening: Callable[[], None] = lambda: None) -> int:
+    """Print matching messages as JSON lines until ``count`` are printed or the timeout.
 
-    Returns the number printed.
+    ``on_listening`` is called once the broker holds the subscriptions, so a
+    script knows from when on nothing is missed. Returns the number printed.
     """
     sub = Subscriber(ctx, backend, prefixes=list(prefixes) or [""])
     printed = 0
     end = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        while (count is None or printed < count) and not stop():
+        if sub.wait_subscribed(frontend, 10.0 if timeout_s is None else min(timeout_s, 10.0)):
+            on_listening()
+        while count is None or printed < count:
             if end is not None and time.monotonic() >= end:
                 break
             msg = sub.recv(timeout_ms=200)
-            if msg is None:
+            if msg is None or msg.topic.startswith("sys.sync."):
                 continue
             out.write(message_to_json(msg, full) + "\n")
             out.flush()

@@ -78,6 +78,7 @@ class ActorSpec(Strict):
     kind: str = ""
     """Actor kind; '' means the part of the name before '@'."""
     enabled: bool = True
+    """false: configured but not started with the rest; `sensorium start NAME` starts it."""
     restart: Literal["permanent", "transient", "temporary"] = "permanent"
     """permanent: always restart; transient: only after a failure; temporary: never."""
     shutdown_s: float = Field(5.0, gt=0)

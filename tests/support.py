@@ -16,7 +16,7 @@ import psutil
 import zmq
 
 from bus.envelope import Message
-from bus.pubsub import Publisher, Subscriber
+from bus.pubsub import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 60.0
@@ -56,18 +56,11 @@ class Collector:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        sync_topic = f"test.sync_{os.getpid()}_{id(self)}"
-        self._sub = Subscriber(self.ctx, backend, [sync_topic], prefixes=prefixes)
+        self._sub = Subscriber(self.ctx, backend, prefixes=prefixes)
+        if not self._sub.wait_subscribed(frontend, WAIT_S):
+            raise AssertionError("the collector's subscription never reached the broker")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        # Subscriptions travel sub -> broker -> publishers in order, so once
-        # this unique one reaches a publisher, the prefixes above have too.
-        pub = Publisher(self.ctx, frontend, "test-sync")
-        try:
-            if not pub.wait_for_subscriber(sync_topic, WAIT_S):
-                raise AssertionError("the collector's subscription never reached the broker")
-        finally:
-            pub.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -17,8 +17,9 @@ WAIT_MS = 20_000
 def connected(broker, topics=(), prefixes=(), **kw):
     pub = Publisher(broker.ctx, broker.frontend, "tester")
     sub = Subscriber(broker.ctx, broker.backend, topics, prefixes=prefixes, **kw)
-    for t in list(topics) + [p + "x" if p.endswith(".") else p for p in prefixes]:
-        assert pub.wait_for_subscriber(t or "x", 20), f"subscription for {t!r} never reached the publisher"
+    assert sub.wait_subscribed(broker.frontend, 20), "subscriptions never reached the broker"
+    for t in list(topics) + [p + "x" for p in prefixes]:
+        assert pub.wait_for_subscriber(t, 20), f"subscription for {t!r} never reached the publisher"
     return pub, sub
 
 

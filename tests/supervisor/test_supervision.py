@@ -171,6 +171,7 @@ def test_tap_and_inject_round_trip_across_processes(supervisor_factory):
            str(WAIT_S), "-c", str(sup.config_path)]
     tap = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert "tap: listening to test. probe." in tap.stderr.readline()
         done = sup.cli("inject", "test.hello", '{"n": 1}', "--wait", str(WAIT_S))
         assert done.returncode == 0, done.stderr
         out, err = tap.communicate(timeout=WAIT_S)

@@ -659,7 +659,8 @@ def run(config: Config, *, seed: int | None = None) -> int:
         check_endpoint(endpoint, binding=True)
     ensure_private_dir(paths.runtime_dir)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    configure_logging(SUPERVISOR_SRC, config.log.level)
+    own_log = ActorLog(SUPERVISOR_SRC, paths.log_dir, config.log.max_bytes, config.log.backups)
+    configure_logging(SUPERVISOR_SRC, config.log.level, also=own_log.write_line)
     other = supervisor_running(paths)
     if other is not None:
         print(f"sensorium: a supervisor is already running (pid {other.get('pid')}) on {paths.runtime_dir}; "

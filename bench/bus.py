@@ -554,7 +554,8 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
     for scen in ("small_throughput", "frame_throughput"):
         raw = _med(results[scen]["raw"], "msg_per_s")
         breakdown[scen] = {path: {"msg_per_s": _med(runs, "msg_per_s"),
-                                  "ratio": _med(runs, "msg_per_s") / raw if raw else float("nan")}
+                                  "ratio": _med(runs, "msg_per_s") / raw if raw else float("nan"),
+                                  "runs": [run["msg_per_s"] for run in runs]}
                            for path, runs in results[scen].items() if runs}
 
     sens_runs = [run for scen in results.values() for run in scen["sensorium"]]
@@ -588,15 +589,20 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
         print(f"{r['metric']:<34}{_fmt(r['raw']):>14}{_fmt(r['sensorium']):>14}{r['ratio']:>8.2f}x  "
               f"{target:<14}{result:<6}")
     print()
-    print("Throughput breakdown, msg/s (ratio to raw PUB->SUB); the middle two are diagnostics:")
+    reps = len(results["small_throughput"]["raw"])
+    print(f"Throughput breakdown, msg/s, median of {reps} run(s) (ratio to raw PUB->SUB), then min-max;"
+          " the middle two are diagnostics:")
     paths = ("raw", "raw_broker", "sens_direct", "sensorium")
     print(f"  {'':<8}" + "".join(f"{PATH_LABELS[p]:>24}" for p in paths))
     for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):
-        cells = []
+        cells, spread = [], []
         for p in paths:
             b = report["breakdown"][scen].get(p)
             cells.append(f"{_fmt(b['msg_per_s'])} ({b['ratio']:.2f}x)" if b else "-")
+            spread.append(f"{_fmt(min(b['runs']))}-{_fmt(max(b['runs']))}" if b else "")
         print(f"  {label:<8}" + "".join(f"{c:>24}" for c in cells))
+        if reps > 1:
+            print(f"  {'':<8}" + "".join(f"{c:>24}" for c in spread))
     print()
     print("CPU seconds per process, median of the throughput runs (sender / broker / receiver):")
     for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):

@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Callable
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(actor: str, level: str = "info") -> None:
+class _Tee:
+    """A text stream writing to stderr and to a line sink (the supervisor's rotating log)."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        self._sink = sink
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        for line in text.splitlines():
+            self._sink(line)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(actor: str, level: str = "info", also: Callable[[str], None] | None = None) -> None:
+    """JSON lines on stderr; ``also`` receives each line too (e.g. a rotating file)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -25,7 +43,7 @@ def configure_logging(actor: str, level: str = "info") -> None:
             structlog.processors.JSONRenderer(default=repr),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Tee(also) if also else sys.stderr),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(actor=actor)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ACTOR_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(@[a-z0-9_\-]+)?")
+RESERVED_NAMES = {"supervisor"}
 
 
 class Strict(BaseModel):
@@ -142,6 +143,8 @@ class Config(Strict):
     @classmethod
     def _names(cls, actors: dict[str, ActorSpec]) -> dict[str, ActorSpec]:
         for name in actors:
+            if name in RESERVED_NAMES:
+                raise ValueError(f"actor name {name!r} is reserved (the supervisor's own log and heartbeat use it)")
             if not ACTOR_NAME_RE.fullmatch(name):
                 raise ValueError(f"actor name {name!r} must look like 'kind' or 'kind@instance' "
                                  "(lowercase letters, digits, '_')")

@@ -82,6 +82,7 @@ def test_unknown_kind_bad_dependency_and_cycle(tmp_path):
 
 def test_bad_actor_name(tmp_path):
     assert "actor name" in problems('[actors."Bad Name"]\nkind = "probe"\n', tmp_path=tmp_path)
+    assert "reserved" in problems('[actors.supervisor]\nkind = "probe"\n', tmp_path=tmp_path)
 
 
 def test_start_order_follows_dependencies(tmp_path):

@@ -202,6 +202,8 @@ def test_actor_logs_are_json_lines_in_rotating_files(supervisor_factory):
     assert "ready" in events and "stopped" in events
     assert all({"ts", "level", "actor", "event"} <= set(line) for line in lines)
     assert all(line["actor"] == "probe@l" for line in lines)
+    own = json_lines((sup.folder / "logs" / "supervisor.log").read_text())
+    assert {"supervisor_started", "actor_ready", "actor_stopped", "supervisor_stopped"} <= {x["event"] for x in own}
 
 
 def test_second_supervisor_on_the_same_runtime_dir_is_refused(supervisor_factory):

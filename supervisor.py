@@ -518,10 +518,9 @@ class Supervisor:
     def _read_heartbeats(self, now: float) -> None:
         while True:
             try:
-                frames = self.heartbeats.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                msg = self.heartbeats.recv_nowait()
             except zmq.Again:
                 return
-            msg = self.heartbeats.decode(frames)
             if msg is None:
                 continue
             watcher = self.watchers.get(msg.header.src)

@@ -241,10 +241,9 @@ class Actor:
             if self._stop.is_set():
                 return
             try:
-                frames = self.sub.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                msg = self.sub.recv_nowait()
             except zmq.Again:
                 return
-            msg = self.sub.decode(frames)
             if msg is not None:
                 self._dispatch(msg)
 

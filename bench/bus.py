@@ -683,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = config(args.quick, args.repeat)
     _quiet_logs()
+    args.out.mkdir(parents=True, exist_ok=True)  # fail before measuring, not after
 
     started = time.monotonic()
     env = {"python": platform.python_version(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
@@ -730,7 +731,6 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(results, cfg)
     print_report(report, results, cfg)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     for scen in results.values():  # keep the JSON small: latency samples become percentiles only
         for runs in scen.values():
             for run in runs:

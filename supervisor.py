@@ -565,6 +565,7 @@ class Supervisor:
         if cmd == "status":
             return {"ok": True, "pid": os.getpid(), "uptime": round(now - self._started, 1),
                     "runtime_dir": str(self.paths.runtime_dir), "log_dir": str(self.paths.log_dir),
+                    "broker": self.broker.stats(timeout_ms=200) if self.broker else {},
                     "actors": [self.watchers[n].status(now) for n in self.order]}
         if cmd not in ("start", "stop", "restart"):
             return {"ok": False, "error": f"unknown command {cmd!r}; expected status, start, stop or restart"}
@@ -837,7 +838,12 @@ def _format_status(reply: dict[str, Any]) -> str:
         rows.append((a["name"], a["kind"], state, str(a["pid"] or "-"), str(a["restarts"]), uptime))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return f"supervisor pid {reply['pid']}, up {reply['uptime']:.0f}s\n" + "\n".join(lines)
+    head = f"supervisor pid {reply['pid']}, up {reply['uptime']:.0f}s"
+    broker = reply.get("broker") or {}
+    if broker:
+        head += (f"; broker forwarded {broker['backend_frames_out']:,} frames, "
+                 f"{broker['backend_bytes_out'] / 1e6:,.1f} MB")
+    return head + "\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,24 @@ def test_killed_actor_restarts_after_delays_that_follow_the_policy(supervisor_fa
     assert sup.actor("probe@k")["restarts"] == 3
 
 
+def test_backoff_starts_again_from_the_first_delay_after_a_healthy_run(supervisor_factory, collector_factory):
+    sup = supervisor_factory('[actors."probe@r"]\n'
+                             'backoff = { initial_s = 0.3, factor = 3.0, jitter = 0.0, reset_after_s = 2.0 }\n', FAST)
+    status = sup.wait_running("probe@r")
+    events = collector_factory(sup, ["sys.actor"])
+    os.kill(actor_pids(status)["probe@r"], signal.SIGKILL)   # restart 1: 0.3 s
+    events.wait_event("probe@r", "ready")
+    status = sup.wait_running("probe@r")
+    os.kill(actor_pids(status)["probe@r"], signal.SIGKILL)   # restart 2, still in the streak: 0.9 s
+    events.wait_event("probe@r", "ready", count=2)
+    # healthy for reset_after_s: the streak ends (seen in status as attempt 0)
+    wait_until(lambda: sup.actor("probe@r")["attempt"] == 0, what="backoff reset after a healthy run")
+    os.kill(sup.actor("probe@r")["pid"], signal.SIGKILL)     # a new streak: 0.3 s again
+    events.wait_event("probe@r", "ready", count=3)
+    delays = [e["delay"] for e in events.events("probe@r") if e["event"] == "restarting"]
+    assert delays == [0.3, 0.9, 0.3]
+
+
 def test_actor_failing_at_start_opens_the_circuit_then_gets_a_half_open_try(supervisor_factory, collector_factory):
     sup = supervisor_factory('[actors."probe@f"]\nsettings = { fail_setup = true, setup_delay_s = 0.3 }\n'
                              'intensity = { max_restarts = 2, window_s = 60.0, recovery_s = 3.0 }\n', FAST)
@@ -150,6 +168,7 @@ def test_control_commands_from_the_cli(supervisor_factory):
     sup.wait_running("probe@x", "monitor")
     status = json.loads(sup.cli("status", "--json", check=True).stdout)
     row = next(a for a in status["actors"] if a["name"] == "probe@x")
+    assert status["broker"]["frontend_frames_in"] > 0  # heartbeats have gone through it
     assert {"name", "kind", "state", "pid", "restarts", "uptime"} <= set(row)
     table = sup.cli("status", check=True).stdout
     assert "probe@x" in table and "running" in table and "RESTARTS" in table

@@ -46,6 +46,7 @@ from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
 from config import ActorSpec, BackoffSettings, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
 from config.logging import configure_logging
+from config.storage import write_atomic
 
 ROOT = Path(__file__).resolve().parent
 SUPERVISOR_PID_ENV = "SENSORIUM_SUPERVISOR_PID"
@@ -237,7 +238,13 @@ class Watcher:
         self.started_at = self.last_heartbeat = now
         self.due = None
         self.state = ActorState.STARTING
-        self.proc = self._spawn(self)
+        try:
+            self.proc = self._spawn(self)
+        except OSError as exc:  # no process at all (EMFILE, ENOMEM...): a failed start like any other
+            log.error("actor_spawn_failed", name=self.name, error=repr(exc))
+            self.kill_reason = f"spawn failed: {exc.strerror or exc}"
+            self._on_exit(-1, now)
+            return
         self.event("starting", reason="half-open try" if self.half_open else "")
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
@@ -627,21 +634,6 @@ class Supervisor:
 # Preparing a run
 # --------------------------------------------------------------------------
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename, fsync of the folder (DESIGN.md, "Storage")."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def supervisor_running(paths: RuntimePaths) -> dict[str, Any] | None:
     """The status of a supervisor already serving these endpoints, or None."""
     path = ipc_path(paths.endpoints.control)
@@ -846,6 +838,20 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {}
+"""Subcommands owned by other modules: name -> (module, help). The module has
+``main(argv: list[str], config: Config) -> int`` and its own argparse parser
+(prog ``sensorium NAME``); it is imported only when its command runs, so
+``sensorium status`` never imports torch or TensorFlow."""
+
+
+def _run_group(name: str, argv: list[str], config: Config) -> int:
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(COMMAND_GROUPS[name][0])
+    return module.main(argv, config)
+
+
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", default=os.environ.get("SENSORIUM_CONFIG"),
@@ -874,10 +880,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", parents=[common], help="preflight checks before a run")
     p = sub.add_parser("config", parents=[common], help="configuration tools")
     p.add_argument("action", choices=["show"])
+    for name, (_module, help_text) in COMMAND_GROUPS.items():
+        p = sub.add_parser(name, parents=[common], help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
     args = parser.parse_args(argv)
 
     config = _load_or_exit(args.config)
     paths = runtime_paths(config)
+    if args.command in COMMAND_GROUPS:
+        return _run_group(args.command, args.rest, config)
     try:
         if args.command == "run":
             return run(config)

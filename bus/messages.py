@@ -3,8 +3,8 @@
 Each class names its topic (``TOPIC``) and converts with ``to_body()`` /
 ``from_body()``; the field docstrings give units. ``from_body`` checks that
 required fields are present and raises ``BodyError`` naming the topic and
-field otherwise. Bodies of the perception topics live next to the actors
-that own them, built on the same ``Body`` base.
+field otherwise. Bodies of the perception topics live in ``bus/bodies/``,
+one module per area, built on the same ``Body`` base.
 """
 
 from __future__ import annotations

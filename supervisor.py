@@ -44,7 +44,8 @@ from bus.envelope import Limits
 from bus.messages import ActorEvent, Command, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
-from config import ActorSpec, BackoffSettings, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
+from config import ActorSpec, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
+from config.backoff import BackoffPolicy
 from config.logging import configure_logging
 from config.storage import write_atomic
 
@@ -58,24 +59,6 @@ log = structlog.get_logger("supervisor")
 # --------------------------------------------------------------------------
 # The restart decision
 # --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    initial_s: float = 0.5
-    factor: float = 2.0
-    max_s: float = 30.0
-    jitter: float = 0.1
-    reset_after_s: float = 30.0
-
-    @classmethod
-    def from_settings(cls, s: BackoffSettings) -> "BackoffPolicy":
-        return cls(s.initial_s, s.factor, s.max_s, s.jitter, s.reset_after_s)
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        """Delay before restart number ``attempt`` (1 = first) of a streak."""
-        base = min(self.max_s, self.initial_s * self.factor ** max(attempt - 1, 0))
-        return max(0.0, min(self.max_s, base * (1.0 + rng.uniform(-self.jitter, self.jitter))))
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -759,23 +742,15 @@ def _check_optional_parts() -> list[Check]:
 
 
 def _check_models() -> Check:
-    import hashlib  # noqa: PLC0415
+    from actors.hydra.store import ModelStore  # noqa: PLC0415 - the store's own verify, no torch
 
-    registry = ROOT / "models" / "registry.json"
-    if not registry.exists():
+    store = ModelStore(ROOT / "models")
+    if not store.registry.exists():
         return Check("models", "ok", "no models registered yet (models/registry.json absent)")
-    try:
-        entries = json.loads(registry.read_text()).get("files", {})
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        return Check("models", "fail", f"{registry}: {exc}")
-    bad = []
-    for rel, digest in entries.items():
-        path = ROOT / "models" / rel
-        if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            bad.append(rel)
-    if bad:
-        return Check("models", "fail", f"missing or checksum mismatch: {', '.join(bad)}")
-    return Check("models", "ok", f"{len(entries)} file(s), checksums good")
+    problems = store.verify()
+    if problems:
+        return Check("models", "fail", "; ".join(str(p) for p in problems))
+    return Check("models", "ok", f"{store.count_files()} file(s), checksums good")
 
 
 def _check_gpu() -> Check:
@@ -838,7 +813,9 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-COMMAND_GROUPS: dict[str, tuple[str, str]] = {}
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    "models": ("actors.hydra.cli", "model store: list, history, promote, rollback, cleanup, verify, extract, train"),
+}
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser
 (prog ``sensorium NAME``); it is imported only when its command runs, so
@@ -850,6 +827,16 @@ def _run_group(name: str, argv: list[str], config: Config) -> int:
 
     module = importlib.import_module(COMMAND_GROUPS[name][0])
     return module.main(argv, config)
+
+
+def _group_split(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
+    """(global options, group name, the group's own argv) when the command is a command group."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 1 if "=" in argv[i] or argv[i] not in ("-c", "--config") else 2
+    if i < len(argv) and argv[i] in COMMAND_GROUPS:
+        return argv[:i], argv[i], argv[i + 1:]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -883,6 +870,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_module, help_text) in COMMAND_GROUPS.items():
         p = sub.add_parser(name, parents=[common], help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    group = _group_split(argv)
+    if group is not None:  # argparse's REMAINDER drops a group's leading options (--help, --store...)
+        head, name, rest = group
+        return _run_group(name, rest, _load_or_exit(common.parse_args(head).config))
     args = parser.parse_args(argv)
 
     config = _load_or_exit(args.config)

@@ -1,0 +1,153 @@
+"""The detector actor under a real supervisor, fed through the bus.
+
+Frames go publisher -> broker -> detector process -> broker -> collector;
+nothing is called in-process.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+import zmq
+
+from actors.hydra import metrics as M
+from actors.hydra.make_weights import HELD_OUT_SEED0
+from actors.hydra.scenes import SHIPPED_KINDS, random_scene
+from bus.pubsub import Publisher
+from tests.actors.hydra.conftest import SIGNALS, detections_for, detector_toml
+from tests.support import WAIT_S
+
+pytestmark = pytest.mark.slow
+
+N_HELD_OUT = 60
+
+
+def ctl(where, replies, cmd: str, **args):
+    """Send a command to the detector and return its reply body."""
+    corr = uuid.uuid4().hex
+    pub = Publisher(zmq.Context.instance(), where.frontend, "test@ctl")
+    try:
+        assert pub.wait_for_subscriber("ctl.detector", WAIT_S)
+        pub.publish("ctl.detector", {"cmd": cmd, "args": args}, corr=corr)
+        return replies.wait_for(lambda m: m.topic == "ctl.reply" and m.header.corr == corr, what=f"reply to {cmd}").body
+    finally:
+        pub.close()
+
+
+def test_shipped_heads_find_held_out_objects_through_the_bus(supervisor_factory, collector_factory, feeder_factory,
+                                                            shipped_store):
+    sup = supervisor_factory(detector_toml(shipped_store.root))
+    sup.wait_running("detector", timeout_s=120)
+    out = collector_factory(sup, ["detect."])
+    feeder = feeder_factory(sup)
+    per_signal: dict[str, list] = {s: [] for s in SIGNALS}
+    for i in range(N_HELD_OUT):
+        scene = random_scene(HELD_OUT_SEED0 + i, SHIPPED_KINDS)
+        feeder.send(scene.image, frame_id=i)  # one at a time: the detector keeps only the newest frame
+        for s in SIGNALS:
+            body = detections_for(out, s, i).body
+            assert body["boxes"].dtype == np.float32 and body["boxes"].shape[1] == 4
+            assert body["scores"].shape == (body["boxes"].shape[0],) and body["latency_ms"] > 0
+            assert body["head_version"] == shipped_store.active(s) and body["backbone_version"] == 1
+            per_signal[s].append((np.array(body["boxes"]), np.array(body["scores"]), scene.boxes_of(s)))
+    for s in SIGNALS:
+        m = M.score(per_signal[s])
+        assert m.tp + m.fn > 30, f"{s}: too few objects in the held-out scenes to judge"
+        assert m.f1 >= 0.9, f"{s}: {m}"
+
+
+def test_bad_frames_are_counted_and_dropped_and_stale_frames_skipped(supervisor_factory, collector_factory,
+                                                                    feeder_factory, shipped_store):
+    sup = supervisor_factory(detector_toml(shipped_store.root, ["circle"]))
+    sup.wait_running("detector", timeout_s=120)
+    out = collector_factory(sup, ["detect.", "sys.heartbeat"])
+    feeder = feeder_factory(sup)
+    good = random_scene(HELD_OUT_SEED0).image
+    feeder.send_body({"image": good.astype(np.float32), "frame_id": 1, "fps": 5.0})   # wrong dtype
+    feeder.send_body({"image": good[:, :, 0].copy(), "frame_id": 2, "fps": 5.0})     # wrong shape
+    feeder.send_body({"frame_id": 3, "fps": 5.0})                                    # no image
+    feeder.send(good, frame_id=4)
+    detections_for(out, "circle", 4)
+    # A burst: the detector works on the newest frame and skips the ones behind it.
+    for fid in range(100, 160):
+        feeder.send(good, frame_id=fid)
+    detections_for(out, "circle", 159)
+    done = {m.body["frame_id"] for m in out.messages if m.topic == "detect.circle"}
+    assert not done & {1, 2, 3}
+
+    def settled(m):
+        extra = m.body.get("extra", {})
+        return m.header.src == "detector" and extra.get("frames", 0) >= len(done) and extra.get("rejected") == 3
+    hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and settled(m), what="detector heartbeat").body
+    extra = hb["extra"]
+    assert hb["counters"]["dropped"] >= 3 and extra["rejected"] == 3
+    assert extra["skipped_stale"] >= 1 and extra["skipped_stale"] + extra["frames"] == 61
+    assert len(done & set(range(100, 160))) < 60
+
+
+def test_heads_load_unload_promote_rollback_at_run_time(supervisor_factory, collector_factory, feeder_factory,
+                                                       store_copy):
+    # circle v2: the same weights again, registered with a lower F1, so it waits for a manual promote.
+    data = store_copy.read_verified("circle", 1)
+    reg = store_copy.add_head("circle", data, backbone=1, metrics={"f1": 0.1}, notes="test copy")
+    assert not reg.promoted
+    sup = supervisor_factory(detector_toml(store_copy.root))
+    sup.wait_running("detector", timeout_s=120)
+    out = collector_factory(sup, ["detect.", "ctl.reply"])
+    feeder = feeder_factory(sup)
+    image = random_scene(HELD_OUT_SEED0 + 1).image
+    fid = iter(range(1000))
+
+    def frame_topics() -> dict[str, int]:
+        n = next(fid)
+        feeder.send(image, n)
+        detections_for(out, "triangle", n)
+        latest = {}
+        for s in SIGNALS:
+            found = [m for m in out.messages if m.topic == f"detect.{s}" and m.body["frame_id"] == n]
+            if found:
+                latest[s] = found[0].body["head_version"]
+        return latest
+
+    assert ctl(sup, out, "heads")["result"] == {"circle": 1, "square": 1, "triangle": 1}
+    assert frame_topics() == {"circle": 1, "square": 1, "triangle": 1}
+    reply = ctl(sup, out, "unload_head", signal="circle")
+    assert reply["ok"] and reply["result"]["heads"] == {"square": 1, "triangle": 1}
+    assert frame_topics() == {"square": 1, "triangle": 1}
+    assert ctl(sup, out, "load_head", signal="circle")["result"]["version"] == 1
+    assert frame_topics() == {"circle": 1, "square": 1, "triangle": 1}
+    reply = ctl(sup, out, "promote", signal="circle", version=2)
+    assert reply["ok"] and reply["result"]["loaded"] == 2 and store_copy.active("circle") == 2
+    assert frame_topics()["circle"] == 2
+    reply = ctl(sup, out, "rollback", signal="circle")
+    assert reply["ok"] and reply["result"]["loaded"] == 1 and store_copy.active("circle") == 1
+    assert frame_topics()["circle"] == 1
+    bad = ctl(sup, out, "load_head", signal="nosuch")
+    assert not bad["ok"] and "nosuch" in bad["error"]
+    assert ctl(sup, out, "heads")["result"] == {"circle": 1, "square": 1, "triangle": 1}
+
+
+def test_corrupted_weights_are_refused_with_an_alert_and_the_previous_version_used(
+        supervisor_factory, collector_factory, feeder_factory, store_copy):
+    data = store_copy.read_verified("square", 1)
+    reg = store_copy.add_head("square", data, backbone=1, metrics={"f1": 1.0})
+    assert reg.promoted and store_copy.active("square") == 2
+    path = store_copy.path("square", 2)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    sup = supervisor_factory(detector_toml(store_copy.root, ["square"]))
+    alerts = collector_factory(sup, ["monitor.alert", "detect.", "ctl.reply"])
+    sup.wait_running("detector", timeout_s=120)
+    alert = alerts.wait_for(lambda m: m.topic == "monitor.alert" and m.body["metric"] == "model.sha256",
+                            what="sha256 alert").body
+    assert "square v2" in alert["message"] and alert["actor"] == "detector"
+    feeder = feeder_factory(sup)
+    feeder.send(random_scene(HELD_OUT_SEED0).image, 7)
+    assert detections_for(alerts, "square", 7).body["head_version"] == 1
+    # Asking for the corrupt version at run time: refused, the loaded v1 stays.
+    reply = ctl(sup, alerts, "load_head", signal="square", version=2)
+    assert reply["ok"] and reply["result"]["version"] == 1
+    assert len([m for m in alerts.messages if m.topic == "monitor.alert" and m.body["metric"] == "model.sha256"]) >= 2

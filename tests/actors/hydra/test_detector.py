@@ -101,9 +101,13 @@ def test_heads_load_unload_promote_rollback_at_run_time(supervisor_factory, coll
     fid = iter(range(1000))
 
     def frame_topics() -> dict[str, int]:
+        """Signal -> head version of the detections of one frame. A second frame
+        follows it: once that one's answer is in, every answer to the first is too."""
         n = next(fid)
         feeder.send(image, n)
         detections_for(out, "triangle", n)
+        feeder.send(image, n + 1000)
+        detections_for(out, "triangle", n + 1000)
         latest = {}
         for s in SIGNALS:
             found = [m for m in out.messages if m.topic == f"detect.{s}" and m.body["frame_id"] == n]
@@ -132,8 +136,9 @@ def test_heads_load_unload_promote_rollback_at_run_time(supervisor_factory, coll
 def test_corrupted_weights_are_refused_with_an_alert_and_the_previous_version_used(
         supervisor_factory, collector_factory, feeder_factory, store_copy):
     data = store_copy.read_verified("square", 1)
-    reg = store_copy.add_head("square", data, backbone=1, metrics={"f1": 1.0})
-    assert reg.promoted and store_copy.active("square") == 2
+    store_copy.add_head("square", data, backbone=1, metrics={"f1": 1.0})
+    store_copy.promote("square", 2)
+    assert store_copy.active("square") == 2
     path = store_copy.path("square", 2)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -151,3 +156,22 @@ def test_corrupted_weights_are_refused_with_an_alert_and_the_previous_version_us
     reply = ctl(sup, alerts, "load_head", signal="square", version=2)
     assert reply["ok"] and reply["result"]["version"] == 1
     assert len([m for m in alerts.messages if m.topic == "monitor.alert" and m.body["metric"] == "model.sha256"]) >= 2
+
+
+def test_synthetic_camera_to_detector_pipeline(supervisor_factory, collector_factory, shipped_store):
+    """The default pipeline's vision part: what `sensorium tap detect.` shows."""
+    sup = supervisor_factory(f"""
+[actors.camera]
+settings = {{ source = "synthetic", min_fps = 1.0, max_fps = 5.0, objects = 6 }}
+{detector_toml(shipped_store.root)}
+after = ["camera"]
+""")
+    sup.wait_running("camera", "detector", timeout_s=120)
+    out = collector_factory(sup, ["detect.", "sys.heartbeat"])
+    for s in SIGNALS:
+        out.wait_for(lambda m, s=s: m.topic == f"detect.{s}" and len(m.body["boxes"]) > 0
+                     and float(m.body["scores"].max()) > 0.5, what=f"a confident {s} detection")
+    # The camera hears the detector's latency; a fast detector keeps it at max_fps.
+    hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "camera"
+                      and m.body["extra"]["detector_latency_ms"], what="camera hearing the detector latency").body
+    assert hb["extra"]["fps"] == 5.0 and hb["extra"]["frames"] > 0

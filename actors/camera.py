@@ -33,7 +33,7 @@ from bus.bodies.vision import CameraFrame, Detections
 from bus.envelope import Message
 from config.backoff import BackoffPolicy
 
-TICK_S = 0.01
+TICK_S = 0.02
 """How often the actor checks whether the next frame is due, seconds."""
 LATENCY_SMOOTHING = 0.3
 """Weight of a new latency reading in the moving average."""

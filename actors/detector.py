@@ -2,7 +2,8 @@
 
 It loads the active backbone and the configured heads from the model store
 (``models/``), keeps only the newest ``camera.frame`` (older ones waiting
-behind it are skipped and counted: no backlog), runs the backbone once and
+behind it are skipped and counted: no backlog; it works on a frame as soon
+as no other message is waiting behind it), runs the backbone once and
 each head on its features, and publishes ``detect.<signal>`` per head.
 
 Weights are checked against their sha256 in the registry before loading. A
@@ -18,11 +19,13 @@ Commands on ``ctl.<name>`` (answered on ``ctl.reply``):
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import zmq
 
 from actors.base import Actor, ActorExit
 from actors.hydra import model as hm
@@ -32,8 +35,8 @@ from bus.envelope import Message
 from bus.messages import Alert, BodyError
 from config.storage import CorruptFileError
 
-DETECT_TICK_S = 0.005
-"""How often the loop looks for a new frame to work on, seconds."""
+PENDING_CHECK_S = 0.02
+"""How often the loop looks for a kept frame that no later message replaced, seconds."""
 
 
 class DetectorActor(Actor):
@@ -51,7 +54,7 @@ class DetectorActor(Actor):
         self.heads: dict[str, tuple[hm.Head, int]] = {}
         self.latest: CameraFrame | None = None
         self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "refused_weights": 0}
-        self.last_latency_ms = 0.0
+        self.detect_ms: deque[float] = deque(maxlen=256)
         try:
             self.backbone, self.backbone_version = self._load_backbone()
             signals = list(s.heads) or self.store.signals()
@@ -65,7 +68,7 @@ class DetectorActor(Actor):
         self.log.info("models_loaded", device=str(self.device), backbone=self.backbone_version,
                       heads={k: v for k, (_h, v) in self.heads.items()})
         self.subscribe(s.frame_topic, self.on_camera_frame)
-        self.every(DETECT_TICK_S, self.detect_latest)
+        self.every(PENDING_CHECK_S, self.detect_latest)
 
     # -- loading with checksums ----------------------------------------------------
 
@@ -144,6 +147,11 @@ class DetectorActor(Actor):
         if self.latest is not None:
             self.stats["skipped_stale"] += 1
         self.latest = frame
+        # Work on it now unless another message is already waiting (it may be
+        # a newer frame); the timer catches a frame left behind by a command.
+        assert self.sub is not None
+        if not self.sub.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self.detect_latest()
 
     def detect_latest(self) -> None:
         frame, self.latest = self.latest, None
@@ -158,7 +166,7 @@ class DetectorActor(Actor):
             decoded = {signal: hm.decode(out, frame_hw=frame.image.shape[:2], score_threshold=s.score_threshold,
                                          max_detections=s.max_detections)[0] for signal, out in outputs.items()}
         latency_ms = round((time.perf_counter() - t0) * 1000.0, 3)
-        self.last_latency_ms = latency_ms
+        self.detect_ms.append(latency_ms)
         self.stats["frames"] += 1
         for signal, det in decoded.items():
             body = Detections(boxes=np.ascontiguousarray(det.boxes, np.float32),
@@ -197,5 +205,10 @@ class DetectorActor(Actor):
     def heartbeat_extra(self) -> dict[str, Any]:
         if not hasattr(self, "stats"):
             return {}
+        lat = np.fromiter(self.detect_ms, np.float64)
+        detect_ms = {"n": int(lat.size)}
+        if lat.size:
+            p50, p90 = np.percentile(lat, [50, 90])
+            detect_ms.update(p50=round(float(p50), 3), p90=round(float(p90), 3), max=round(float(lat.max()), 3))
         return {"device": str(self.device), "backbone": getattr(self, "backbone_version", None),
-                "heads": self.ctl_heads(), "last_latency_ms": self.last_latency_ms, **self.stats}
+                "heads": self.ctl_heads(), "detect_ms": detect_ms, **self.stats}

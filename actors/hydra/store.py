@@ -112,10 +112,13 @@ class ModelStore:
     def read(self) -> dict[str, Any]:
         """The registry (empty when the store is new). A corrupt registry is
         quarantined and its newest good backup restored (``on_recovered`` hears of it)."""
+        empty = {"format": REGISTRY_FORMAT, "models": {}}
+        if not self.registry.exists() and not self.registry.backups():
+            return empty  # a new store: nothing to lock (locking would create the folder)
         try:
             loaded = self.registry.load()
         except FileNotFoundError:
-            return {"format": REGISTRY_FORMAT, "models": {}}
+            return empty
         if loaded.recovered_from is not None and self._on_recovered:
             self._on_recovered(f"{self.registry.path}: {loaded.error}; restored {loaded.recovered_from.name}")
         doc = json.loads(loaded.payload)

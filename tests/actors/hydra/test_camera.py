@@ -106,3 +106,16 @@ settings = {{ source = "{video}", max_fps = 10.0, reconnect = {{ initial_s = 0.0
     assert frame["image"].shape == (64, 96, 3) and frame["source"] == str(video)
     # The file loops: more frames than it holds arrive.
     out.wait_for(lambda m: m.topic == "camera.frame" and m.body["frame_id"] >= 15, what="frames after a loop")
+
+
+def test_bad_vision_settings_stop_the_start_naming_the_key(tmp_path):
+    from config import ConfigError, load
+
+    path = tmp_path / "bad.toml"
+    path.write_text('[actors.camera]\nsettings = { min_fps = 5.0, max_fps = 2.0, kinds = ["hexagon"] }\n'
+                    '[actors.detector]\nsettings = { device = "tpu" }\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    text = str(info.value)
+    assert "actors.camera.settings.max_fps" in text and "below min_fps" in text
+    assert "actors.camera.settings.kinds" in text and "actors.detector.settings.device" in text

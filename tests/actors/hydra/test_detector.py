@@ -175,3 +175,16 @@ after = ["camera"]
     hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "camera"
                       and m.body["extra"]["detector_latency_ms"], what="camera hearing the detector latency").body
     assert hb["extra"]["fps"] == 5.0 and hb["extra"]["frames"] > 0
+
+
+def test_detector_without_a_model_store_exits_with_the_reason(ipc_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, clean_env, write_config
+
+    config = write_config(ipc_dir, detector_toml(tmp_path / "nothing-here"))
+    done = subprocess.run([sys.executable, "-m", "actors", "detector", "--name", "detector", "-c", str(config)],
+                          cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "nothing-here" in done.stdout + done.stderr and "setup_failed" in done.stdout + done.stderr

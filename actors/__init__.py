@@ -13,6 +13,9 @@ from actors.base import Actor, ActorExit, handles
 KINDS: dict[str, str] = {
     "monitor": "actors.monitor:MonitorActor",
     "probe": "actors.probe:ProbeActor",
+    "audio_source": "actors.audio.source:AudioSourceActor",
+    "vad": "actors.audio.vad:VadActor",
+    "speech": "actors.audio.speech:SpeechActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

@@ -197,6 +197,8 @@ class SpeechSettings(Strict):
     """Language code; '' detects it (multilingual models only)."""
     no_speech_threshold: float = Field(0.6, ge=0, le=1)
     """A segment with no_speech_prob above this AND avg_logprob below logprob_threshold is a hallucination."""
+    no_speech_strong_threshold: float = Field(0.85, ge=0, le=1)
+    """A segment with no_speech_prob above this is a hallucination whatever its avg_logprob."""
     logprob_threshold: float = Field(-1.0, le=0)
     """See no_speech_threshold (average log-probability per token)."""
     compression_ratio_threshold: float = Field(2.4, gt=0)

@@ -8,6 +8,10 @@ Hallucinations: Whisper invents text for noise and silence. A segment is
 * ``no_speech_prob > no_speech_threshold`` (0.6) and ``avg_logprob <
   logprob_threshold`` (-1.0): Whisper's own silence rule (it thinks there is
   no speech and is unsure of the words), or
+* ``no_speech_prob > no_speech_strong_threshold`` (0.85) whatever the
+  log-probability: tiny.en says "You" over pure silence with no_speech_prob
+  0.95 and avg_logprob -0.96, just inside Whisper's rule; real speech in the
+  fixtures stays below 0.2, or
 * ``compression_ratio > compression_ratio_threshold`` (2.4): the text repeats
   itself (gzip shrinks it a lot), Whisper's sign of a decoding loop.
 
@@ -36,6 +40,7 @@ class TranscriberParams:
     beam_size: int = 5
     language: str = "en"
     no_speech_threshold: float = 0.6
+    no_speech_strong_threshold: float = 0.85
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     hallucinations: str = "drop"
@@ -87,7 +92,8 @@ class Transcriber:
     def is_suspect(self, seg: Any) -> bool:
         p = self.params
         silent = seg.no_speech_prob > p.no_speech_threshold and seg.avg_logprob < p.logprob_threshold
-        return bool(silent or seg.compression_ratio > p.compression_ratio_threshold)
+        surely_silent = seg.no_speech_prob > p.no_speech_strong_threshold
+        return bool(silent or surely_silent or seg.compression_ratio > p.compression_ratio_threshold)
 
     def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0) -> Transcription:
         """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm."""

@@ -137,7 +137,7 @@ class AudioSourceActor(Actor):
         try:
             import sounddevice  # noqa: PLC0415 - optional extra 'mic'
         except (ImportError, OSError) as exc:
-            raise ActorExit(1, "audio_source: source = 'mic' needs the 'mic' extra (pip install 'sensorium[mic]') "
+            raise ActorExit(1, "audio_source: the microphone (source = 'mic') needs the 'mic' extra (pip install 'sensorium[mic]') "
                                f"and the PortAudio library (apt-get install libportaudio2): {exc}") from None
         device: Any = int(s.mic_device) if s.mic_device.isdigit() else (s.mic_device or None)
         resampler = StreamResampler(s.mic_rate_hz, 1)

@@ -130,6 +130,7 @@ class SpeechSegmenter:
         """Voiced frames in the start window that open a segment."""
         self._end_voiced_max = p.end_frames - math.ceil(p.ratio * p.end_frames - 1e-9)
         """At most this many voiced frames in the end window close it."""
+        self._max_frames = p.max_frames
         self._hist = 0
         """Bit i: frame (current - i) was voiced."""
         self._pending = np.zeros(0, np.int16)
@@ -166,6 +167,7 @@ class SpeechSegmenter:
         start_mask, end_mask, start_needed, end_voiced_max = (self._start_mask, self._end_mask, self._start_needed,
                                                               self._end_voiced_max)
         hist_mask = start_mask | end_mask
+        max_frames = self._max_frames
         raw = memoryview(frames.tobytes())
         step = FRAME_SAMPLES * 2
         hist, seg, voiced_total, j = self._hist, self._open, 0, base
@@ -190,7 +192,7 @@ class SpeechSegmenter:
                 if (hist & end_mask).bit_count() <= end_voiced_max:
                     out += self._close(seg.last_voiced + 1, held_until=j + 1, split=False)
                     seg = None
-                elif j - seg.speech_first + 1 >= p.max_frames:
+                elif j - seg.speech_first + 1 >= max_frames:
                     out += self._close(j + 1, held_until=j + 1, split=True)
                     # Speech goes on: the next segment starts right after the cut, no vad state change.
                     seg = self._open = _Open(pcm_first=j + 1, speech_first=j + 1, last_voiced=j + 1,
@@ -218,13 +220,15 @@ class SpeechSegmenter:
             self._blocks.pop(0)
 
     def _audio(self, first: int, stop: int) -> np.ndarray:
-        """Samples of frames [first, stop) from the blocks held."""
+        """Samples of frames [first, stop) from the blocks held, as a new array."""
         parts = []
         for block_first, block in self._blocks:
             block_stop = block_first + block.size // FRAME_SAMPLES
             lo, hi = max(first, block_first), min(stop, block_stop)
             if lo < hi:
                 parts.append(block[(lo - block_first) * FRAME_SAMPLES:(hi - block_first) * FRAME_SAMPLES])
+        if len(parts) == 1:
+            return parts[0].copy()
         return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
     def _close(self, speech_stop: int, *, held_until: int, split: bool) -> list[VadState | SpeechSegment]:
@@ -246,7 +250,7 @@ class SpeechSegmenter:
         self.stats.segments += 1
         self.stats.splits += int(split)
         self.stats.speech_s += speech_frames * FRAME_S
-        out.append(SpeechSegment(pcm=self._audio(seg.pcm_first, pcm_stop).copy(), t_start=self._t(seg.speech_first),
+        out.append(SpeechSegment(pcm=self._audio(seg.pcm_first, pcm_stop), t_start=self._t(seg.speech_first),
                                  t_end=self._t(speech_stop), segment_id=seg.segment_id, stream=self.stream,
                                  split=split, pcm_t_start=self._t(seg.pcm_first)))
         return out

@@ -6,7 +6,8 @@
 2. Speech RTF: the ``speech`` actor (own process, under a supervisor, over
    the bus) vs bare faster-whisper in this process on the same segments (the
    demo recording's, cut by the segmenter), same model, threads, beam size;
-   one segment in flight at a time. RTF = seconds of work per second of
+   one segment in flight at a time, no temperature fallback on either side
+   (the actor's default). RTF = seconds of work per second of
    audio; actor time is publish -> transcript received. Overhead target <= 10%.
 3. End-of-speech -> transcript latency, p50/p99: source (real time) -> vad
    -> speech; from the wall time the source published the chunk holding the
@@ -175,7 +176,7 @@ def bench_rtf(segments: list[SpeechSegment], rounds: int) -> dict[str, Any]:
     def bare_once(s: SpeechSegment) -> float:
         t = time.perf_counter()
         out, _info = model.transcribe(s.pcm.astype(np.float32) / 32768.0, beam_size=BEAM, language="en",
-                                      condition_on_previous_text=False)
+                                      condition_on_previous_text=False, temperature=0.0)
         list(out)
         return time.perf_counter() - t
 

@@ -206,6 +206,8 @@ class SpeechSettings(Strict):
     hallucinations: Literal["drop", "flag"] = "drop"
     """drop: leave suspect segments out (a transcript left empty is not published); flag: keep them with
     suspect=true in segments (never in text)."""
+    temperature_fallback: bool = False
+    """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
     queue_size: int = Field(8, ge=1)
     """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
 

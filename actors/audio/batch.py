@@ -48,6 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads for Whisper (default %(default)s)")
     parser.add_argument("--beam-size", type=int, default=d.beam_size)
     parser.add_argument("--language", default=d.language)
+    parser.add_argument("--temperature-fallback", action="store_true",
+                        help="re-decode bad-looking segments at higher temperatures (slower, more memory)")
     parser.add_argument("--aggressiveness", type=int, default=v.aggressiveness, choices=range(4))
     parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -134,7 +136,8 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
                              hangover_ms=v.hangover_ms, ratio=v.ratio, pad_ms=v.pad_ms,
                              min_segment_ms=v.min_segment_ms, max_segment_s=v.max_segment_s)
     speech = SpeechSettings(model_path=args.model, device=args.device, threads=args.threads,
-                            beam_size=args.beam_size, language=args.language)
+                            beam_size=args.beam_size, language=args.language,
+                            temperature_fallback=args.temperature_fallback)
     transcriber = Transcriber(TranscriberParams.from_settings(speech))
     from tqdm import tqdm  # noqa: PLC0415 - comes with faster-whisper
 

@@ -18,6 +18,12 @@ Hallucinations: Whisper invents text for noise and silence. A segment is
 faster-whisper's own silence skipping is switched off (``no_speech_threshold
 = None``) so that every suspect segment is counted here, then dropped or
 flagged by the ``hallucinations`` policy. Suspect text never enters ``text``.
+
+Temperature fallback (re-decoding a bad-looking segment at temperatures
+0.2..1.0, best of 5 samples each) is off by default: it multiplies the time
+and the memory of exactly the noisy segments (bench/audio.py saw batch peak
+RSS jump by 50-70 MiB on them), making the cost of a segment unpredictable;
+the hallucination filter handles what it would have caught.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from typing import Any
 import numpy as np
 
 from bus.bodies.audio import SPEECH_RATE_HZ
+
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Whisper's retry schedule when a decode looks bad (faster-whisper's default), if temperature_fallback is on."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class TranscriberParams:
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     hallucinations: str = "drop"
+    temperature_fallback: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TranscriberParams":
@@ -103,7 +113,8 @@ class Transcriber:
         segments, info = self.model.transcribe(
             audio, beam_size=p.beam_size, language=p.language or None, condition_on_previous_text=False,
             no_speech_threshold=None, log_prob_threshold=p.logprob_threshold,
-            compression_ratio_threshold=p.compression_ratio_threshold, vad_filter=False)
+            compression_ratio_threshold=p.compression_ratio_threshold, vad_filter=False,
+            temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0)
         kept: list[dict[str, Any]] = []
         texts: list[str] = []
         suspect = 0

@@ -3,7 +3,8 @@
 A reader thread decodes (``actors.audio.decode``: PyAV, streaming) into a
 bounded queue of ``queue_chunks`` chunks, so memory does not depend on the
 file's length; the actor's loop takes chunks from it at the playback pace
-(``speed`` x real time, or as fast as possible) and publishes them. Each pass
+(``speed`` x real time, or as fast as possible) and publishes them; stdin
+and the microphone are published as they arrive. Each pass
 through each file is one stream (``stream`` = ``FILE#PASS``), its time
 starting at 0, its last chunk marked ``end``.
 
@@ -172,6 +173,7 @@ class AudioSourceActor(Actor):
     def pump(self) -> None:
         s = self.settings
         if s.wait_for_subscriber and not self.pub.has_subscriber(AudioChunk.TOPIC):
+            self.clock_start = None  # paused: resume at the pace, not with a burst of the time missed
             return
         paced = s.speed > 0 and s.source == "file"
         deadline = time.monotonic() + FAST_BUDGET_S

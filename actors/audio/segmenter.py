@@ -150,7 +150,11 @@ class SpeechSegmenter:
         return round(self.t0 + frame_index * FRAME_S, 4)
 
     def feed(self, pcm: np.ndarray) -> list[VadState | SpeechSegment]:
-        """Take the next samples of the stream; return state changes and finished segments, in order."""
+        """Take the next samples of the stream; return state changes and finished segments, in order.
+
+        The segmenter keeps (without copying) the arrays it is fed until their audio has left in a
+        segment or fallen out of the pre-roll: do not modify them afterwards.
+        """
         pcm = pcm.reshape(-1)
         data = np.concatenate((self._pending, pcm)) if self._pending.size else pcm
         n = data.size // FRAME_SAMPLES

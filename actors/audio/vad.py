@@ -57,7 +57,9 @@ class VadActor(Actor):
         if state is None:
             state = self.open_stream(key, chunk, channels)
         state.last_heard = time.monotonic()
-        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm)))
+        # The segmenter keeps what it is fed until its segment closes: give it its own copy, not a
+        # view of the zmq frame.
+        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm).copy()))
         if chunk.end:
             self.close_stream(key)
 

@@ -17,7 +17,7 @@ than ``min_segment_ms`` of speech is dropped (counted).
 
 The per-frame work is kept to webrtcvad's C call and a few integer operations
 (the last frames' flags are bits of one int; a window's voiced count is a
-masked ``bit_count``); audio is kept as the fed blocks and sliced only when a
+masked ``bit_count``); audio is kept as the bytes of the fed blocks, sliced only when a
 segment opens or closes. That keeps the segmenter within a few tens of
 percent of a bare webrtcvad loop (``bench/audio.py``).
 """
@@ -25,6 +25,7 @@ percent of a bare webrtcvad loop (``bench/audio.py``).
 from __future__ import annotations
 
 import itertools
+from collections import deque
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -133,11 +134,14 @@ class SpeechSegmenter:
         self._max_frames = p.max_frames
         self._hist = 0
         """Bit i: frame (current - i) was voiced."""
-        self._pending = np.zeros(0, np.int16)
+        self._hist_mask = self._start_mask | self._end_mask
+        self._keep_frames = p.start_frames + p.pad_frames
+        self._pending = b""
+        """Bytes of a partial frame, waiting for the next feed."""
         self._frame_index = 0
         """Frames processed so far; the next frame's index."""
-        self._blocks: list[tuple[int, np.ndarray]] = []
-        """(first frame index, frames) of recent audio: the open segment's, or the pre-roll's."""
+        self._blocks: deque[tuple[int, int, memoryview]] = deque()
+        """(first frame, stop frame, bytes) of recent audio: the open segment's, or the pre-roll's."""
         self._open: _Open | None = None
         self._last_pcm_stop = 0
         """Pre-roll never reaches back into audio an earlier segment already carried."""
@@ -150,32 +154,26 @@ class SpeechSegmenter:
         return round(self.t0 + frame_index * FRAME_S, 4)
 
     def feed(self, pcm: np.ndarray) -> list[VadState | SpeechSegment]:
-        """Take the next samples of the stream; return state changes and finished segments, in order.
-
-        The segmenter keeps (without copying) the arrays it is fed until their audio has left in a
-        segment or fallen out of the pre-roll: do not modify them afterwards.
-        """
-        pcm = pcm.reshape(-1)
-        data = np.concatenate((self._pending, pcm)) if self._pending.size else pcm
-        n = data.size // FRAME_SAMPLES
-        if n == 0:
-            self._pending = data.copy()
-            return []
-        frames = data[: n * FRAME_SAMPLES]
-        self._pending = data[n * FRAME_SAMPLES:].copy()
-        base = self._frame_index
-        self._blocks.append((base, frames))
-        out: list[VadState | SpeechSegment] = []
-        p = self.params
-        process, handle, rate = _webrtcvad.process, self._vad._vad, SPEECH_RATE_HZ
-        start_mask, end_mask, start_needed, end_voiced_max = (self._start_mask, self._end_mask, self._start_needed,
-                                                              self._end_voiced_max)
-        hist_mask = start_mask | end_mask
-        max_frames = self._max_frames
-        raw = memoryview(frames.tobytes())
+        """Take the next samples (int16) of the stream; return state changes and finished segments, in order."""
+        if pcm.dtype != np.int16:
+            raise TypeError(f"SpeechSegmenter takes int16 samples, got {pcm.dtype}")
+        # Bytes all the way: one copy out of the caller's array, none afterwards until a segment closes.
+        data = self._pending + pcm.tobytes() if self._pending else pcm.tobytes()
         step = FRAME_SAMPLES * 2
+        n = len(data) // step
+        usable = n * step
+        self._pending = data[usable:]
+        if n == 0:
+            return []
+        base = self._frame_index
+        raw = memoryview(data)
+        self._blocks.append((base, base + n, raw[:usable]))
+        out: list[VadState | SpeechSegment] = []
+        process, handle, rate = _webrtcvad.process, self._vad._vad, SPEECH_RATE_HZ
+        start_mask, end_mask, hist_mask = self._start_mask, self._end_mask, self._hist_mask
+        start_needed, end_voiced_max = self._start_needed, self._end_voiced_max
         hist, seg, voiced_total, j = self._hist, self._open, 0, base
-        for k in range(0, n * step, step):
+        for k in range(0, usable, step):
             voiced = process(handle, rate, raw[k:k + step], FRAME_SAMPLES)
             hist = ((hist << 1) | voiced) & hist_mask
             if voiced:
@@ -183,20 +181,14 @@ class SpeechSegmenter:
             if seg is None:
                 window = hist & start_mask
                 if window.bit_count() >= start_needed:
-                    first_voiced = j - (window.bit_length() - 1)
-                    last_voiced = j - ((window & -window).bit_length() - 1)
-                    seg = _Open(pcm_first=max(first_voiced - p.pad_frames, self._last_pcm_stop, 0),
-                                speech_first=first_voiced, last_voiced=last_voiced, segment_id=next(self._ids))
-                    self._open = seg
-                    out.append(VadState(state="speech_start", t=self._t(first_voiced), stream=self.stream,
-                                        segment_id=seg.segment_id))
+                    seg = self._start(j, window, out)
             else:
                 if voiced:
                     seg.last_voiced = j
                 if (hist & end_mask).bit_count() <= end_voiced_max:
                     out += self._close(seg.last_voiced + 1, held_until=j + 1, split=False)
                     seg = None
-                elif j - seg.speech_first + 1 >= max_frames:
+                elif j - seg.speech_first + 1 >= self._max_frames:
                     out += self._close(j + 1, held_until=j + 1, split=True)
                     # Speech goes on: the next segment starts right after the cut, no vad state change.
                     seg = self._open = _Open(pcm_first=j + 1, speech_first=j + 1, last_voiced=j + 1,
@@ -206,34 +198,40 @@ class SpeechSegmenter:
         self._frame_index = j
         self.stats.frames += n
         self.stats.voiced_frames += voiced_total
-        self._trim_blocks()
+        # Keep the open segment's audio, or else just enough for the next pre-roll.
+        keep_from = seg.pcm_first if seg is not None else j - self._keep_frames
+        blocks = self._blocks
+        while blocks and blocks[0][1] <= keep_from:
+            blocks.popleft()
         return out
+
+    def _start(self, j: int, window: int, out: list) -> _Open:
+        """Open a segment at frame ``j``; ``window``'s bit i is frame j - i."""
+        first_voiced = j - (window.bit_length() - 1)
+        last_voiced = j - ((window & -window).bit_length() - 1)
+        seg = _Open(pcm_first=max(first_voiced - self.params.pad_frames, self._last_pcm_stop, 0),
+                    speech_first=first_voiced, last_voiced=last_voiced, segment_id=next(self._ids))
+        self._open = seg
+        out.append(VadState(state="speech_start", t=self._t(first_voiced), stream=self.stream,
+                            segment_id=seg.segment_id))
+        return seg
 
     def flush(self) -> list[VadState | SpeechSegment]:
         """End of stream: close an open segment at its last voiced frame."""
-        self._pending = np.zeros(0, np.int16)
+        self._pending = b""
         if self._open is None:
             return []
         return self._close(self._open.last_voiced + 1, held_until=self._frame_index, split=False)
 
-    def _trim_blocks(self) -> None:
-        """Keep the open segment's audio, or else just enough for the next pre-roll."""
-        keep_from = (self._open.pcm_first if self._open is not None
-                     else self._frame_index - self.params.start_frames - self.params.pad_frames)
-        while self._blocks and self._blocks[0][0] + self._blocks[0][1].size // FRAME_SAMPLES <= keep_from:
-            self._blocks.pop(0)
-
     def _audio(self, first: int, stop: int) -> np.ndarray:
-        """Samples of frames [first, stop) from the blocks held, as a new array."""
+        """Samples of frames [first, stop) from the blocks held, as a new (writable) array."""
         parts = []
-        for block_first, block in self._blocks:
-            block_stop = block_first + block.size // FRAME_SAMPLES
+        step = FRAME_SAMPLES * 2
+        for block_first, block_stop, block in self._blocks:
             lo, hi = max(first, block_first), min(stop, block_stop)
             if lo < hi:
-                parts.append(block[(lo - block_first) * FRAME_SAMPLES:(hi - block_first) * FRAME_SAMPLES])
-        if len(parts) == 1:
-            return parts[0].copy()
-        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+                parts.append(block[(lo - block_first) * step:(hi - block_first) * step])
+        return np.frombuffer(bytearray().join(parts), dtype=np.int16)
 
     def _close(self, speech_stop: int, *, held_until: int, split: bool) -> list[VadState | SpeechSegment]:
         """Finish the open segment; its speech ends before frame ``speech_stop``."""

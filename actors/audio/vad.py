@@ -57,9 +57,7 @@ class VadActor(Actor):
         if state is None:
             state = self.open_stream(key, chunk, channels)
         state.last_heard = time.monotonic()
-        # The segmenter keeps what it is fed until its segment closes: give it its own copy, not a
-        # view of the zmq frame.
-        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm).copy()))
+        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm)))  # feed() copies what it keeps
         if chunk.end:
             self.close_stream(key)
 

@@ -815,6 +815,7 @@ def _format_status(reply: dict[str, Any]) -> str:
 
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "models": ("actors.hydra.cli", "model store: list, history, promote, rollback, cleanup, verify, extract, train"),
+    "batch": ("actors.batch", "process a folder of recordings offline (sensorium batch KIND --help)"),
 }
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser

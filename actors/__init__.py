@@ -13,6 +13,8 @@ from actors.base import Actor, ActorExit, handles
 KINDS: dict[str, str] = {
     "monitor": "actors.monitor:MonitorActor",
     "probe": "actors.probe:ProbeActor",
+    "sensor": "actors.sensor:SensorActor",
+    "gesture": "actors.gesture:GestureActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

@@ -821,7 +821,9 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-COMMAND_GROUPS: dict[str, tuple[str, str]] = {}
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    "gesture": ("actors.gesture.cli", "record, train and manage gesture templates"),
+}
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser
 (prog ``sensorium NAME``); it is imported only when its command runs, so

@@ -130,23 +130,27 @@ class Validator:
     def check(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray) -> Checked:
         n = len(t)
         flags: set[str] = set()
-        ok = np.isfinite(t) & np.isfinite(acc).all(axis=1) & np.isfinite(gyro).all(axis=1)
-        self._drop(flags, ImuFlag.NONFINITE, ~ok)
-        with np.errstate(invalid="ignore"):
-            acc_bad = ok & (np.linalg.norm(np.nan_to_num(acc), axis=1) > self.max_acc)
-            gyro_bad = ok & ~acc_bad & (np.linalg.norm(np.nan_to_num(gyro), axis=1) > self.max_gyro)
+        t_ok = np.isfinite(t)
+        values_ok = np.isfinite(acc).all(axis=1) & np.isfinite(gyro).all(axis=1)
+        self._drop(flags, ImuFlag.NONFINITE, ~(t_ok & values_ok))
+        with np.errstate(invalid="ignore", over="ignore"):
+            acc_bad = t_ok & values_ok & (np.linalg.norm(np.nan_to_num(acc), axis=1) > self.max_acc)
+            gyro_bad = t_ok & values_ok & ~acc_bad & (np.linalg.norm(np.nan_to_num(gyro), axis=1) > self.max_gyro)
         self._drop(flags, ImuFlag.ACC_RANGE, acc_bad)
         self._drop(flags, ImuFlag.GYRO_RANGE, gyro_bad)
-        ok &= ~acc_bad & ~gyro_bad
+        values_ok &= ~acc_bad & ~gyro_bad
         keep = np.zeros(n, dtype=bool)
         missing = 0
         last = self.last_t
-        for i in np.flatnonzero(ok):   # sequential: each kept reading is the next one's reference
+        # Sequential: a reading that arrived in order is the next one's reference
+        # even when its values are dropped (it did arrive: no dropout there).
+        for i in np.flatnonzero(t_ok):
             ti = float(t[i])
             if last is not None and ti <= last:
-                flag = ImuFlag.DUPLICATE if ti == last else ImuFlag.NON_MONOTONIC
-                flags.add(flag.value)
-                self.counts[flag.value] += 1
+                if values_ok[i]:
+                    flag = ImuFlag.DUPLICATE if ti == last else ImuFlag.NON_MONOTONIC
+                    flags.add(flag.value)
+                    self.counts[flag.value] += 1
                 continue
             if last is not None and ti - last > self.dropout_s:
                 flags.add(ImuFlag.DROPOUT.value)
@@ -154,7 +158,7 @@ class Validator:
                 lost = max(int(round((ti - last) / self.period_s)) - 1, 1)
                 missing += lost
                 self.counts["missing"] += lost
-            keep[i] = True
+            keep[i] = values_ok[i]
             last = ti
         self.last_t = last
         return Checked(t[keep], acc[keep], gyro[keep], n, flags, missing)

@@ -865,8 +865,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", parents=[common], help="preflight checks before a run")
     p = sub.add_parser("config", parents=[common], help="configuration tools")
     p.add_argument("action", choices=["show"])
+    # A group's own -c must not reset one given before the group name to its default.
+    group_common = argparse.ArgumentParser(add_help=False)
+    group_common.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file (TOML)")
     for name, (_module, help_text) in COMMAND_GROUPS.items():
-        p = sub.add_parser(name, parents=[common], help=help_text, add_help=False)
+        p = sub.add_parser(name, parents=[group_common], help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
     args = parser.parse_args(argv)
 

@@ -90,7 +90,8 @@ def main(argv: list[str], config: Config) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(config, args.actor)
-        store_settings = settings.store.model_copy(update={"path": args.store}) if args.store else settings.store
+        store_settings = (settings.store.model_copy(update={"path": args.store, "seed_path": ""}) if args.store
+                          else settings.store)
         store = GestureStore.from_settings(store_settings)
         if args.action == "record":
             return record(args, store, settings, config)

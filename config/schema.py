@@ -269,7 +269,7 @@ class GestureSettings(Strict):
     segmentation: SegmentationSettings = SegmentationSettings()
     reload_check_s: float = Field(1.0, gt=0)
     """How often the store file is checked for changes, seconds."""
-    accept_sigma: float = Field(6.0, gt=0)
+    accept_sigma: float = Field(8.0, gt=0)
     """A match is accepted up to the gesture's mean distance + this many sigma (adapts at run time)."""
     outlier_sigma: float = Field(3.0, gt=0)
     """Matches beyond mean + this many sigma are published with is_outlier = true."""

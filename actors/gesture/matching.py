@@ -74,8 +74,12 @@ def dtw_batch(query: np.ndarray, refs: np.ndarray, band: int = 4) -> np.ndarray:
     """DTW distances of ``query`` (L, C) to each of ``refs`` (K, L, C), Euclidean
     local cost, Sakoe-Chiba band; normalised by the path bound 2L."""
     k, length, _ = refs.shape
-    diff = query[:, None, None, :] - refs.transpose(1, 0, 2)[None, :, :, :]   # (L_query, L_ref, K, C)
-    cost = np.sqrt(np.einsum("ijkc,ijkc->ijk", diff, diff)).reshape(length * length, k)
+    q = np.asarray(query, dtype=np.float64)
+    r = np.asarray(refs, dtype=np.float64)
+    # |q_i - r_j|² = |q_i|² + |r_j|² - 2 q_i·r_j: one tensor contraction instead of a (L, L, K, C) difference.
+    cross = np.einsum("ic,kjc->ijk", q, r)
+    sq = np.einsum("ic,ic->i", q, q)[:, None, None] + np.einsum("kjc,kjc->jk", r, r)[None, :, :] - 2.0 * cross
+    cost = np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq).reshape(length * length, k)
     table = np.full(((length + 1) ** 2, k), np.inf)
     table[0] = 0.0
     for cell, up, left, diag, c in _diagonals(length, band):

@@ -58,7 +58,7 @@ class DistanceHistory:
 
 
 class Recognizer:
-    def __init__(self, db: GestureDB, *, accept_sigma: float = 6.0, outlier_sigma: float = 3.0,
+    def __init__(self, db: GestureDB, *, accept_sigma: float = 8.0, outlier_sigma: float = 3.0,
                  history_weight: float = 20.0) -> None:
         self.db = db
         self.accept_sigma = accept_sigma

@@ -12,7 +12,9 @@ For each gesture with enough samples:
    against the other folds exactly as the recognizer would; accuracy
    overall and per gesture.
 4. **Distance statistics** per gesture: mean and standard deviation of the
-   distance from a held-out sample to its nearest same-gesture sample. The
+   distance from a held-out sample to its nearest same-gesture sample (the
+   spread shrunk towards the pooled one of all gestures, since a handful of
+   samples underestimates it). The
    recognizer flags a match more than 3 sigma above the mean as an outlier
    and derives its acceptance threshold from them.
 5. **Calibration**: a logistic regression (ridge-regularised, a few Newton
@@ -39,6 +41,10 @@ MIN_SAMPLES = 3
 """Fewer samples than this: the gesture is not trained (and not matched)."""
 SIGMA_FLOOR = 0.02
 """Smallest distance standard deviation used (few samples underestimate it)."""
+RELATIVE_SIGMA_FLOOR = 0.15
+"""...and never below this fraction of the mean distance."""
+PRIOR_SAMPLES = 5
+"""Weight, in samples, of the pooled relative spread in each gesture's spread."""
 
 
 @dataclass
@@ -151,12 +157,22 @@ def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
                 correct[n].append(m.name == n)
                 own_distance[n].append(float(dtw_batch(q, own).min()))
                 records.append((m.name, m.margin, m.distance, m.name == n))
+    # A handful of samples underestimates the spread: shrink each gesture's
+    # relative spread (std / mean) towards the median over all gestures,
+    # weighted as PRIOR_SAMPLES samples (empirical Bayes), then floor it.
+    rel = [np.std(own_distance[n], ddof=1) / max(np.mean(own_distance[n]), 1e-9)
+           for n in trained if len(own_distance[n]) > 1]
+    rel_pool = float(np.median(rel)) if rel else RELATIVE_SIGMA_FLOOR
     for name in trained:
         g = db.gestures[name]
         g.accuracy = float(np.mean(correct[name])) if correct[name] else None
         dist = np.asarray(own_distance[name])
-        g.distance_mean = float(dist.mean())
-        g.distance_std = float(max(dist.std(ddof=1) if len(dist) > 1 else 0.0, SIGMA_FLOOR))
+        n = len(dist)
+        mean = float(dist.mean())
+        var = ((n - 1) * (dist.var(ddof=1) if n > 1 else 0.0) + PRIOR_SAMPLES * (rel_pool * mean) ** 2) \
+            / (n - 1 + PRIOR_SAMPLES)
+        g.distance_mean = mean
+        g.distance_std = float(max(np.sqrt(var), RELATIVE_SIGMA_FLOOR * mean, SIGMA_FLOOR))
         g.trained_at = time.time()
         fp = _fingerprint(g)
         changed = fp != g.fingerprint

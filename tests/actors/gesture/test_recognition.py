@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from actors.sensor.synthetic import GESTURES, ScriptedStream, Variation, random_shape
 from bus.bodies.gesture import GestureRecognized
+from bus.pubsub import Publisher
 from tests.actors.gesture.conftest import overlaps
 
 pytestmark = pytest.mark.slow
@@ -29,6 +31,13 @@ def test_held_out_stream_is_recognised_at_90_percent_and_unknown_motions_are_rej
     out = collector_factory(sup, ["gesture.", "sys.heartbeat"])
     out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "gesture"
                  and m.body["extra"].get("templates") == len(shipped_db.gestures), what="templates loaded")
+    # A malformed batch is counted and dropped; the actor goes on.
+    bad = Publisher(out.ctx, sup.frontend, "bad-sender")
+    assert bad.wait_for_subscriber("sensor.imu", 30)
+    bad.publish("sensor.imu", {"t": np.arange(3.0), "acc": np.zeros((3, 2)), "gyro": np.zeros((3, 3))})
+    bad.close()
+    out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "gesture"
+                 and m.body["counters"]["dropped"] >= 1, what="the bad batch counted")
     # Seed 2024 (the shipped templates used 7): 12 performances of each gesture,
     # in random order, with 16 motions of shapes the store has never seen.
     shapes = dict(GESTURES)

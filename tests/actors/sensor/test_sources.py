@@ -165,3 +165,45 @@ settings = {{ store = {{ path = "{tmp_path}/store.gst", seed_path = "models/gest
     assert imu[-1].body["source"] == "synthetic"
     assert ImuFlag.UNCALIBRATED.value not in imu[-1].body["flags"]   # rest periods calibrated it
     assert (tmp_path / "store.gst").exists()
+
+
+def test_udp_lines_and_replay_of_a_recorded_file(supervisor_factory, collector_factory, tmp_path):
+    recording = tmp_path / "later" / "imu.jsonl"
+    sup = supervisor_factory(f"""
+[actors."sensor@udp"]
+kind = "sensor"
+heartbeat_s = 0.5
+settings = {{ source = "udp", udp = {{ port = 0 }} }}
+[actors."sensor@replay"]
+kind = "sensor"
+settings.source = "replay"
+settings.replay = {{ path = "{recording}", speed = 5.0, loop = false }}
+settings.reconnect = {{ initial_s = 0.2, factor = 1.5, max_s = 1.0, jitter = 0.0 }}
+""")
+    out = collector_factory(sup, ["sensor.", "sys.heartbeat"])
+    sup.wait_running("sensor@udp", "sensor@replay")
+    # UDP: datagrams of JSON lines, one of them broken.
+    listening = out.wait_for(lambda m: m.topic == "sensor.state" and m.header.src == "sensor@udp"
+                             and m.body["state"] == "listening")
+    host, port = listening.body["address"].rsplit(":", 1)
+    lines = [json.dumps({"t": 10.0 + k * 0.01, "acc": [0.0, 1.0, 0.0], "gyro": [0.0, 0.0, 0.1]}) for k in range(20)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto("\n".join(lines[:10] + ["{broken"]).encode(), (host, int(port)))
+        udp.sendto("\n".join(lines[10:]).encode(), (host, int(port)))
+    out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "sensor@udp"
+                 and m.body["extra"]["readings_published"] == 20 and m.body["extra"].get("source_bad_lines") == 1)
+    # Replay: the file does not exist yet (backoff), then appears and plays to its end.
+    out.wait_for(lambda m: m.topic == "sensor.state" and m.header.src == "sensor@replay"
+                 and m.body["state"] == "backoff" and "No such file" in m.body["reason"])
+    recording.parent.mkdir()
+    rows = [json.dumps({"name": name, "time": T0_NS + k * 10_000_000, "values": {"x": 0.1, "y": 0.2, "z": 0.3}})
+            for k in range(150) for name in ("accelerometer", "gyroscope")]
+    recording.write_text("\n".join(rows) + "\n")
+    out.wait_for(lambda m: m.topic == "sensor.state" and m.header.src == "sensor@replay" and m.body["state"] == "ended")
+    out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "sensor@replay"
+                 and m.body["extra"]["readings_published"] == 150)
+    replayed = [ImuBatch.from_body(m.body) for m in out.messages
+                if m.topic == "sensor.imu" and m.header.src == "sensor@replay"]
+    t = np.concatenate([b.t for b in replayed])
+    np.testing.assert_allclose(t, T0_NS / 1e9 + np.arange(150) * 0.01)
+    assert len(replayed) >= 2       # played over time (1.5 s at 5x: ~0.3 s), not in one lump

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ACTOR_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(@[a-z0-9_\-]+)?")
 RESERVED_NAMES = {"supervisor"}
@@ -221,6 +221,12 @@ class SensorSettings(Strict):
     """Backoff between tries of a source that failed (connect refused, port in use, file missing)."""
     calibration: CalibrationSettings = CalibrationSettings()
     validation: ValidationSettings = ValidationSettings()
+
+    @model_validator(mode="after")
+    def _replay_needs_a_file(self) -> "SensorSettings":
+        if self.source == "replay" and not self.replay.path:
+            raise ValueError("source 'replay' needs replay.path (a JSON-lines file)")
+        return self
 
 
 # -- gesture --

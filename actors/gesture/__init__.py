@@ -26,12 +26,18 @@ from bus.messages import Alert
 from config.storage import CorruptFileError, LockTimeout
 
 
+STORE_LOCK_WAIT_S = 1.0
+"""Longest wait for the store's lock inside the actor loop, seconds."""
+
+
 class GestureActor(Actor):
     kind = "gesture"
 
     def setup(self) -> None:
         s = self.settings
-        self.store = GestureStore.from_settings(s.store)
+        # Short: the loop must not stall while the CLI holds the lock (training);
+        # a busy store is simply tried again at the next check.
+        self.store = GestureStore.from_settings(s.store, lock_timeout_s=STORE_LOCK_WAIT_S)
         self.segmenter = Segmenter(s.segmentation)
         self.recognizer: Recognizer | None = None
         self.store_revision = 0
@@ -77,7 +83,10 @@ class GestureActor(Actor):
         signature = self.store.signature()
         try:
             loaded = self.store.load()
-        except (CorruptFileError, LockTimeout, OSError, ValueError) as exc:
+        except LockTimeout:
+            self.log.info("gesture_store_busy", path=str(self.store.path), retry_in_s=self.settings.reload_check_s)
+            return
+        except (CorruptFileError, OSError, ValueError) as exc:
             # Keep matching with what we have; try again at the next check.
             self.figures["store_errors"] += 1
             self.store_signature = signature

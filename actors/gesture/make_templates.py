@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from actors.gesture.segmenter import Segmenter
 from actors.gesture.store import GestureDB, GestureStore, Sample

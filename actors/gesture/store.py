@@ -264,10 +264,10 @@ class GestureStore:
     """The gesture database file, with its backups, lock, migration and export."""
 
     @classmethod
-    def from_settings(cls, s: Any) -> "GestureStore":
+    def from_settings(cls, s: Any, *, lock_timeout_s: float = 30.0) -> "GestureStore":
         """From ``config.schema.GestureStoreSettings``."""
         return cls(resolve_path(s.path), keep=s.keep, retention_days=s.retention_days,
-                   seed_path=resolve_path(s.seed_path) if s.seed_path else None)
+                   seed_path=resolve_path(s.seed_path) if s.seed_path else None, lock_timeout_s=lock_timeout_s)
 
     def __init__(self, path: Path | str, *, keep: int = 10, retention_days: float = 30.0,
                  seed_path: Path | str | None = None, lock_timeout_s: float = 30.0) -> None:

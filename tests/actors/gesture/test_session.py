@@ -46,7 +46,7 @@ def test_recording_session_survives_kill_9_and_resumes(broker, ipc_dir, tmp_path
 
     second = subprocess.run(argv, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S * 2)
     assert second.returncode == 0, second.stderr
-    assert f"resuming session" in second.stderr and f"{kept}/5 samples recorded" in second.stderr
+    assert "resuming session" in second.stderr and f"{kept}/5 samples recorded" in second.stderr
     assert f"sample {kept + 1}/5: go!" in second.stderr and "sample 1/5" not in second.stderr
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["name"] == "lift" and summary["samples"] + summary["outliers"] == 5

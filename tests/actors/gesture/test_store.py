@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -179,7 +178,7 @@ def test_sample_validation_names_every_problem():
         GestureDB().add_samples("x", [Sample(good.t, still, still)])
 
 
-def test_training_sets_outliers_aside_and_bumps_versions_only_on_change(shipped_db):
+def test_training_sets_outliers_aside_and_bumps_versions_only_on_change():
     from actors.gesture.store import GestureDB
 
     rng = np.random.default_rng(9)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from actors.gesture.store import GestureStore, Sample, SampleError, StoreError, sample_problems
 from actors.gesture.training import train
 from actors.sensor.synthetic import make_sample
-from tests.support import ROOT, clean_env, wait_until
+from tests.support import ROOT, clean_env
 
 SAVER = """
 import sys, numpy as np
@@ -43,7 +44,9 @@ def test_kill_9_in_the_middle_of_saves_leaves_the_old_or_the_new_version(tmp_pat
         assert proc.stdout is not None
         proc.stdout.readline()                      # at least one save done
         # Kill the moment the next save's temp file appears: inside the write.
-        wait_until(lambda: list(tmp_path.glob(".store.gst.*.tmp")), 60, "a save in progress")
+        deadline = time.monotonic() + 60
+        while not any(name.endswith(".tmp") for name in os.listdir(tmp_path)):   # tight: a write lasts ms
+            assert time.monotonic() < deadline, "no save in progress seen within 60 s"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         torn += bool(list(tmp_path.glob(".store.gst.*.tmp")))

@@ -11,6 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from actors.sensor.synthetic import GESTURES
 from bus.bodies.imu import ConnectionState, ImuBatch, ImuFlag
 from tests.support import wait_until
 
@@ -160,7 +161,7 @@ settings = {{ store = {{ path = "{tmp_path}/store.gst", seed_path = "models/gest
     out = collector_factory(sup, ["gesture.", "sensor.imu"])
     sup.wait_running("sensor", "gesture")
     first = out.wait_for(lambda m: m.topic == "gesture.recognized")
-    assert first.body["name"] in ("wave", "circle", "punch") and first.body["confidence"] > 0.5
+    assert first.body["name"] in GESTURES and first.body["confidence"] > 0.5
     imu = [m for m in out.messages if m.topic == "sensor.imu"]
     assert imu[-1].body["source"] == "synthetic"
     assert ImuFlag.UNCALIBRATED.value not in imu[-1].body["flags"]   # rest periods calibrated it

@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     naive_queries = queries[: args.naive_queries]
     results["naive_python_dtw"] = timed("naive pure-Python DTW", naive_queries, naive)
     s, b = results["sensorium"], results["naive_python_dtw"]
+    bus = through_the_bus(db, shapes, args.bus_gestures) if args.bus_gestures else None
     return {
+        "through_the_bus": bus,
         "bench": "gesture", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load1": os.getloadavg()[0]},
@@ -158,6 +160,76 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "no_prefilter_over_sensorium_p50": results["numpy_dtw_no_prefilter"]["p50_ms"] / s["p50_ms"]},
         "targets": {"p99_ms": TARGET_P99_MS, "met": s["p99_ms"] <= TARGET_P99_MS},
     }
+
+
+def through_the_bus(db, shapes: dict, n_gestures: int, speed: float = 10.0) -> dict[str, Any]:
+    """The gesture actor (its own process, real broker and sockets) fed a stream of the
+    query gestures: its own ``processing_time_ms`` per recognition (from the
+    arrival of the batch that closed the segment, before decoding it, to the
+    publish: decode, segmenter, recognizer)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import zmq
+
+    from actors.gesture.store import GestureStore
+    from actors.sensor.synthetic import ScriptedStream, Variation
+    from bus.bodies.imu import ImuBatch
+    from bus.broker import Broker
+    from bus.endpoints import Endpoints
+    from bus.pubsub import Publisher, Subscriber
+
+    folder = Path(tempfile.mkdtemp(prefix="sg", dir="/tmp"))
+    ctx = zmq.Context.instance()
+    ep = Endpoints(f"ipc://{folder}/pub.sock", f"ipc://{folder}/sub.sock", f"ipc://{folder}/ctl.sock")
+    broker = Broker(ep.frontend, ep.backend, ctx=ctx).start()
+    proc = None
+    try:
+        GestureStore(folder / "store.gst").save(db)
+        (folder / "bench.toml").write_text(
+            f'[bus]\nruntime_dir = "{folder}"\n[log]\nlevel = "warning"\n[actors.gesture]\n'
+            f'settings = {{ store = {{ path = "{folder}/store.gst", seed_path = "" }} }}\n')
+        env = dict(os.environ, PYTHONPATH=str(_ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "actors", "gesture", "--name", "gesture", "-c",
+                                 str(folder / "bench.toml")], cwd=_ROOT, env=env)
+        sub = Subscriber(ctx, ep.backend, ["gesture.recognized"])
+        sub.wait_subscribed(ep.frontend, 30)
+        pub = Publisher(ctx, ep.frontend, "bench")
+        if not pub.wait_for_subscriber(ImuBatch.TOPIC, 30):
+            raise RuntimeError("the gesture actor never subscribed")
+        wide = Variation(duration_s=(0.6, 1.6), amplitude=(0.6, 1.4), acc_noise=(0.1, 0.45))
+        names = list(shapes)
+        stream = ScriptedStream(names, seed=HELD_OUT_SEED, pause_s=(0.8, 1.2), shapes=shapes, variation=wide,
+                                shuffle=True, t0=0.0)
+        processing = []
+        t_data, start, batch_s = 0.0, time.monotonic(), 0.05
+        while len(stream.events) < n_gestures or t_data < stream.events[n_gestures - 1].t_end + 1.0:
+            t_data += batch_s
+            t, acc, gyro = stream.read_until(t_data)
+            pub.publish(ImuBatch.TOPIC, ImuBatch(t=t, acc=acc, gyro=gyro).to_body())
+            while (msg := sub.recv(timeout_ms=0)) is not None:
+                processing.append(msg.body["processing_time_ms"])
+            lag = start + t_data / speed - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+            if len(processing) % 10 == 0:
+                _progress("through the bus", min(len(processing), n_gestures - 1), n_gestures)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and (msg := sub.recv(timeout_ms=200)) is not None:
+            processing.append(msg.body["processing_time_ms"])
+        _progress("through the bus", n_gestures - 1, n_gestures)
+        pub.close()
+        sub.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    p = np.asarray(processing) if processing else np.full(1, np.nan)
+    return {"gestures": n_gestures, "recognized": len(processing),
+            "processing_p50_ms": float(np.percentile(p, 50)), "processing_p99_ms": float(np.percentile(p, 99))}
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
@@ -206,10 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="samples per template")
     parser.add_argument("--queries-per-template", type=int, default=6)
     parser.add_argument("--naive-queries", type=int, default=60, help="queries timed for the (slow) naive baseline")
+    parser.add_argument("--bus-gestures", type=int, default=100,
+                        help="gestures streamed through a real gesture actor (0: skip)")
     parser.add_argument("--out", default=str(_HERE / "out"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.queries_per_template, args.naive_queries = 2, 20
+        args.queries_per_template, args.naive_queries, args.bus_gestures = 2, 20, 30
     report = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target p99 <= {TARGET_P99_MS:g} ms: {'PASS' if report['targets']['met'] else 'MISS'} "
           f"({s['p99_ms']:.2f} ms); templates {report['setup']['templates']}, training "
           f"{report['setup']['train_s']:.1f} s, cross-validation accuracy {report['setup']['cv_accuracy']:.3f}")
+    bus = report["through_the_bus"]
+    if bus:
+        print(f"through the bus ({bus['recognized']} of {bus['gestures']} gestures recognised): actor "
+              f"processing_time_ms p50 {bus['processing_p50_ms']:.2f} p99 {bus['processing_p99_ms']:.2f}")
     print(f"wrote {out / 'gesture.json'}" + (f" and {out / 'gesture.png'}" if plotted else ""))
     return 0
 

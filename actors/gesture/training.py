@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from actors.gesture.matching import Matcher, dtw_batch, normalise
+from actors.gesture.matching import CHANNELS, LENGTH, Matcher, dtw_batch, normalise
 from actors.gesture.store import Gesture, GestureDB
 
 MIN_SAMPLES = 3
@@ -60,7 +60,7 @@ class TrainReport:
 
 
 def sequences_of(g: Gesture) -> np.ndarray:
-    return np.stack([normalise(s.t, s.acc, s.gyro) for s in g.samples]) if g.samples else np.zeros((0, 32, 6))
+    return np.stack([normalise(s.t, s.acc, s.gyro) for s in g.samples]) if g.samples else np.zeros((0, LENGTH, CHANNELS))
 
 
 def _pairwise(seqs: np.ndarray) -> np.ndarray:

@@ -94,7 +94,11 @@ def main(argv: list[str], config: Config) -> int:
                           else settings.store)
         store = GestureStore.from_settings(store_settings)
         if args.action == "record":
-            return record(args, store, settings, config)
+            try:
+                return record(args, store, settings, config)
+            except KeyboardInterrupt:
+                _err("interrupted; the samples recorded so far are kept: run the same command to resume")
+                return 130
         return ACTIONS[args.action](args, store)
     except (StoreError, SampleError, CorruptFileError, LockTimeout) as exc:
         _err(str(exc))

@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def through_the_bus(db, shapes: dict, n_gestures: int, speed: float = 10.0) -> dict[str, Any]:
     """The gesture actor (its own process, real broker and sockets) fed a stream of the
     query gestures: its own ``processing_time_ms`` per recognition (from the
-    arrival of the batch that closed the segment, before decoding it, to the
-    publish: decode, segmenter, recognizer)."""
+    handler receiving the batch that closed the segment to the
+    publish: body check, segmenter, recognizer)."""
     import shutil
     import subprocess
     import tempfile

@@ -19,7 +19,7 @@ class GestureRecognized(Body):
     is_outlier: bool
     """The match distance lies more than 3 sigma above the template's usual distance."""
     processing_time_ms: float
-    """From the arrival of the batch that closed the segment to this message, milliseconds."""
+    """From the handler receiving the (decoded) batch that closed the segment to this message, milliseconds."""
     template_version: int
     """Version of the matched gesture's template in the store (bumped on every retrain that changes it)."""
     distance: float = 0.0

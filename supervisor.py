@@ -816,6 +816,7 @@ def _format_status(reply: dict[str, Any]) -> str:
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "models": ("actors.hydra.cli", "model store: list, history, promote, rollback, cleanup, verify, extract, train"),
     "batch": ("actors.batch", "process a folder of recordings offline (sensorium batch KIND --help)"),
+    "gesture": ("actors.gesture.cli", "record, train and manage gesture templates"),
 }
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser
@@ -868,8 +869,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", parents=[common], help="preflight checks before a run")
     p = sub.add_parser("config", parents=[common], help="configuration tools")
     p.add_argument("action", choices=["show"])
+    # A group's own -c must not reset one given before the group name to its default.
+    group_common = argparse.ArgumentParser(add_help=False)
+    group_common.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file (TOML)")
     for name, (_module, help_text) in COMMAND_GROUPS.items():
-        p = sub.add_parser(name, parents=[common], help=help_text, add_help=False)
+        p = sub.add_parser(name, parents=[group_common], help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
     argv = sys.argv[1:] if argv is None else list(argv)
     group = _group_split(argv)

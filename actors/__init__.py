@@ -18,6 +18,8 @@ KINDS: dict[str, str] = {
     "audio_source": "actors.audio.source:AudioSourceActor",
     "vad": "actors.audio.vad:VadActor",
     "speech": "actors.audio.speech:SpeechActor",
+    "sensor": "actors.sensor:SensorActor",
+    "gesture": "actors.gesture:GestureActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

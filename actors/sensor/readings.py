@@ -1,0 +1,137 @@
+"""What sources deliver, and the parsers of the wire formats they speak.
+
+Formats:
+
+* **Sensor Logger HTTP push** (the app's "Data Streaming" -> "HTTP Push"):
+  a JSON object ``{"messageId": int, "sessionId": str, "deviceId": str,
+  "payload": [{"name": str, "time": int ns, "values": {"x", "y", "z"}},
+  ...]}``. Streams named in ``acc_names``/``gyro_names`` are taken; others
+  (gravity, orientation, location...) are counted and ignored.
+* **JSON lines** (UDP datagrams, a TCP stream, replay files): one object per
+  line, either a Sensor Logger payload entry as above, or a combined reading
+  ``{"t": seconds, "acc": [x, y, z], "gyro": [x, y, z]}``.
+
+Malformed input raises ``FormatError`` with the reason (the HTTP receiver
+answers it with 400); numbers pass through unchecked (NaN included):
+validation downstream drops and flags them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+
+class FormatError(ValueError):
+    """Input that does not follow the format; the message says what and where."""
+
+
+@dataclass
+class Readings:
+    """Readings of one source, in arrival order: acc and gyro at the same
+    times (a combined reading), or only one of them (one Sensor Logger stream)."""
+
+    t: np.ndarray
+    """float64 (n,), seconds."""
+    acc: np.ndarray | None = None
+    """float64 (n, 3), m/s²."""
+    gyro: np.ndarray | None = None
+    """float64 (n, 3), rad/s."""
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FormatError(f"{where} is {type(value).__name__} {value!r:.40}, expected a number")
+    return float(value)
+
+
+def _xyz(values: Any, where: str) -> tuple[float, float, float]:
+    if isinstance(values, dict):
+        try:
+            return tuple(_number(values[k], f"{where}.{k}") for k in ("x", "y", "z"))  # type: ignore[return-value]
+        except KeyError as exc:
+            raise FormatError(f"{where} lacks {exc.args[0]!r}") from None
+    if isinstance(values, (list, tuple)) and len(values) == 3:
+        return tuple(_number(v, f"{where}[{i}]") for i, v in enumerate(values))  # type: ignore[return-value]
+    raise FormatError(f"{where} must be {{x, y, z}} or [x, y, z], got {str(values)[:40]}")
+
+
+class EntryParser:
+    """Collects Sensor Logger entries and combined readings into ``Readings``."""
+
+    def __init__(self, acc_names: Iterable[str], gyro_names: Iterable[str]) -> None:
+        self.acc_names = {n.lower() for n in acc_names}
+        self.gyro_names = {n.lower() for n in gyro_names}
+        self.ignored = 0
+        """Entries of other streams (gravity, orientation...)."""
+
+    def parse_entries(self, entries: Iterable[Any], where: str = "payload") -> list[Readings]:
+        acc_t, acc, gyro_t, gyro, both_t, both_acc, both_gyro = [], [], [], [], [], [], []
+        for i, entry in enumerate(entries):
+            here = f"{where}[{i}]"
+            if not isinstance(entry, dict):
+                raise FormatError(f"{here} is {type(entry).__name__}, expected an object")
+            if "name" in entry:
+                name = entry["name"]
+                if not isinstance(name, str):
+                    raise FormatError(f"{here}.name is not a string")
+                kind = "acc" if name.lower() in self.acc_names else "gyro" if name.lower() in self.gyro_names else ""
+                if not kind:
+                    self.ignored += 1
+                    continue
+                if "time" not in entry or "values" not in entry:
+                    raise FormatError(f"{here} ({name}) lacks {'time' if 'time' not in entry else 'values'}")
+                t = _number(entry["time"], f"{here}.time") / 1e9
+                xyz = _xyz(entry["values"], f"{here}.values")
+                (acc_t if kind == "acc" else gyro_t).append(t)
+                (acc if kind == "acc" else gyro).append(xyz)
+            elif "t" in entry and "acc" in entry:
+                both_t.append(_number(entry["t"], f"{here}.t"))
+                both_acc.append(_xyz(entry["acc"], f"{here}.acc"))
+                both_gyro.append(_xyz(entry["gyro"], f"{here}.gyro") if "gyro" in entry else (math.nan,) * 3)
+            else:
+                raise FormatError(f"{here} has neither name/time/values nor t/acc")
+        out = []
+        if both_t:
+            out.append(Readings(np.array(both_t), np.array(both_acc), np.array(both_gyro)))
+        if acc_t:
+            out.append(Readings(np.array(acc_t), acc=np.array(acc)))
+        if gyro_t:
+            out.append(Readings(np.array(gyro_t), gyro=np.array(gyro)))
+        return out
+
+    def parse_push(self, body: bytes) -> tuple[str, list[Readings]]:
+        """A Sensor Logger push: (deviceId, readings); raises FormatError."""
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise FormatError(f"body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise FormatError(f"body is a JSON {type(doc).__name__}, expected an object with 'payload'")
+        if "payload" not in doc:
+            raise FormatError("body has no 'payload'")
+        if not isinstance(doc["payload"], list):
+            raise FormatError(f"'payload' is {type(doc['payload']).__name__}, expected a list")
+        device = doc.get("deviceId", "")
+        return str(device) if device is not None else "", self.parse_entries(doc["payload"])
+
+    def parse_lines(self, text: str, where: str = "line") -> tuple[list[Readings], list[str]]:
+        """Readings of every good line, and the reasons of the bad ones (counted by the caller)."""
+        entries, bad = [], []
+        for n, line in enumerate(text.splitlines()):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+                entries.extend(self.parse_entries([entry], f"{where} {n + 1}"))
+            except ValueError as exc:   # FormatError and JSONDecodeError
+                bad.append(f"{where} {n + 1}: {exc}")
+        return entries, bad

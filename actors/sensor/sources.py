@@ -1,0 +1,407 @@
+"""Where IMU readings come from: one class per source kind.
+
+Every source offers ``start()``, ``poll() -> list[Readings]`` (what arrived
+since the last call), ``stop()``, and a queue of ``StateChange`` events the
+actor publishes on ``sensor.state`` (``ConnectionState``). Network sources
+receive on their own thread and hand readings over through a deque.
+
+* ``HttpPushSource``: the Sensor Logger push receiver (stdlib
+  ``http.server`` on a thread). A malformed push gets HTTP 400 with the
+  reason as JSON, and is counted.
+* ``UdpSource``: JSON lines in datagrams.
+* ``TcpSource``: a client: connects to a JSON-lines server and reconnects
+  with exponential backoff (``config.backoff.BackoffPolicy``, the
+  supervisor's own) when refused or dropped.
+* ``ReplaySource``: a JSON-lines file played back in real time (or faster).
+* ``SyntheticSource``: ``synthetic.ScriptedStream``, scripted gestures.
+
+A server that cannot bind (port in use) and a replay file that is missing
+retry under the same backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import structlog
+
+from actors.sensor.readings import EntryParser, FormatError, Readings
+from actors.sensor.synthetic import ScriptedStream
+from bus.bodies.imu import ConnectionState
+from config.backoff import BackoffPolicy
+
+log = structlog.get_logger("sensor")
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: ConnectionState
+    previous: ConnectionState | None
+    reason: str = ""
+    attempt: int = 0
+    delay_s: float = 0.0
+    address: str = ""
+
+
+class Source:
+    kind = ""
+
+    def __init__(self, parser: EntryParser, stale_after_s: float) -> None:
+        self.parser = parser
+        self.stale_after_s = stale_after_s
+        self.state: ConnectionState | None = None
+        self.address = ""
+        self.device = ""
+        self.changes: deque[StateChange] = deque()
+        self.counts: Counter[str] = Counter()
+        """Source-level counters: readings, rejected pushes, bad lines..."""
+        self._lock = threading.Lock()
+        self._inbox: deque[Readings] = deque()
+        self._last_data = time.monotonic()
+
+    def set_state(self, state: ConnectionState, reason: str = "", attempt: int = 0, delay_s: float = 0.0) -> None:
+        with self._lock:
+            if state == self.state and not reason:
+                return
+            self.changes.append(StateChange(state, self.state, reason, attempt, delay_s, self.address))
+            self.state = state
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def deliver(self, readings: list[Readings]) -> None:
+        """Called by the receiving thread (or poll) with parsed readings."""
+        if not readings:
+            return
+        self._inbox.extend(readings)
+        self._last_data = time.monotonic()
+        self.count("readings", sum(len(r) for r in readings))
+        if self.state != ConnectionState.STREAMING:
+            self.set_state(ConnectionState.STREAMING)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def poll(self) -> list[Readings]:
+        out = []
+        while self._inbox:
+            out.append(self._inbox.popleft())
+        if self.state == ConnectionState.STREAMING and time.monotonic() - self._last_data > self.stale_after_s:
+            self.set_state(ConnectionState.STALE, f"no readings for {self.stale_after_s:g} s")
+        return out
+
+    def stop(self) -> None:
+        self.set_state(ConnectionState.STOPPED)
+
+
+class ThreadedSource(Source):
+    """A source that receives on its own thread and retries failures with backoff."""
+
+    def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy) -> None:
+        super().__init__(parser, stale_after_s)
+        self.backoff = backoff
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.kind}", daemon=True)
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._interrupt()
+        self._thread.join(timeout=5.0)
+        super().stop()
+
+    def _interrupt(self) -> None:
+        """Make a blocking _session() return soon (the stop flag is set)."""
+
+    def _session(self) -> str:
+        """Bind or connect and receive until stopped or cut off; returns why it
+        ended, raises OSError when it could not start."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            self.set_state(ConnectionState.CONNECTING)
+            began = time.monotonic()
+            try:
+                reason = self._session()
+            except OSError as exc:
+                reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - began >= self.backoff.reset_after_s:
+                attempt = 0   # it ran healthy for a while: a fresh streak
+            attempt += 1
+            delay = self.backoff.delay_s(attempt, self._rng)
+            self.count("failures")
+            log.warning("source_backoff", source=self.kind, reason=reason, attempt=attempt, delay_s=round(delay, 3))
+            self.set_state(ConnectionState.BACKOFF, reason, attempt, round(delay, 3))
+            self._stopping.wait(delay)
+
+
+class HttpPushSource(ThreadedSource):
+    kind = "http"
+
+    def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy, settings: Any) -> None:
+        super().__init__(parser, stale_after_s, backoff)
+        self.s = settings
+        self._server: ThreadingHTTPServer | None = None
+        self.last_rejection = ""
+
+    def _session(self) -> str:
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, code: int, doc: dict[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.split("?", 1)[0] != source.s.path:
+                    self._answer(404, {"error": f"no such path {self.path!r}; post to {source.s.path!r}"})
+                    return
+                length = self.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    source.reject(self, 411, "Content-Length required")
+                    return
+                if int(length) > source.s.max_body_bytes:
+                    self.close_connection = True
+                    source.reject(self, 413, f"body of {length} bytes exceeds {source.s.max_body_bytes}")
+                    return
+                body = self.rfile.read(int(length))
+                try:
+                    device, readings = source.parser.parse_push(body)
+                except FormatError as exc:
+                    source.reject(self, 400, str(exc))
+                    return
+                source.device = device or source.device
+                source.count("pushes")
+                source.deliver(readings)
+                self._answer(200, {"ok": True, "readings": sum(len(r) for r in readings)})
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(405)
+                self.send_header("Allow", "POST")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("http_request", line=fmt % args)
+
+        server = ThreadingHTTPServer((self.s.host, self.s.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        host, port = server.server_address[:2]
+        self.address = f"{host}:{port}"
+        self.set_state(ConnectionState.LISTENING)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+        return "server stopped"
+
+    def reject(self, handler: BaseHTTPRequestHandler, code: int, reason: str) -> None:
+        self.count("rejected")
+        self.last_rejection = reason
+        log.warning("push_rejected", code=code, reason=reason, client=handler.client_address[0])
+        handler._answer(code, {"error": reason})  # type: ignore[attr-defined]
+
+    def _interrupt(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+
+class UdpSource(ThreadedSource):
+    kind = "udp"
+
+    def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy, settings: Any) -> None:
+        super().__init__(parser, stale_after_s, backoff)
+        self.s = settings
+
+    def _session(self) -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((self.s.host, self.s.port))
+            sock.settimeout(0.2)
+            host, port = sock.getsockname()[:2]
+            self.address = f"{host}:{port}"
+            self.set_state(ConnectionState.LISTENING)
+            while not self._stopping.is_set():
+                try:
+                    data, _peer = sock.recvfrom(65536)
+                except socket.timeout:
+                    continue
+                self._take_lines(data)
+        return "stopped"
+
+    def _take_lines(self, data: bytes) -> None:
+        readings, bad = self.parser.parse_lines(data.decode("utf-8", errors="replace"), self.kind)
+        if bad:
+            self.count("bad_lines", len(bad))
+            log.warning("bad_lines", source=self.kind, count=len(bad), first=bad[0])
+        self.deliver(readings)
+
+
+class TcpSource(UdpSource):
+    """A client of a JSON-lines server: reconnects with backoff when refused or cut off."""
+
+    kind = "tcp"
+
+    def _session(self) -> str:
+        self.address = f"{self.s.host}:{self.s.port}"
+        with socket.create_connection((self.s.host, self.s.port), timeout=self.s.connect_timeout_s) as sock:
+            sock.settimeout(0.2)
+            self.set_state(ConnectionState.CONNECTED)
+            pending = b""
+            while not self._stopping.is_set():
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return "connection closed by the peer"
+                pending += data
+                complete, _, pending = pending.rpartition(b"\n")
+                if complete:
+                    self._take_lines(complete)
+        return "stopped"
+
+
+class ReplaySource(Source):
+    """A JSON-lines file played back at ``speed`` x real time; loops when asked."""
+
+    kind = "replay"
+
+    def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy, settings: Any,
+                 path: Path) -> None:
+        super().__init__(parser, stale_after_s)
+        self.s = settings
+        self.path = path
+        self.address = str(path)
+        self.backoff = backoff
+        self._rng = random.Random()
+        self._attempt = 0
+        self._next_try = 0.0
+        self._chunks: list[Readings] = []
+        self._times: np.ndarray = np.zeros(0)
+        self._next = 0
+        self._offset = 0.0
+        self._started = 0.0
+        self._span = 0.0
+
+    def start(self) -> None:
+        self.set_state(ConnectionState.CONNECTING)
+
+    def _open(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self._attempt += 1
+            delay = self.backoff.delay_s(self._attempt, self._rng)
+            self._next_try = time.monotonic() + delay
+            self.set_state(ConnectionState.BACKOFF, f"{self.path}: {exc.strerror}", self._attempt, round(delay, 3))
+            return
+        chunks, bad = self.parser.parse_lines(text, str(self.path.name))
+        if bad:
+            self.count("bad_lines", len(bad))
+            log.warning("bad_lines", source=self.kind, count=len(bad), first=bad[0])
+        chunks = [c for c in chunks if len(c) and np.isfinite(c.t).all()]
+        if not chunks:
+            self._next_try = float("inf")
+            self.set_state(ConnectionState.ENDED, f"{self.path}: no readings")
+            return
+        self._chunks = chunks
+        self._times = np.array([c.t[0] for c in chunks])
+        self._span = float(max(c.t[-1] for c in chunks) - self._times.min()) + 0.01
+        self._base = float(self._times.min())
+        self._started = time.monotonic()
+        self.set_state(ConnectionState.LISTENING)
+
+    def poll(self) -> list[Readings]:
+        if not self._chunks:
+            if time.monotonic() >= self._next_try and self.state != ConnectionState.ENDED:
+                self._open()
+            return super().poll()
+        elapsed = (time.monotonic() - self._started) * self.s.speed
+        due: list[Readings] = []
+        ended = False
+        while not ended:
+            if self._next >= len(self._chunks):
+                if not self.s.loop:
+                    ended = True
+                    break
+                self._next = 0
+                self._offset += self._span
+            c = self._chunks[self._next]
+            if c.t[0] - self._base + self._offset > elapsed:
+                break
+            due.append(Readings(c.t + self._offset, c.acc, c.gyro))
+            self._next += 1
+        self.deliver(due)
+        if ended and self.state != ConnectionState.ENDED:
+            self.set_state(ConnectionState.ENDED, "end of file")
+        return super().poll()
+
+
+class SyntheticSource(Source):
+    """Scripted gestures with noise, on the wall clock (Unix seconds)."""
+
+    kind = "synthetic"
+
+    def __init__(self, parser: EntryParser, stale_after_s: float, settings: Any, rate_hz: float) -> None:
+        super().__init__(parser, stale_after_s)
+        self.s = settings
+        self.rate_hz = rate_hz
+        self.address = f"script of {len(settings.script)} gestures"
+        self.stream: ScriptedStream | None = None
+
+    def start(self) -> None:
+        self.stream = ScriptedStream(self.s.script, rate_hz=self.rate_hz, pause_s=tuple(self.s.pause_s),
+                                     seed=self.s.seed, t0=time.time(), shuffle=self.s.shuffle)
+        self.set_state(ConnectionState.STREAMING)
+
+    def poll(self) -> list[Readings]:
+        assert self.stream is not None
+        t, acc, gyro = self.stream.read_until(time.time())
+        if len(t):
+            self.deliver([Readings(t, acc.astype(np.float64), gyro.astype(np.float64))])
+        return super().poll()
+
+
+def make_source(settings: Any, resolve: Callable[[str], Path]) -> Source:
+    """The source ``settings.source`` names, configured from ``config.schema.SensorSettings``."""
+    parser = EntryParser(settings.acc_names, settings.gyro_names)
+    backoff = BackoffPolicy.from_settings(settings.reconnect)
+    kind = settings.source
+    if kind == "synthetic":
+        return SyntheticSource(parser, settings.stale_after_s, settings.synthetic, settings.rate_hz)
+    if kind == "http":
+        return HttpPushSource(parser, settings.stale_after_s, backoff, settings.http)
+    if kind == "udp":
+        return UdpSource(parser, settings.stale_after_s, backoff, settings.udp)
+    if kind == "tcp":
+        return TcpSource(parser, settings.stale_after_s, backoff, settings.tcp)
+    if kind == "replay":
+        if not settings.replay.path:
+            raise ValueError("sensor source 'replay' needs settings.replay.path")
+        return ReplaySource(parser, settings.stale_after_s, backoff, settings.replay, resolve(settings.replay.path))
+    raise ValueError(f"unknown sensor source {kind!r}")

@@ -838,7 +838,12 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-COMMAND_GROUPS: dict[str, tuple[str, str]] = {}
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    "record": ("bus.recording.record", "record bus topics to an MCAP file"),
+    "replay": ("bus.recording.replay", "publish a recording onto the bus again"),
+    "info": ("bus.recording.info", "topics, counts, rates, duration, gaps and damage of a recording"),
+    "top": ("bus.top", "live table of the actors and their figures (from monitor.health)"),
+}
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser
 (prog ``sensorium NAME``); it is imported only when its command runs, so

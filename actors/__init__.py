@@ -13,6 +13,7 @@ from actors.base import Actor, ActorExit, handles
 KINDS: dict[str, str] = {
     "monitor": "actors.monitor:MonitorActor",
     "probe": "actors.probe:ProbeActor",
+    "recorder": "actors.recorder:RecorderActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

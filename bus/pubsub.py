@@ -25,7 +25,7 @@ import structlog
 import zmq
 
 from bus.burstlog import BurstLog
-from bus.envelope import DEFAULT_LIMITS, EnvelopeError, Header, Limits, Message, decode, encode, now_ns
+from bus.envelope import DEFAULT_LIMITS, EnvelopeError, Header, Limits, Message, decode, encode, now_ns, restamp
 from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
@@ -62,6 +62,17 @@ class Publisher:
         sock, last = self.sock, len(frames) - 1
         for i, frame in enumerate(frames):
             sock.send(frame, zmq.SNDMORE if i < last else 0, copy=i < 3)
+        self.sent += 1
+        return seq
+
+    def publish_frames(self, frames: list[Any], *, ts: int | None = None, corr: str | None = None) -> int:
+        """Send an already encoded message (a replay) under this sender's header:
+        body and array frames go out unchanged, ``ts`` (ns) defaults to now."""
+        topic = bytes(frames[0]).decode("utf-8")
+        seq = self._seq.get(topic, 0)
+        out = restamp(frames, Header(self.src, seq, now_ns() if ts is None else ts, corr))
+        self._seq[topic] = seq + 1
+        self.sock.send_multipart(out, copy=False)
         self.sent += 1
         return seq
 
@@ -130,6 +141,8 @@ class Subscriber:
         self.sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
         self.sock.connect(endpoint)
         self.stats = SubscriberStats()
+        self.keep_frames = False
+        """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
         self._exact: set[str] = set()
         self._prefixes: list[str] = []
         self._last_seq: dict[tuple[str, str], int] = {}
@@ -210,6 +223,8 @@ class Subscriber:
             return None
         if not self.wanted(msg.topic):
             return None
+        if self.keep_frames:
+            msg.frames = frames
         self._account(msg)
         self.stats.received += 1
         return msg

@@ -857,9 +857,40 @@ def _run_group(name: str, argv: list[str], config: Config) -> int:
     return module.main(argv, config)
 
 
+def _split_group(argv: list[str]) -> tuple[str, list[str], str | None] | None:
+    """(name, its arguments, -c value) when the command is one of COMMAND_GROUPS, else None.
+    ``-c FILE`` may come before or after the command name."""
+    config: str | None = None
+
+    def take_config(args: list[str], i: int) -> int:
+        nonlocal config
+        if args[i] in ("-c", "--config") and i + 1 < len(args):
+            config = args[i + 1]
+            return i + 2
+        if args[i].startswith("--config="):
+            config = args[i].split("=", 1)[1]
+            return i + 1
+        return i
+
+    i = 0
+    while i < len(argv) and (j := take_config(argv, i)) != i:
+        i = j
+    if i >= len(argv) or argv[i] not in COMMAND_GROUPS:
+        return None
+    name, rest, out, k = argv[i], argv[i + 1:], [], 0
+    while k < len(rest):
+        if (m := take_config(rest, k)) != k:
+            k = m
+        else:
+            out.append(rest[k])
+            k += 1
+    return name, out, config
+
+
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=os.environ.get("SENSORIUM_CONFIG"),
+    # SUPPRESS: a subcommand's own (absent) -c must not reset one given before the subcommand.
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
                         help="config file (TOML) over the embedded default; env SENSORIUM_CONFIG")
     parser = argparse.ArgumentParser(prog="sensorium", parents=[common],
                                      description="Sensorium: supervised perception actors on a ZeroMQ bus.")
@@ -888,12 +919,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_module, help_text) in COMMAND_GROUPS.items():
         p = sub.add_parser(name, parents=[common], help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
+    group = _split_group(sys.argv[1:] if argv is None else argv)
+    if group is not None:  # the group's module parses its own options (argparse REMAINDER cannot)
+        name, rest, config_path = group
+        return _run_group(name, rest, _load_or_exit(config_path or os.environ.get("SENSORIUM_CONFIG")))
     args = parser.parse_args(argv)
 
-    config = _load_or_exit(args.config)
+    config = _load_or_exit(getattr(args, "config", None) or os.environ.get("SENSORIUM_CONFIG"))
     paths = runtime_paths(config)
-    if args.command in COMMAND_GROUPS:
-        return _run_group(args.command, args.rest, config)
     try:
         if args.command == "run":
             return run(config)

@@ -105,7 +105,7 @@ def top(config: Config, *, count: int | None = None, timeout_s: float | None = N
                 else:
                     alerts[key] = msg.body
                 continue
-            width = os.get_terminal_size(out.fileno()).columns if tty else 200
+            width = (os.get_terminal_size(out.fileno()).columns if tty else 0) or 200  # a new pty says 0
             out.write((HOME_CLEAR if tty else "") + render(msg.body, alerts, color=color, width=width))
             out.flush()
             drawn += 1

@@ -108,8 +108,9 @@ class MonitorSettings(Strict):
     """Period of monitor.health, seconds."""
     stale_after_s: float = Field(10.0, gt=0)
     """An actor silent this long is reported as stale (and raises a critical actor.heartbeat_age_s alert)."""
-    prometheus_port: int = Field(9464, ge=-1, le=65535)
-    """Prometheus endpoint on 127.0.0.1, TCP port; 0: any free port (named in the heartbeat); -1: off."""
+    prometheus_port: int = Field(-1, ge=-1, le=65535)
+    """Prometheus endpoint on 127.0.0.1, TCP port; 0: any free port (named in the heartbeat); -1: off
+    (default.toml turns it on at 9464)."""
     disk_path: str = ""
     """Folder whose disk is reported; '' means the current folder."""
     gpu: Literal["auto", "torch", "off"] = "auto"

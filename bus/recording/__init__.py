@@ -78,7 +78,7 @@ class RecordingWriter:
     Not thread-safe: one thread writes (``RecordingSession`` runs it on its own).
     """
 
-    def __init__(self, path: Path | str, *, compression: str = "none", chunk_bytes: int = 8 << 20,
+    def __init__(self, path: Path | str, *, compression: str = "none", chunk_bytes: int = 1 << 20,
                  fsync: bool = True, meta: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.active_path = self.path.with_name(self.path.name + ACTIVE_SUFFIX)
@@ -509,7 +509,7 @@ class RecordingSession:
     """
 
     def __init__(self, next_path: Callable[[], Path], *, flush_s: float = 1.0, max_file_bytes: int = 0,
-                 max_file_s: float = 0.0, compression: str = "none", chunk_bytes: int = 8 << 20,
+                 max_file_s: float = 0.0, compression: str = "none", chunk_bytes: int = 1 << 20,
                  fsync: bool = True, queue_bytes: int = 512 << 20, min_free_bytes: int = 0,
                  meta: dict[str, str] | None = None,
                  retention: Callable[[Path], list[Path]] | None = None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -57,8 +58,8 @@ class Limits:
     """Bytes of the msgpack body frame (arrays excluded)."""
     max_arrays: int = 64
     """Array frames per message."""
-    max_container_len: int = 1_000_000
-    """Items in one msgpack array or map."""
+    # No separate limit on msgpack container lengths: msgpack bounds every
+    # length by the size of the buffer being unpacked, itself bounded above.
 
 
 DEFAULT_LIMITS = Limits()
@@ -114,20 +115,90 @@ class Message:
     when the receiver asked for them (a recorder: bit-faithful copies)."""
 
 
-def _pack_default(arrays: list[np.ndarray]):
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.kind not in "biufc" or obj.ndim > _MAX_NDIM:
-                raise TypeError(f"array of dtype {obj.dtype} and {obj.ndim} dims cannot cross the bus")
-            arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
-            arrays.append(arr)
-            ref = msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1])
-            return msgpack.ExtType(ARRAY_EXT, ref)
-        if isinstance(obj, np.generic):
-            return obj.item()
-        raise TypeError(f"cannot encode a {type(obj).__name__}")
+def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
+    """msgpack ``default`` for an array: keep the array for its own frame, put a reference in the body."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biufc" or obj.ndim > _MAX_NDIM:
+            raise TypeError(f"array of dtype {obj.dtype} and {obj.ndim} dims cannot cross the bus")
+        arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+        arrays.append(arr)
+        ref = msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1])
+        return msgpack.ExtType(ARRAY_EXT, ref)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode a {type(obj).__name__}")
 
-    return default
+
+class Encoder:
+    """Encodes the messages of one sender; ``encode()`` is the same wire format for any sender.
+
+    The header is a msgpack map {v, src, seq, ts[, corr]}. Its constant part
+    (v and src) is packed once per sender, and seq and ts go in as fixed-width
+    msgpack uint64, which every msgpack reader accepts: a header costs one
+    struct pack instead of a map pack per message. The body packer is reused
+    across messages.
+    """
+
+    __slots__ = ("src", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics")
+
+    _SEQ_TS = struct.Struct(">Q4sQ")
+    _TS_KEY = b"\xa2ts\xcf"
+
+    def __init__(self, src: str) -> None:
+        if not isinstance(src, str) or not src:
+            raise EnvelopeError(f"header src must be a non-empty str, got {src!r}")
+        fixed = b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src) + b"\xa3seq\xcf"
+        self.src = src
+        self._prefix = b"\x84" + fixed
+        self._prefix_corr = b"\x85" + fixed
+        self._arrays: list[np.ndarray] = []
+        arrays = self._arrays
+        self._packer = msgpack.Packer(default=lambda obj: _array_ref(obj, arrays), use_bin_type=True)
+        self._topics: dict[str, bytes] = {}
+
+    def topic_bytes(self, topic: str) -> bytes:
+        """The topic frame; validates a topic the first time it is seen."""
+        raw = self._topics.get(topic)
+        if raw is None:
+            if not isinstance(topic, str):
+                raise EnvelopeError(f"topic must be a str, got {type(topic).__name__}")
+            try:
+                validate_topic(topic)
+            except TopicError as exc:
+                raise EnvelopeError(str(exc), topic) from exc
+            raw = topic.encode("utf-8")
+            if len(self._topics) >= _TOPICS_MAX:
+                self._topics.clear()
+            self._topics[topic] = raw
+        return raw
+
+    def encode(self, topic: str, seq: int, ts: int, body: dict[str, Any], corr: str | None = None) -> list[Any]:
+        """Frames of one message, ready to send; array frames are views of the caller's arrays."""
+        topic_raw = self.topic_bytes(topic)
+        if type(body) is not dict and not isinstance(body, dict):
+            raise EnvelopeError(f"body must be a map, got {type(body).__name__}", topic)
+        arrays = self._arrays
+        arrays.clear()
+        try:
+            if corr is None:
+                head = self._prefix + self._SEQ_TS.pack(seq, self._TS_KEY, ts)
+            else:
+                if not isinstance(corr, str):
+                    raise TypeError(f"corr must be a str, got {type(corr).__name__}")
+                head = (self._prefix_corr + self._SEQ_TS.pack(seq, self._TS_KEY, ts) + b"\xa4corr"
+                        + msgpack.packb(corr))
+            body_raw = self._packer.pack(body)
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            self._packer.reset()
+            arrays.clear()
+            raise EnvelopeError(f"cannot encode: {exc}", topic) from exc
+        if not arrays:
+            return [topic_raw, head, body_raw]
+        # A 1-d uint8 view is a plain byte buffer whatever the dtype and shape.
+        frames: list[Any] = [topic_raw, head, body_raw]
+        frames.extend(a.reshape(-1).view(np.uint8) for a in arrays)
+        arrays.clear()
+        return frames
 
 
 def encode(topic: str, header: Header, body: dict[str, Any]) -> list[Any]:
@@ -135,25 +206,9 @@ def encode(topic: str, header: Header, body: dict[str, Any]) -> list[Any]:
 
     Array frames are views of the caller's arrays: do not modify them until sent.
     """
-    topic_bytes = topic.encode("utf-8") if isinstance(topic, str) else b""
-    if _TOPICS.get(topic_bytes) != topic:
-        try:
-            validate_topic(topic)
-        except TopicError as exc:
-            raise EnvelopeError(str(exc), topic) from exc
-        _remember_topic(topic_bytes, topic)
-    if not isinstance(body, dict):
-        raise EnvelopeError(f"body must be a map, got {type(body).__name__}", topic)
-    arrays: list[np.ndarray] = []
-    try:
-        head_bytes = encode_header(header)
-        body_bytes = msgpack.packb(body, default=_pack_default(arrays), use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise EnvelopeError(f"cannot encode: {exc}", topic) from exc
-    frames: list[Any] = [topic_bytes, head_bytes, body_bytes]
-    # A 1-d uint8 view is a plain byte buffer whatever the dtype and shape.
-    frames.extend(a.reshape(-1).view(np.uint8) for a in arrays)
-    return frames
+    if not isinstance(header.seq, int) or header.seq < 0:
+        raise EnvelopeError(f"header seq must be an int >= 0, got {header.seq!r}", topic)
+    return Encoder(header.src).encode(topic, header.seq, header.ts, body, header.corr)
 
 
 def now_ns() -> int:
@@ -170,65 +225,91 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if len(frames) < 3:
         raise EnvelopeError(f"expected at least 3 frames (topic, header, body), got {len(frames)}")
     bufs = [_buffer(f) for f in frames]
-    nbytes = sum(len(b) for b in bufs)
-    topic = _decode_topic(bytes(bufs[0]))
-    if nbytes > limits.max_message_bytes:
-        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
-    if len(frames) - 3 > limits.max_arrays:
-        raise EnvelopeError(f"{len(frames) - 3} array frames exceed {limits.max_arrays}", topic)
-    header = _decode_header(bufs[1], topic, limits)
-    body = _decode_body(bufs[2], bufs[3:], topic, limits)
-    return Message(topic=topic, header=header, body=body, nbytes=nbytes)
+    return decode_parts(bytes(bufs[0]), bufs[1], bufs[2], bufs[3:], limits)
 
 
 _UNPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
 
 
-def _decode_header(buf: Any, topic: str, limits: Limits) -> Header:
-    if len(buf) > limits.max_header_bytes:
-        raise EnvelopeError(f"header of {len(buf)} bytes exceeds {limits.max_header_bytes}", topic)
+def _no_extension(code: int, data: bytes) -> Any:
+    raise EnvelopeError(f"unknown extension type {code}" if code != ARRAY_EXT
+                        else "array reference but the message has no array frames")
+
+
+def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Sequence[Any],
+                 limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Decode a message from its parts (the receive path calls this directly); raises EnvelopeError.
+
+    msgpack bounds every length by the size of the buffer it unpacks, and
+    the buffers are bounded by ``limits`` before unpacking, so nothing here
+    can allocate more than a few times the message size.
+    """
+    topic = _TOPICS.get(topic_raw)
+    if topic is None:
+        topic = _decode_topic(topic_raw)
+    n_head, n_body = len(head_raw), len(body_raw)
+    nbytes = len(topic_raw) + n_head + n_body
+    if array_bufs:
+        if len(array_bufs) > limits.max_arrays:
+            raise EnvelopeError(f"{len(array_bufs)} array frames exceed {limits.max_arrays}", topic)
+        nbytes += sum(len(b) for b in array_bufs)
+    if nbytes > limits.max_message_bytes:
+        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    if n_head > limits.max_header_bytes:
+        raise EnvelopeError(f"header of {n_head} bytes exceeds {limits.max_header_bytes}", topic)
+    if n_body > limits.max_body_bytes:
+        raise EnvelopeError(f"body of {n_body} bytes exceeds {limits.max_body_bytes}", topic)
+    header = _decode_header(head_raw, topic)
+    body = _decode_body(body_raw, array_bufs, topic)
+    return Message(topic, header, body, nbytes)
+
+
+def _decode_header(head_raw: Any, topic: str) -> Header:
     try:
-        head = msgpack.unpackb(buf, raw=False, max_str_len=1024, max_bin_len=0, max_array_len=0,
-                               max_map_len=16, max_ext_len=0)
+        head = msgpack.unpackb(head_raw, ext_hook=_no_extension)
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"bad header: {exc.reason}", topic) from exc
     except _UNPACK_ERRORS as exc:
         raise EnvelopeError(f"bad header: {exc}", topic) from exc
-    if not isinstance(head, dict):
+    if type(head) is not dict:
         raise EnvelopeError("header is not a map", topic)
     v = head.get("v")
-    if v != ENVELOPE_VERSION:
+    src = head.get("src")
+    seq = head.get("seq")
+    ts = head.get("ts")
+    corr = head.get("corr")
+    # type() is: bool is a subclass of int and must not pass as a seq or ts.
+    if v != ENVELOPE_VERSION or type(v) is not int:
         raise EnvelopeError(f"unsupported envelope version {v!r} (this reader speaks {ENVELOPE_VERSION})", topic)
-    src, seq, ts, corr = head.get("src"), head.get("seq"), head.get("ts"), head.get("corr")
-    if not isinstance(src, str) or not src:
+    if type(src) is not str or not src:
         raise EnvelopeError(f"header src must be a non-empty str, got {src!r}", topic)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if type(seq) is not int or seq < 0:
         raise EnvelopeError(f"header seq must be an int >= 0, got {seq!r}", topic)
-    if not isinstance(ts, int) or isinstance(ts, bool):
+    if type(ts) is not int:
         raise EnvelopeError(f"header ts must be an int (ns), got {ts!r}", topic)
-    if corr is not None and not isinstance(corr, str):
+    if corr is not None and type(corr) is not str:
         raise EnvelopeError(f"header corr must be a str, got {corr!r}", topic)
-    return Header(src=src, seq=seq, ts=ts, corr=corr, v=v)
+    return Header(src, seq, ts, corr, v)
 
 
-def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str, limits: Limits) -> dict[str, Any]:
-    if len(buf) > limits.max_body_bytes:
-        raise EnvelopeError(f"body of {len(buf)} bytes exceeds {limits.max_body_bytes}", topic)
-    used = [False] * len(array_bufs)
+def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str) -> dict[str, Any]:
+    if array_bufs:
+        used = [False] * len(array_bufs)
 
-    def ext_hook(code: int, data: bytes) -> np.ndarray:
-        if code != ARRAY_EXT:
-            raise EnvelopeError(f"unknown extension type {code}", topic)
-        return _array_from_ref(data, array_bufs, used, topic)
-
-    n = limits.max_container_len
+        def ext_hook(code: int, data: bytes) -> np.ndarray:
+            if code != ARRAY_EXT:
+                raise EnvelopeError(f"unknown extension type {code}", topic)
+            return _array_from_ref(data, array_bufs, used, topic)
+    else:
+        used = []
+        ext_hook = _no_extension
     try:
-        body = msgpack.unpackb(buf, raw=False, ext_hook=ext_hook, strict_map_key=True,
-                               max_str_len=limits.max_body_bytes, max_bin_len=limits.max_body_bytes,
-                               max_array_len=n, max_map_len=n, max_ext_len=256)
-    except EnvelopeError:
-        raise
+        body = msgpack.unpackb(buf, ext_hook=ext_hook)
+    except EnvelopeError as exc:
+        raise EnvelopeError(exc.reason, topic) from exc
     except _UNPACK_ERRORS as exc:
         raise EnvelopeError(f"bad body: {exc}", topic) from exc
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise EnvelopeError(f"body is not a map but a {type(body).__name__}", topic)
     if not all(used):
         raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)

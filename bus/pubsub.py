@@ -25,11 +25,16 @@ import structlog
 import zmq
 
 from bus.burstlog import BurstLog
-from bus.envelope import DEFAULT_LIMITS, EnvelopeError, Header, Limits, Message, decode, encode, now_ns, restamp
+from bus.envelope import (DEFAULT_LIMITS, EnvelopeError, Encoder, Header, Limits, Message, decode, decode_parts,
+                          now_ns, restamp)
 from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
 """Messages queued per socket before dropping."""
+
+# Plain ints: pyzmq's enum members cost a conversion on every call of the hot path.
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 log = structlog.get_logger("bus")
 
@@ -49,19 +54,29 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, linger_ms)
         self.sock.connect(endpoint)
         self._seq: dict[str, int] = {}
+        self._encoder = Encoder(src)
         self.sent = 0
         self.subscriptions: set[bytes] = set()
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
         seq = self._seq.get(topic, 0)
-        frames = encode(topic, Header(self.src, seq, now_ns(), corr), body)
+        frames = self._encoder.encode(topic, seq, time.time_ns(), body, corr)
         self._seq[topic] = seq + 1
-        # Frame by frame: small frames are cheapest copied, array frames go
-        # zero-copy (send_multipart would re-check every part in Python).
-        sock, last = self.sock, len(frames) - 1
-        for i, frame in enumerate(frames):
-            sock.send(frame, zmq.SNDMORE if i < last else 0, copy=i < 3)
+        send = self.sock.send
+        if len(frames) == 3:
+            send(frames[0], _SNDMORE)
+            send(frames[1], _SNDMORE)
+            send(frames[2])
+        else:
+            # Small frames are cheapest copied; array frames go zero-copy.
+            send(frames[0], _SNDMORE)
+            send(frames[1], _SNDMORE)
+            send(frames[2], _SNDMORE)
+            last = len(frames) - 1
+            for i in range(3, last):
+                send(frames[i], _SNDMORE, copy=False)
+            send(frames[last], 0, copy=False)
         self.sent += 1
         return seq
 
@@ -146,6 +161,8 @@ class Subscriber:
         self._exact: set[str] = set()
         self._prefixes: list[str] = []
         self._last_seq: dict[tuple[str, str], int] = {}
+        self._next_topic: bytes | None = None
+        """First frame of the next message, read while finding the end of a lone-frame one."""
         self._burst = BurstLog(log)
         for t in topics:
             self.subscribe(t)
@@ -178,7 +195,7 @@ class Subscriber:
             self.sock.setsockopt(zmq.UNSUBSCRIBE, marker.encode())
 
     def wanted(self, topic: str) -> bool:
-        return topic in self._exact or any(topic.startswith(p) for p in self._prefixes)
+        return topic in self._exact or self._matches_prefix(topic)
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next wanted message, or None when nothing came within ``timeout_ms``
@@ -203,31 +220,81 @@ class Subscriber:
         """One message already waiting: the Message, or None when it was
         malformed or unwanted (counted); raises zmq.Again when none is waiting.
 
-        Topic, header and body are small and copied (cheaper than zero-copy
-        frames); array frames are received without copying.
+        The topic is received copied; header and body as zmq.Frames, whose
+        ``more`` flags mark where the message ends at a fraction of the cost of
+        asking the socket; array frames without copying. Only the topic's own
+        ``more`` is unknown: a lone-frame message is recognised when the next
+        frame looks like a topic (a header never starts with a letter), and
+        that frame is kept as the start of the next message, so a malformed
+        message never takes a good one with it.
         """
-        sock = self.sock
-        frames: list[Any] = [sock.recv(zmq.NOBLOCK)]
-        while sock.rcvmore:
-            frames.append(sock.recv(0, copy=len(frames) < 3))
-        return self.decode(frames)
+        recv = self.sock.recv
+        topic_raw = self._next_topic
+        if topic_raw is None:
+            topic_raw = recv(_NOBLOCK)
+        else:
+            self._next_topic = None
+        try:
+            head = recv(_NOBLOCK, copy=False)
+        except zmq.Again:
+            return self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
+        head_raw = head.bytes
+        if head_raw[:1].isalpha():
+            if head.more:
+                self._next_topic = head_raw
+            else:  # the next message is a lone frame too
+                self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
+            return self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
+        if not head.more:
+            return self._malformed(EnvelopeError("message of 2 frames; expected topic, header, body"))
+        body = recv(_NOBLOCK, copy=False)
+        array_bufs: list[Any] = []
+        if not body.more:
+            body_raw = body.bytes
+        else:
+            body_raw = body.buffer
+            more = True
+            while more:
+                frame = recv(_NOBLOCK, copy=False)
+                array_bufs.append(frame.buffer)
+                more = frame.more
+        try:
+            msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits)
+        except EnvelopeError as exc:
+            return self._malformed(exc)
+        if self.keep_frames:
+            msg.frames = [topic_raw, head_raw, body_raw, *array_bufs]
+        return self._deliver(msg)
 
     def decode(self, frames: list[Any]) -> Message | None:
-        """Decode and account one received message; None if malformed or unwanted."""
+        """Decode and account one received multipart message; None if malformed or unwanted."""
         try:
             msg = decode(frames, self.limits)
         except EnvelopeError as exc:
-            self.stats.malformed += 1
-            self._burst.error("malformed", "malformed_message_dropped", topic=exc.topic, reason=exc.reason,
-                              malformed_total=self.stats.malformed)
-            return None
-        if not self.wanted(msg.topic):
-            return None
+            return self._malformed(exc)
         if self.keep_frames:
             msg.frames = frames
+        return self._deliver(msg)
+
+    def _malformed(self, exc: EnvelopeError) -> None:
+        self.stats.malformed += 1
+        self._burst.error("malformed", "malformed_message_dropped", topic=exc.topic, reason=exc.reason,
+                          malformed_total=self.stats.malformed)
+        return None
+
+    def _deliver(self, msg: Message) -> Message | None:
+        topic = msg.topic
+        if topic not in self._exact and not self._matches_prefix(topic):
+            return None
         self._account(msg)
         self.stats.received += 1
         return msg
+
+    def _matches_prefix(self, topic: str) -> bool:
+        for p in self._prefixes:
+            if topic.startswith(p):
+                return True
+        return False
 
     def _account(self, msg: Message) -> None:
         key = (msg.header.src, msg.topic)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bus.envelope import ARRAY_EXT, EnvelopeError, Header, Limits, decode, encode
+from bus.envelope import ARRAY_EXT, EnvelopeError, Header, Limits, decode, decode_parts, encode
 
 HEADER = Header(src="test", seq=7, ts=1_700_000_000_000_000_000, corr="abc")
 
@@ -151,3 +151,23 @@ def test_corrupting_any_byte_of_a_good_message_is_caught_or_harmless(data):
         decode([bytes(f) for f in frames])
     except EnvelopeError:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(src=st.text(min_size=1, max_size=40), seq=st.integers(0, 2**64 - 1), ts=st.integers(0, 2**64 - 1),
+       corr=st.none() | st.text(max_size=10))
+def test_headers_decode_alike_whatever_int_widths_and_key_order_the_writer_chose(src, seq, ts, corr):
+    """The encoder writes seq and ts as fixed-width uint64; any writer's equivalent map decodes alike."""
+    ours = encode("test.x", Header(src=src, seq=seq, ts=ts, corr=corr), {})
+    head = {"v": 1, "src": src, "seq": seq, "ts": ts}
+    if corr is not None:
+        head["corr"] = corr
+    theirs = [ours[0], msgpack.packb(dict(reversed(head.items()))), ours[2]]
+    assert msgpack.unpackb(ours[1]) == head
+    assert decode(ours).header == decode(theirs).header == Header(src=src, seq=seq, ts=ts, corr=corr)
+
+
+def test_a_bool_is_not_a_seq_nor_a_version():
+    for head in ({"v": 1, "src": "t", "seq": True, "ts": 0}, {"v": True, "src": "t", "seq": 0, "ts": 0}):
+        with pytest.raises(EnvelopeError):
+            decode_parts(b"test.x", msgpack.packb(head), msgpack.packb({}), [])

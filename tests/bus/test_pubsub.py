@@ -109,6 +109,22 @@ def test_malformed_input_never_crashes_a_subscriber_and_is_counted(broker):
     raw.close(), sub.close()
 
 
+def test_a_lone_frame_never_takes_the_next_message_with_it(broker):
+    sub = Subscriber(broker.ctx, broker.backend, prefixes=["test."])
+    raw = _raw_publisher(broker)
+    good = [encode("test.ok", Header(src="t", seq=i, ts=0), {"i": i}) for i in range(3)]
+    raw.send_multipart(good[0])
+    raw.send(b"test.lone")                       # one frame, then a good message
+    raw.send_multipart(good[1])
+    raw.send(b"test.lone")                       # two lone frames in a row, then a good message
+    raw.send(b"test.lone")
+    raw.send_multipart(good[2])
+    got = [sub.recv(WAIT_MS) for _ in range(3)]
+    assert [m.body["i"] for m in got] == [0, 1, 2]
+    assert sub.stats.malformed == 3 and sub.stats.gaps == 0
+    raw.close(), sub.close()
+
+
 def test_publisher_knows_when_nobody_listens(broker):
     pub = Publisher(broker.ctx, broker.frontend, "lonely")
     assert not pub.wait_for_subscriber("nobody.here", 0.3)

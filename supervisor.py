@@ -817,6 +817,10 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "models": ("actors.hydra.cli", "model store: list, history, promote, rollback, cleanup, verify, extract, train"),
     "batch": ("actors.batch", "process a folder of recordings offline (sensorium batch KIND --help)"),
     "gesture": ("actors.gesture.cli", "record, train and manage gesture templates"),
+    "record": ("bus.recording.record", "record bus topics to an MCAP file"),
+    "replay": ("bus.recording.replay", "publish a recording onto the bus again"),
+    "info": ("bus.recording.info", "topics, counts, rates, duration, gaps and damage of a recording"),
+    "top": ("bus.top", "live table of the actors and their figures (from monitor.health)"),
 }
 """Subcommands owned by other modules: name -> (module, help). The module has
 ``main(argv: list[str], config: Config) -> int`` and its own argparse parser
@@ -843,7 +847,8 @@ def _group_split(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
 
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=os.environ.get("SENSORIUM_CONFIG"),
+    # SUPPRESS: a subcommand's own (absent) -c must not reset one given before the subcommand.
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
                         help="config file (TOML) over the embedded default; env SENSORIUM_CONFIG")
     parser = argparse.ArgumentParser(prog="sensorium", parents=[common],
                                      description="Sensorium: supervised perception actors on a ZeroMQ bus.")
@@ -882,10 +887,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_group(name, rest, _load_or_exit(common.parse_args(head).config))
     args = parser.parse_args(argv)
 
-    config = _load_or_exit(args.config)
+    config = _load_or_exit(getattr(args, "config", None) or os.environ.get("SENSORIUM_CONFIG"))
     paths = runtime_paths(config)
-    if args.command in COMMAND_GROUPS:
-        return _run_group(args.command, args.rest, config)
     try:
         if args.command == "run":
             return run(config)

@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "speech": "actors.audio.speech:SpeechActor",
     "sensor": "actors.sensor:SensorActor",
     "gesture": "actors.gesture:GestureActor",
+    "recorder": "actors.recorder:RecorderActor",
 }
 """Kind -> "module:Class". Keep in step with config.schema.KIND_SETTINGS."""
 

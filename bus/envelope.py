@@ -110,6 +110,9 @@ class Message:
     body: dict[str, Any]
     nbytes: int
     """Bytes on the wire, all frames."""
+    frames: list[Any] | None = None
+    """The received frames themselves (topic, header, body, arrays), kept only
+    when the receiver asked for them (a recorder: bit-faithful copies)."""
 
 
 def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
@@ -342,3 +345,98 @@ def _array_from_ref(data: bytes, array_bufs: Sequence[Any], used: list[bool], to
                             topic)
     used[index] = True
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+# -- raw frames: recording and replay -----------------------------------------
+#
+# A recorder keeps the exact wire frames of a message so that a replay is
+# bit-faithful. Stored, the frames (topic, header, body, arrays) are one
+# msgpack array of bins ``[topic, header, body, array0, array1, ...]``, so a
+# stored message is self-contained (readable even if its file lost the
+# channel that named it). It is built by joining the frames behind msgpack
+# bin32 prefixes: array frames are copied once and never re-encoded.
+
+_BIN32 = b"\xc6"
+
+
+def _array_prefix(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    return b"\xdc" + n.to_bytes(2, "big")
+
+
+def pack_frames(frames: Sequence[Any]) -> bytes:
+    """The stored form of one message's wire frames: a msgpack array of bins."""
+    bufs = [_buffer(f) for f in frames]
+    parts: list[Any] = [_array_prefix(len(bufs))]
+    for b in bufs:
+        parts.append(_BIN32 + len(b).to_bytes(4, "big"))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def unpack_frames(data: bytes | memoryview, topic: str | None = None) -> list[Any]:
+    """The wire frames (topic, header, body, arrays) of a stored message; frames
+    are views of ``data``. Raises EnvelopeError on bad framing, or when the
+    stored topic is not ``topic`` (when given)."""
+    view = memoryview(data)
+    try:
+        if not view:
+            raise ValueError("empty")
+        first = view[0]
+        if 0x90 <= first <= 0x9F:
+            n, pos = first & 0x0F, 1
+        elif first == 0xDC:
+            n, pos = int.from_bytes(view[1:3], "big"), 3
+        else:
+            raise ValueError(f"first byte 0x{first:02x} is not a msgpack array")
+        frames: list[Any] = []
+        for i in range(n):
+            tag = view[pos]
+            if tag == 0xC4:
+                size, pos = view[pos + 1], pos + 2
+            elif tag == 0xC5:
+                size, pos = int.from_bytes(view[pos + 1:pos + 3], "big"), pos + 3
+            elif tag == 0xC6:
+                size, pos = int.from_bytes(view[pos + 1:pos + 5], "big"), pos + 5
+            else:
+                raise ValueError(f"item {i} is not a msgpack bin (tag 0x{tag:02x})")
+            if pos + size > len(view):
+                raise ValueError(f"item {i} of {size} bytes runs past the end ({len(view)} bytes)")
+            frames.append(view[pos:pos + size])
+            pos += size
+        if pos != len(view):
+            raise ValueError(f"{len(view) - pos} trailing bytes")
+        if len(frames) < 3:
+            raise ValueError(f"{len(frames)} frames stored, expected topic, header and body at least")
+    except (ValueError, IndexError) as exc:
+        raise EnvelopeError(f"bad stored frames: {exc}", topic) from exc
+    stored = _decode_topic(bytes(frames[0]))
+    if topic is not None and stored != topic:
+        raise EnvelopeError(f"stored topic {stored!r} is not the channel's", topic)
+    frames[0] = bytes(frames[0])
+    return frames
+
+
+def peek_version(frames: Sequence[Any]) -> Any:
+    """The envelope version in a message's header frame, or None when it cannot be read
+    (to tell "an older or newer envelope" apart from "damaged")."""
+    try:
+        head = msgpack.unpackb(_buffer(frames[1]), raw=False, max_str_len=1024, max_bin_len=0, max_array_len=0,
+                               max_map_len=16, max_ext_len=0)
+    except (*_UNPACK_ERRORS, IndexError):
+        return None
+    return head.get("v") if isinstance(head, dict) else None
+
+
+def encode_header(header: Header) -> bytes:
+    """The header frame of ``header``."""
+    head = {"v": header.v, "src": header.src, "seq": header.seq, "ts": header.ts}
+    if header.corr is not None:
+        head["corr"] = header.corr
+    return msgpack.packb(head)
+
+
+def restamp(frames: Sequence[Any], header: Header) -> list[Any]:
+    """The same message (topic, body and arrays untouched) under a new header."""
+    return [frames[0], encode_header(header), *frames[2:]]

@@ -25,7 +25,8 @@ import structlog
 import zmq
 
 from bus.burstlog import BurstLog
-from bus.envelope import DEFAULT_LIMITS, EnvelopeError, Encoder, Limits, Message, decode, decode_parts
+from bus.envelope import (DEFAULT_LIMITS, EnvelopeError, Encoder, Header, Limits, Message, decode, decode_parts,
+                          now_ns, restamp)
 from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
@@ -76,6 +77,17 @@ class Publisher:
             for i in range(3, last):
                 send(frames[i], _SNDMORE, copy=False)
             send(frames[last], 0, copy=False)
+        self.sent += 1
+        return seq
+
+    def publish_frames(self, frames: list[Any], *, ts: int | None = None, corr: str | None = None) -> int:
+        """Send an already encoded message (a replay) under this sender's header:
+        body and array frames go out unchanged, ``ts`` (ns) defaults to now."""
+        topic = bytes(frames[0]).decode("utf-8")
+        seq = self._seq.get(topic, 0)
+        out = restamp(frames, Header(self.src, seq, now_ns() if ts is None else ts, corr))
+        self._seq[topic] = seq + 1
+        self.sock.send_multipart(out, copy=False)
         self.sent += 1
         return seq
 
@@ -144,6 +156,8 @@ class Subscriber:
         self.sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
         self.sock.connect(endpoint)
         self.stats = SubscriberStats()
+        self.keep_frames = False
+        """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
         self._exact: set[str] = set()
         self._prefixes: list[str] = []
         self._last_seq: dict[tuple[str, str], int] = {}
@@ -248,6 +262,8 @@ class Subscriber:
             msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits)
         except EnvelopeError as exc:
             return self._malformed(exc)
+        if self.keep_frames:
+            msg.frames = [topic_raw, head_raw, body_raw, *array_bufs]
         return self._deliver(msg)
 
     def decode(self, frames: list[Any]) -> Message | None:
@@ -256,6 +272,8 @@ class Subscriber:
             msg = decode(frames, self.limits)
         except EnvelopeError as exc:
             return self._malformed(exc)
+        if self.keep_frames:
+            msg.frames = frames
         return self._deliver(msg)
 
     def _malformed(self, exc: EnvelopeError) -> None:

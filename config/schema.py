@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bus.topics import validate_prefix
+
 ACTOR_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(@[a-z0-9_\-]+)?")
 RESERVED_NAMES = {"supervisor"}
 
@@ -105,7 +107,39 @@ class MonitorSettings(Strict):
     interval_s: float = Field(1.0, gt=0)
     """Period of monitor.health, seconds."""
     stale_after_s: float = Field(10.0, gt=0)
-    """An actor silent this long is reported as stale."""
+    """An actor silent this long is reported as stale (and raises a critical actor.heartbeat_age_s alert)."""
+    prometheus_port: int = Field(-1, ge=-1, le=65535)
+    """Prometheus endpoint on 127.0.0.1, TCP port; 0: any free port (named in the heartbeat); -1: off
+    (default.toml turns it on at 9464)."""
+    disk_path: str = ""
+    """Folder whose disk is reported; '' means the current folder."""
+    gpu: Literal["auto", "torch", "off"] = "auto"
+    """GPU memory: auto (nvidia-smi, else torch.cuda when an NVIDIA driver is loaded), torch, or off."""
+    alert_hold_s: float = Field(3.0, ge=0)
+    """A value must stay beyond its threshold this long before the alert is raised, seconds."""
+    clear_fraction: float = Field(0.8, gt=0, lt=1)
+    """Hysteresis of latency and rate alerts: cleared at this fraction of the budget (or target / it)."""
+    cpu_percent_max: float = Field(80.0, gt=0)
+    """Alert when the machine, or one actor (percent of one core), uses more CPU than this, percent."""
+    cpu_percent_clear: float = Field(70.0, gt=0)
+    """...and clear it below this, percent."""
+    memory_percent_max: float = Field(90.0, gt=0, le=100)
+    """Alert when machine memory in use exceeds this, percent."""
+    memory_percent_clear: float = Field(85.0, gt=0, le=100)
+    """...and clear it below this, percent."""
+    disk_percent_max: float = Field(95.0, gt=0, le=100)
+    """Alert when the disk is fuller than this, percent."""
+    disk_percent_clear: float = Field(90.0, gt=0, le=100)
+    """...and clear it below this, percent."""
+    rss_bytes_max: int = Field(0, ge=0)
+    """Alert when one actor's resident memory exceeds this, bytes; 0: off."""
+    gaps_per_s_max: float = Field(10.0, gt=0)
+    """Alert when messages go missing on the bus faster than this, messages/s."""
+    latency_budget_ms: dict[str, float] = {}
+    """Per actor name or kind: alert when handler latency p99 exceeds this, milliseconds."""
+    min_out_rate_hz: dict[str, float] = {}
+    """Per actor name or kind: alert when it publishes fewer messages per second (a frame rate
+    below target; heartbeats count too, 1/s), messages/s."""
 
 
 class ProbeSettings(Strict):
@@ -432,6 +466,49 @@ class GestureSettings(Strict):
     """Effective number of recent accepted matches the adaptive threshold remembers."""
     min_confidence: float = Field(0.0, ge=0, le=1)
     """Accepted matches below this confidence are not published (counted)."""
+# -- recorder --
+
+
+class RecorderSettings(Strict):
+    """Records bus topics into crash-safe MCAP files (bus/recording)."""
+
+    dir: str = ""
+    """Folder of the recordings; '' means RUNTIME_DIR/recordings."""
+    prefixes: list[str] = ["sensor.", "camera.", "audio.", "speech.", "gesture.", "detect."]
+    """Topics (exact) or prefixes ending in '.' to record; '' (everything) is not allowed."""
+    include_sys_actor: bool = True
+    """Also record the supervisor's sys.actor events."""
+    name_prefix: str = Field("rec", pattern=r"^[A-Za-z0-9_\-]+$")
+    """Files are named NAME_PREFIX-<UTC time>-<n>.mcap."""
+    flush_s: float = Field(1.0, gt=0, le=60)
+    """Close the open chunk and fsync at least this often, seconds: a crash loses at most this much."""
+    fsync: bool = True
+    """fsync at each flush (false: survives a process crash, not a power cut)."""
+    compression: Literal["none", "lz4", "zstd"] = "none"
+    """Chunk compression; none keeps up with camera frames on 2 cores."""
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=0)
+    """Rotate to a new file past this size, bytes; 0: never."""
+    max_file_s: float = Field(600.0, ge=0)
+    """Rotate to a new file after this long, seconds; 0: never."""
+    max_total_bytes: int = Field(4 * 1024 * 1024 * 1024, ge=0)
+    """Retention: delete the oldest recordings beyond this total, bytes; 0: no limit."""
+    max_age_s: float = Field(7 * 86400.0, ge=0)
+    """Retention: delete recordings older than this, seconds; 0: no limit."""
+    min_free_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    """Stop recording (alert, file closed) when the disk has less free space than this, bytes."""
+    queue_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    """Messages waiting for the writer thread, bytes; beyond it they are dropped (and show as gaps)."""
+    rcv_hwm: int = Field(100_000, ge=1)
+    """High-water mark of the recorder's sockets, messages (raised above bus.hwm so bursts wait)."""
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, prefixes: list[str]) -> list[str]:
+        for p in prefixes:
+            if p == "":
+                raise ValueError("'' (everything) would record every heartbeat and frame: name the areas")
+            validate_prefix(p)
+        return prefixes
 
 
 KIND_SETTINGS: dict[str, type[Strict]] = {
@@ -444,6 +521,7 @@ KIND_SETTINGS: dict[str, type[Strict]] = {
     "speech": SpeechSettings,
     "sensor": SensorSettings,
     "gesture": GestureSettings,
+    "recorder": RecorderSettings,
 }
 
 

@@ -884,7 +884,18 @@ def main(argv: list[str] | None = None) -> int:
     group = _group_split(argv)
     if group is not None:  # argparse's REMAINDER drops a group's leading options (--help, --store...)
         head, name, rest = group
-        return _run_group(name, rest, _load_or_exit(common.parse_args(head).config))
+        config_path = getattr(common.parse_args(head), "config", None)
+        own: list[str] = []
+        i = 0
+        while i < len(rest):  # -c FILE after the group name belongs to sensorium, not to the group
+            if rest[i] in ("-c", "--config") and i + 1 < len(rest):
+                config_path, i = rest[i + 1], i + 2
+            elif rest[i].startswith("--config="):
+                config_path, i = rest[i].split("=", 1)[1], i + 1
+            else:
+                own.append(rest[i])
+                i += 1
+        return _run_group(name, own, _load_or_exit(config_path or os.environ.get("SENSORIUM_CONFIG")))
     args = parser.parse_args(argv)
 
     config = _load_or_exit(getattr(args, "config", None) or os.environ.get("SENSORIUM_CONFIG"))

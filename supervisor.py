@@ -753,6 +753,25 @@ def _check_models() -> Check:
     return Check("models", "ok", f"{store.count_files()} file(s), checksums good")
 
 
+def _check_event_heads(config: Config) -> list[Check]:
+    """The sealed head file of every audio_events actor that uses one: sha256 verified (no TensorFlow)."""
+    from config.paths import resolve_path  # noqa: PLC0415
+    from config.storage import CorruptFileError, unseal  # noqa: PLC0415
+
+    checks = []
+    for name, spec in config.enabled_actors().items():
+        if spec.kind_for(name) != "audio_events" or spec.settings.get("model", "head") != "head":
+            continue
+        path = resolve_path(spec.settings.get("head_path", "models/events/head-v1.sealed"))
+        try:
+            _payload, header = unseal(path.read_bytes(), path)
+            checks.append(Check(f"{name} head", "ok", f"{path.name}: checksum good, classes "
+                                + ", ".join(header.get("classes", []))))
+        except (OSError, CorruptFileError) as exc:
+            checks.append(Check(f"{name} head", "fail", str(exc)))
+    return checks
+
+
 def _check_gpu() -> Check:
     import shutil  # noqa: PLC0415
 
@@ -775,6 +794,7 @@ def validate(config: Config) -> int:
     checks.extend(_check_actor_code(config))
     checks.extend(_check_optional_parts())
     checks.append(_check_models())
+    checks.extend(_check_event_heads(config))
     checks.append(_check_gpu())
     width = max(len(c.name) for c in checks)
     for c in checks:

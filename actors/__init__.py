@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "audio_source": "actors.audio.source:AudioSourceActor",
     "vad": "actors.audio.vad:VadActor",
     "speech": "actors.audio.speech:SpeechActor",
+    "audio_events": "actors.events.actor:AudioEventsActor",
     "sensor": "actors.sensor:SensorActor",
     "gesture": "actors.gesture:GestureActor",
     "recorder": "actors.recorder:RecorderActor",

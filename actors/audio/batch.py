@@ -19,8 +19,6 @@ goes to stderr. Exit code 0 when every file succeeded, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +27,9 @@ from typing import Any, TextIO
 from actors.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.audio.segmenter import SegmenterParams, SpeechSegmenter
 from actors.audio.transcriber import Transcriber, TranscriberParams
+from actors.batch import run_with_output, write_record
 from bus.bodies.audio import SpeechSegment
 from config.schema import Config, SpeechSettings, VadSettings
-from config.storage import LockTimeout, file_lock
 
 CHUNK_SAMPLES = RATE_HZ  # 1 s per decode step: fewer Python calls, still a bounded buffer
 
@@ -54,29 +52,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv)
-
-
-def read_done(out: Path, retry_failed: bool) -> set[str]:
-    """Files already in ``out``; cuts off a torn last line (a run killed mid-write)."""
-    if not out.exists():
-        return set()
-    raw = out.read_bytes()
-    good = raw.rfind(b"\n") + 1
-    if good < len(raw):
-        print(f"batch audio: {out}: cutting off an unfinished last line ({len(raw) - good} bytes)", file=sys.stderr)
-        with open(out, "r+b") as f:
-            f.truncate(good)
-            os.fsync(f.fileno())
-    done = set()
-    for n, line in enumerate(raw[:good].splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            print(f"batch audio: {out}:{n}: not JSON, ignored", file=sys.stderr)
-            continue
-        if record.get("status") == "ok" or not retry_failed:
-            done.add(record.get("file", ""))
-    return done
 
 
 def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, progress: Any = None) -> dict[str, Any]:
@@ -149,10 +124,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
             if record["status"] != "ok":
                 failed += 1
                 progress.write(f"batch audio: {record['error']}", file=sys.stderr)
-            sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-            sink.flush()
-            if sink is not sys.stdout:
-                os.fsync(sink.fileno())
+            write_record(sink, record)
             progress.update(1)
     print(f"batch audio: {len(todo) - failed} ok, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
@@ -160,15 +132,4 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
 
 def main(argv: list[str], config: Config) -> int:
     args = parse_args(argv)
-    if args.out == "-":
-        return run(args, sys.stdout, set())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with file_lock(out, timeout_s=1.0):
-            done = read_done(out, args.retry_failed)
-            with open(out, "a") as sink:
-                return run(args, sink, done)
-    except LockTimeout as exc:
-        print(f"batch audio: another run is writing {out}: {exc}", file=sys.stderr)
-        return 1
+    return run_with_output(args.out, "batch audio", args.retry_failed, lambda sink, done: run(args, sink, done))

@@ -2,34 +2,26 @@
 
 One ``SpeechSegmenter`` (the same class batch mode uses) per stream, keyed by
 (sender, ``stream``), each behind a ``StreamResampler`` so that chunks at any
-rate or channel count are converted to 16 kHz mono first. A stream ends with
-a chunk marked ``end``; one whose sender went quiet for ``idle_flush_s`` (a
-remote source that died) is closed by a timer, and at most ``max_streams``
-are tracked (the least recently heard is closed first), so memory stays
-bounded whatever the senders do.
+rate or channel count are converted to 16 kHz mono first
+(``actors.audio.streams.AudioStreams``, shared with audio_events). A stream
+ends with a chunk marked ``end``; one whose sender went quiet for
+``idle_flush_s`` (a remote source that died) is closed by a timer, and at
+most ``max_streams`` are tracked (the least recently heard is closed first),
+so memory stays bounded whatever the senders do.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from dataclasses import dataclass
 from typing import Any
 
-from actors.audio.decode import StreamResampler
+import numpy as np
+
 from actors.audio.segmenter import SegmenterParams, SegmenterStats, SpeechSegmenter
+from actors.audio.streams import AudioStreams
 from actors.base import Actor
 from bus.bodies.audio import AudioChunk, SpeechSegment
 from bus.envelope import Message
-
-
-@dataclass
-class _Stream:
-    segmenter: SpeechSegmenter
-    resampler: StreamResampler
-    rate: int
-    channels: int
-    last_heard: float
 
 
 class VadActor(Actor):
@@ -41,50 +33,26 @@ class VadActor(Actor):
                                       hangover_ms=s.hangover_ms, ratio=s.ratio, pad_ms=s.pad_ms,
                                       min_segment_ms=s.min_segment_ms, max_segment_s=s.max_segment_s)
         self.ids = itertools.count()
-        self.streams: dict[tuple[str, str], _Stream] = {}
+        self.streams: AudioStreams[SpeechSegmenter] = AudioStreams(self.open_segmenter, self.close_segmenter,
+                                                                   s.max_streams, s.idle_flush_s, self.log)
         self.totals = SegmenterStats()
         self.subscribe(s.topic, self.on_audio_chunk)
-        self.every(1.0, self.close_idle_streams)
+        self.every(1.0, self.streams.close_idle)
 
     def on_audio_chunk(self, msg: Message) -> None:
-        chunk = AudioChunk.from_body(msg.body)
-        key = (msg.header.src, chunk.stream)
-        channels = 1 if chunk.pcm.ndim == 1 else chunk.pcm.shape[1]
-        state = self.streams.get(key)
-        if state is not None and (state.rate, state.channels) != (chunk.rate, channels):
-            self.close_stream(key)  # a new format is a new stream
-            state = None
-        if state is None:
-            state = self.open_stream(key, chunk, channels)
-        state.last_heard = time.monotonic()
-        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm)))  # feed() copies what it keeps
+        segmenter, pcm, chunk, key = self.streams.receive(msg)
+        self.emit(segmenter.feed(pcm))  # feed() copies what it keeps
         if chunk.end:
-            self.close_stream(key)
+            self.streams.close(key)
 
-    def open_stream(self, key: tuple[str, str], chunk: AudioChunk, channels: int) -> _Stream:
-        if len(self.streams) >= self.settings.max_streams:
-            oldest = min(self.streams, key=lambda k: self.streams[k].last_heard)
-            self.log.warning("too_many_streams", closing=list(oldest), max_streams=self.settings.max_streams)
-            self.close_stream(oldest)
-        stream_name = f"{key[0]}/{key[1]}" if key[1] else key[0]
-        state = _Stream(SpeechSegmenter(self.params, stream=stream_name, t0=chunk.t_start, ids=self.ids),
-                        StreamResampler(chunk.rate, channels), chunk.rate, channels, time.monotonic())
-        self.streams[key] = state
-        return state
+    def open_segmenter(self, name: str, chunk: AudioChunk) -> SpeechSegmenter:
+        return SpeechSegmenter(self.params, stream=name, t0=chunk.t_start, ids=self.ids)
 
-    def close_stream(self, key: tuple[str, str]) -> None:
-        state = self.streams.pop(key)
-        tail = state.resampler.flush()
-        events = state.segmenter.feed(tail) if tail.size else []
-        self.emit(events + state.segmenter.flush())
-        for name, value in vars(state.segmenter.stats).items():
+    def close_segmenter(self, segmenter: SpeechSegmenter, tail: np.ndarray) -> None:
+        events = segmenter.feed(tail) if tail.size else []
+        self.emit(events + segmenter.flush())
+        for name, value in vars(segmenter.stats).items():
             setattr(self.totals, name, getattr(self.totals, name) + value)
-
-    def close_idle_streams(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, st in self.streams.items() if now - st.last_heard > self.settings.idle_flush_s]:
-            self.log.info("stream_idle_closed", src=key[0], stream=key[1])
-            self.close_stream(key)
 
     def emit(self, events: list) -> None:
         for event in events:
@@ -96,13 +64,13 @@ class VadActor(Actor):
     def heartbeat_extra(self) -> dict[str, Any]:
         if not hasattr(self, "streams"):
             return {}
-        live = [st.segmenter.stats for st in self.streams.values()]
+        live = [seg.stats for seg in self.streams.workers()]
         total = {name: getattr(self.totals, name) + sum(getattr(s, name) for s in live)
                  for name in vars(self.totals)}
         total["speech_s"] = round(total["speech_s"], 3)
-        return {"streams": len(self.streams), "in_speech": sum(st.segmenter.in_speech for st in self.streams.values()),
+        return {"streams": len(self.streams), "in_speech": sum(seg.in_speech for seg in self.streams.workers()),
                 **total}
 
     def teardown(self) -> None:
-        for key in list(getattr(self, "streams", {})):
-            self.close_stream(key)
+        if hasattr(self, "streams"):
+            self.streams.close_all()

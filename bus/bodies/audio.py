@@ -133,3 +133,30 @@ class Transcript(Body):
     queue_ms: float = 0.0
     """Time the segment waited in the speech actor's queue, ms."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AudioEvent(Body):
+    """A sound event (laughter, clapping, an alarm, speech...) found by the audio_events actor.
+
+    One message per event, published when it ends (its score fell below the
+    class's threshold, or the stream ended). Consecutive 0.96 s patches above
+    the threshold make one event.
+    """
+
+    TOPIC: ClassVar[str] = "audio.event"
+
+    label: str
+    """Class name (the shipped head: alarm, clapping, laughter, speech; YAMNet: its class map's display name)."""
+    score: float
+    """Highest score of the class over the event's patches, 0..1."""
+    t_start: float
+    """Stream time where the event starts, seconds (see ``audio.chunk`` ``t_start``)."""
+    t_end: float
+    """Stream time where the event ends, seconds."""
+    stream: str = ""
+    """The stream it was heard in: ``SENDER/STREAM`` as on ``audio.speech``."""
+    patches: int = 1
+    """0.96 s patches (every 0.48 s) above the threshold in the event."""
+    model: str = ""
+    """The classifier: ``head:SHA256[:12]`` or ``yamnet``."""

@@ -1,0 +1,95 @@
+"""``sensorium batch events DIR --per-user``: per-file and per-user lines, bad audio, resume."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from actors.batch import main as batch_main
+from actors.events import synth
+from config.schema import Config
+from tests.actors.audio.conftest import write_wav
+from tests.actors.events.test_actor import scene
+
+pytestmark = pytest.mark.slow
+
+
+def run_batch(capsys, *args: str) -> tuple[int, str]:
+    """``sensorium batch events ...`` in this process (TensorFlow is imported once per test run)."""
+    code = batch_main(["events", *args, "--no-progress", "--threads", "2"], Config())
+    return code, capsys.readouterr().err
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_float_wav(path, samples: np.ndarray) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_f32le", rate=16_000, layout="mono")
+        f = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        f.sample_rate = 16_000
+        for p in list(s.encode(f)) + list(s.encode(None)):
+            c.mux(p)
+
+
+def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
+    root = tmp_path / "users"
+    (root / "alice").mkdir(parents=True)
+    (root / "bob").mkdir()
+    (root / "carol").mkdir()
+    pcm, truth = scene(seed=31)                                     # alarm 2-5 s, clapping 7-10 s
+    write_wav(root / "alice" / "morning.wav", pcm)
+    rng = np.random.default_rng(32)
+    laughs = np.concatenate([synth.render(rng, "noise", 32_000), synth.render(rng, "laughter", 48_000),
+                             synth.render(rng, "noise", 32_000)])  # laughter 2-5 s
+    write_wav(root / "alice" / "evening.wav", laughs)
+    (root / "alice" / "empty.wav").write_bytes(b"")
+    write_wav(root / "bob" / "day.wav", pcm[: 7 * 16_000])          # only the alarm
+    nan = np.sin(np.arange(32_000) / 7).astype(np.float32)
+    nan[20_000] = np.nan
+    write_float_wav(root / "bob" / "nan.wav", nan)
+    (root / "bob" / "truncated.wav").write_bytes((root / "bob" / "day.wav").read_bytes()[:60_000])
+    (root / "bob" / "notes.ogg").write_text("not audio at all")
+    write_wav(root / "carol" / "quiet.wav", synth.render(rng, "silence", 3 * 16_000))
+    out = tmp_path / "out" / "events.jsonl"
+
+    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
+    assert code == 1  # four bad files
+    errors = [line for line in err.splitlines() if line.startswith("batch events: /")]
+    assert len(errors) == 4, err  # one clear line per bad file
+    assert any("empty.wav: empty file" in e for e in errors) and any("nan.wav" in e and "NaN" in e for e in errors)
+    assert any("truncated.wav: truncated" in e for e in errors)
+    assert any("notes.ogg: not a readable audio file" in e for e in errors)
+    records = lines(out)
+    files = {r["file"].rsplit("/", 1)[1]: r for r in records if r["kind"] == "file"}
+    users = {r["user"]: r for r in records if r["kind"] == "user"}
+    assert [r["kind"] for r in records].count("user") == 3 and set(users) == {"alice", "bob", "carol"}
+    assert files["morning.wav"]["counts"] == {"alarm": 1, "clapping": 1}
+    found = [(e["label"], e["t_start"], e["t_end"]) for e in files["morning.wav"]["events"]]
+    assert synth.score_events(truth, found)["all"].f1 == 1.0, found
+    assert files["evening.wav"]["counts"] == {"laughter": 1}
+    assert files["truncated.wav"]["status"] == "error" and files["truncated.wav"]["duration_s"] > 1.0
+    alice = users["alice"]
+    assert alice["counts"] == {"alarm": 1, "clapping": 1, "laughter": 1} and alice["files"] == 3
+    assert alice["failed"] == 1 and alice["status"] == "error"
+    assert alice["times"]["laughter"][0][0] == "evening.wav" and 1.5 < alice["times"]["laughter"][0][1] < 2.8
+    assert users["bob"]["counts"] == {"alarm": 1} and users["bob"]["failed"] == 3
+    assert users["carol"] == {**users["carol"], "counts": {}, "status": "ok", "files": 1}
+
+    # Resume: nothing left to do.
+    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
+    assert code == 0 and "8 of 8 files already done" in err and len(lines(out)) == len(records)
+
+    # A crash during carol (her file line written, her summary not; a torn line after it) and a new file.
+    kept = [r for r in records if r["user"] != "carol" or r["kind"] == "file"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"kind": "file", "user": "ca')
+    write_wav(root / "carol" / "later.wav", laughs)
+    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
+    assert code == 0 and "unfinished last line" in err and "8 of 9 files already done" in err
+    new = lines(out)[len(kept):]
+    assert [(r["kind"], r["file"].rsplit("/", 1)[1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
+    assert new[1]["files"] == 2 and new[1]["counts"] == {"laughter": 1}

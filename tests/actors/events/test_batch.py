@@ -91,5 +91,5 @@ def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
     code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
     assert code == 0 and "unfinished last line" in err and "8 of 9 files already done" in err
     new = lines(out)[len(kept):]
-    assert [(r["kind"], r["file"].rsplit("/", 1)[1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
+    assert [(r["kind"], r["file"].rsplit("/", 1)[-1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
     assert new[1]["files"] == 2 and new[1]["counts"] == {"laughter": 1}

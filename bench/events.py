@@ -218,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants {unknown}: expected some of {', '.join(VARIANTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_start = os.getloadavg()
     print("1. RTF ...", file=sys.stderr, flush=True)
     rtf = bench_rtf(args.rtf_seconds)
     print(f"2. memory: 1 user x 1 min vs {args.users} users x {args.minutes:g} min ...", file=sys.stderr, flush=True)
     memory = bench_memory(args.users, args.minutes, variants)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "load_avg_start": os.getloadavg()},
+                           "load_avg_start": load_start},
                "threads": THREADS, "users": args.users, "minutes": args.minutes, "rtf": rtf, "memory": memory,
                "target_rss_ratio": TARGET_RSS_RATIO, "wall_s": time.monotonic() - started}
     results["machine"]["load_avg_end"] = os.getloadavg()

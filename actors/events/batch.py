@@ -22,7 +22,8 @@ A bad file is one error line (and one line on stderr); the run goes on.
 ``--cleanup`` runs what the product this replaces did between users
 (``gc``, ``clear_session``, ``malloc_trim``); bench/events.py measures
 whether any of it helps (it does not, so the default is none).
-Exit code 0 when every file succeeded, 1 otherwise.
+Exit code 0 when every file succeeded, 1 when a file failed, 2 when the classifier
+cannot be loaded (the message names the file).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import psutil
 from actors.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.batch import iter_records, run_with_output, write_record
 from config.schema import AudioEventsSettings, Config
+from config.storage import CorruptFileError
 
 PROG = "batch events"
 CHUNK_SAMPLES = 10 * RATE_HZ
@@ -70,6 +72,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.thresholds = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in args.thresholds.split(",") if p)}
     except ValueError:
         parser.error(f"--thresholds {args.thresholds!r}: expected LABEL=VALUE[,LABEL=VALUE...]")
+    if args.model == "yamnet" and not (args.yamnet_weights and args.yamnet_class_map):
+        parser.error("--model yamnet needs --yamnet-weights (yamnet.h5) and --yamnet-class-map (yamnet_class_map.csv)")
     args.cleanup = [c for c in args.cleanup.split(",") if c]
     bad = sorted(set(args.cleanup) - set(CLEANUPS))
     if bad:
@@ -177,12 +181,18 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
         return 0
 
     from actors.events.detector import EventDetector, TrackerParams  # noqa: PLC0415 - imports TensorFlow
-    from actors.events.model import load_classifier  # noqa: PLC0415
+    from actors.events.model import ModelFileError, load_classifier  # noqa: PLC0415
+    from actors.events.yamnet import YamnetWeightsError  # noqa: PLC0415
 
-    classifier = load_classifier(args.model, args.head, args.yamnet_weights, args.yamnet_class_map, args.threads, 1)
     d = AudioEventsSettings()
-    params = TrackerParams.build(classifier.labels, args.thresholds, args.threshold, d.report, d.ignore,
-                                 d.min_patches, args.model)
+    try:
+        classifier = load_classifier(args.model, args.head, args.yamnet_weights, args.yamnet_class_map,
+                                     args.threads, 1)
+        params = TrackerParams.build(classifier.labels, args.thresholds, args.threshold, d.report, d.ignore,
+                                     d.min_patches, args.model)
+    except (CorruptFileError, ModelFileError, YamnetWeightsError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     from tqdm import tqdm  # noqa: PLC0415
 
     failed = 0

@@ -78,17 +78,18 @@ class HeadClassifier:
         except OSError as exc:
             raise ModelFileError(f"{self.path}: cannot read the events head ({exc})") from None
         payload, header = unseal(raw, self.path)  # CorruptFileError on a sha256 mismatch
-        if header.get("format") != HEAD_FORMAT or header.get("arch") != HEAD_ARCH:
-            raise ModelFileError(f"{self.path}: format {header.get('format')!r} arch {header.get('arch')!r}, "
-                                 f"expected {HEAD_FORMAT!r} {HEAD_ARCH!r}")
+        if header.get("format") != HEAD_FORMAT or header.get("arch") != HEAD_ARCH or not header.get("classes"):
+            raise ModelFileError(f"{self.path}: format {header.get('format')!r} arch {header.get('arch')!r} "
+                                 f"classes {header.get('classes')!r}: expected {HEAD_FORMAT!r} {HEAD_ARCH!r} "
+                                 "with a class list")
         self.labels: list[str] = list(header["classes"])
         self.meta = header
         self.model = build_head(len(self.labels))
-        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-            weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
         try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
             self.model.set_weights(weights)
-        except ValueError as exc:
+        except (ValueError, OSError, KeyError) as exc:
             raise ModelFileError(f"{self.path}: weights do not fit {HEAD_ARCH}: {exc}") from None
         self.sha256 = header["sha256"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import zmq
@@ -10,7 +13,7 @@ from actors.events import synth
 from bus.bodies.audio import AudioChunk, AudioEvent
 from bus.pubsub import Publisher
 from tests.actors.audio.conftest import write_wav
-from tests.support import WAIT_S
+from tests.support import ROOT, WAIT_S, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +93,16 @@ def test_remote_chunks_at_another_rate_and_a_malformed_chunk(supervisor_factory,
         assert beat["counters"]["errors"] >= 1 and beat["state"] == "ready"
     finally:
         pub.close()
+
+
+def test_a_corrupt_head_file_stops_the_actor_with_its_name(tmp_path):
+    bad = tmp_path / "head.sealed"
+    bad.write_bytes(b"not a sealed file")
+    config = tmp_path / "events.toml"
+    config.write_text(f'[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n'
+                      f'settings = {{ head_path = "{bad}" }}\n')
+    done = subprocess.run([sys.executable, "-m", "actors", "audio_events", "--name", "audio_events", "-c",
+                           str(config)], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                          timeout=WAIT_S * 2)
+    assert done.returncode == 1, done.stderr
+    assert f"{bad}: not a sealed file" in done.stderr

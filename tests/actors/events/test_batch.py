@@ -93,3 +93,19 @@ def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
     new = lines(out)[len(kept):]
     assert [(r["kind"], r["file"].rsplit("/", 1)[-1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
     assert new[1]["files"] == 2 and new[1]["counts"] == {"laughter": 1}
+
+
+def test_a_corrupt_head_or_a_wrong_yamnet_file_stops_the_batch_with_its_name(head, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "a.wav", np.zeros(16_000, np.int16))
+    bad = tmp_path / "head.sealed"
+    bad.write_bytes(b"SENSORIUM-SEALED 1 {}\nnot weights")
+    code, err = run_batch(capsys, str(tmp_path / "in"), "--head", str(bad))
+    assert code == 2 and f"batch events: {bad}: bad header" in err
+    not_h5 = tmp_path / "yamnet.h5"
+    not_h5.write_text("no")
+    csv = tmp_path / "map.csv"
+    csv.write_text("index,mid,display_name\n0,/m/0,Speech\n")
+    code, err = run_batch(capsys, str(tmp_path / "in"), "--model", "yamnet", "--yamnet-weights", str(not_h5),
+                          "--yamnet-class-map", str(csv))
+    assert code == 2 and f"{not_h5}: not an HDF5 weights file" in err

@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "events.json").write_text(json.dumps(results, indent=1))
     png = plot(results, args.out / "events.png")
     print(f"\nRTF (seconds of work per second of audio, {THREADS} TF threads): "
-          f"streaming 100 ms chunks {rtf['stream_100ms']['rtf']:.4f} ({rtf['stream_100ms']['ms_per_patch']:.1f} ms/patch),"
+          f"streaming 100 ms chunks {rtf['stream_100ms']['rtf']:.4f} "
+          f"({rtf['stream_100ms']['ms_per_patch']:.1f} ms/patch),"
           f" batch 10 s chunks {rtf['batch_10s']['rtf']:.4f} ({rtf['batch_10s']['ms_per_patch']:.1f} ms/patch)")
     for variant, v in memory.items():
         ok = "meets" if v["rss_ratio"] <= TARGET_RSS_RATIO else "MISSES"

@@ -51,7 +51,8 @@ def mel_matrix(num_mel_bins: int = MEL_BANDS, num_spectrogram_bins: int = FFT_LE
     return np.pad(weights, [[1, 0], [0, 0]]).astype(np.float32)
 
 
-_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WINDOW_SAMPLES) / WINDOW_SAMPLES)).astype(np.float32)  # periodic Hann
+# The periodic Hann window tf.signal.stft uses.
+_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WINDOW_SAMPLES) / WINDOW_SAMPLES)).astype(np.float32)
 _MEL = mel_matrix()
 
 

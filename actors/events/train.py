@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf = import_tensorflow(args.threads, 1)
     from actors.events.detector import EventDetector, TrackerParams  # noqa: PLC0415
-    from actors.events.model import HEAD_ARCH, HEAD_FORMAT, build_head, head_payload  # noqa: PLC0415
+    from actors.events.model import HEAD_ARCH, HEAD_FORMAT, build_head, compiled_scores, head_payload  # noqa: PLC0415
     from actors.events.tfruntime import keras  # noqa: PLC0415
 
     k = keras()
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pcm, truth = heldout_mix()
     params = TrackerParams.build(list(synth.CLASSES), {}, 0.5, [], list(synth.BACKGROUND_CLASSES))
-    detector = EventDetector(lambda x: np.asarray(model(x, training=False)), params)
+    detector = EventDetector(compiled_scores(model), params)
     found = [e for i in range(0, pcm.size, 16_000) for e in detector.feed(pcm[i:i + 16_000])] + detector.flush()
     mix_scores = synth.score_events(truth, [(e.label, e.t_start, e.t_end) for e in found])
     mix = {label: {"tp": s.tp, "fp": s.fp, "fn": s.fn, "f1": round(s.f1, 4)} for label, s in mix_scores.items()}

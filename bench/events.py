@@ -192,9 +192,9 @@ def plot(results: dict[str, Any], path: Path) -> str:
     b.bar(x - 0.2, [mem[n]["short"]["peak_rss_bytes"] / 2**20 for n in names], 0.4, label="1 user x 1 min")
     b.bar(x + 0.2, [mem[n]["long"]["peak_rss_bytes"] / 2**20 for n in names], 0.4,
           label=f"{results['users']} x {results['minutes']:g} min")
-    b.set_xticks(x, names)
+    b.set_xticks(x, names, rotation=20)
     b.set(ylabel="peak RSS (MiB)", title="peak RSS per cleanup variant")
-    b.legend()
+    b.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

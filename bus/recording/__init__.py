@@ -47,9 +47,9 @@ import msgpack
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Message as McapMessage, Metadata
-from mcap.writer import CompressionType, Writer
 
-from bus.envelope import EnvelopeError, Message, decode, pack_frames, peek_version, unpack_frames
+from bus.envelope import EnvelopeError, Message, decode, frame_parts, unpack_frames
+from bus.recording.mcapwriter import MAGIC, McapStreamWriter
 from config.storage import fsync_dir
 
 PROFILE = "sensorium"
@@ -58,11 +58,11 @@ FRAMES_LAYOUT = "sensorium-frames/1"
 GAP_LAYOUT = "sensorium-gap/1"
 GAP_TOPIC = "recorder.gap"
 ACTIVE_SUFFIX = ".active"
-MAGIC = bytes([137, 77, 67, 65, 80, 48, 13, 10])
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 """Write errors that mean "no room": the recording stops cleanly, nothing else is harmed."""
 
-COMPRESSIONS = {"none": CompressionType.NONE, "lz4": CompressionType.LZ4, "zstd": CompressionType.ZSTD}
+COMPRESSIONS = {"none": "", "lz4": "lz4", "zstd": "zstd"}
+"""Chunk compression by setting name -> MCAP compression name."""
 
 
 class RecordingError(ValueError):
@@ -84,9 +84,12 @@ class RecordingWriter:
         self.active_path = self.path.with_name(self.path.name + ACTIVE_SUFFIX)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.active_path, "xb")
-        self._mcap = Writer(self._file, chunk_size=chunk_bytes, compression=COMPRESSIONS[compression])
-        self._mcap.start(profile=PROFILE, library=LIBRARY)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"{self.path}: compression {compression!r}, expected one of {sorted(COMPRESSIONS)}")
+        # Unbuffered: the writer hands whole chunks to os.writev, a buffer would only add a copy.
+        self._file = open(self.active_path, "xb", buffering=0)
+        self._mcap = McapStreamWriter(self._file, chunk_bytes=chunk_bytes, compression=COMPRESSIONS[compression],
+                                      profile=PROFILE, library=LIBRARY)
         self._mcap.add_metadata("sensorium.recording", {"started_ns": str(time.time_ns()), **(meta or {})})
         self._channels: dict[str, int] = {}
         self._gap_channel: int | None = None
@@ -103,7 +106,7 @@ class RecordingWriter:
         cid = self._channels.get(topic)
         if cid is None:
             cid = self._channels[topic] = self._mcap.register_channel(
-                topic, "msgpack", 0, {"layout": FRAMES_LAYOUT, "envelope": "1"})
+                topic, "msgpack", {"layout": FRAMES_LAYOUT, "envelope": "1"})
         return cid
 
     def write(self, msg: Message, log_time_ns: int) -> None:
@@ -116,28 +119,28 @@ class RecordingWriter:
         if last is not None and header.seq > last + 1:
             self._write_gap(msg.topic, header.src, last, header.seq, log_time_ns)
         self._last_seq[key] = header.seq
-        data = pack_frames(msg.frames)
-        self._mcap.add_message(self._channel(msg.topic), log_time_ns, data, header.ts, header.seq & 0xFFFFFFFF)
+        parts, size = frame_parts(msg.frames)  # the frames themselves, uncopied, behind their msgpack framing
+        self._mcap.add_message(self._channel(msg.topic), log_time_ns, header.ts, header.seq & 0xFFFFFFFF, parts, size)
         self.messages += 1
-        self.bytes += len(data)
+        self.bytes += size
 
     def _write_gap(self, topic: str, src: str, after: int, nxt: int, log_time_ns: int) -> None:
         if self._gap_channel is None:
-            self._gap_channel = self._mcap.register_channel(GAP_TOPIC, "msgpack", 0, {"layout": GAP_LAYOUT})
+            self._gap_channel = self._mcap.register_channel(GAP_TOPIC, "msgpack", {"layout": GAP_LAYOUT})
         missed = nxt - after - 1
         data = msgpack.packb({"topic": topic, "src": src, "after_seq": after, "next_seq": nxt, "missed": missed})
-        self._mcap.add_message(self._gap_channel, log_time_ns, data, log_time_ns, 0)
+        self._mcap.add_message(self._gap_channel, log_time_ns, log_time_ns, 0, [data], len(data))
         self.gaps += 1
         self.missed += missed
 
     def flush(self) -> None:
         """Close the open chunk and put everything on disk (fsync unless disabled)."""
-        self._mcap.flush()
+        self._mcap.close_chunk()
         if self.fsync:
             os.fsync(self._file.fileno())
 
     def size(self) -> int:
-        return self._file.tell()
+        return self._mcap.tell()
 
     def close(self) -> Path:
         """Summary, footer, fsync, rename to the final name; returns it."""
@@ -146,7 +149,6 @@ class RecordingWriter:
         self.closed = True
         try:
             self._mcap.finish()
-            self._file.flush()
             os.fsync(self._file.fileno())
         finally:
             self._file.close()
@@ -412,9 +414,8 @@ def recover(active: Path | str) -> Recovered:
     tmp = final.with_name(f".{final.name}.{os.getpid()}.recovering")
     report = ScanReport(active)
     count = 0
-    with open(tmp, "wb") as f:
-        out = Writer(f, compression=CompressionType.NONE)
-        out.start(profile=PROFILE, library=LIBRARY)
+    with open(tmp, "wb", buffering=0) as f:
+        out = McapStreamWriter(f, profile=PROFILE, library=LIBRARY)
         chans: dict[tuple[str, str], int] = {}
         try:
             for rec in scan(active, report):
@@ -422,8 +423,8 @@ def recover(active: Path | str) -> Recovered:
                 cid = chans.get((rec.topic, layout))
                 if cid is None:
                     meta = {"layout": layout} if rec.kind == "gap" else {"layout": layout, "envelope": "1"}
-                    cid = chans[(rec.topic, layout)] = out.register_channel(rec.topic, "msgpack", 0, meta)
-                out.add_message(cid, rec.log_time_ns, rec.data, rec.publish_time_ns, rec.sequence)
+                    cid = chans[(rec.topic, layout)] = out.register_channel(rec.topic, "msgpack", meta)
+                out.add_message(cid, rec.log_time_ns, rec.publish_time_ns, rec.sequence, [rec.data], len(rec.data))
                 count += 1
         except RecordingError:
             pass  # not even an MCAP header: an empty recording says so below
@@ -434,7 +435,6 @@ def recover(active: Path | str) -> Recovered:
             "source": active.name, "recovered_ns": str(time.time_ns()), "messages": str(count),
             "bytes_lost": str(report.bytes_lost), "damage": "\n".join(lost) or "none"})
         out.finish()
-        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
     if active.name.endswith(ACTIVE_SUFFIX):

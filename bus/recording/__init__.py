@@ -19,9 +19,16 @@ File layout (docs/architecture.md, "Recordings"):
 * Metadata record ``sensorium.recording``: who recorded what, from when.
   A recovered file also has ``sensorium.recovery`` saying what was lost.
 
+Writing (``bus/recording/mcapwriter.py``): our own streaming MCAP writer,
+not the ``mcap`` package's, which copied every frame about five times: large
+frame buffers go to ``os.writev`` uncopied as they arrive, the chunk CRC is
+computed over the same buffers, and the chunk's header is completed in place
+when it closes.
+
 Crash safety: a file being written is named ``NAME.mcap.active``. Every
-``flush_s`` (default 1 s) the open chunk is closed, written and fsynced, so
-a crash loses at most that much. A clean close writes the summary and
+``flush_s`` (default 1 s) the open chunk is closed, completed and fsynced,
+so a crash loses at most that much (a chunk still open at the crash has a
+placeholder header and is read as unfinished). A clean close writes the summary and
 footer, fsyncs, and renames the file to ``NAME.mcap``. At the next start,
 ``recover()`` turns a left-over ``.active`` file into a closed ``NAME.mcap``
 holding every message up to the last complete chunk.
@@ -49,7 +56,7 @@ from mcap.opcode import Opcode
 from mcap.records import Channel, Message as McapMessage, Metadata
 
 from bus.envelope import EnvelopeError, Message, decode, frame_parts, unpack_frames
-from bus.recording.mcapwriter import MAGIC, McapStreamWriter
+from bus.recording.mcapwriter import MAGIC, UNFINISHED, McapStreamWriter
 from config.storage import fsync_dir
 
 PROFILE = "sensorium"
@@ -229,6 +236,8 @@ class ScanReport:
             span = ""
             if d.t_start_ns is not None and d.t_end_ns is not None:
                 span = f" recorded between {_fmt_ns(d.t_start_ns)} and {_fmt_ns(d.t_end_ns)}"
+            elif d.t_start_ns is not None:
+                span = f" recorded from {_fmt_ns(d.t_start_ns)} on"
             lines.append(f"{self.path}: offset {d.offset}: {d.reason}; lost {what}{span}")
         if not self.complete and not any("ends" in d.reason or "unreadable" in d.reason for d in self.damage):
             lines.append(f"{self.path}: no footer (the writer did not close it); read {self.messages} message(s), "
@@ -293,10 +302,16 @@ def scan(path: Path | str, report: ScanReport | None = None, topics: Callable[[s
                 break
             end = pos + 9 + length
             if end > size:
-                d = Damage(pos, f"file ends inside a {Opcode(opcode).name.lower()} record "
-                                f"({size - pos - 9} of {length} bytes)")
+                if opcode == Opcode.CHUNK and length == UNFINISHED:
+                    d = Damage(pos, f"file ends inside an unfinished chunk ({size - pos - 9} bytes of it written, "
+                                    "its header never completed)")
+                else:
+                    d = Damage(pos, f"file ends inside a {Opcode(opcode).name.lower()} record "
+                                    f"({size - pos - 9} of {length} bytes)")
                 if opcode == Opcode.CHUNK and size - pos - 9 >= 16:
                     d.t_start_ns, d.t_end_ns = struct.unpack_from("<QQ", buf, pos + 9)
+                    if length == UNFINISHED:
+                        d.t_end_ns = None  # the placeholder knew only when the chunk began
                 report.damage.append(d)
                 break
             content = buf[pos + 9:end]

@@ -8,28 +8,35 @@ bench/README.md). This writer produces the same MCAP layout
 (https://mcap.dev/spec, the records of ``mcap.records``) with one copy of a
 large buffer, the kernel's:
 
-* A chunk is held in memory as a list of segments: small ``bytearray``\\ s
-  (message record headers, msgpack framing, short frames: copied, a few
-  hundred bytes) between references to the large frame buffers
-  (``LARGE_BYTES`` and more: not copied). Its CRC is computed as segments
-  are added, over the same buffers, its message index as a list of
-  (log_time, offset) per channel.
-* The CRC is ISA-L's (``isal.isal_zlib.crc32``, the same CRC-32 as
-  ``zlib.crc32``, vectorised): ~80 GB/s against zlib's ~4 GB/s here, where
-  zlib's alone cost a quarter of the time of the write itself.
-* When the chunk closes (``chunk_bytes`` reached, ``flush()``, ``finish()``)
-  its length is known, so the chunk record header is packed with ``struct``
-  and the header, the segments and the message index records go to the file
-  in ``os.writev`` calls: no chunk-sized buffer is ever built.
+* A chunk is streamed. The small pieces of its records (message record
+  headers, msgpack framing, short frames: a few hundred bytes) are copied
+  into a ``bytearray``; a large frame buffer (``LARGE_BYTES`` and more) goes
+  to ``os.writev`` as it arrives, uncopied, together with the small bytes
+  before it. The chunk CRC is computed over the same buffers just before
+  each write, so the kernel's copy finds them in the CPU cache; the message
+  index is kept as (log_time, offset) pairs per channel.
+* The CRC is ISA-L's (``isal.isal_zlib.crc32``: the same CRC-32 as
+  ``zlib.crc32``, vectorised, ~80 GB/s against zlib's ~4 GB/s here; zlib's
+  alone cost a quarter of the time of the write itself).
+* A chunk record's header (length, time range, size, CRC) is known only
+  when the chunk closes. The first write of a chunk puts a placeholder
+  header whose length is ``UNFINISHED`` (2^64-1: past the end of any file);
+  closing the chunk writes the rest of it, overwrites the placeholder in
+  place (``os.pwrite``, 49 bytes), then writes the message indexes. A chunk
+  that closes before any large buffer came is written whole, in one
+  ``writev``. A crash inside a chunk leaves the placeholder, which
+  ``bus.recording.scan`` reads as "file ends inside an unfinished chunk":
+  every chunk before it is intact.
 * The summary (channels, statistics, chunk indexes, metadata indexes,
   summary offsets) and the footer (with the summary CRC) are written by
   ``finish()``; they are small and built with the ``mcap`` package's record
   classes, so their layout has one implementation.
 
 Chunks are uncompressed by default; ``lz4``/``zstd`` stay available: then
-the chunk is joined and compressed (copies, as before). The data-section
-CRC is 0 ("not computed", as the ``mcap`` writer's default): it would be a
-second CRC pass over every byte.
+the chunk is held in memory (references to the large buffers), joined and
+compressed when it closes (copies, as before). The data-section CRC is 0
+("not computed", the ``mcap`` writer's default): it would be a second CRC
+pass over every byte.
 
 A failed write (disk full) leaves the writer refusing any further write,
 ``finish()`` included: a summary after a torn chunk would describe bytes
@@ -39,6 +46,7 @@ torn piece, which ``bus.recording.recover`` cuts off.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from typing import Any, BinaryIO, Sequence
@@ -51,9 +59,11 @@ from mcap.records import Channel, ChunkIndex, DataEnd, Header, Metadata, Metadat
 MAGIC = bytes([137, 77, 67, 65, 80, 48, 13, 10])
 COMPRESSIONS = ("", "lz4", "zstd")
 LARGE_BYTES = 16 << 10
-"""Buffers this big or bigger go to the file by reference; smaller ones are copied
-into the chunk's small segments (fewer iovecs, fewer crc32 calls)."""
+"""Buffers this big or bigger go to the file as they are; smaller ones are copied
+into the chunk's small bytes (fewer iovecs, fewer crc32 calls)."""
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+UNFINISHED = (1 << 64) - 1
+"""The record length of a chunk's placeholder header: the chunk was still being written."""
 
 _MESSAGE_HEAD = struct.Struct("<BQHIQQ")  # opcode, record length, channel id, sequence, log time, publish time
 _MESSAGE_FIXED = 2 + 4 + 8 + 8
@@ -92,7 +102,7 @@ def writev_all(fd: int, bufs: Sequence[Any]) -> int:
 class McapStreamWriter:
     """Writes one MCAP file through a raw (unbuffered) binary file.
 
-    Not thread-safe. ``tell()`` is the file size once the open chunk is written.
+    Not thread-safe. ``tell()`` is the number of bytes written so far.
     """
 
     def __init__(self, file: BinaryIO, *, chunk_bytes: int = 1 << 20, compression: str = "",
@@ -117,22 +127,46 @@ class McapStreamWriter:
 
     # -- the open chunk
     def _new_chunk(self) -> None:
-        self._segments: list[Any] = []
         self._small = bytearray()
+        """The chunk's bytes not written yet (its small pieces since the last large buffer)."""
+        self._held: list[Any] = []
+        """Compressed chunks only: the chunk's records, held until it closes."""
         self._size = 0
-        """Bytes of records in the open chunk (segments + small)."""
+        """Bytes of records in the open chunk, written or not."""
         self._crc = 0
-        """CRC of the segments (the small tail is added when it is sealed)."""
+        """CRC of the chunk's bytes written (or held) so far: not of ``_small``."""
+        self._chunk_at: int | None = None
+        """File offset of the open chunk's placeholder header, once part of the chunk is on disk."""
         self._index: dict[int, list[int]] = {}
-        """Channel id -> flat [log_time, offset, log_time, offset, ...] within the chunk."""
+        """Channel id -> flat [log_time, offset, log_time, offset, ...], offsets within the chunk's records."""
         self._messages = 0
         self._t_start = self._t_end = 0
 
-    def _seal_small(self) -> None:
-        if self._small:
-            self._crc = crc32(self._small, self._crc)
-            self._segments.append(self._small)
-            self._small = bytearray()
+    def _chunk_head(self, stored_size: int, size: int, crc: int) -> bytes:
+        """A chunk record up to its records; ``stored_size``: their size on disk (UNFINISHED: a placeholder)."""
+        comp = self.compression.encode()
+        length = UNFINISHED if stored_size == UNFINISHED else 8 + 8 + 8 + 4 + 4 + len(comp) + 8 + stored_size
+        return (_CHUNK_HEAD.pack(Opcode.CHUNK, length, self._t_start, self._t_end, size, crc, len(comp))
+                + comp + _U64.pack(stored_size))
+
+    def _take_small(self) -> bytearray:
+        small, self._small = self._small, bytearray()
+        if small:
+            self._crc = crc32(small, self._crc)
+        return small
+
+    def _large(self, part: Any) -> None:
+        """A large buffer of the open chunk: written now, after the small bytes before it (or held, compressed)."""
+        small = self._take_small()
+        self._crc = crc32(part, self._crc)
+        if self.compression:
+            self._held += (small, part)
+            return
+        bufs: list[Any] = [small, part]
+        if self._chunk_at is None:
+            self._chunk_at = self._pos
+            bufs.insert(0, self._chunk_head(UNFINISHED, 0, 0))
+        self._write(bufs)
 
     def register_channel(self, topic: str, message_encoding: str, metadata: dict[str, str]) -> int:
         """A new channel (no schema); its record goes into the open chunk, as the
@@ -149,7 +183,7 @@ class McapStreamWriter:
     def add_message(self, channel_id: int, log_time: int, publish_time: int, sequence: int,
                     parts: Sequence[Any], size: int) -> None:
         """One message whose data is the concatenation of ``parts`` (``size`` bytes
-        in all); large parts are referenced until their chunk is written, not copied."""
+        in all); large parts go to the file as they are, never copied here."""
         if channel_id not in self._channels:
             raise ValueError(f"message on unregistered channel {channel_id}")
         if self._messages == 0:
@@ -162,6 +196,9 @@ class McapStreamWriter:
         if entries is None:
             entries = self._index[channel_id] = []
         entries += (log_time, self._size)
+        self._size += _MESSAGE_HEAD.size + size
+        self._messages += 1
+        self._channel_counts[channel_id] += 1
         small = self._small
         small += _MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIXED + size, channel_id, sequence, log_time,
                                     publish_time)
@@ -169,33 +206,25 @@ class McapStreamWriter:
             if len(part) < LARGE_BYTES:
                 small += part
             else:
-                self._seal_small()
+                self._large(part)
                 small = self._small
-                self._crc = crc32(part, self._crc)
-                self._segments.append(part)
-        self._size += _MESSAGE_HEAD.size + size
-        self._messages += 1
-        self._channel_counts[channel_id] += 1
         if self._size >= self.chunk_bytes:
             self.close_chunk()
 
     def close_chunk(self) -> None:
-        """Write the open chunk and its message indexes (nothing when it holds no message)."""
+        """Write the open chunk's end, its real header and its message indexes
+        (nothing when it holds no message: a channel record waits for the next)."""
         if self._messages == 0:
             return
-        self._seal_small()
-        records = self._segments
         size = self._size
+        rest: list[Any] = [self._take_small()]
+        stored_size = size
         if self.compression:
-            stored = [_compress(self.compression, b"".join(records), size)]
-        else:
-            stored = records
-        stored_size = sum(len(b) for b in stored) if self.compression else size
-        comp = self.compression.encode()
-        length = 8 + 8 + 8 + 4 + 4 + len(comp) + 8 + stored_size
-        head = _CHUNK_HEAD.pack(Opcode.CHUNK, length, self._t_start, self._t_end, size, self._crc, len(comp))
-        chunk_offset = self._pos
-        chunk_length = 9 + length
+            rest = [_compress(self.compression, b"".join([*self._held, *rest]))]
+            stored_size = len(rest[0])
+        head = self._chunk_head(stored_size, size, self._crc)
+        chunk_offset = self._pos if self._chunk_at is None else self._chunk_at
+        chunk_length = len(head) + stored_size
         index_offsets: dict[int, int] = {}
         indexes = []
         at = chunk_offset + chunk_length
@@ -205,10 +234,14 @@ class McapStreamWriter:
             index_offsets[cid] = at
             at += len(rec)
             indexes.append(rec)
-        index_length = at - chunk_offset - chunk_length
-        self._write([head, comp, _U64.pack(stored_size), *stored, *indexes])
+        if self._chunk_at is None:
+            self._write([head, *rest, *indexes])  # the whole chunk at once
+        else:
+            self._write(rest)  # the streamed chunk's last bytes, its real header, its indexes
+            self._write_at(self._chunk_at, head)
+            self._write(indexes)
         self._chunk_index.append((self._t_start, self._t_end, chunk_offset, chunk_length, index_offsets,
-                                  index_length, stored_size, size))
+                                  at - chunk_offset - chunk_length, stored_size, size))
         if self.message_count == 0:
             self._t_first, self._t_last = self._t_start, self._t_end
         else:
@@ -218,7 +251,8 @@ class McapStreamWriter:
 
     # -- records outside chunks
     def add_metadata(self, name: str, metadata: dict[str, str]) -> None:
-        """A metadata record, written now (before the open chunk) and indexed in the summary."""
+        """A metadata record (after the open chunk, closed first), indexed in the summary."""
+        self.close_chunk()
         data = _record(Metadata(name=name, metadata=metadata))
         self._metadata_index.append(MetadataIndex(offset=self._pos, length=len(data), name=name))
         self._write([data])
@@ -233,6 +267,17 @@ class McapStreamWriter:
                                               f"at offset {self._pos} and is left for recovery")
         try:
             self._pos += writev_all(self._fd, bufs)
+        except OSError as exc:
+            self._failed = exc
+            raise
+
+    def _write_at(self, offset: int, data: bytes) -> None:
+        if self._failed is not None:
+            raise OSError(self._failed.errno, f"an earlier write failed ({self._failed})")
+        try:
+            done = os.pwrite(self._fd, data, offset)
+            if done != len(data):
+                raise OSError(errno.EIO, f"short write at offset {offset}: {done} of {len(data)} bytes")
         except OSError as exc:
             self._failed = exc
             raise
@@ -276,7 +321,7 @@ class McapStreamWriter:
         self._write([summary, footer_head, struct.pack("<I", summary_crc), MAGIC])
 
 
-def _compress(compression: str, data: bytes, size: int) -> bytes:
+def _compress(compression: str, data: bytes) -> bytes:
     if compression == "lz4":
         import lz4.frame  # noqa: PLC0415 - only asked-for compression needs it
 
@@ -286,4 +331,4 @@ def _compress(compression: str, data: bytes, size: int) -> bytes:
     return zstandard.compress(data)
 
 
-__all__ = ["COMPRESSIONS", "IOV_MAX", "LARGE_BYTES", "MAGIC", "McapStreamWriter", "writev_all"]
+__all__ = ["COMPRESSIONS", "IOV_MAX", "LARGE_BYTES", "MAGIC", "McapStreamWriter", "UNFINISHED", "writev_all"]

@@ -25,7 +25,7 @@ from mcap.records import Chunk, DataEnd, Footer, Message as McapMessage, Message
 from mcap.stream_reader import StreamReader, breakup_chunk, get_chunk_data_stream
 
 from bus.envelope import Header, decode, encode, pack_frames
-from bus.recording import GAP_TOPIC, RecordingWriter, scan
+from bus.recording import GAP_TOPIC, RecordingWriter, ScanReport, recover, scan
 from bus.recording.mcapwriter import IOV_MAX, LARGE_BYTES, writev_all
 
 FOOTER_BYTES = 1 + 8 + 8 + 8 + 4
@@ -197,6 +197,29 @@ def test_a_failed_write_refuses_the_summary_and_recovery_keeps_the_complete_chun
     w.abandon()
     active = path.with_name(path.name + ".active")
     assert active.stat().st_size == kept
-    from bus.recording import recover
 
     assert recover(active).messages == 5
+
+
+def test_a_chunk_left_open_by_a_crash_is_unfinished_and_recovery_keeps_the_closed_ones(tmp_path):
+    """A streamed chunk is on disk before it closes, behind a placeholder header."""
+    path = tmp_path / "open.mcap"
+    w = RecordingWriter(path, chunk_bytes=10 << 20, fsync=False)
+    for i in range(6):
+        if i == 3:
+            w.flush()  # chunk 1 (3 frames) closed; frames 3-5 are streamed into chunk 2, never closed
+        w.write(received("camera.frame", i, {"image": np.full((120, 160, 3), i, np.uint8)}, "cam"), 10 + i)
+    w.abandon()  # the process dies here: no chunk close, no summary
+    active = path.with_name(path.name + ".active")
+    raw = active.read_bytes()
+    assert len(raw) > 6 * 120 * 160 * 3  # all six frames reached the file
+    report = ScanReport(active)
+    got = [r.decode().header.seq for r in scan(active, report)]
+    assert got == [0, 1, 2] and not report.complete
+    assert len(report.damage) == 1 and "unfinished chunk" in report.damage[0].reason
+    assert report.damage[0].t_start_ns == 13 and "recorded from" in report.describe()[0]
+    done = recover(active)
+    assert done.messages == 3
+    with open(done.path, "rb") as f:
+        reader = make_reader(f, validate_crcs=True)
+        assert [m.sequence for _s, _c, m in reader.iter_messages()] == [0, 1, 2]

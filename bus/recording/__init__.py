@@ -45,12 +45,12 @@ import shutil
 import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import msgpack
+from isal.isal_zlib import crc32
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Message as McapMessage, Metadata
@@ -367,8 +367,8 @@ def _chunk_records(content: bytes) -> list[Any]:
     data = _decompress(compression, bytes(content[p:p + dlen]), usize)
     if len(data) != usize:
         raise ValueError(f"{len(data)} bytes after decompression, header says {usize}")
-    if crc and zlib.crc32(data) != crc:
-        raise ValueError(f"crc 0x{zlib.crc32(data):08x} does not match 0x{crc:08x}")
+    if crc and (actual := crc32(data)) != crc:
+        raise ValueError(f"crc 0x{actual:08x} does not match 0x{crc:08x}")
     records: list[Any] = []
     stream = ReadDataStream(io.BytesIO(data))
     while stream.count < len(data):

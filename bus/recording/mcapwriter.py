@@ -12,12 +12,13 @@ large buffer, the kernel's:
   headers, msgpack framing, short frames: a few hundred bytes) are copied
   into a ``bytearray``; a large frame buffer (``LARGE_BYTES`` and more) goes
   to ``os.writev`` as it arrives, uncopied, together with the small bytes
-  before it. The chunk CRC is computed over the same buffers just before
-  each write, so the kernel's copy finds them in the CPU cache; the message
-  index is kept as (log_time, offset) pairs per channel.
+  before it. The chunk CRC is computed over the same buffers; the message index is
+  kept as (log_time, offset) pairs per channel.
 * The CRC is ISA-L's (``isal.isal_zlib.crc32``: the same CRC-32 as
-  ``zlib.crc32``, vectorised, ~80 GB/s against zlib's ~4 GB/s here; zlib's
-  alone cost a quarter of the time of the write itself).
+  ``zlib.crc32``, vectorised: ~80 GB/s on cached data against zlib's
+  ~4 GB/s here, where zlib's alone cost a quarter of the time of the write).
+  It runs right after a buffer's write, which has just pulled the buffer
+  into the CPU cache: 35 us per 0.9 MB frame instead of 77 us from memory.
 * A chunk record's header (length, time range, size, CRC) is known only
   when the chunk closes. The first write of a chunk puts a placeholder
   header whose length is ``UNFINISHED`` (2^64-1: past the end of any file);

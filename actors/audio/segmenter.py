@@ -253,10 +253,12 @@ class SpeechSegmenter:
 
     def _audio(self, first: int, stop: int) -> np.ndarray:
         """Samples of frames [first, stop) from the blocks held, as a new (writable) array."""
-        # One join in C whatever the number of blocks (a long segment fed in 10 ms chunks holds thousands).
+        # One join in C whatever the number of blocks (a long segment fed in 10 ms chunks holds thousands),
+        # then trimmed in place: the segment's audio is copied once.
         held = bytearray().join(self._blocks)
-        return np.frombuffer(held[first * FRAME_BYTES - self._held_from:stop * FRAME_BYTES - self._held_from],
-                             dtype=np.int16)
+        del held[stop * FRAME_BYTES - self._held_from:]
+        del held[:first * FRAME_BYTES - self._held_from]
+        return np.frombuffer(held, dtype=np.int16)
 
     def _close(self, speech_stop: int, *, held_until: int, split: bool) -> list[VadState | SpeechSegment]:
         """Finish the open segment; its speech ends before frame ``speech_stop``."""

@@ -246,7 +246,12 @@ class SpeechSegmenter:
 
     def flush(self) -> list[VadState | SpeechSegment]:
         """End of stream: close an open segment at its last voiced frame."""
-        self._pending = b""
+        if self._pending:
+            # The partial frame is dropped from the held audio too, so that what is fed next (if anything)
+            # is held at its own frame's place.
+            held = b"".join(self._blocks)[:-len(self._pending)]
+            self._blocks = deque([held] if held else [])
+            self._pending = b""
         if self._open is None:
             return []
         return self._close(self._open.last_voiced + 1, held_until=self._frame_index, split=False)

@@ -95,3 +95,17 @@ def test_other_rates_and_channels_are_converted_first(demo):
     assert len(found) == 3
     for seg, (start, end) in zip(found, demo["spans_s"]):
         assert abs(seg.t_start - start) <= TOLERANCE_S and abs(seg.t_end - end) <= TOLERANCE_S
+
+
+def test_a_stream_fed_on_after_flush_holds_its_audio_at_the_right_place(demo):
+    """flush() drops a partial frame; what is fed next is the stream without those samples."""
+    pcm = demo["pcm"]
+    cut = FRAME_SAMPLES * 2 + 40  # two frames and 40 samples that flush() drops
+    segmenter = SpeechSegmenter()
+    events = segmenter.feed(pcm[:cut]) + segmenter.flush() + run(segmenter, pcm[cut:], 1600)
+    expected = run(SpeechSegmenter(), np.concatenate([pcm[:FRAME_SAMPLES * 2], pcm[cut:]]), 1600)
+    assert len(segments(expected)) == len(demo["spans_s"])
+    assert [(s.t_start, s.t_end, s.pcm_t_start) for s in segments(events)] == \
+        [(s.t_start, s.t_end, s.pcm_t_start) for s in segments(expected)]
+    for got, want in zip(segments(events), segments(expected)):
+        assert np.array_equal(got.pcm, want.pcm)

@@ -20,8 +20,8 @@ integer operations (the last frames' flags are bits of one int; a window's
 voiced count is a masked ``bit_count``, taken only on frames that can flip the
 state); audio is kept as the bytes of the fed chunks and joined once when a
 segment closes. Per chunk there is one copy out of the caller's array and a
-little bookkeeping, so the segmenter runs at about the speed of a bare
-``Vad.is_speech`` loop with 1 s chunks and about 0.85x with 100 ms ones
+little bookkeeping, so the segmenter runs at ~0.95x a bare
+``Vad.is_speech`` loop with 1 s chunks and ~0.84x with 100 ms ones
 (``bench/audio.py``).
 """
 

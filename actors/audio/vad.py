@@ -49,15 +49,18 @@ class VadActor(Actor):
     def on_audio_chunk(self, msg: Message) -> None:
         chunk = AudioChunk.from_body(msg.body)
         key = (msg.header.src, chunk.stream)
-        channels = 1 if chunk.pcm.ndim == 1 else chunk.pcm.shape[1]
+        pcm = chunk.pcm
+        channels = 1 if pcm.ndim == 1 else pcm.shape[1]
         state = self.streams.get(key)
-        if state is not None and (state.rate, state.channels) != (chunk.rate, channels):
+        if state is not None and (state.rate != chunk.rate or state.channels != channels):
             self.close_stream(key)  # a new format is a new stream
             state = None
         if state is None:
             state = self.open_stream(key, chunk, channels)
         state.last_heard = time.monotonic()
-        self.emit(state.segmenter.feed(state.resampler.convert(chunk.pcm)))  # feed() copies what it keeps
+        events = state.segmenter.feed(state.resampler.convert(pcm))  # feed() copies what it keeps
+        if events:  # most chunks change nothing
+            self.emit(events)
         if chunk.end:
             self.close_stream(key)
 

@@ -51,6 +51,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
+import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
@@ -502,6 +503,85 @@ def _frames_to_msgs(frames: int, per_msg: int) -> float:
     return int(msgs) if msgs == int(msgs) else msgs
 
 
+# --------------------------------------------------------------------------- receive floor (diagnostic)
+
+
+def receive_floor(tmpdir: str, n: int) -> dict[str, float]:
+    """CPU cost per message of draining an already full queue, in this process:
+    a raw one-frame receive, the least any reader of DESIGN.md's three-frame
+    envelope must do (three receives, two msgpack decodes, nothing checked),
+    and ``Subscriber.recv_nowait()``. ``floor_ratio`` (raw / floor) bounds
+    the small-message throughput ratio any CPython receiver of this wire
+    format can reach, whatever else it does."""
+    from bus.envelope import Encoder
+    from bus.pubsub import Subscriber
+
+    ctx = zmq.Context()
+    endpoint = f"ipc://{tmpdir}/floor"
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.bind(endpoint)
+    raw_sub = ctx.socket(zmq.SUB)
+    raw_sub.setsockopt(zmq.RCVHWM, 0)
+    raw_sub.connect(endpoint)
+    raw_sub.setsockopt(zmq.SUBSCRIBE, b"raw")
+    floor_sub = ctx.socket(zmq.SUB)
+    floor_sub.setsockopt(zmq.RCVHWM, 0)
+    floor_sub.connect(endpoint)
+    floor_sub.setsockopt(zmq.SUBSCRIBE, TOPIC_SMALL.encode())
+    sens_sub = Subscriber(ctx, endpoint, [TOPIC_SMALL], hwm=0)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (raw_sub.poll(0) and floor_sub.poll(0) and sens_sub.sock.poll(0)):
+            if time.monotonic() > deadline:
+                raise BenchError("receive floor: subscriptions never arrived")
+            pub.send(b"raw-warmup")
+            pub.send_multipart([TOPIC_SMALL.encode(), b"warmup"])
+            time.sleep(0.01)
+        time.sleep(0.1)
+        for sock in (raw_sub, floor_sub, sens_sub.sock):
+            while sock.poll(0):
+                sock.recv_multipart()
+        encoder, body = Encoder(SRC), small_body(False)
+        payload = b"raw" + b"x" * (SMALL_BYTES - 3)
+        for i in range(n):
+            pub.send(payload)
+            pub.send_multipart(encoder.encode(TOPIC_SMALL, i, time.time_ns(), body))
+        for sock in (raw_sub, floor_sub, sens_sub.sock):  # everything queued before timing
+            if not sock.poll(int(START_TIMEOUT_S * 1000)):
+                raise BenchError("receive floor: nothing arrived")
+        time.sleep(0.5)
+
+        recv = raw_sub.recv
+        t0 = time.perf_counter()
+        for _ in range(n):
+            recv()
+        raw_us = (time.perf_counter() - t0) / n * 1e6
+
+        recv, unpackb = floor_sub.recv, msgpack.unpackb
+        t0 = time.perf_counter()
+        for _ in range(n):
+            recv()
+            unpackb(recv())
+            unpackb(recv())
+        floor_us = (time.perf_counter() - t0) / n * 1e6
+
+        recv_nowait = sens_sub.recv_nowait
+        t0 = time.perf_counter()
+        for _ in range(n):
+            recv_nowait()
+        sens_us = (time.perf_counter() - t0) / n * 1e6
+        if sens_sub.stats.received != n:
+            raise BenchError(f"receive floor: Subscriber got {sens_sub.stats.received} of {n}")
+    finally:
+        for sock in (pub, raw_sub, floor_sub):
+            sock.close(linger=0)
+        sens_sub.close()
+        ctx.term()
+    return {"n": n, "raw_recv_us": raw_us, "envelope_floor_us": floor_us, "subscriber_us": sens_us,
+            "floor_ratio": raw_us / floor_us, "subscriber_ratio": raw_us / sens_us}
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -629,6 +709,15 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print("  (broker in/out: messages through the proxy, end marker included; end: how the receiver stopped)")
     rl = report["raw_loss"]
     print(f"Raw PUB->SUB: sent {rl['sent']:,}, received {rl['received']:,}, lost {rl['lost']:,} (warm-ups excluded)")
+    fl = report.get("receive_floor")
+    if fl:
+        print()
+        print(f"Receive floor, CPU us per small message draining a full queue in one process ({fl['n']:,} msgs):")
+        print(f"  raw one-frame recv {fl['raw_recv_us']:.2f} us; three-frame envelope floor (3 recv + 2 msgpack "
+              f"decodes, nothing checked) {fl['envelope_floor_us']:.2f} us; Subscriber.recv_nowait "
+              f"{fl['subscriber_us']:.2f} us")
+        print(f"  -> no CPython receiver of this wire format exceeds {fl['floor_ratio']:.2f}x raw; "
+              f"the Subscriber's own bound is {fl['subscriber_ratio']:.2f}x")
     print()
     print("Targets:")
     for t in report["targets"]:
@@ -668,9 +757,9 @@ def plot(report: dict[str, Any], path: Path) -> bool:
 def config(quick: bool, repeat: int | None) -> dict[str, Any]:
     if quick:
         return {"small_n": 50_000, "frame_n": 300, "small_rate": 1000.0, "small_lat_n": 2000,
-                "frame_rate": 30.0, "frame_lat_n": 60, "repeat": repeat or 1}
+                "frame_rate": 30.0, "frame_lat_n": 60, "repeat": repeat or 1, "floor_n": 50_000}
     return {"small_n": 300_000, "frame_n": 2000, "small_rate": 1000.0, "small_lat_n": 10_000,
-            "frame_rate": 30.0, "frame_lat_n": 300, "repeat": repeat or 3}
+            "frame_rate": 30.0, "frame_lat_n": 300, "repeat": repeat or 3, "floor_n": 200_000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -725,10 +814,14 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         line += f" (recv {res['received']:,}, lost {res['lost']})"
                     print(line, flush=True)
+        print(f"[{time.monotonic() - started:6.1f}s] receive floor: {cfg['floor_n']:,} queued small msgs drained "
+              "in this process ...", flush=True)
+        floor = receive_floor(tmpdir, cfg["floor_n"])
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     report = build_report(results, cfg)
+    report["receive_floor"] = floor
     print_report(report, results, cfg)
 
     for scen in results.values():  # keep the JSON small: latency samples become percentiles only

@@ -365,14 +365,26 @@ def _array_prefix(n: int) -> bytes:
     return b"\xdc" + n.to_bytes(2, "big")
 
 
+def frame_parts(frames: Sequence[Any]) -> tuple[list[Any], int]:
+    """The stored form of one message's wire frames (``pack_frames``) as its
+    pieces, uncopied: the msgpack framing (a few bytes each) between the
+    frames' own buffers; and its total size in bytes. A writer hands the
+    pieces to the file as they are (bus/recording/mcapwriter.py)."""
+    bufs = [_buffer(f) for f in frames]
+    prefix = _array_prefix(len(bufs))
+    parts: list[Any] = [prefix]
+    size = len(prefix)
+    for b in bufs:
+        n = len(b)
+        parts.append(_BIN32 + n.to_bytes(4, "big"))
+        parts.append(b)
+        size += 5 + n
+    return parts, size
+
+
 def pack_frames(frames: Sequence[Any]) -> bytes:
     """The stored form of one message's wire frames: a msgpack array of bins."""
-    bufs = [_buffer(f) for f in frames]
-    parts: list[Any] = [_array_prefix(len(bufs))]
-    for b in bufs:
-        parts.append(_BIN32 + len(b).to_bytes(4, "big"))
-        parts.append(b)
-    return b"".join(parts)
+    return b"".join(frame_parts(frames)[0])
 
 
 def unpack_frames(data: bytes | memoryview, topic: str | None = None) -> list[Any]:

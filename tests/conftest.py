@@ -61,9 +61,10 @@ def supervisor_factory(ipc_dir: Path) -> Iterator[Callable[..., SupervisorProces
     """Start ``supervisor.py run`` on a config of the given actors; all processes die at teardown."""
     started: list[SupervisorProcess] = []
 
-    def start(actors_toml: str, extra_toml: str = "") -> SupervisorProcess:
+    def start(actors_toml: str, extra_toml: str = "", env: dict[str, str] | None = None) -> SupervisorProcess:
+        """``env``: extra environment variables for the supervisor and so its actors."""
         config = write_config(ipc_dir, actors_toml, extra_toml)
-        sup = SupervisorProcess(config, ipc_dir)
+        sup = SupervisorProcess(config, ipc_dir, env)
         started.append(sup)
         return sup
 

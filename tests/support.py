@@ -110,7 +110,7 @@ class Collector:
 class SupervisorProcess:
     """``python supervisor.py run -c CONFIG`` as a real child process."""
 
-    def __init__(self, config_path: Path, folder: Path) -> None:
+    def __init__(self, config_path: Path, folder: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.folder = folder
         self.control = f"ipc://{folder}/control.sock"
@@ -118,7 +118,8 @@ class SupervisorProcess:
         self.frontend = f"ipc://{folder}/pub.sock"
         self.out = open(folder / "supervisor.out", "w")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "run", "-c", str(config_path)],
-                                     cwd=ROOT, env=clean_env(), stdout=self.out, stderr=subprocess.STDOUT)
+                                     cwd=ROOT, env=clean_env(**(env or {})), stdout=self.out,
+                                     stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self.seen: dict[int, psutil.Process] = {}
 

@@ -162,7 +162,7 @@ class StreamResampler:
     def convert(self, pcm: np.ndarray) -> np.ndarray:
         """``pcm``: int16 (N,) or (N, channels)."""
         if self._passthrough:
-            return pcm.reshape(-1)
+            return pcm if pcm.ndim == 1 else pcm.reshape(-1)
         if pcm.ndim == 1:
             pcm = pcm.reshape(-1, 1)
         if pcm.shape[1] != self.channels:

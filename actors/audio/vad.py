@@ -41,7 +41,9 @@ class VadActor(Actor):
 
     def on_audio_chunk(self, msg: Message) -> None:
         segmenter, pcm, chunk, key = self.streams.receive(msg)
-        self.emit(segmenter.feed(pcm))  # feed() copies what it keeps
+        events = segmenter.feed(pcm)  # feed() copies what it keeps
+        if events:  # most chunks change nothing
+            self.emit(events)
         if chunk.end:
             self.streams.close(key)
 

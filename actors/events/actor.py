@@ -67,8 +67,10 @@ class AudioEventsActor(Actor):
     def on_audio_chunk(self, msg: Message) -> None:
         detector, pcm, chunk, key = self.streams.receive(msg)
         started = time.perf_counter()
-        self.emit(detector.feed(pcm))
+        events = detector.feed(pcm)
         self.work_s += time.perf_counter() - started
+        if events:  # most chunks end no event
+            self.emit(events)
         self.audio_s += pcm.size / RATE_HZ
         if chunk.end:
             self.streams.close(key)

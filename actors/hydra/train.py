@@ -19,11 +19,12 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from actors.hydra import metrics as M
@@ -148,6 +149,34 @@ def plot_curve(curve: Curve, title: str) -> bytes:
     return buf.getvalue()
 
 
+class BestEpoch:
+    """Early stopping on a validation score: keeps a copy of the weights of the best epoch and says
+    when ``patience`` epochs in a row have not improved on it."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.score = -1.0
+        self.epoch = 0
+        self.state: dict[str, Any] | None = None
+        self.metrics: Any = None
+        self._bad = 0
+
+    def update(self, epoch: int, score: float, module: nn.Module, metrics: Any) -> bool:
+        """Record one epoch; True when training should stop."""
+        if score > self.score + 1e-6:
+            self.score, self.epoch, self.metrics, self._bad = score, epoch, metrics, 0
+            self.state = copy.deepcopy(module.state_dict())
+            return False
+        self._bad += 1
+        return self._bad >= self.patience
+
+    def restore(self, module: nn.Module) -> None:
+        """Load the best epoch's weights back into ``module`` and put it in eval mode."""
+        assert self.state is not None, "no epoch was recorded"
+        module.load_state_dict(self.state)
+        module.eval()
+
+
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -175,7 +204,7 @@ def train_joint(train: Batch, val: Batch, signals: Sequence[str], *, epochs: int
     n = train.x.shape[0]
     steps = epochs * math.ceil(n / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    curve, best, best_f1, bad, t0 = Curve(), None, -1.0, 0, time.monotonic()
+    curve, best, t0 = Curve(), BestEpoch(patience), time.monotonic()
     bar = tqdm(range(1, epochs + 1), desc="joint", unit="epoch", file=sys.stderr, disable=not progress)
     metrics: dict[str, M.DetectionMetrics] = {}
     epoch = 0
@@ -204,16 +233,11 @@ def train_joint(train: Batch, val: Batch, signals: Sequence[str], *, epochs: int
         mean_f1 = float(np.mean([m.f1 for m in metrics.values()]))
         curve.add(epoch, total / n, vloss / val.x.shape[0], mean_f1)
         bar.set_postfix(loss=f"{total / n:.3f}", f1=" ".join(f"{s[:3]}={m.f1:.3f}" for s, m in metrics.items()))
-        if mean_f1 > best_f1:
-            best_f1, best, best_metrics, bad = mean_f1, copy.deepcopy(model.state_dict()), metrics, 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
+        if best.update(epoch, mean_f1, model, metrics):
+            break
     bar.close()
-    model.load_state_dict(best)
-    model.eval()
-    return JointResult(model, best_metrics, curve, epoch, time.monotonic() - t0)
+    best.restore(model)
+    return JointResult(model, best.metrics, curve, epoch, time.monotonic() - t0)
 
 
 # -- one head on the frozen backbone ------------------------------------------------
@@ -254,10 +278,9 @@ def train_head(backbone: Backbone, signal: str, train: Batch, val: Batch, *, ini
     head = copy.deepcopy(init) if init is not None else Head(backbone.out_channels)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    curve, best, best_f1, best_epoch, bad, t0 = Curve(), None, -1.0, 0, 0, time.monotonic()
+    curve, best, t0 = Curve(), BestEpoch(patience), time.monotonic()
     n = f_train.shape[0]
     bar = tqdm(range(1, epochs + 1), desc=f"train {signal}", unit="epoch", file=sys.stderr, disable=not progress)
-    best_metrics = None
     epoch = 0
     for epoch in bar:
         head.train()
@@ -279,14 +302,8 @@ def train_head(backbone: Backbone, signal: str, train: Batch, val: Batch, *, ini
         bar.set_postfix(loss=f"{total / n:.3f}", val_f1=f"{m.f1:.3f}")
         if on_epoch:
             on_epoch(epoch, m.f1)
-        if m.f1 > best_f1 + 1e-6:
-            best_f1, best, best_metrics, best_epoch, bad = m.f1, copy.deepcopy(head.state_dict()), m, epoch, 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
+        if best.update(epoch, m.f1, head, m):
+            break
     bar.close()
-    head.load_state_dict(best)
-    head.eval()
-    assert best_metrics is not None
-    return HeadResult(head, best_metrics, curve, epoch, best_epoch, time.monotonic() - t0)
+    best.restore(head)
+    return HeadResult(head, best.metrics, curve, epoch, best.epoch, time.monotonic() - t0)

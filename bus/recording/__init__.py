@@ -19,9 +19,16 @@ File layout (docs/architecture.md, "Recordings"):
 * Metadata record ``sensorium.recording``: who recorded what, from when.
   A recovered file also has ``sensorium.recovery`` saying what was lost.
 
+Writing (``bus/recording/mcapwriter.py``): our own streaming MCAP writer,
+not the ``mcap`` package's, which copied every frame about five times: large
+frame buffers go to ``os.writev`` uncopied as they arrive, the chunk CRC is
+computed over the same buffers, and the chunk's header is completed in place
+when it closes.
+
 Crash safety: a file being written is named ``NAME.mcap.active``. Every
-``flush_s`` (default 1 s) the open chunk is closed, written and fsynced, so
-a crash loses at most that much. A clean close writes the summary and
+``flush_s`` (default 1 s) the open chunk is closed, completed and fsynced,
+so a crash loses at most that much (a chunk still open at the crash has a
+placeholder header and is read as unfinished). A clean close writes the summary and
 footer, fsyncs, and renames the file to ``NAME.mcap``. At the next start,
 ``recover()`` turns a left-over ``.active`` file into a closed ``NAME.mcap``
 holding every message up to the last complete chunk.
@@ -38,18 +45,18 @@ import shutil
 import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import msgpack
+from isal.isal_zlib import crc32
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Message as McapMessage, Metadata
-from mcap.writer import CompressionType, Writer
 
-from bus.envelope import EnvelopeError, Message, decode, pack_frames, peek_version, unpack_frames
+from bus.envelope import EnvelopeError, Message, decode, frame_parts, unpack_frames
+from bus.recording.mcapwriter import MAGIC, UNFINISHED, McapStreamWriter
 from config.storage import fsync_dir
 
 PROFILE = "sensorium"
@@ -58,11 +65,11 @@ FRAMES_LAYOUT = "sensorium-frames/1"
 GAP_LAYOUT = "sensorium-gap/1"
 GAP_TOPIC = "recorder.gap"
 ACTIVE_SUFFIX = ".active"
-MAGIC = bytes([137, 77, 67, 65, 80, 48, 13, 10])
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 """Write errors that mean "no room": the recording stops cleanly, nothing else is harmed."""
 
-COMPRESSIONS = {"none": CompressionType.NONE, "lz4": CompressionType.LZ4, "zstd": CompressionType.ZSTD}
+COMPRESSIONS = {"none": "", "lz4": "lz4", "zstd": "zstd"}
+"""Chunk compression by setting name -> MCAP compression name."""
 
 
 class RecordingError(ValueError):
@@ -84,9 +91,12 @@ class RecordingWriter:
         self.active_path = self.path.with_name(self.path.name + ACTIVE_SUFFIX)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.active_path, "xb")
-        self._mcap = Writer(self._file, chunk_size=chunk_bytes, compression=COMPRESSIONS[compression])
-        self._mcap.start(profile=PROFILE, library=LIBRARY)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"{self.path}: compression {compression!r}, expected one of {sorted(COMPRESSIONS)}")
+        # Unbuffered: the writer hands whole chunks to os.writev, a buffer would only add a copy.
+        self._file = open(self.active_path, "xb", buffering=0)
+        self._mcap = McapStreamWriter(self._file, chunk_bytes=chunk_bytes, compression=COMPRESSIONS[compression],
+                                      profile=PROFILE, library=LIBRARY)
         self._mcap.add_metadata("sensorium.recording", {"started_ns": str(time.time_ns()), **(meta or {})})
         self._channels: dict[str, int] = {}
         self._gap_channel: int | None = None
@@ -103,7 +113,7 @@ class RecordingWriter:
         cid = self._channels.get(topic)
         if cid is None:
             cid = self._channels[topic] = self._mcap.register_channel(
-                topic, "msgpack", 0, {"layout": FRAMES_LAYOUT, "envelope": "1"})
+                topic, "msgpack", {"layout": FRAMES_LAYOUT, "envelope": "1"})
         return cid
 
     def write(self, msg: Message, log_time_ns: int) -> None:
@@ -116,28 +126,28 @@ class RecordingWriter:
         if last is not None and header.seq > last + 1:
             self._write_gap(msg.topic, header.src, last, header.seq, log_time_ns)
         self._last_seq[key] = header.seq
-        data = pack_frames(msg.frames)
-        self._mcap.add_message(self._channel(msg.topic), log_time_ns, data, header.ts, header.seq & 0xFFFFFFFF)
+        parts, size = frame_parts(msg.frames)  # the frames themselves, uncopied, behind their msgpack framing
+        self._mcap.add_message(self._channel(msg.topic), log_time_ns, header.ts, header.seq & 0xFFFFFFFF, parts, size)
         self.messages += 1
-        self.bytes += len(data)
+        self.bytes += size
 
     def _write_gap(self, topic: str, src: str, after: int, nxt: int, log_time_ns: int) -> None:
         if self._gap_channel is None:
-            self._gap_channel = self._mcap.register_channel(GAP_TOPIC, "msgpack", 0, {"layout": GAP_LAYOUT})
+            self._gap_channel = self._mcap.register_channel(GAP_TOPIC, "msgpack", {"layout": GAP_LAYOUT})
         missed = nxt - after - 1
         data = msgpack.packb({"topic": topic, "src": src, "after_seq": after, "next_seq": nxt, "missed": missed})
-        self._mcap.add_message(self._gap_channel, log_time_ns, data, log_time_ns, 0)
+        self._mcap.add_message(self._gap_channel, log_time_ns, log_time_ns, 0, [data], len(data))
         self.gaps += 1
         self.missed += missed
 
     def flush(self) -> None:
         """Close the open chunk and put everything on disk (fsync unless disabled)."""
-        self._mcap.flush()
+        self._mcap.close_chunk()
         if self.fsync:
             os.fsync(self._file.fileno())
 
     def size(self) -> int:
-        return self._file.tell()
+        return self._mcap.tell()
 
     def close(self) -> Path:
         """Summary, footer, fsync, rename to the final name; returns it."""
@@ -146,7 +156,6 @@ class RecordingWriter:
         self.closed = True
         try:
             self._mcap.finish()
-            self._file.flush()
             os.fsync(self._file.fileno())
         finally:
             self._file.close()
@@ -227,6 +236,8 @@ class ScanReport:
             span = ""
             if d.t_start_ns is not None and d.t_end_ns is not None:
                 span = f" recorded between {_fmt_ns(d.t_start_ns)} and {_fmt_ns(d.t_end_ns)}"
+            elif d.t_start_ns is not None:
+                span = f" recorded from {_fmt_ns(d.t_start_ns)} on"
             lines.append(f"{self.path}: offset {d.offset}: {d.reason}; lost {what}{span}")
         if not self.complete and not any("ends" in d.reason or "unreadable" in d.reason for d in self.damage):
             lines.append(f"{self.path}: no footer (the writer did not close it); read {self.messages} message(s), "
@@ -291,10 +302,16 @@ def scan(path: Path | str, report: ScanReport | None = None, topics: Callable[[s
                 break
             end = pos + 9 + length
             if end > size:
-                d = Damage(pos, f"file ends inside a {Opcode(opcode).name.lower()} record "
-                                f"({size - pos - 9} of {length} bytes)")
+                if opcode == Opcode.CHUNK and length == UNFINISHED:
+                    d = Damage(pos, f"file ends inside an unfinished chunk ({size - pos - 9} bytes of it written, "
+                                    "its header never completed)")
+                else:
+                    d = Damage(pos, f"file ends inside a {Opcode(opcode).name.lower()} record "
+                                    f"({size - pos - 9} of {length} bytes)")
                 if opcode == Opcode.CHUNK and size - pos - 9 >= 16:
                     d.t_start_ns, d.t_end_ns = struct.unpack_from("<QQ", buf, pos + 9)
+                    if length == UNFINISHED:
+                        d.t_end_ns = None  # the placeholder knew only when the chunk began
                 report.damage.append(d)
                 break
             content = buf[pos + 9:end]
@@ -350,8 +367,8 @@ def _chunk_records(content: bytes) -> list[Any]:
     data = _decompress(compression, bytes(content[p:p + dlen]), usize)
     if len(data) != usize:
         raise ValueError(f"{len(data)} bytes after decompression, header says {usize}")
-    if crc and zlib.crc32(data) != crc:
-        raise ValueError(f"crc 0x{zlib.crc32(data):08x} does not match 0x{crc:08x}")
+    if crc and (actual := crc32(data)) != crc:
+        raise ValueError(f"crc 0x{actual:08x} does not match 0x{crc:08x}")
     records: list[Any] = []
     stream = ReadDataStream(io.BytesIO(data))
     while stream.count < len(data):
@@ -412,9 +429,8 @@ def recover(active: Path | str) -> Recovered:
     tmp = final.with_name(f".{final.name}.{os.getpid()}.recovering")
     report = ScanReport(active)
     count = 0
-    with open(tmp, "wb") as f:
-        out = Writer(f, compression=CompressionType.NONE)
-        out.start(profile=PROFILE, library=LIBRARY)
+    with open(tmp, "wb", buffering=0) as f:
+        out = McapStreamWriter(f, profile=PROFILE, library=LIBRARY)
         chans: dict[tuple[str, str], int] = {}
         try:
             for rec in scan(active, report):
@@ -422,8 +438,8 @@ def recover(active: Path | str) -> Recovered:
                 cid = chans.get((rec.topic, layout))
                 if cid is None:
                     meta = {"layout": layout} if rec.kind == "gap" else {"layout": layout, "envelope": "1"}
-                    cid = chans[(rec.topic, layout)] = out.register_channel(rec.topic, "msgpack", 0, meta)
-                out.add_message(cid, rec.log_time_ns, rec.data, rec.publish_time_ns, rec.sequence)
+                    cid = chans[(rec.topic, layout)] = out.register_channel(rec.topic, "msgpack", meta)
+                out.add_message(cid, rec.log_time_ns, rec.publish_time_ns, rec.sequence, [rec.data], len(rec.data))
                 count += 1
         except RecordingError:
             pass  # not even an MCAP header: an empty recording says so below
@@ -434,7 +450,6 @@ def recover(active: Path | str) -> Recovered:
             "source": active.name, "recovered_ns": str(time.time_ns()), "messages": str(count),
             "bytes_lost": str(report.bytes_lost), "damage": "\n".join(lost) or "none"})
         out.finish()
-        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
     if active.name.endswith(ACTIVE_SUFFIX):

@@ -175,7 +175,11 @@ def test_disk_full_stops_the_session_cleanly(tmp_path):
 
 
 def test_a_real_write_error_efbig_stops_recording_and_keeps_what_was_flushed(tmp_path):
-    """RLIMIT_FSIZE makes the kernel refuse writes past a size (EFBIG), like a full disk."""
+    """RLIMIT_FSIZE makes the kernel refuse writes past a size (EFBIG), like a full disk.
+
+    Chunks close by size (3 messages of 30 kB each), not only by time: with
+    the 50 ms flush alone, a fast machine put more than the 300 kB limit in
+    the first chunk and nothing was kept."""
     script = f"""
 import resource, signal, time, numpy as np, sys
 sys.path.insert(0, {str(ROOT)!r})
@@ -183,7 +187,8 @@ from tests.bus.test_recording import received
 from bus.recording import RecordingSession
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-s = RecordingSession(lambda: __import__('pathlib').Path({str(tmp_path / 'big.mcap')!r}), flush_s=0.05, fsync=False)
+s = RecordingSession(lambda: __import__('pathlib').Path({str(tmp_path / 'big.mcap')!r}), flush_s=0.05, fsync=False,
+                     chunk_bytes=64_000)
 for i in range(100):
     s.submit(received('camera.frame', i, {{'image': np.zeros((100, 100, 3), np.uint8)}}), time.time_ns())
     time.sleep(0.005)

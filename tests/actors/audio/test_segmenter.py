@@ -95,3 +95,63 @@ def test_other_rates_and_channels_are_converted_first(demo):
     assert len(found) == 3
     for seg, (start, end) in zip(found, demo["spans_s"]):
         assert abs(seg.t_start - start) <= TOLERANCE_S and abs(seg.t_end - end) <= TOLERANCE_S
+
+
+def test_a_stream_fed_on_after_flush_holds_its_audio_at_the_right_place(demo):
+    """flush() drops a partial frame; what is fed next is the stream without those samples."""
+    pcm = demo["pcm"]
+    cut = FRAME_SAMPLES * 2 + 40  # two frames and 40 samples that flush() drops
+    segmenter = SpeechSegmenter()
+    events = segmenter.feed(pcm[:cut]) + segmenter.flush() + run(segmenter, pcm[cut:], 1600)
+    expected = run(SpeechSegmenter(), np.concatenate([pcm[:FRAME_SAMPLES * 2], pcm[cut:]]), 1600)
+    assert len(segments(expected)) == len(demo["spans_s"])
+    assert [(s.t_start, s.t_end, s.pcm_t_start) for s in segments(events)] == \
+        [(s.t_start, s.t_end, s.pcm_t_start) for s in segments(expected)]
+    for got, want in zip(segments(events), segments(expected)):
+        assert np.array_equal(got.pcm, want.pcm)
+
+
+def reference_changes(pcm: np.ndarray, p: SegmenterParams) -> list[tuple[str, int]]:
+    """The smoothing rule written plainly, every window checked on every frame: (state, frame) of each change."""
+    import math
+
+    import webrtcvad
+
+    vad = webrtcvad.Vad(p.aggressiveness)
+    start_needed = math.ceil(p.ratio * p.start_frames - 1e-9)
+    end_needed = math.ceil(p.ratio * p.end_frames - 1e-9)
+    flags: list[bool] = []
+    changes: list[tuple[str, int]] = []
+    last_voiced = None
+    for j in range(pcm.size // FRAME_SAMPLES):
+        flags.append(vad.is_speech(pcm[j * FRAME_SAMPLES:(j + 1) * FRAME_SAMPLES].tobytes(), 16_000))
+        if last_voiced is None:
+            window = flags[-p.start_frames:]
+            if sum(window) >= start_needed:
+                first = len(flags) - len(window) + window.index(True)
+                last_voiced = len(flags) - 1 - window[::-1].index(True)
+                changes.append(("speech_start", first))
+        else:
+            if flags[-1]:
+                last_voiced = j
+            unvoiced = flags[-p.end_frames:].count(False) + max(0, p.end_frames - len(flags))  # none before the start
+            if unvoiced >= end_needed:
+                changes.append(("speech_end", last_voiced + 1))
+                last_voiced = None
+    return changes
+
+
+@pytest.mark.parametrize("params", [
+    SegmenterParams(),  # windows checked only where a count can cross
+    SegmenterParams(start_window_ms=600, hangover_ms=90),  # the same, the start window the longer one
+    SegmenterParams(ratio=0.5),  # a window that closes a segment could open one: every frame checked
+    SegmenterParams(ratio=0.3, start_window_ms=600, hangover_ms=90, aggressiveness=1),
+], ids=["default", "long-start", "ratio-0.5", "ratio-0.3"])
+def test_state_changes_match_the_plain_rule(demo, params):
+    rng = np.random.default_rng(7)
+    noise = (rng.normal(0, 2500, 16_000 * 3) * (np.arange(16_000 * 3) % 4000 < 1500)).astype(np.int16)
+    pcm = np.concatenate([demo["pcm"][: 16_000 * 12], noise, demo["pcm"][16_000 * 12:]])
+    events = run(SpeechSegmenter(params), pcm, 1600)
+    got = [(e.state, round(e.t / 0.03)) for e in events if isinstance(e, VadState)]
+    want = reference_changes(pcm, params)  # the demo ends in silence: flush() has nothing left to close
+    assert len(want) >= 6 and got == want

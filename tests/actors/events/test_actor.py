@@ -106,3 +106,18 @@ def test_a_corrupt_head_file_stops_the_actor_with_its_name(tmp_path):
                           timeout=WAIT_S * 2)
     assert done.returncode == 1, done.stderr
     assert f"{bad}: not a sealed file" in done.stderr
+
+
+def test_validate_checks_the_head_file_without_tensorflow(ipc_dir, tmp_path):
+    from tests.support import write_config
+
+    bad = tmp_path / "head.sealed"
+    bad.write_bytes(b"SENSORIUM-SEALED 1 {}\nnot weights")
+    config = write_config(ipc_dir, f'[actors.audio_events]\n[actors."audio_events@bad"]\n'
+                                   f'settings = {{ head_path = "{bad}" }}\n')
+    done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "validate", "-c", str(config)], cwd=ROOT,
+                          env=clean_env(), capture_output=True, text=True, timeout=WAIT_S * 2)
+    assert done.returncode == 1, done.stdout
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if " head " in line}
+    assert lines["audio_events"].startswith("OK") and "checksum good" in lines["audio_events"]
+    assert lines["audio_events@bad"].startswith("FAIL") and f"{bad}: bad header" in lines["audio_events@bad"]

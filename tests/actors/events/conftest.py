@@ -28,3 +28,21 @@ def heldout() -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     from actors.events.train import heldout_mix
 
     return heldout_mix()
+
+
+@pytest.fixture(scope="session")
+def yamnet_files(tf, tmp_path_factory):
+    """A yamnet.h5 of random weights written from the architecture itself, and a 521-line class map."""
+    folder = tmp_path_factory.mktemp("yamnet")
+    from actors.events.yamnet import NUM_CLASSES, build_yamnet, save_yamnet_h5
+
+    model = build_yamnet()
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) if "variance" not in v.path
+                       else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                       for v, w in zip(model.weights, model.get_weights())])
+    weights = save_yamnet_h5(model, folder / "yamnet.h5")
+    class_map = folder / "yamnet_class_map.csv"
+    class_map.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i:05d},Class {i}\n"
+                                                              for i in range(NUM_CLASSES)))
+    return model, weights, class_map

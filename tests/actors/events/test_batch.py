@@ -109,3 +109,17 @@ def test_a_corrupt_head_or_a_wrong_yamnet_file_stops_the_batch_with_its_name(hea
     code, err = run_batch(capsys, str(tmp_path / "in"), "--model", "yamnet", "--yamnet-weights", str(not_h5),
                           "--yamnet-class-map", str(csv))
     assert code == 2 and f"{not_h5}: not an HDF5 weights file" in err
+
+
+def test_batch_with_yamnet_files_uses_their_class_names(yamnet_files, tmp_path, capsys):
+    """The YAMNet path end to end (random weights: which classes fire means nothing, the plumbing does)."""
+    _model, weights, class_map = yamnet_files
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "a.wav", scene(seed=41)[0][: 5 * 16_000])
+    out = tmp_path / "out.jsonl"
+    code, err = run_batch(capsys, str(tmp_path / "in"), "--model", "yamnet", "--yamnet-weights", str(weights),
+                          "--yamnet-class-map", str(class_map), "--threshold", "0.01", "--out", str(out))
+    assert code == 0, err
+    (record,) = lines(out)
+    assert record["patches"] == 9 and record["duration_s"] == 5.0  # 0..4.8 s; the last 0.2 s < half a hop: no pad
+    assert record["events"] and all(e["label"].startswith("Class ") for e in record["events"])

@@ -7,24 +7,8 @@ import numpy as np
 import pytest
 
 from actors.events.yamnet import (EMBEDDING_SIZE, NUM_CLASSES, YamnetWeightsError, build_yamnet, load_yamnet,
-                                  read_class_map, read_yamnet_h5, save_yamnet_h5, weighted_layers,
+                                  read_class_map, read_yamnet_h5, weighted_layers,
                                   write_yamnet_h5)
-
-
-@pytest.fixture(scope="module")
-def yamnet_files(tf, tmp_path_factory):
-    """A yamnet.h5 of random weights written from the architecture itself, and a 521-line class map."""
-    folder = tmp_path_factory.mktemp("yamnet")
-    model = build_yamnet()
-    rng = np.random.default_rng(3)
-    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) if "variance" not in v.path
-                       else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
-                       for v, w in zip(model.weights, model.get_weights())])
-    weights = save_yamnet_h5(model, folder / "yamnet.h5")
-    class_map = folder / "yamnet_class_map.csv"
-    class_map.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i:05d},Class {i}\n"
-                                                              for i in range(NUM_CLASSES)))
-    return model, weights, class_map
 
 
 def test_the_architecture_is_yamnets(tf):
@@ -48,6 +32,20 @@ def test_a_weights_file_of_yamnets_layout_loads_and_gives_the_same_outputs(yamne
     x = np.random.default_rng(4).normal(-3, 2, (3, 96, 64)).astype(np.float32)
     for a, b in zip(model(x, training=False), loaded(x, training=False)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_a_whole_model_file_with_the_weights_under_model_weights_loads_too(yamnet_files, tmp_path):
+    model, weights, class_map = yamnet_files
+    whole = tmp_path / "yamnet_model.h5"
+    with h5py.File(weights, "r") as f, h5py.File(whole, "w") as g:
+        group = g.create_group("model_weights")
+        for key in f:
+            f.copy(f[key], group)
+        group.attrs["layer_names"] = f.attrs["layer_names"]
+        g.attrs["model_config"] = b"{}"
+    loaded, _labels = load_yamnet(whole, class_map)
+    x = np.random.default_rng(5).normal(-3, 2, (1, 96, 64)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)[0]), np.asarray(loaded(x)[0]), rtol=1e-5, atol=1e-6)
 
 
 def copy_without(src, dst, drop: str | None = None, narrow: str | None = None):

@@ -129,6 +129,24 @@ def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
     raise TypeError(f"cannot encode a {type(obj).__name__}")
 
 
+def _header_fixed(src: str) -> bytes:
+    """The constant part of an ``Encoder``'s header map, up to the seq value: v, src, the seq key."""
+    return b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src) + b"\xa3seq\xcf"
+
+
+_SEQ_TS = struct.Struct(">Q4sQ")
+"""seq (uint64), the ts key with its uint64 marker, ts (uint64): the variable end of an Encoder header."""
+_TS_KEY = b"\xa2ts\xcf"
+
+# Headers from an Encoder without corr are its 4-entry prefix followed by
+# _SEQ_TS: once a sender's src has been seen in a valid header, later headers
+# of exactly that layout are read with one dict lookup and one struct
+# unpack. They are the same bytes the general path accepts with the same
+# values, so this changes no outcome, only the cost (~1 us of ~4 us).
+_CANONICAL: dict[bytes, str] = {}
+_CANONICAL_MAX = 4096
+
+
 class Encoder:
     """Encodes the messages of one sender; ``encode()`` is the same wire format for any sender.
 
@@ -141,13 +159,13 @@ class Encoder:
 
     __slots__ = ("src", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics")
 
-    _SEQ_TS = struct.Struct(">Q4sQ")
-    _TS_KEY = b"\xa2ts\xcf"
+    _SEQ_TS = _SEQ_TS
+    _TS_KEY = _TS_KEY
 
     def __init__(self, src: str) -> None:
         if not isinstance(src, str) or not src:
             raise EnvelopeError(f"header src must be a non-empty str, got {src!r}")
-        fixed = b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src) + b"\xa3seq\xcf"
+        fixed = _header_fixed(src)
         self.src = src
         self._prefix = b"\x84" + fixed
         self._prefix_corr = b"\x85" + fixed
@@ -265,6 +283,13 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
 
 
 def _decode_header(head_raw: Any, topic: str) -> Header:
+    n = len(head_raw)
+    if n > 20:
+        src = _CANONICAL.get(bytes(head_raw[:n - 20]))
+        if src is not None:
+            seq, ts_key, ts = _SEQ_TS.unpack_from(head_raw, n - 20)
+            if ts_key == _TS_KEY:
+                return Header(src, seq, ts, None, ENVELOPE_VERSION)
     try:
         head = msgpack.unpackb(head_raw, ext_hook=_no_extension)
     except EnvelopeError as exc:
@@ -289,7 +314,16 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
         raise EnvelopeError(f"header ts must be an int (ns), got {ts!r}", topic)
     if corr is not None and type(corr) is not str:
         raise EnvelopeError(f"header corr must be a str, got {corr!r}", topic)
+    _remember_canonical(src)
     return Header(src, seq, ts, corr, v)
+
+
+def _remember_canonical(src: str) -> None:
+    prefix = b"\x84" + _header_fixed(src)
+    if prefix not in _CANONICAL:
+        if len(_CANONICAL) >= _CANONICAL_MAX:
+            _CANONICAL.clear()
+        _CANONICAL[prefix] = src
 
 
 def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str) -> dict[str, Any]:

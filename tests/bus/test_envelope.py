@@ -171,3 +171,30 @@ def test_a_bool_is_not_a_seq_nor_a_version():
     for head in ({"v": 1, "src": "t", "seq": True, "ts": 0}, {"v": True, "src": "t", "seq": 0, "ts": 0}):
         with pytest.raises(EnvelopeError):
             decode_parts(b"test.x", msgpack.packb(head), msgpack.packb({}), [])
+
+
+def _outcome(frames: list[bytes]) -> object:
+    try:
+        return decode(frames).header
+    except EnvelopeError as exc:
+        return ("error", exc.reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(src=st.text(min_size=1, max_size=40), seq=st.integers(0, 2**64 - 1), ts=st.integers(0, 2**64 - 1),
+       data=st.data())
+def test_the_known_sender_shortcut_decodes_every_header_as_the_full_decoder_does(src, seq, ts, data):
+    """Headers of a sender already seen take a shortcut; good or damaged, they must come out exactly as
+    the full msgpack decoding says (the shortcut is a cache, never a second opinion)."""
+    from bus import envelope
+
+    frames = [bytes(f) for f in encode("test.x", Header(src=src, seq=seq, ts=ts), {})]
+    head = bytearray(frames[1])
+    if data.draw(st.booleans()):
+        head[data.draw(st.integers(0, len(head) - 1))] = data.draw(st.integers(0, 255))
+    damaged = [frames[0], bytes(head), frames[2]]
+    decode(frames)  # the sender is now known
+    assert bytes(head[:-20]) in envelope._CANONICAL or bytes(head) != frames[1]
+    with_shortcut = _outcome(damaged)
+    envelope._CANONICAL.clear()
+    assert _outcome(damaged) == with_shortcut

@@ -99,7 +99,12 @@ def test_remote_audio_chunks_at_another_rate_and_a_full_queue(supervisor_factory
     try:
         assert pub.wait_for_subscriber(AudioChunk.TOPIC, WAIT_S)
         step = 4410
+        # The queue holds one segment: the first sentence is transcribed before the second comes,
+        # or (on a loaded machine) drop-oldest may rightly drop it. Between them: 4.2 s.
+        second = int(4.2 * 44_100) // step * step
         for i in range(0, stereo.shape[0], step):
+            if i == second:
+                bus.wait_for(lambda m: m.topic == "speech.transcript", what="the first sentence's transcript")
             body = AudioChunk(pcm=np.ascontiguousarray(stereo[i:i + step]), rate=44_100, t_start=i / 44_100,
                               stream="room")
             pub.publish(AudioChunk.TOPIC, body.to_body())

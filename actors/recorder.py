@@ -123,6 +123,7 @@ class RecorderActor(Actor):
         current = session.current_path
         return {"recording": st.state, "reason": st.reason, "file": str(current) if current else "",
                 "messages": st.messages, "bytes": st.bytes, "gaps": st.gaps, "dropped": st.dropped,
+                "unstorable": st.unstorable,
                 "queued_bytes": st.queued_bytes, "files": st.files, "recovered": len(self.recovered)}
 
     def teardown(self) -> None:

@@ -310,8 +310,8 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
         raise EnvelopeError(f"header src must be a non-empty str, got {src!r}", topic)
     if type(seq) is not int or seq < 0:
         raise EnvelopeError(f"header seq must be an int >= 0, got {seq!r}", topic)
-    if type(ts) is not int:
-        raise EnvelopeError(f"header ts must be an int (ns), got {ts!r}", topic)
+    if type(ts) is not int or ts < 0:
+        raise EnvelopeError(f"header ts must be an int >= 0 (ns since the epoch), got {ts!r}", topic)
     if corr is not None and type(corr) is not str:
         raise EnvelopeError(f"header corr must be a str, got {corr!r}", topic)
     _remember_canonical(src)

@@ -50,14 +50,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import msgpack
+import structlog
 from isal.isal_zlib import crc32
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Message as McapMessage, Metadata
 
+from bus.burstlog import BurstLog
 from bus.envelope import EnvelopeError, Message, decode, frame_parts, unpack_frames
 from bus.recording.mcapwriter import MAGIC, UNFINISHED, McapStreamWriter
 from config.storage import fsync_dir
+
+log = structlog.get_logger("recording")
 
 PROFILE = "sensorium"
 LIBRARY = "sensorium-recorder/1"
@@ -504,6 +508,8 @@ class SessionStats:
     gaps: int = 0
     dropped: int = 0
     """Messages not recorded: the queue was full, or recording had stopped."""
+    unstorable: int = 0
+    """Messages MCAP cannot hold (a field out of its range): skipped, counted, logged; recording goes on."""
     files: int = 0
     queued_bytes: int = 0
     state: str = "recording"
@@ -540,6 +546,7 @@ class RecordingSession:
         self.meta = meta or {}
         self._retention = retention
         self.stats = SessionStats()
+        self._burst = BurstLog(log)
         self._closed_gaps = 0
         self._queue: queue.SimpleQueue[tuple[Message, int] | None] = queue.SimpleQueue()
         self._queued = 0
@@ -620,7 +627,14 @@ class RecordingSession:
                     self.stats.queued_bytes = self._queued
                     if self.writer is None:
                         self.writer = self._open()
-                    self.writer.write(msg, log_time)
+                    try:
+                        self.writer.write(msg, log_time)
+                    except ValueError as exc:  # refused before a byte was written: the file is intact
+                        self.stats.unstorable += 1
+                        self._burst.error("unstorable", "message_not_recorded", topic=msg.topic,
+                                          src=msg.header.src, seq=msg.header.seq, reason=str(exc),
+                                          unstorable_total=self.stats.unstorable)
+                        continue
                     self.stats.messages += 1
                     self.stats.bytes += msg.nbytes
                 now = time.monotonic()

@@ -190,6 +190,14 @@ class McapStreamWriter:
         in all); large parts go to the file as they are, never copied here."""
         if channel_id not in self._channels:
             raise ValueError(f"message on unregistered channel {channel_id}")
+        # Packed before any state changes: a value that does not fit (a negative time) must not leave
+        # the chunk's index and sizes counting a message that was never written.
+        try:
+            head = _MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIXED + size, channel_id, sequence, log_time,
+                                      publish_time)
+        except struct.error as exc:
+            raise ValueError(f"message on channel {channel_id} (sequence {sequence}, log time {log_time}) "
+                             f"cannot be stored: {exc}") from None
         if self._messages == 0:
             self._t_start = self._t_end = log_time
         elif log_time < self._t_start:
@@ -204,8 +212,7 @@ class McapStreamWriter:
         self._messages += 1
         self._channel_counts[channel_id] += 1
         small = self._small
-        small += _MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIXED + size, channel_id, sequence, log_time,
-                                    publish_time)
+        small += head
         for part in parts:
             if len(part) < LARGE_BYTES:
                 small += part

@@ -203,3 +203,26 @@ print(s.stats.state, s.stats.reason, [e.event for e in s.events()])
     assert kept.exists() and os.path.getsize(kept) <= 300_000  # no room for the summary: left to recover
     recovered = recover(kept)
     assert 0 < recovered.messages < 100
+
+
+def test_a_message_mcap_cannot_hold_is_skipped_and_counted_and_the_file_stays_whole(tmp_path):
+    """A negative time does not fit MCAP's uint64: that one message is refused before any byte of
+    it is written, counted, and the recording goes on (it once left a chunk counting a message that
+    was not there, and the whole file failed its CRC)."""
+    session = RecordingSession(lambda: tmp_path / "odd.mcap", flush_s=0.05, fsync=False)
+    odd = received("sensor.imu", 1, {"x": 1})
+    odd.header = odd.header._replace(ts=-1)  # only code can build this: the decoder refuses ts < 0
+    for msg in (received("sensor.imu", 0, {"x": 0}), odd, received("sensor.imu", 2, {"x": 2})):
+        assert session.submit(msg, time.time_ns())
+    session.close()
+    assert session.stats.unstorable == 1 and session.stats.messages == 2 and session.stats.state == "closed"
+    report = ScanReport(tmp_path / "odd.mcap")
+    assert [r.decode().header.seq for r in scan(tmp_path / "odd.mcap", report)] == [0, 2] and report.complete
+    with open(tmp_path / "odd.mcap", "rb") as f:
+        assert len(list(make_reader(f, validate_crcs=True).iter_messages())) >= 2
+
+
+def test_the_decoder_refuses_a_negative_timestamp():
+    head = msgpack.packb({"v": 1, "src": "t", "seq": 0, "ts": -5})
+    with pytest.raises(EnvelopeError, match="ts"):
+        decode([b"test.x", head, msgpack.packb({})])

@@ -201,11 +201,14 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
               desc=PROG) as progress:
         for user, files in todo.items():
             summary = UserSummary(user, args.max_times)
-            if out_path is not None and len(files) < len(users[user]):
+            if args.per_user and out_path is not None and len(files) < len(users[user]):
                 redo = {str(f.resolve()) for f in files}
+                earlier: dict[str, dict] = {}  # the last line per file: a retried file has two
                 for rec in iter_records(out_path, PROG):  # this user's files from an earlier run
                     if rec.get("kind") == "file" and rec.get("user") == user and rec["file"] not in redo:
-                        summary.add(rec)
+                        earlier[rec["file"]] = rec
+                for rec in earlier.values():
+                    summary.add(rec)
             for path in files:
                 record = process_file(path, user, lambda name: EventDetector(classifier, params, stream=name),
                                       progress)

@@ -94,6 +94,17 @@ def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
     assert [(r["kind"], r["file"].rsplit("/", 1)[-1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
     assert new[1]["files"] == 2 and new[1]["counts"] == {"laughter": 1}
 
+    # A retried file has two lines (the failed one, then the retry's): a resumed summary counts it once.
+    records = lines(out)
+    day = next(r for r in records if r["kind"] == "file" and r["file"].endswith("/bob/day.wav"))
+    kept = [r for r in records if r["user"] != "bob" or r["kind"] == "file"] + [day]
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    write_wav(root / "bob" / "night.wav", pcm[: 7 * 16_000])
+    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
+    assert code == 0, err
+    bob = lines(out)[-1]
+    assert bob["user"] == "bob" and bob["files"] == 5 and bob["counts"] == {"alarm": 2}, bob
+
 
 def test_a_corrupt_head_or_a_wrong_yamnet_file_stops_the_batch_with_its_name(head, tmp_path, capsys):
     (tmp_path / "in").mkdir()
@@ -124,13 +135,3 @@ def test_batch_with_yamnet_files_uses_their_class_names(yamnet_files, tmp_path, 
     assert record["patches"] == 9 and record["duration_s"] == 5.0  # 0..4.8 s; the last 0.2 s < half a hop: no pad
     assert record["events"] and all(e["label"].startswith("Class ") for e in record["events"])
 
-    # A retried file has two lines (the failed one, then the retry's): a resumed summary counts it once.
-    records = lines(out)
-    day = next(r for r in records if r["kind"] == "file" and r["file"].endswith("/bob/day.wav"))
-    kept = [r for r in records if r["user"] != "bob" or r["kind"] == "file"] + [day]
-    out.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    write_wav(root / "bob" / "night.wav", pcm[: 7 * 16_000])
-    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
-    assert code == 0, err
-    bob = lines(out)[-1]
-    assert bob["user"] == "bob" and bob["files"] == 5 and bob["counts"] == {"alarm": 2}, bob

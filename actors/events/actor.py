@@ -47,6 +47,9 @@ class AudioEventsActor(Actor):
                                               s.intra_op_threads, s.inter_op_threads)
         except (CorruptFileError, ModelFileError, YamnetWeightsError) as exc:
             raise ActorExit(1, f"audio_events: {exc}") from None
+        except ImportError as exc:
+            raise ActorExit(1, f"audio_events needs TensorFlow, the 'events' extra (pip install "
+                               f"'sensorium[events]'): {exc}") from None
         tag = f"head:{self.classifier.sha256[:12]}" if s.model == "head" else "yamnet"
         try:
             self.params = TrackerParams.build(self.classifier.labels, s.thresholds, s.threshold, s.report, s.ignore,

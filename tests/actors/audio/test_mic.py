@@ -66,9 +66,14 @@ def sound_server() -> Iterator[dict[str, str]]:
                                "--exit-idle-time=-1", "--system=false"],
                               env=clean_env(**env), stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: server.poll() is not None or subprocess.run(
-            ["pactl", "info"], env=clean_env(**env), capture_output=True).returncode == 0,
-            WAIT_S, "the PulseAudio server")
+        def answers() -> bool:
+            try:
+                return subprocess.run(["pactl", "info"], env=clean_env(**env), capture_output=True,
+                                      timeout=5).returncode == 0
+            except subprocess.TimeoutExpired:
+                return False
+
+        wait_until(lambda: server.poll() is not None or answers(), WAIT_S, "the PulseAudio server")
         if server.poll() is not None:
             pytest.skip(f"PulseAudio did not start: {(folder / 'server.log').read_text()[-500:]}")
         if _input_devices(env) == 0:
@@ -85,8 +90,9 @@ def sound_server() -> Iterator[dict[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_sentences_spoken_into_the_microphone_come_out_as_transcripts(supervisor_factory, collector_factory,
-                                                                      sound_server, demo):
+def test_sentences_spoken_into_the_microphone_come_out_as_transcripts(sound_server, supervisor_factory,
+                                                                      collector_factory, demo):
+    # sound_server first: set up first, torn down last, after the actors capturing from it are gone.
     spans = demo["spans_s"][SENTENCES]
     sentences = demo["sentences"][SENTENCES]
     pcm = demo["pcm"][int((spans[0][0] - 0.5) * 16_000): int((spans[-1][1] + 1.0) * 16_000)]

@@ -121,3 +121,19 @@ def test_validate_checks_the_head_file_without_tensorflow(ipc_dir, tmp_path):
     lines = {line.split()[1]: line for line in done.stdout.splitlines() if " head " in line}
     assert lines["audio_events"].startswith("OK") and "checksum good" in lines["audio_events"]
     assert lines["audio_events@bad"].startswith("FAIL") and f"{bad}: bad header" in lines["audio_events@bad"]
+
+
+def test_without_tensorflow_the_actor_exits_saying_which_extra_to_install(tmp_path):
+    """The 'events' extra not installed: a package named tensorflow that cannot be imported stands in
+    for its absence (first on the path), and the actor must say what to install, not a traceback."""
+    fake = tmp_path / "site" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'tensorflow'\")\n")
+    config = tmp_path / "events.toml"
+    config.write_text(f'[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n')
+    env = clean_env()
+    env["PYTHONPATH"] = f"{tmp_path / 'site'}:{env['PYTHONPATH']}"
+    done = subprocess.run([sys.executable, "-m", "actors", "audio_events", "--name", "audio_events", "-c",
+                           str(config)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "sensorium[events]" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import psutil
 import zmq
 
-from bus.envelope import Message
+from bus.envelope import Header, Message, decode, encode
 from bus.pubsub import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     return env
 
+
+def received(topic: str, seq: int, body: dict[str, Any], src: str = "cam", corr: str | None = None) -> Message:
+    """A message as a Subscriber with ``keep_frames`` delivers it: decoded, with its wire frames."""
+    frames = [bytes(f) for f in encode(topic, Header(src, seq, time.time_ns(), corr=corr), body)]
+    msg = decode(frames)
+    msg.frames = frames
+    return msg
 
 def write_config(folder: Path, actors_toml: str, extra_toml: str = "") -> Path:
     """A config whose sockets and logs live in ``folder`` (short: ipc paths < 100 bytes)."""

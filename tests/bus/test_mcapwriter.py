@@ -24,18 +24,13 @@ from mcap.reader import make_reader
 from mcap.records import Chunk, DataEnd, Footer, Message as McapMessage, MessageIndex, SummaryOffset
 from mcap.stream_reader import StreamReader, breakup_chunk, get_chunk_data_stream
 
-from bus.envelope import Header, decode, encode, pack_frames
+from bus.envelope import pack_frames
 from bus.recording import GAP_TOPIC, RecordingWriter, ScanReport, recover, scan
 from bus.recording.mcapwriter import IOV_MAX, LARGE_BYTES, writev_all
+from tests.support import received
 
 FOOTER_BYTES = 1 + 8 + 8 + 8 + 4
 
-
-def received(topic: str, seq: int, body: dict, src: str) -> object:
-    frames = [bytes(f) for f in encode(topic, Header(src, seq, time.time_ns()), body)]
-    msg = decode(frames)
-    msg.frames = frames
-    return msg
 
 
 def write_mixed(path: Path, compression: str = "none", chunk_bytes: int = 200_000) -> list[tuple]:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import zmq
 
-from bus.envelope import Header, decode, encode
+from bus.envelope import Header, encode
 from bus.pubsub import Publisher
 from bus.recording import RecordingWriter, scan
-from tests.support import ROOT, WAIT_S, clean_env, wait_until, write_config
+from tests.support import ROOT, WAIT_S, clean_env, received, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -96,11 +96,8 @@ def test_replay_handles_other_envelope_versions_and_unknown_topics_explicitly(br
     file = ipc_dir / "mixed.mcap"
     w = RecordingWriter(file)
     for seq in range(4):
-        frames = [bytes(f) for f in encode("test.now", Header("new", seq, time.time_ns()), {"n": seq})]
-        msg = decode(frames)
-        msg.frames = frames
-        w.write(msg, time.time_ns())
-        old = decode([bytes(f) for f in encode("test.old", Header("old", seq, time.time_ns()), {"n": seq})])
+        w.write(received("test.now", seq, {"n": seq}, "new"), time.time_ns())
+        old = received("test.old", seq, {"n": seq}, "old")
         old.frames = _v2_frames("test.old", seq)
         w.write(old, time.time_ns())
     w.close()
@@ -123,10 +120,7 @@ def test_info_reports_what_a_damaged_file_lost(ipc_dir):
     file = ipc_dir / "d.mcap"
     w = RecordingWriter(file)
     for seq in range(30):
-        frames = [bytes(f) for f in encode("sensor.imu", Header("imu", seq, time.time_ns()), {"n": seq})]
-        msg = decode(frames)
-        msg.frames = frames
-        w.write(msg, time.time_ns())
+        w.write(received("sensor.imu", seq, {"n": seq}, "imu"), time.time_ns())
         if seq % 10 == 9:
             w.flush()
     w.close()

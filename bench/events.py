@@ -46,7 +46,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from actors.events import synth  # noqa: E402
+from actors.audio_events import synth  # noqa: E402
 
 THREADS = 2
 TARGET_RSS_RATIO = 1.1
@@ -88,8 +88,8 @@ def write_minutes(path: Path, minutes: float, seed: int = 0) -> None:
 
 
 def bench_rtf(seconds: float) -> dict[str, Any]:
-    from actors.events.detector import EventDetector, TrackerParams
-    from actors.events.model import load_classifier
+    from actors.audio_events.detector import EventDetector, TrackerParams
+    from actors.audio_events.model import load_classifier
 
     head = load_classifier("head", intra_op_threads=THREADS)
     params = TrackerParams.build(head.labels, {}, 0.5, [], list(synth.BACKGROUND_CLASSES))

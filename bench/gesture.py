@@ -62,9 +62,9 @@ def _progress(label: str, i: int, n: int) -> None:
 
 def build_templates(n_templates: int, samples: int):
     from actors.gesture.make_templates import record_synthetic
-    from actors.gesture.store import GestureDB
-    from actors.gesture.training import train
-    from actors.sensor.synthetic import GESTURES, random_shape
+    from actors.lib.gesture.store import GestureDB
+    from actors.lib.gesture.training import train
+    from actors.lib.imu.synthetic import GESTURES, random_shape
 
     shapes = dict(GESTURES)
     for i in range(max(0, n_templates - len(shapes))):
@@ -81,7 +81,7 @@ def build_templates(n_templates: int, samples: int):
 
 
 def make_queries(shapes: dict, per_template: int):
-    from actors.sensor.synthetic import Variation, make_sample
+    from actors.lib.imu.synthetic import Variation, make_sample
 
     rng = np.random.default_rng(HELD_OUT_SEED)
     wide = Variation(duration_s=(0.6, 1.6), amplitude=(0.6, 1.4), acc_noise=(0.1, 0.45), gyro_noise=(0.01, 0.06))
@@ -118,9 +118,9 @@ def timed(label: str, queries: list, fn: Callable[[np.ndarray, np.ndarray, np.nd
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from actors.gesture.matching import dtw_batch, dtw_python, normalise
+    from actors.lib.gesture.matching import dtw_batch, dtw_python, normalise
     from actors.gesture.recognizer import Recognizer
-    from actors.gesture.training import sequences_of
+    from actors.lib.gesture.training import sequences_of
 
     db, shapes, train_s = build_templates(args.templates, args.samples)
     queries = make_queries(shapes, args.queries_per_template)
@@ -179,8 +179,8 @@ def through_the_bus(db, shapes: dict, n_gestures: int, speed: float = 10.0) -> d
 
     import zmq
 
-    from actors.gesture.store import GestureStore
-    from actors.sensor.synthetic import ScriptedStream, Variation
+    from actors.lib.gesture.store import GestureStore
+    from actors.lib.imu.synthetic import ScriptedStream, Variation
     from bus.bodies.imu import ImuBatch
     from bus.broker import Broker
     from bus.endpoints import Endpoints

@@ -64,8 +64,8 @@ def _build(n: int, shared: bool):
     """The shipped backbone and heads when there are, random ones beyond (timing does not depend on values)."""
     import torch  # noqa: PLC0415
 
-    from actors.hydra import model as hm  # noqa: PLC0415
-    from actors.hydra.store import ModelStore  # noqa: PLC0415
+    from actors.detector import model as hm  # noqa: PLC0415
+    from actors.lib.modelstore import ModelStore  # noqa: PLC0415
 
     torch.manual_seed(0)
     store = ModelStore()
@@ -89,7 +89,7 @@ def _build(n: int, shared: bool):
 def _run(model, x, frame_hw) -> None:
     import torch  # noqa: PLC0415
 
-    from actors.hydra.model import decode  # noqa: PLC0415
+    from actors.detector.model import decode  # noqa: PLC0415
 
     with torch.inference_mode():
         if isinstance(model, list):
@@ -139,7 +139,7 @@ def _rss_child(n: int, shared: bool, threads: int, conn) -> None:
         import psutil  # noqa: PLC0415
         import torch  # noqa: PLC0415
 
-        from actors.hydra.model import INPUT_HW  # noqa: PLC0415
+        from actors.detector.model import INPUT_HW  # noqa: PLC0415
 
         torch.set_num_threads(threads)
         proc = psutil.Process()
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: PLC0415
 
-    from actors.hydra.model import INPUT_HW, preprocess  # noqa: PLC0415
-    from actors.hydra.scenes import random_scene  # noqa: PLC0415
+    from actors.detector.model import INPUT_HW, preprocess  # noqa: PLC0415
+    from actors.lib.scenes import random_scene  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
     frames = [preprocess(random_scene(300_000 + i).image) for i in range(args.frames + args.warmup)]

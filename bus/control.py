@@ -7,6 +7,7 @@ is a ROUTER socket so that slow commands (stop) can be answered later.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgpack
@@ -49,3 +50,13 @@ def request(endpoint: str, cmd: str, timeout_s: float = 5.0, **args: Any) -> dic
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "command refused")))
     return reply
+
+
+def running_supervisor(endpoint: str) -> dict[str, Any] | None:
+    """The status of a supervisor already serving ``endpoint``, or None (nothing answers within 1 s)."""
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
+        return None
+    try:
+        return request(endpoint, "status", timeout_s=1.0)
+    except ControlError:
+        return None

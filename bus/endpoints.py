@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from config.paths import default_runtime_dir
+from config.schema import Config
 
 IPC_PATH_MAX_BYTES = 100
 """A unix socket path must fit sun_path (108 bytes on Linux) with margin."""
@@ -21,13 +23,6 @@ IPC_PATH_MAX_BYTES = 100
 
 class EndpointError(ValueError):
     """An endpoint that cannot or must not be used; the message says why."""
-
-
-def default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and Path(xdg).is_dir():
-        return Path(xdg) / "sensorium"
-    return Path(tempfile.gettempdir()) / f"sensorium-{os.getuid()}"
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -62,6 +57,22 @@ class Endpoints:
 
     def all(self) -> list[str]:
         return [self.frontend, self.backend, self.control]
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    runtime_dir: Path
+    """Private folder (0700) of the ipc sockets and the resolved config."""
+    log_dir: Path
+    endpoints: Endpoints
+
+
+def runtime_paths(config: Config) -> RuntimePaths:
+    """Where the bus, the control socket and the logs of ``config`` live."""
+    runtime_dir = Path(config.bus.runtime_dir).expanduser() if config.bus.runtime_dir else default_runtime_dir()
+    log_dir = Path(config.log.dir).expanduser() if config.log.dir else runtime_dir / "logs"
+    endpoints = Endpoints.resolve(runtime_dir, config.bus.frontend, config.bus.backend, config.bus.control)
+    return RuntimePaths(runtime_dir=runtime_dir, log_dir=log_dir, endpoints=endpoints)
 
 
 def ipc_path(endpoint: str) -> Path | None:

@@ -1,11 +1,13 @@
 """Bus-side command-line tools: ``tap`` prints messages, ``inject`` publishes them.
 
 Both speak only to the broker's endpoints, so they work from any terminal or
-script while ``sensorium run`` is up.
+script while ``sensorium run`` is up. Output goes to stdout; what the tools
+say about themselves goes to stderr, so a pipe gets JSON lines only.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -17,9 +19,11 @@ from typing import Any, Callable, Iterable, TextIO
 import numpy as np
 import zmq
 
+from bus.endpoints import runtime_paths
 from bus.envelope import Message
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import validate_topic
+from config.schema import Config
 
 
 def message_to_json(msg: Message, full: bool = False) -> str:
@@ -106,3 +110,51 @@ def inject(ctx: zmq.Context, frontend: str, topic: str, body: dict[str, Any], *,
         return repeat, listened
     finally:
         pub.close()
+
+
+def tap_main(argv: list[str], config: Config) -> int:
+    """``sensorium tap [PREFIX...]``."""
+    p = argparse.ArgumentParser(prog="sensorium tap", description="Print bus messages as JSON lines: "
+                                '{"topic", "src", "seq", "ts", "body"} per message; arrays as {"dtype", "shape"}.')
+    p.add_argument("prefixes", nargs="*", metavar="PREFIX",
+                   help="topics (exact) or prefixes ending in '.' (default: everything)")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--full", action="store_true", help="print arrays in full instead of dtype and shape")
+    args = p.parse_args(argv)
+    endpoints = runtime_paths(config).endpoints
+    try:
+        tap(zmq.Context.instance(), endpoints.frontend, endpoints.backend, args.prefixes, count=args.count,
+            full=args.full, timeout_s=args.timeout,
+            on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
+                                       file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def inject_main(argv: list[str], config: Config) -> int:
+    """``sensorium inject TOPIC JSON``; exit 1 when nobody subscribes to TOPIC."""
+    p = argparse.ArgumentParser(prog="sensorium inject", description="Publish a message built from JSON.")
+    p.add_argument("topic", help="the topic, e.g. test.hello")
+    p.add_argument("body", metavar="JSON", help='the body, a JSON object, e.g. \'{"n": 1}\'')
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="publish it N times (default 1)")
+    p.add_argument("--rate", type=float, default=0.0, metavar="HZ", help="messages per second (0: at once)")
+    p.add_argument("--wait", type=float, default=2.0, metavar="S",
+                   help="seconds to wait for a subscriber first (default 2)")
+    args = p.parse_args(argv)
+    try:
+        body = parse_json_body(args.body)
+        sent, listened = inject(zmq.Context.instance(), runtime_paths(config).endpoints.frontend, args.topic, body,
+                                repeat=args.repeat, rate_hz=args.rate, wait_s=args.wait)
+    except ValueError as exc:
+        print(f"sensorium inject: {exc}", file=sys.stderr)
+        return 1
+    if not listened:
+        print(f"sensorium: nobody subscribes to {args.topic}; {sent} message(s) published and dropped "
+              "by the bus", file=sys.stderr)
+        return 1
+    print(f"published {sent} message(s) on {args.topic}", file=sys.stderr)
+    return 0

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 import zmq
 
 from bus.pubsub import Subscriber
-from config import Config, runtime_paths
+from bus.endpoints import runtime_paths
+from config.schema import Config
 
 HOME_CLEAR = "\x1b[H\x1b[2J"
 BOLD, DIM, RED, YELLOW, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[33m", "\x1b[0m"

@@ -16,11 +16,11 @@ import os
 import tomllib
 from collections import deque
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from config.schema import KIND_SETTINGS, ActorSpec, Config
+from config.schema import ActorSpec, Config
 
 DEFAULT_PATH = Path(__file__).with_name("default.toml")
 ENV_PREFIX = "SENSORIUM__"
@@ -33,6 +33,16 @@ class ConfigError(ValueError):
         self.problems = problems
         n = len(problems)
         super().__init__(f"configuration error ({n} problem{'s' if n != 1 else ''}):\n  " + "\n  ".join(problems))
+
+
+class KindCatalog(Protocol):
+    """What the loader needs to know of the actor kinds (``actors.registry.Registry`` is one)."""
+
+    def settings_model(self, kind: str) -> type[BaseModel] | None:
+        """The model of a kind's ``settings`` table; None for an unknown kind."""
+
+    def kind_names(self) -> list[str]:
+        """Every known kind, for the error message of an unknown one."""
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -83,8 +93,14 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """The resolved configuration; raises ConfigError listing every problem."""
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+         catalog: Callable[[Config], KindCatalog] | None = None) -> Config:
+    """The resolved configuration; raises ConfigError listing every problem.
+
+    ``catalog`` makes the kinds known (it gets the config, whose ``kinds`` table may add some): each
+    actor's kind must exist and its ``settings`` table is validated, defaults filled in. Without it, only
+    the generic keys are checked and ``settings`` stays as written.
+    """
     environ = os.environ if environ is None else environ
     data = _read_file(DEFAULT_PATH)
     sources: dict[tuple[str, ...], str] = {}
@@ -110,7 +126,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err, data, sources) for err in exc.errors()]) from None
-    _check_actors(config, data, sources)
+    _check_actors(config, data, sources, catalog(config) if catalog is not None else None)
     return config
 
 
@@ -162,17 +178,18 @@ def _describe(err: Mapping[str, Any], data: Any, sources: dict[tuple[str, ...], 
     return f"{key} = {err.get('input')!r} (from {where}): {msg}"
 
 
-def _check_actors(config: Config, data: dict[str, Any], sources: dict[tuple[str, ...], str]) -> None:
+def _check_actors(config: Config, data: dict[str, Any], sources: dict[tuple[str, ...], str],
+                  catalog: KindCatalog | None) -> None:
     problems: list[str] = []
     names = set(config.actors)
     for name, spec in config.actors.items():
         kind = spec.kind_for(name)
-        model = KIND_SETTINGS.get(kind)
-        if model is None:
+        model = catalog.settings_model(kind) if catalog is not None else None
+        if catalog is not None and model is None:
             loc = ("actors", name, "kind")
             problems.append(f"actors.{name}.kind = {kind!r} (from {_source(loc, sources)}): "
-                            f"expected one of {', '.join(sorted(KIND_SETTINGS))}")
-        else:
+                            f"expected one of {', '.join(sorted(catalog.kind_names()))}")
+        elif model is not None:
             try:
                 spec.settings = model.model_validate(spec.settings).model_dump()
             except ValidationError as exc:
@@ -220,8 +237,3 @@ def start_order(actors: Mapping[str, ActorSpec], strict: bool = True) -> list[st
     if strict and len(order) != len(actors):
         raise ConfigError(["actors: dependency cycle"])
     return order
-
-
-def kind_settings(spec: ActorSpec, name: str) -> BaseModel:
-    """The typed settings of one actor, validated against its kind's model."""
-    return KIND_SETTINGS[spec.kind_for(name)].model_validate(spec.settings)

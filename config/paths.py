@@ -7,6 +7,8 @@ replay path mean the same file in both when they are resolved here.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -16,3 +18,11 @@ def resolve_path(path: str | Path) -> Path:
     """``~`` expanded; a relative path is taken from the repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def default_runtime_dir() -> Path:
+    """The runtime folder when ``bus.runtime_dir`` is '': $XDG_RUNTIME_DIR/sensorium, else /tmp/sensorium-UID."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "sensorium"
+    return Path(tempfile.gettempdir()) / f"sensorium-{os.getuid()}"

@@ -1,124 +1,39 @@
-"""The gesture recognizer actor: ``sensor.imu`` in, ``gesture.recognized`` out.
-
-The story: load the gesture store (seeding it from the shipped templates
-the first time; a corrupt file is recovered from backup and an alert
-published), then for every IMU batch feed the sliding-window segmenter;
-each motion segment it closes is matched against the templates
-(``recognizer.Recognizer``) and, when accepted, published with its
-confidence, outlier flag and processing time. A timer notices when the
-store file changes (``sensorium gesture train`` in another terminal) and
-reloads it without a restart.
-"""
+"""The gesture kind: motion segments of ``sensor.imu`` matched against the gesture store; ``sensorium gesture``."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from actors.base import Actor
-from actors.gesture.recognizer import Recognizer
-from actors.gesture.segmenter import Segmenter
-from actors.gesture.store import GestureStore, StoreLoad
+from actors.gesture.settings import GestureSettings
+from actors.spec import Check, KindSpec
 from bus.bodies.gesture import GestureRecognized
-from bus.bodies.imu import ImuBatch
-from bus.envelope import Message
+from bus.cli import CliCommand
 from bus.messages import Alert
-from config.storage import CorruptFileError, LockTimeout
+from config.paths import resolve_path
+from config.storage import CorruptFileError, unseal
 
 
-STORE_LOCK_WAIT_S = 1.0
-"""Longest wait for the store's lock inside the actor loop, seconds."""
+def check_store(name: str, settings: GestureSettings) -> list[Check]:
+    """The gesture store (or the seed it starts from) reads back with a good checksum."""
+    path = resolve_path(settings.store.path)
+    if not path.exists():
+        seed = resolve_path(settings.store.seed_path) if settings.store.seed_path else None
+        if seed is None:
+            return [Check(f"{name} store", "ok", f"{path} absent: starts empty")]
+        if not seed.is_file():
+            return [Check(f"{name} store", "fail", f"{path} absent and its seed {seed} is missing")]
+        return [Check(f"{name} store", "ok", f"{path} absent: starts as a copy of {seed}")]
+    try:
+        unseal(path.read_bytes(), path)
+    except (OSError, CorruptFileError) as exc:
+        return [Check(f"{name} store", "warn", f"{exc} (the newest good backup is restored at start)")]
+    return [Check(f"{name} store", "ok", f"{path}: checksum good")]
 
 
-class GestureActor(Actor):
-    kind = "gesture"
-
-    def setup(self) -> None:
-        s = self.settings
-        # Short: the loop must not stall while the CLI holds the lock (training);
-        # a busy store is simply tried again at the next check.
-        self.store = GestureStore.from_settings(s.store, lock_timeout_s=STORE_LOCK_WAIT_S)
-        self.segmenter = Segmenter(s.segmentation)
-        self.recognizer: Recognizer | None = None
-        self.store_revision = 0
-        self.store_signature: Any = None
-        self.figures = {"segments": 0, "recognized": 0, "rejected": 0, "outliers": 0, "low_confidence": 0,
-                        "reloads": 0, "store_errors": 0}
-        self.load_store()
-        self.subscribe(s.input_topic, self.on_sensor_imu)
-        self.every(s.reload_check_s, self.reload_if_changed)
-
-    def on_sensor_imu(self, msg: Message) -> None:
-        received = time.perf_counter()
-        batch = ImuBatch.from_body(msg.body)
-        for segment in self.segmenter.feed(batch.t, batch.acc, batch.gyro):
-            self.figures["segments"] += 1
-            if self.recognizer is None:
-                continue
-            decision = self.recognizer.recognize(segment.t, segment.acc, segment.gyro)
-            if decision is None:
-                continue
-            if not decision.accepted:
-                self.figures["rejected"] += 1
-                self.log.debug("segment_rejected", nearest=decision.name, distance=round(decision.distance, 3),
-                               threshold=round(decision.threshold, 3), t_start=segment.t_start)
-                continue
-            if decision.confidence < self.settings.min_confidence:
-                self.figures["low_confidence"] += 1
-                continue
-            self.figures["recognized"] += 1
-            self.figures["outliers"] += decision.is_outlier
-            self.publish(GestureRecognized(
-                name=decision.name, confidence=round(decision.confidence, 4), is_outlier=bool(decision.is_outlier),
-                processing_time_ms=round((time.perf_counter() - received) * 1000.0, 3),
-                template_version=decision.template_version, distance=round(decision.distance, 4),
-                threshold=round(decision.threshold, 4), t_start=segment.t_start, t_end=segment.t_end,
-                runner_up=decision.runner_up, store_version=self.store_revision))
-
-    def reload_if_changed(self) -> None:
-        if self.store.signature() != self.store_signature:
-            self.load_store()
-
-    def load_store(self) -> None:
-        signature = self.store.signature()
-        try:
-            loaded = self.store.load()
-        except LockTimeout:
-            self.log.info("gesture_store_busy", path=str(self.store.path), retry_in_s=self.settings.reload_check_s)
-            return
-        except (CorruptFileError, OSError, ValueError) as exc:
-            # Keep matching with what we have; try again at the next check.
-            self.figures["store_errors"] += 1
-            self.store_signature = signature
-            self.log.error("gesture_store_unusable", path=str(self.store.path), error=str(exc))
-            self.publish(Alert(level="critical", metric="gesture.store.unusable", value=1.0, threshold=0.0,
-                               actor=self.name, message=f"gesture store {self.store.path}: {exc}"))
-            return
-        self.store_signature = self.store.signature()
-        self.report_load(loaded)
-        self.recognizer = Recognizer(loaded.db, accept_sigma=self.settings.accept_sigma,
-                                     outlier_sigma=self.settings.outlier_sigma,
-                                     history_weight=self.settings.history_weight)
-        self.store_revision = loaded.db.revision
-        self.figures["reloads"] += 1
-        self.log.info("gesture_store_loaded", path=str(self.store.path), revision=loaded.db.revision,
-                      gestures=self.recognizer.names, untrained=sorted(set(loaded.db.gestures) - set(self.recognizer.names)))
-
-    def report_load(self, loaded: StoreLoad) -> None:
-        if loaded.recovered_from is not None:
-            self.log.error("gesture_store_recovered", path=str(self.store.path), error=loaded.error,
-                           quarantined=str(loaded.quarantined), restored=str(loaded.recovered_from))
-            self.publish(Alert(level="warning", metric="gesture.store.corrupt", value=1.0, threshold=0.0,
-                               actor=self.name, message=f"gesture store {self.store.path} was corrupt "
-                               f"({loaded.error}); restored {loaded.recovered_from.name}, "
-                               f"corrupt file kept as {loaded.quarantined}"))
-        if loaded.migrated_from is not None:
-            self.log.warning("gesture_store_migrated", legacy=str(loaded.migrated_from), skipped=list(loaded.skipped))
-        if loaded.seeded_from is not None:
-            self.log.info("gesture_store_seeded", seed=str(loaded.seeded_from), path=str(self.store.path))
-
-    def heartbeat_extra(self) -> dict[str, Any]:
-        return {**self.figures, "store_revision": self.store_revision,
-                "templates": len(self.recognizer.names) if self.recognizer else 0,
-                "noise_floor": round(self.segmenter.noise_floor or 0.0, 4),
-                "too_long": self.segmenter.too_long, "too_short": self.segmenter.too_short}
+SPEC = KindSpec(
+    name="gesture",
+    description="gesture recognition: motion segments of sensor.imu matched (DTW) against the gesture store",
+    actor="actors.gesture.actor:GestureActor",
+    settings=GestureSettings,
+    publishes=(GestureRecognized, Alert),
+    preflight=(check_store,),
+    commands=(CliCommand("gesture", "record, train and manage gesture templates", "actors.gesture.cli:main"),),
+)

@@ -21,12 +21,13 @@ from typing import Any
 
 import zmq
 
-from actors.gesture.session import RecordingSession, Recorder, sample_from, score_sample
-from actors.gesture.store import GestureStore, SampleError, StoreError, valid_name
-from actors.gesture.training import MIN_SAMPLES, train
+from actors.lib.gesture.session import RecordingSession, Recorder, sample_from, score_sample
+from actors.lib.gesture.store import GestureStore, SampleError, StoreError, valid_name
+from actors.lib.gesture.training import MIN_SAMPLES, train
 from bus.pubsub import Subscriber
-from config import Config, kind_settings, runtime_paths
-from config.schema import GestureSettings
+from actors.gesture.settings import GestureSettings
+from bus.endpoints import runtime_paths
+from config.schema import Config
 from config.storage import CorruptFileError, LockTimeout
 
 
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(config: Config, actor: str | None) -> GestureSettings:
     for name, spec in config.actors.items():
         if spec.kind_for(name) == "gesture" and (actor is None or name == actor):
-            return kind_settings(spec, name)
+            return GestureSettings.model_validate(spec.settings)
     if actor is not None:
         raise StoreError(f"no gesture actor named {actor!r} in the configuration")
     return GestureSettings()

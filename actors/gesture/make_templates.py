@@ -1,7 +1,7 @@
 """Make the shipped gesture store: ``python -m actors.gesture.make_templates``.
 
 The default pipeline's sensor plays the scripted synthetic gestures
-(``actors/sensor/synthetic.py``); this script records ``--samples``
+(``actors/lib/imu/synthetic.py``); this script records ``--samples``
 performances of each the way ``sensorium gesture record`` would - a
 stream of rest and motion, cut by the same motion-energy segmenter - then
 trains the store (outliers, consistency, cross-validation, calibration)
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 
-from actors.gesture.segmenter import Segmenter
-from actors.gesture.store import GestureDB, GestureStore, Sample
-from actors.gesture.training import train
-from actors.sensor.synthetic import GESTURES, ScriptedStream, Shape
+from actors.lib.gesture.segmenter import Segmenter
+from actors.lib.gesture.store import GestureDB, GestureStore, Sample
+from actors.lib.gesture.training import train
+from actors.lib.imu.synthetic import GESTURES, ScriptedStream, Shape
 from config.paths import resolve_path
 
 DEFAULT_OUT = "models/gestures/synthetic.gst"

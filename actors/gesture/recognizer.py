@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.gesture.matching import Match, Matcher, normalise
-from actors.gesture.store import GestureDB
-from actors.gesture.training import SIGMA_FLOOR, match_features, sequences_of
+from actors.lib.gesture.matching import Match, Matcher, normalise
+from actors.lib.gesture.store import GestureDB
+from actors.lib.gesture.training import SIGMA_FLOOR, match_features, sequences_of
 
 
 @dataclass

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from actors.sensor.readings import Readings
+from actors.lib.imu.readings import Readings
 from bus.bodies.imu import ImuFlag
-from config.schema import CalibrationSettings, ValidationSettings
+from actors.sensor.settings import CalibrationSettings, ValidationSettings
 
 GYRO_HISTORY_S = 2.0
 """Gyroscope readings kept for interpolation, seconds."""

@@ -35,8 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import structlog
 
-from actors.sensor.readings import EntryParser, FormatError, Readings
-from actors.sensor.synthetic import ScriptedStream
+from actors.lib.imu.readings import EntryParser, FormatError, Readings
+from actors.lib.imu.synthetic import ScriptedStream
 from bus.bodies.imu import ConnectionState
 from config.backoff import BackoffPolicy
 

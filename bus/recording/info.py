@@ -18,7 +18,7 @@ from typing import Any
 
 from bus.envelope import EnvelopeError
 from bus.recording import ACTIVE_SUFFIX, RecordingError, ScanReport, recover, scan
-from config import Config
+from config.schema import Config
 
 
 @dataclass

@@ -20,7 +20,8 @@ import zmq
 from bus.envelope import Limits, now_ns
 from bus.pubsub import Subscriber
 from bus.recording import ACTIVE_SUFFIX, COMPRESSIONS, RecordingSession
-from config import Config, runtime_paths
+from bus.endpoints import runtime_paths
+from config.schema import Config
 
 RECORD_HWM = 200_000
 """Receive queue of the recording socket, messages: bursts wait here rather than drop."""

@@ -31,7 +31,8 @@ from bus.envelope import ENVELOPE_VERSION, EnvelopeError, decode, peek_version
 from bus.pubsub import Publisher
 from bus.recording import RecordingError, ScanReport, scan
 from bus.topics import TopicError, validate_prefix
-from config import Config, runtime_paths
+from bus.endpoints import runtime_paths
+from config.schema import Config
 
 SKIPPED_BY_DEFAULT = ("sys.", "ctl.")
 

@@ -12,12 +12,12 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from pydantic import BaseModel
 
-from actors import KINDS, Actor, handles, load_kind
+from actors import Actor, Registry, handles
 from bus.endpoints import Endpoints
 from bus.envelope import Header, Message, encode
 from bus.pubsub import Publisher
-from config.schema import KIND_SETTINGS
 from tests.support import ROOT, WAIT_S, clean_env, wait_until, write_config
 
 
@@ -150,6 +150,9 @@ def test_runner_rejects_unknown_kinds_and_bad_settings(ipc_dir):
 
 
 def test_every_kind_has_a_settings_model_and_a_class():
-    assert set(KINDS) == set(KIND_SETTINGS)
-    for kind in KINDS:
-        assert load_kind(kind).kind == kind
+    specs = Registry.for_config().specs()
+    assert len(specs) == 11
+    for spec in specs:
+        assert issubclass(spec.settings, BaseModel) and spec.description
+        assert spec.actor_class().kind == spec.name
+        assert all(body.TOPIC for body in spec.publishes)

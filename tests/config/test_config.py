@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from config import ConfigError, load, runtime_paths, start_order
+from actors.registry import load_config as load
+from bus.endpoints import runtime_paths
+from config import ConfigError, start_order
 from tests.support import ROOT, clean_env
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.audio.source import DEMO_RECORDING
+from actors.audio_source.actor import DEMO_RECORDING
 
 DEMO_META = DEMO_RECORDING.with_suffix(".json")
 
@@ -27,7 +27,7 @@ def demo() -> dict:
 @pytest.fixture(scope="session")
 def transcriber():
     """Whisper tiny.en (CPU int8, 2 threads), loaded once for the whole run."""
-    from actors.audio.transcriber import Transcriber, TranscriberParams
+    from actors.speech.transcriber import Transcriber, TranscriberParams
 
     return Transcriber(TranscriberParams(device="cpu", threads=2))
 

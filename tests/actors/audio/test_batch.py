@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from actors.audio.wer import word_error_rate
+from actors.lib.audio.wer import word_error_rate
 from tests.actors.audio.conftest import write_wav
 from tests.support import ROOT, WAIT_S, clean_env
 

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from actors.audio.decode import AudioInputError, audio_files, decode_file, decode_raw
-from actors.audio.wer import normalize, word_error_rate
+from actors.lib.audio.decode import AudioInputError, audio_files, decode_file, decode_raw
+from actors.lib.audio.wer import normalize, word_error_rate
 from tests.actors.audio.conftest import write_wav
 
 

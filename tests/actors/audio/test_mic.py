@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from actors.audio.wer import word_error_rate
+from actors.lib.audio.wer import word_error_rate
 from tests.support import ROOT, WAIT_S, clean_env, wait_until
 
 pytestmark = pytest.mark.slow

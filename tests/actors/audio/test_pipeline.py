@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 
-from actors.audio.wer import word_error_rate
+from actors.lib.audio.wer import word_error_rate
 from bus.bodies.audio import AudioChunk, SpeechSegment
 from bus.pubsub import Publisher
 from tests.actors.audio.conftest import write_wav

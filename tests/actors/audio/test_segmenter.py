@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.audio.decode import StreamResampler
-from actors.audio.segmenter import FRAME_SAMPLES, SegmenterParams, SpeechSegmenter
+from actors.lib.audio.decode import StreamResampler
+from actors.lib.audio.segmenter import FRAME_SAMPLES, SegmenterParams, SpeechSegmenter
 from bus.bodies.audio import SpeechSegment, VadState
 
 TOLERANCE_S = 0.150

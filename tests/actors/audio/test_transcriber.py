@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from actors.audio.transcriber import Transcriber
-from actors.audio.wer import word_error_rate
+from actors.speech.transcriber import Transcriber
+from actors.lib.audio.wer import word_error_rate
 
 
 def test_sentences_are_transcribed_with_times_in_stream_time(demo, transcriber):

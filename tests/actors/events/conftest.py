@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, imported once for the whole run with 2 intra-op threads."""
-    from actors.events.tfruntime import import_tensorflow
+    from actors.audio_events.tfruntime import import_tensorflow
 
     return import_tensorflow(2, 1)
 
@@ -17,7 +17,7 @@ def tf():
 @pytest.fixture(scope="session")
 def head(tf):
     """The shipped head (models/events/head-v1.sealed), loaded once for the whole run."""
-    from actors.events.model import load_classifier
+    from actors.audio_events.model import load_classifier
 
     return load_classifier("head", intra_op_threads=2)
 
@@ -25,7 +25,7 @@ def head(tf):
 @pytest.fixture(scope="session")
 def heldout() -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """The held-out mix: 5 each of alarm, clapping, laughter (numpy, seed 7000) and the demo's espeak sentences."""
-    from actors.events.train import heldout_mix
+    from actors.audio_events.train import heldout_mix
 
     return heldout_mix()
 
@@ -34,7 +34,7 @@ def heldout() -> tuple[np.ndarray, list[tuple[str, float, float]]]:
 def yamnet_files(tf, tmp_path_factory):
     """A yamnet.h5 of random weights written from the architecture itself, and a 521-line class map."""
     folder = tmp_path_factory.mktemp("yamnet")
-    from actors.events.yamnet import NUM_CLASSES, build_yamnet, save_yamnet_h5
+    from actors.audio_events.yamnet import NUM_CLASSES, build_yamnet, save_yamnet_h5
 
     model = build_yamnet()
     rng = np.random.default_rng(3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
-from actors.events import synth
+from actors.audio_events import synth
 from bus.bodies.audio import AudioChunk, AudioEvent
 from bus.pubsub import Publisher
 from tests.actors.audio.conftest import write_wav

@@ -8,11 +8,11 @@ import av
 import numpy as np
 import pytest
 
-from actors.batch import main as batch_main
-from actors.events import synth
+from actors.lib.batch import main as batch_main
+from actors.audio_events import synth
 from config.schema import Config
 from tests.actors.audio.conftest import write_wav
-from tests.actors.events.test_actor import scene
+from tests.actors.audio_events.test_actor import scene
 
 pytestmark = pytest.mark.slow
 

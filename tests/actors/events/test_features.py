@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.events.features import (FFT_LENGTH, HOP_SAMPLES, LOG_OFFSET, MEL_BANDS, MEL_MAX_HZ, MEL_MIN_HZ,
+from actors.audio_events.features import (FFT_LENGTH, HOP_SAMPLES, LOG_OFFSET, MEL_BANDS, MEL_MAX_HZ, MEL_MIN_HZ,
                                     PATCH_FRAMES, PATCH_HOP_FRAMES, RATE_HZ, WINDOW_SAMPLES, PatchFramer,
                                     log_mel_frames, mel_matrix)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.events import synth
-from actors.events.detector import EventDetector, EventTracker, TrackerParams
-from actors.events.model import DEFAULT_HEAD, HeadClassifier
+from actors.audio_events import synth
+from actors.audio_events.detector import EventDetector, EventTracker, TrackerParams
+from actors.audio_events.model import DEFAULT_HEAD, HeadClassifier
 from config.paths import resolve_path
 from config.storage import CorruptFileError
 
@@ -91,7 +91,7 @@ def test_a_corrupt_head_file_is_refused_by_its_sha256(tmp_path):
 def test_settings_refuse_yamnet_without_its_files_and_thresholds_out_of_range():
     from pydantic import ValidationError
 
-    from config.schema import AudioEventsSettings
+    from actors.audio_events.settings import AudioEventsSettings
 
     with pytest.raises(ValidationError, match="needs yamnet_weights"):
         AudioEventsSettings(model="yamnet", yamnet_weights="/x/yamnet.h5")

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from actors.events.yamnet import (EMBEDDING_SIZE, NUM_CLASSES, YamnetWeightsError, build_yamnet, load_yamnet,
+from actors.audio_events.yamnet import (EMBEDDING_SIZE, NUM_CLASSES, YamnetWeightsError, build_yamnet, load_yamnet,
                                   read_class_map, read_yamnet_h5, weighted_layers,
                                   write_yamnet_h5)
 

@@ -11,8 +11,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from actors.gesture.store import GestureDB, GestureStore
-from actors.sensor.synthetic import ScriptedStream
+from actors.lib.gesture.store import GestureDB, GestureStore
+from actors.lib.imu.synthetic import ScriptedStream
 from bus.bodies.imu import ImuBatch
 from bus.pubsub import Publisher
 from config.paths import resolve_path

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from actors.gesture.store import GestureStore
+from actors.lib.gesture.store import GestureStore
 from tests.support import ROOT, clean_env
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from actors.gesture.matching import Matcher, dtw_batch, dtw_python, normalise
-from actors.gesture.segmenter import Segmenter
-from actors.sensor.synthetic import GESTURES, ScriptedStream, Variation, make_sample
+from actors.lib.gesture.matching import Matcher, dtw_batch, dtw_python, normalise
+from actors.lib.gesture.segmenter import Segmenter
+from actors.lib.imu.synthetic import GESTURES, ScriptedStream, Variation, make_sample
 
 
 def test_vectorised_banded_dtw_equals_textbook_dtw():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.sensor.synthetic import GESTURES, ScriptedStream, Variation, random_shape
+from actors.lib.imu.synthetic import GESTURES, ScriptedStream, Variation, random_shape
 from bus.bodies.gesture import GestureRecognized
 from bus.pubsub import Publisher
 from tests.actors.gesture.conftest import overlaps

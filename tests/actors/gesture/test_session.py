@@ -12,8 +12,8 @@ import sys
 import msgpack
 import pytest
 
-from actors.gesture.store import GestureStore
-from actors.sensor.synthetic import ScriptedStream
+from actors.lib.gesture.store import GestureStore
+from actors.lib.imu.synthetic import ScriptedStream
 from config.storage import GuardedFile
 from tests.support import ROOT, WAIT_S, clean_env, wait_until, write_config
 

@@ -13,14 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from actors.gesture.store import GestureStore, Sample, SampleError, StoreError, sample_problems
-from actors.gesture.training import train
-from actors.sensor.synthetic import make_sample
+from actors.lib.gesture.store import GestureStore, Sample, SampleError, StoreError, sample_problems
+from actors.lib.gesture.training import train
+from actors.lib.imu.synthetic import make_sample
 from tests.support import ROOT, clean_env
 
 SAVER = """
 import sys, numpy as np
-from actors.gesture.store import Gesture, GestureDB, GestureStore, Sample
+from actors.lib.gesture.store import Gesture, GestureDB, GestureStore, Sample
 store = GestureStore(sys.argv[1], keep=3)
 rng = np.random.default_rng(0)
 t = np.arange(500) / 100.0
@@ -67,8 +67,8 @@ def test_concurrent_editors_in_two_processes_lose_nothing(tmp_path):
     GestureStore(path).save(GestureStore(path).load().db)
     editor = f"""
 import sys, numpy as np
-from actors.gesture.store import GestureStore, Sample
-from actors.sensor.synthetic import make_sample
+from actors.lib.gesture.store import GestureStore, Sample
+from actors.lib.imu.synthetic import make_sample
 store = GestureStore({str(path)!r})
 rng = np.random.default_rng(int(sys.argv[1]))
 for i in range(8):
@@ -175,14 +175,14 @@ def test_sample_validation_names_every_problem():
     assert any("increasing" in p for p in sample_problems(Sample(back, good.acc, good.gyro)))
     still = np.random.default_rng(2).normal(0, 0.05, good.acc.shape)
     assert any("no motion" in p for p in sample_problems(Sample(good.t, still, still)))
-    from actors.gesture.store import GestureDB
+    from actors.lib.gesture.store import GestureDB
 
     with pytest.raises(SampleError, match="no motion"):
         GestureDB().add_samples("x", [Sample(good.t, still, still)])
 
 
 def test_training_sets_outliers_aside_and_bumps_versions_only_on_change():
-    from actors.gesture.store import GestureDB
+    from actors.lib.gesture.store import GestureDB
 
     rng = np.random.default_rng(9)
     db = GestureDB()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from actors.hydra.store import DEFAULT_STORE, ModelStore
+from actors.lib.modelstore import DEFAULT_STORE, ModelStore
 from bus.bodies.vision import CameraFrame
 from bus.pubsub import Publisher
 from tests.support import WAIT_S, Collector
@@ -24,7 +24,7 @@ SIGNALS = ("circle", "square", "triangle")
 def shipped_store() -> ModelStore:
     store = ModelStore(DEFAULT_STORE)
     if not store.registry.exists():
-        pytest.fail(f"{DEFAULT_STORE}: no shipped models; run python -m actors.hydra.make_weights")
+        pytest.fail(f"{DEFAULT_STORE}: no shipped models; run python -m actors.detector.make_weights")
     return store
 
 
@@ -40,7 +40,7 @@ def store_copy(tmp_path: Path, shipped_store: ModelStore) -> ModelStore:
 @pytest.fixture(scope="session")
 def shipped_models(shipped_store: ModelStore):
     """The shipped backbone and heads as torch modules, loaded once per test run."""
-    from actors.hydra import model as hm
+    from actors.detector import model as hm
 
     doc = shipped_store.read()
     backbone = hm.backbone_from_bytes(shipped_store.read_verified("backbone", shipped_store.active("backbone", doc)))

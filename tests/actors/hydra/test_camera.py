@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zmq
 
-from actors.camera import adaptive_fps, frame_quality, quality_flags
-from actors.hydra.scenes import MovingScene, random_scene
+from actors.camera.actor import adaptive_fps, frame_quality, quality_flags
+from actors.lib.scenes import MovingScene, random_scene
 from bus.bodies.vision import CameraFrame, Detections
 from bus.pubsub import Publisher
 from config.backoff import BackoffPolicy
@@ -109,13 +109,14 @@ settings = {{ source = "{video}", max_fps = 10.0, reconnect = {{ initial_s = 0.0
 
 
 def test_bad_vision_settings_stop_the_start_naming_the_key(tmp_path):
-    from config import ConfigError, load
+    from actors.registry import load_config
+    from config import ConfigError
 
     path = tmp_path / "bad.toml"
     path.write_text('[actors.camera]\nsettings = { min_fps = 5.0, max_fps = 2.0, kinds = ["hexagon"] }\n'
                     '[actors.detector]\nsettings = { device = "tpu" }\n')
     with pytest.raises(ConfigError) as info:
-        load(path)
+        load_config(path)
     text = str(info.value)
     assert "actors.camera.settings.max_fps" in text and "below min_fps" in text
     assert "actors.camera.settings.kinds" in text and "actors.detector.settings.device" in text

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import zmq
 
-from actors.hydra import metrics as M
-from actors.hydra.make_weights import HELD_OUT_SEED0
-from actors.hydra.scenes import SHIPPED_KINDS, random_scene
+from actors.detector import metrics as M
+from actors.detector.make_weights import HELD_OUT_SEED0
+from actors.lib.scenes import SHIPPED_KINDS, random_scene
 from bus.pubsub import Publisher
-from tests.actors.hydra.conftest import SIGNALS, detections_for, detector_toml
+from tests.actors.detector.conftest import SIGNALS, detections_for, detector_toml
 from tests.support import WAIT_S
 
 pytestmark = pytest.mark.slow

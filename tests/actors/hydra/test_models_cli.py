@@ -9,10 +9,11 @@ import sys
 import pytest
 import torch
 
-from actors.hydra import cli
-from actors.hydra import model as hm
-from actors.hydra.scenes import write_dataset
-from supervisor import _check_models
+from actors.detector import cli
+from actors.detector import model as hm
+from actors.lib.scenes import write_dataset
+from actors.detector import check_model_store
+from actors.detector.settings import DetectorSettings
 from tests.support import ROOT, clean_env
 
 
@@ -112,7 +113,7 @@ def test_list_history_verify_and_the_validate_check(store_copy, capsys):
     assert "triangle v1" in capsys.readouterr().out
     assert models(store_copy, "history", "nosuch") == 1
     assert models(store_copy, "rollback", "circle") == 1  # nothing to roll back to
-    check = _check_models()  # `sensorium validate` verifies the shipped store
+    [check] = check_model_store("detector", DetectorSettings())  # `sensorium validate` verifies the shipped store
     assert check.status == "ok", check.detail
 
 

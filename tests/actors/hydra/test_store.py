@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from actors.hydra.store import BACKBONE, ModelStore, StoreError, VersionRules
+from actors.lib.modelstore import BACKBONE, ModelStore, StoreError, VersionRules
 from config.storage import CorruptFileError
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from actors.sensor.conditioning import Aligner, Calibrator, Validator
-from actors.sensor.readings import EntryParser, FormatError, Readings
-from actors.sensor.synthetic import ScriptedStream
+from actors.lib.imu.readings import EntryParser, FormatError, Readings
+from actors.lib.imu.synthetic import ScriptedStream
 from bus.bodies.imu import ImuBatch, ImuFlag
 from bus.messages import BodyError
-from config.schema import CalibrationSettings, ValidationSettings
+from actors.sensor.settings import CalibrationSettings, ValidationSettings
 
 
 def readings(n: int, t0: float = 0.0, rate: float = 100.0):

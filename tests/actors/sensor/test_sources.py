@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from actors.sensor.synthetic import GESTURES
+from actors.lib.imu.synthetic import GESTURES
 from bus.bodies.imu import ConnectionState, ImuBatch, ImuFlag
 from tests.support import wait_until
 

@@ -1,0 +1,30 @@
+"""Settings of the detector kind (the Hydra detector)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from config.schema import Strict
+
+
+class DetectorSettings(Strict):
+    """The Hydra detector: shared backbone, one head per signal, publishing detect.<signal>."""
+
+    models_dir: str = ""
+    """Model store folder (registry.json, backbone/, heads/); '' means the repository's models/."""
+    heads: list[str] = []
+    """Signals to load at start; empty: every signal with an active version."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA (float16) when torch sees a GPU, else CPU (float32)."""
+    threads: int = Field(1, ge=1, le=64)
+    """torch CPU threads."""
+    frame_topic: str = "camera.frame"
+    """Topic of the frames to work on."""
+    score_threshold: float = Field(0.3, gt=0, lt=1)
+    """Heatmap peak score a detection needs, 0..1."""
+    max_detections: int = Field(32, ge=1, le=1000)
+    """Most boxes per signal and frame."""
+    max_side_px: int = Field(4096, ge=16)
+    """Frames with a side longer than this are dropped, pixels."""

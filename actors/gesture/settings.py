@@ -1,0 +1,27 @@
+"""Settings of the gesture kind."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from actors.lib.gesture.segmenter import SegmentationSettings
+from actors.lib.gesture.store import GestureStoreSettings
+from config.schema import Strict
+
+
+class GestureSettings(Strict):
+    """The gesture recognizer: segments sensor.imu by motion energy and matches templates."""
+
+    input_topic: str = "sensor.imu"
+    store: GestureStoreSettings = GestureStoreSettings()
+    segmentation: SegmentationSettings = SegmentationSettings()
+    reload_check_s: float = Field(1.0, gt=0)
+    """How often the store file is checked for changes, seconds."""
+    accept_sigma: float = Field(8.0, gt=0)
+    """A match is accepted up to the gesture's mean distance + this many sigma (adapts at run time)."""
+    outlier_sigma: float = Field(3.0, gt=0)
+    """Matches beyond mean + this many sigma are published with is_outlier = true."""
+    history_weight: float = Field(20.0, ge=1)
+    """Effective number of recent accepted matches the adaptive threshold remembers."""
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    """Accepted matches below this confidence are not published (counted)."""

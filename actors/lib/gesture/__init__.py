@@ -1,0 +1,1 @@
+"""Gestures: the store, DTW matching, training, the motion segmenter, recording sessions."""

@@ -1,0 +1,1 @@
+"""IMU building blocks: Sensor Logger parsers and synthetic gesture scripts."""

@@ -1,0 +1,353 @@
+"""The monitor: heartbeats and process readings into ``monitor.health``,
+alerts with hysteresis, and a Prometheus endpoint.
+
+Every ``interval_s`` it publishes, for every actor it has heard from, the
+counters, message rates and latency percentiles of its last heartbeat plus
+psutil readings of its process (CPU, RSS, threads, open files); readings of
+the machine (CPU, memory, disk, load, GPU memory where there is a GPU); and
+bus totals and rates (messages, drops, gaps).
+
+Alerts (``monitor.alert``): each rule has a raise level and a lower clear
+level (hysteresis), and must hold for ``alert_hold_s`` before it is raised,
+so a value wobbling around a threshold raises one alert, not a storm. A
+raised alert is cleared (``state = "cleared"``) once the value is back on
+the good side of the clear level, or its actor stops. An actor the
+supervisor reports FAILED raises a critical ``actor.failed`` alert at once.
+
+Prometheus: ``prometheus_port`` on 127.0.0.1 (0: an ephemeral port, named in
+the heartbeat's ``extra.prometheus_port``; -1: off) serves the figures of the
+last ``monitor.health`` under ``sensorium_*``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import psutil
+
+from actors.base import Actor, handles
+from actors.monitor.settings import MonitorSettings
+from bus.envelope import Message
+from bus.messages import ActorEvent, Alert, Health, Heartbeat
+
+
+@dataclass
+class Rule:
+    """One threshold with hysteresis: raised beyond ``raise_at`` (held ``hold_s``),
+    cleared back beyond ``clear_at``. ``above``: high values are bad."""
+
+    metric: str
+    level: str
+    raise_at: float
+    clear_at: float
+    above: bool = True
+
+    def bad(self, value: float) -> bool:
+        return value > self.raise_at if self.above else value < self.raise_at
+
+    def good(self, value: float) -> bool:
+        return value < self.clear_at if self.above else value > self.clear_at
+
+
+@dataclass
+class AlertState:
+    rule: Rule
+    actor: str
+    bad_since: float | None = None
+    raised: bool = False
+    value: float = 0.0
+
+
+class AlertBook:
+    """Which alerts are raised; turns readings into raise/clear transitions."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.states: dict[tuple[str, str], AlertState] = {}
+
+    def observe(self, rule: Rule, actor: str, value: float | None, now: float) -> Alert | None:
+        key = (rule.metric, actor)
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = AlertState(rule, actor)
+        st.rule = rule
+        if value is None:
+            return None
+        st.value = value
+        if not st.raised:
+            if rule.bad(value):
+                st.bad_since = now if st.bad_since is None else st.bad_since
+                if now - st.bad_since >= self.hold_s:
+                    st.raised = True
+                    return self._alert(st, "raised")
+            else:
+                st.bad_since = None
+        elif rule.good(value):
+            st.raised = False
+            st.bad_since = None
+            return self._alert(st, "cleared")
+        return None
+
+    def forget_actor(self, actor: str) -> list[Alert]:
+        """The actor stopped: its raised alerts are cleared."""
+        out = []
+        for key in [k for k in self.states if k[1] == actor]:
+            st = self.states.pop(key)
+            if st.raised:
+                out.append(self._alert(st, "cleared", note="actor stopped"))
+        return out
+
+    def active(self) -> list[AlertState]:
+        return [s for s in self.states.values() if s.raised]
+
+    @staticmethod
+    def _alert(st: AlertState, state: str, note: str = "") -> Alert:
+        r = st.rule
+        threshold = r.raise_at if state == "raised" else r.clear_at
+        where = f"{st.actor}: " if st.actor else ""
+        cmp = (">" if r.above else "<") if state == "raised" else ("<" if r.above else ">")
+        message = note or f"{where}{r.metric} = {st.value:g} {cmp} {threshold:g}"
+        return Alert(level=r.level, metric=r.metric, value=float(st.value), threshold=float(threshold),
+                     actor=st.actor, state=state, message=message)
+
+
+class GpuProbe:
+    """GPU memory, read off the actor's loop (a slow probe never delays health).
+
+    ``auto``: nvidia-smi when it is on PATH, else torch.cuda when torch is
+    importable and an NVIDIA driver is loaded; nothing otherwise (torch is
+    never imported on a machine without a GPU). ``off``: never.
+    """
+
+    def __init__(self, mode: str, interval_s: float) -> None:
+        self.readings: list[dict[str, Any]] = []
+        self.source = ""
+        if mode == "off":
+            return
+        if shutil.which("nvidia-smi"):
+            self.source = "nvidia-smi"
+        elif os.path.exists("/proc/driver/nvidia/version") or mode == "torch":
+            self.source = "torch"
+        if self.source:
+            threading.Thread(target=self._run, args=(interval_s,), name="gpu-probe", daemon=True).start()
+
+    def _run(self, interval_s: float) -> None:
+        while True:
+            try:
+                self.readings = self._read_smi() if self.source == "nvidia-smi" else self._read_torch()
+            except Exception as exc:  # noqa: BLE001 - no GPU figures is not worth a crash
+                self.readings = [{"error": repr(exc)[:200]}]
+                if self.source == "torch":
+                    return
+            time.sleep(interval_s)
+
+    @staticmethod
+    def _read_smi() -> list[dict[str, Any]]:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.used,memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        found = []
+        for line in out.strip().splitlines():
+            index, name, used, total = (x.strip() for x in line.split(","))
+            found.append({"index": int(index), "name": name, "memory_used": int(float(used)) << 20,
+                          "memory_total": int(float(total)) << 20})
+        return found
+
+    @staticmethod
+    def _read_torch() -> list[dict[str, Any]]:
+        import torch  # noqa: PLC0415 - only on a machine with an NVIDIA driver, on this thread
+
+        if not torch.cuda.is_available():
+            return []
+        found = []
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            found.append({"index": i, "name": torch.cuda.get_device_name(i), "memory_used": total - free,
+                          "memory_total": total})
+        return found
+
+
+class MonitorActor(Actor[MonitorSettings]):
+    kind = "monitor"
+
+    def setup(self) -> None:
+        s = self.settings
+        self.heartbeats: dict[str, tuple[Heartbeat, float]] = {}
+        self.states: dict[str, str] = {}
+        self.processes: dict[int, psutil.Process] = {}
+        self.failed_alerts: set[str] = set()
+        self.alerts = AlertBook(s.alert_hold_s)
+        self._last_counters: dict[str, tuple[float, int, int]] = {}
+        self._last_totals: tuple[float, int, int, int, int] | None = None
+        self.last_health: Health | None = None
+        self.gpu = GpuProbe(s.gpu, max(s.interval_s, 2.0))
+        psutil.cpu_percent(None)  # the first reading only sets the baseline
+        self.prometheus_port: int | None = None
+        if s.prometheus_port >= 0:
+            self._start_prometheus(s.prometheus_port)
+        self.every(s.interval_s, self.publish_health)
+
+    def _start_prometheus(self, port: int) -> None:
+        from actors.monitor.prometheus import serve  # noqa: PLC0415 - prometheus_client only when enabled
+
+        try:
+            self._prom_server = serve(port, lambda: self.last_health, lambda: self.alerts.active())
+        except OSError as exc:
+            # A taken port must not crash-loop the monitor: health and alerts go on without the endpoint.
+            self.log.error("prometheus_unavailable", port=port, error=repr(exc))
+            self.publish(Alert(level="warning", metric="monitor.prometheus", value=float(port), threshold=0.0,
+                               actor=self.name, message=f"Prometheus endpoint 127.0.0.1:{port}: {exc}"))
+            return
+        self.prometheus_port = self._prom_server.server_address[1]
+        self.log.info("prometheus_listening", url=f"http://127.0.0.1:{self.prometheus_port}/metrics")
+
+    def teardown(self) -> None:
+        server = getattr(self, "_prom_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        return {"prometheus_port": getattr(self, "prometheus_port", None),
+                "alerts_active": len(self.alerts.active()) if hasattr(self, "alerts") else 0}
+
+    @handles("sys.heartbeat")
+    def on_sys_heartbeat(self, msg: Message) -> None:
+        self.heartbeats[msg.header.src] = (Heartbeat.from_body(msg.body), time.monotonic())
+
+    @handles("sys.actor")
+    def on_sys_actor(self, msg: Message) -> None:
+        event = ActorEvent.from_body(msg.body)
+        self.states[event.actor] = event.event
+        if event.event == "failed":
+            self.failed_alerts.add(event.actor)
+            self.publish(Alert(level="critical", metric="actor.failed", value=float(event.attempt), threshold=0.0,
+                               actor=event.actor, message=f"{event.actor} failed ({event.reason}); "
+                               f"next try in {event.delay:.0f} s"))
+        elif event.event == "ready" and event.actor in self.failed_alerts:
+            self.failed_alerts.discard(event.actor)
+            self.publish(Alert(level="critical", metric="actor.failed", value=0.0, threshold=0.0,
+                               actor=event.actor, state="cleared", message=f"{event.actor} is running again"))
+        if event.event == "stopped":
+            self.heartbeats.pop(event.actor, None)
+            self._last_counters.pop(event.actor, None)
+            for alert in self.alerts.forget_actor(event.actor):
+                self.publish(alert)
+
+    # -- health ------------------------------------------------------------
+
+    def publish_health(self) -> None:
+        now = time.monotonic()
+        actors: dict[str, dict[str, Any]] = {}
+        totals = {"gaps": 0, "dropped": 0, "errors": 0, "in": 0, "out": 0}
+        for name, (hb, seen) in sorted(self.heartbeats.items()):
+            age = now - seen
+            entry: dict[str, Any] = {
+                "kind": hb.kind, "state": hb.state, "pid": hb.pid, "uptime": hb.uptime,
+                "counters": hb.counters, "latency_ms": hb.latency_ms,
+                "heartbeat_age_s": round(age, 3), "stale": age > self.settings.stale_after_s,
+            }
+            entry.update(self._rates(name, hb, now))
+            entry.update(self._process_readings(hb.pid) if not entry["stale"] else
+                         {"cpu_percent": None, "rss": hb.rss, "threads": None, "open_files": None})
+            if hb.extra:
+                entry["extra"] = hb.extra
+            actors[name] = entry
+            for key in totals:
+                totals[key] += int(hb.counters.get(key, 0))
+        self._forget_dead_processes({hb.pid for hb, _ in self.heartbeats.values()})
+        health = Health(system=self._system_readings(), actors=actors, bus=self._bus_rates(totals, now))
+        self.last_health = health
+        self.publish(health)
+        for alert in self._check_thresholds(health, now):
+            self.publish(alert)
+
+    def _rates(self, name: str, hb: Heartbeat, now: float) -> dict[str, Any]:
+        n_in, n_out = int(hb.counters.get("in", 0)), int(hb.counters.get("out", 0))
+        last = self._last_counters.get(name)
+        self._last_counters[name] = (now, n_in, n_out)
+        if last is None or n_in < last[1] or n_out < last[2]:  # first sight, or a restarted actor
+            return {"in_per_s": None, "out_per_s": None}
+        dt = max(now - last[0], 1e-6)
+        return {"in_per_s": round((n_in - last[1]) / dt, 1), "out_per_s": round((n_out - last[2]) / dt, 1)}
+
+    def _process_readings(self, pid: int) -> dict[str, Any]:
+        proc = self.processes.get(pid)
+        try:
+            if proc is None:
+                proc = self.processes[pid] = psutil.Process(pid)
+                proc.cpu_percent(None)
+            with proc.oneshot():
+                return {"cpu_percent": proc.cpu_percent(None), "rss": proc.memory_info().rss,
+                        "threads": proc.num_threads(), "open_files": proc.num_fds()}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            self.processes.pop(pid, None)
+            return {"cpu_percent": None, "rss": None, "threads": None, "open_files": None, "process": "gone"}
+
+    def _forget_dead_processes(self, live: set[int]) -> None:
+        for pid in list(self.processes):
+            if pid not in live:
+                del self.processes[pid]
+
+    def _system_readings(self) -> dict[str, Any]:
+        mem = psutil.virtual_memory()
+        disk = psutil.disk_usage(self.settings.disk_path or os.getcwd())
+        system = {"cpu_percent": psutil.cpu_percent(None), "cpu_count": psutil.cpu_count(),
+                  "memory_percent": mem.percent, "memory_available": mem.available,
+                  "load1": os.getloadavg()[0], "disk_percent": disk.percent, "disk_free": disk.free}
+        if self.gpu.readings:
+            system["gpu"] = self.gpu.readings
+        return system
+
+    def _bus_rates(self, totals: dict[str, int], now: float) -> dict[str, Any]:
+        rates: dict[str, Any] = {"in_per_s": None, "out_per_s": None, "dropped_per_s": None, "gaps_per_s": None}
+        if self._last_totals is not None:
+            t0, in0, out0, dr0, gp0 = self._last_totals
+            dt = max(now - t0, 1e-6)
+            rates = {"in_per_s": round(max(totals["in"] - in0, 0) / dt, 1),
+                     "out_per_s": round(max(totals["out"] - out0, 0) / dt, 1),
+                     "dropped_per_s": round(max(totals["dropped"] - dr0, 0) / dt, 2),
+                     "gaps_per_s": round(max(totals["gaps"] - gp0, 0) / dt, 2)}
+        self._last_totals = (now, totals["in"], totals["out"], totals["dropped"], totals["gaps"])
+        return {**totals, **rates}
+
+    # -- alerts --------------------------------------------------------------
+
+    def _check_thresholds(self, health: Health, now: float) -> Iterator[Alert]:
+        s = self.settings
+        observe = self.alerts.observe
+        sysr = health.system
+        for rule, value in (
+            (Rule("system.cpu_percent", "warning", s.cpu_percent_max, s.cpu_percent_clear), sysr["cpu_percent"]),
+            (Rule("system.memory_percent", "critical", s.memory_percent_max, s.memory_percent_clear),
+             sysr["memory_percent"]),
+            (Rule("system.disk_percent", "critical", s.disk_percent_max, s.disk_percent_clear), sysr["disk_percent"]),
+            (Rule("bus.gaps_per_s", "warning", s.gaps_per_s_max, s.gaps_per_s_max / 2),
+             health.bus.get("gaps_per_s")),
+        ):
+            if alert := observe(rule, "", value, now):
+                yield alert
+        for name, a in health.actors.items():
+            rules: list[tuple[Rule, Any]] = [
+                (Rule("actor.cpu_percent", "warning", s.cpu_percent_max, s.cpu_percent_clear), a["cpu_percent"]),
+                (Rule("actor.heartbeat_age_s", "critical", s.stale_after_s, s.stale_after_s / 2),
+                 a["heartbeat_age_s"]),
+            ]
+            if s.rss_bytes_max:
+                rules.append((Rule("actor.rss_bytes", "warning", s.rss_bytes_max, s.rss_bytes_max * 0.9), a["rss"]))
+            budget = s.latency_budget_ms.get(name, s.latency_budget_ms.get(a["kind"] or "", 0.0))
+            if budget:
+                rules.append((Rule("actor.latency_p99_ms", "warning", budget, budget * s.clear_fraction),
+                              a["latency_ms"].get("p99")))
+            target = s.min_out_rate_hz.get(name, s.min_out_rate_hz.get(a["kind"] or "", 0.0))
+            if target and not a["stale"]:
+                rules.append((Rule("actor.out_rate_hz", "warning", target, target / s.clear_fraction, above=False),
+                              a["out_per_s"]))
+            for rule, value in rules:
+                if alert := observe(rule, name, value, now):
+                    yield alert

@@ -1,0 +1,135 @@
+"""The speech actor: ``audio.speech`` segments in, ``speech.transcript`` out (faster-whisper).
+
+Whisper runs on a worker thread, so the actor's loop keeps heartbeating (and
+answering ``ctl``) during a long transcription; CTranslate2 releases the GIL
+while it computes. Finished transcripts come back through a deque that a
+20 ms timer drains onto the bus (sockets stay on the loop's thread).
+
+Queue policy: at most ``queue_size`` segments wait. When a new one arrives
+at a full queue the *oldest* waiting segment is dropped — a live transcript
+should follow the present, and the newest speech is what a user waits for —
+counted in ``dropped`` and ``extra.dropped_oldest``; ``extra.backlog`` is the
+queue length in each heartbeat.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from actors.speech.transcriber import Transcriber, TranscriberParams, Transcription
+from actors.base import Actor, handles
+from actors.speech.settings import SpeechSettings
+from bus.bodies.audio import SpeechSegment, Transcript
+from bus.envelope import Message, now_ns
+
+DRAIN_S = 0.02
+WORKER_JOIN_S = 3.0
+"""How long teardown waits for a transcription in flight, seconds."""
+"""Period of the timer that publishes finished transcripts, seconds."""
+
+
+@dataclass
+class _Job:
+    segment: SpeechSegment
+    speech_ts_ns: int
+    """Header ts of the audio.speech message (when the vad closed the segment)."""
+    queued_at: float
+
+
+class SpeechActor(Actor[SpeechSettings]):
+    kind = "speech"
+
+    def setup(self) -> None:
+        self.transcriber = Transcriber(TranscriberParams.from_settings(self.settings))
+        self.log.info("model_loaded", path=self.transcriber.model_path, device=self.transcriber.device,
+                      compute_type=self.transcriber.compute_type)
+        self.queue: deque[_Job] = deque()
+        self.done: deque[tuple[_Job, Transcription | None, float]] = deque()
+        self.wake = threading.Condition()
+        self.dropped_oldest = 0
+        self.transcribed = 0
+        self.filtered = 0
+        self.suspect_segments = 0
+        self.audio_s = 0.0
+        self.busy_s = 0.0
+        self.busy = False
+        self.worker = threading.Thread(target=self._work, name="whisper", daemon=True)
+        self.worker.start()
+        self.every(DRAIN_S, self.publish_finished)
+
+    @handles("audio.speech")
+    def on_audio_speech(self, msg: Message) -> None:
+        segment = SpeechSegment.from_body(msg.body)
+        segment.pcm = segment.pcm.copy()  # the received array is a view of the zmq frame
+        with self.wake:
+            if len(self.queue) >= self.settings.queue_size:
+                old = self.queue.popleft()
+                self.dropped_oldest += 1
+                self.counters.dropped += 1
+                self._burst.error("speech_queue_full", "dropped_oldest_segment", segment_id=old.segment.segment_id,
+                                    stream=old.segment.stream, queue_size=self.settings.queue_size,
+                                    dropped_total=self.dropped_oldest)
+            self.queue.append(_Job(segment, msg.header.ts, time.monotonic()))
+            self.wake.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self.wake:
+                while not self.queue and not self.stopping:
+                    self.wake.wait(0.5)
+                if self.stopping:
+                    return
+                job = self.queue.popleft()
+                self.busy = True
+            started = time.monotonic()
+            try:
+                result: Transcription | None = self.transcriber.transcribe(job.segment.pcm, job.segment.pcm_t_start)
+            except Exception as exc:  # noqa: BLE001 - one bad segment must not end the worker
+                result = None
+                self.counters.errors += 1
+                self._burst.error("whisper", "transcribe_failed", segment_id=job.segment.segment_id,
+                                  stream=job.segment.stream, error=repr(exc))
+            self.busy = False
+            self.done.append((job, result, (started - job.queued_at) * 1000.0))
+
+    def publish_finished(self) -> None:
+        while self.done:
+            job, result, queue_ms = self.done.popleft()
+            if result is None:
+                continue
+            seg = job.segment
+            self.transcribed += 1
+            self.suspect_segments += result.suspect
+            self.audio_s += result.audio_s
+            self.busy_s += result.transcribe_ms / 1000.0
+            if not result.text and not result.segments:
+                self.filtered += 1  # only hallucinations (or nothing) heard: not published
+                continue
+            latency_ms = (now_ns() - job.speech_ts_ns) / 1e6
+            self.publish(Transcript(text=result.text, segments=result.segments, language=result.language,
+                                    segment_id=seg.segment_id, latency_ms=round(latency_ms, 2), t_start=seg.t_start,
+                                    t_end=seg.t_end, stream=seg.stream, transcribe_ms=result.transcribe_ms,
+                                    queue_ms=round(queue_ms, 2), extra={"suspect": result.suspect}))
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        if not hasattr(self, "queue"):
+            return {}
+        return {"backlog": len(self.queue), "queue_size": self.settings.queue_size,
+                "dropped_oldest": self.dropped_oldest, "busy": self.busy, "transcribed": self.transcribed,
+                "filtered": self.filtered, "suspect_segments": self.suspect_segments,
+                "audio_s": round(self.audio_s, 3),
+                "rtf": round(self.busy_s / self.audio_s, 4) if self.audio_s else None}
+
+    def teardown(self) -> None:
+        if hasattr(self, "worker"):
+            with self.wake:
+                self.wake.notify_all()
+            # A transcription in flight finishes on its own (CTranslate2 cannot be interrupted); the
+            # thread is a daemon, so the process still exits if it outlasts this wait.
+            self.worker.join(timeout=WORKER_JOIN_S)
+            self.publish_finished()
+

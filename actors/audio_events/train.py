@@ -28,6 +28,7 @@ import numpy as np
 
 from actors.audio_events import synth
 from actors.audio_events.features import PatchFramer
+from actors.lib.audio import FIXTURES
 from config.paths import REPO_ROOT
 from config.storage import GuardedFile, write_atomic
 
@@ -164,7 +165,7 @@ def demo_speech() -> list[np.ndarray]:
     """The demo recording's sentences (espeak-ng, committed): held-out speech for the mix."""
     import wave  # noqa: PLC0415
 
-    folder = REPO_ROOT / "actors" / "audio" / "fixtures"
+    folder = FIXTURES
     meta = json.loads((folder / "demo.json").read_text())
     with wave.open(str(folder / "demo.wav"), "rb") as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")

@@ -236,11 +236,13 @@ def test_second_supervisor_on_the_same_runtime_dir_is_refused(supervisor_factory
 def test_validate_reports_a_checklist(supervisor_factory, ipc_dir):
     from tests.support import write_config
 
-    good = write_config(ipc_dir, '[actors."probe@v"]\n[actors.monitor]\n')
+    # The detector's own preflight (from its spec) verifies the model store it is configured with.
+    good = write_config(ipc_dir, '[actors."probe@v"]\n[actors.monitor]\n[actors.detector]\n')
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "validate", "-c", str(good)], cwd=ROOT,
                           env=clean_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("config", "runtime folder", "endpoint frontend", "log folder", "actor kind probe", "gpu", "models"):
+    for check in ("config", "runtime folder", "endpoint frontend", "log folder", "actor kind probe", "gpu",
+                  "detector models", "extra [vision]"):
         assert check in done.stdout
     bad = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "validate", "-c", str(good)], cwd=ROOT,
                          env=clean_env(SENSORIUM__BUS__BACKEND='"tcp://0.0.0.0:45998"'), capture_output=True,

@@ -6,10 +6,17 @@ Modelled on Erlang/OTP and circus, split the same way:
 * ``RestartPolicy.decide`` - the one place that decides what happens when an
   actor exits: restart after a backoff delay, open the circuit (FAILED), or
   let it rest. Pure and small, so it is tested on its own.
-* ``Watcher`` - one per actor: holds the policy state (attempts, restart
-  times, half-open flag), the liveness clock and the stop escalation.
-* ``ActorProcess`` - one running OS process and the thread copying its
-  output into the actor's rotating log file.
+* ``Watcher`` - one per actor: an explicit state machine over
+  ``ActorState`` whose transitions are methods (``start``, ``on_ready``,
+  ``on_exit``, ``kill_hung``, ``request_stop``, ``escalate_term``...), each
+  logged as one ``actor_transition`` line. It holds the policy state
+  (attempts, restart times, half-open flag), the liveness clock and the stop
+  escalation (``StopPhase``); nothing else writes them. Time comes in as
+  ``now`` and OS actions go through its ``Process``, so it is tested with a
+  fake clock and a fake process.
+* ``ActorProcess`` - one running OS process (poll, SIGTERM, SIGKILL of its
+  group) and the thread copying its output into the actor's rotating log
+  file.
 * ``Supervisor`` - the arbiter: hosts the broker, starts actors in dependency
   order, feeds heartbeats to watchers, serves the control socket, and shuts
   everything down in reverse order.
@@ -32,7 +39,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import structlog
 import zmq
@@ -133,6 +140,22 @@ class ActorLog:
             handler.close()
 
 
+class Process(Protocol):
+    """What a Watcher needs of a running actor. Every OS-level action goes
+    through it, so a fake process can stand in for a real one in tests."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended (minus the signal number if killed), else None."""
+
+    def terminate(self) -> None:
+        """SIGTERM to the process itself."""
+
+    def kill_group(self) -> None:
+        """SIGKILL to the process and everything in its process group."""
+
+
 class ActorProcess:
     """A running actor process, in its own process group so that a Ctrl-C in
     the supervisor's terminal reaches only the supervisor, which then stops
@@ -157,9 +180,17 @@ class ActorProcess:
             self._reader.join(timeout=1.0)
         return code
 
-    def send(self, sig: int) -> None:
+    def terminate(self) -> None:
         try:
-            os.kill(self.pid, sig)
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def kill_group(self) -> None:
+        # A hung process may ignore SIGTERM; its process group goes too, so
+        # nothing it spawned outlives it.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -182,8 +213,35 @@ class ActorState(str, enum.Enum):
 ALIVE = (ActorState.STARTING, ActorState.RUNNING, ActorState.STOPPING)
 
 
+class StopPhase(str, enum.Enum):
+    """How far a stop has escalated (state STOPPING)."""
+
+    ASKED = "asked"  # ctl stop published; SIGTERM after the actor's shutdown_s
+    TERM = "term"    # SIGTERM sent; SIGKILL after term_wait_s
+    KILL = "kill"    # SIGKILL sent to the process group
+
+
+class TransitionError(RuntimeError):
+    """A transition asked of a Watcher in a state it does not leave that way: a bug in the caller."""
+
+
+_NO_PROCESS = (ActorState.WAITING, ActorState.BACKOFF, ActorState.FAILED, ActorState.STOPPED, ActorState.EXITED)
+
+
 class Watcher:
-    def __init__(self, name: str, spec: ActorSpec, spawn: Callable[["Watcher"], ActorProcess],
+    """The supervision of one actor: an explicit state machine over ActorState.
+
+    Each transition is a method that logs one ``actor_transition`` line (from,
+    to, reason) and emits the actor's ``sys.actor`` events; nothing outside
+    the Watcher writes its fields. ``tick`` and ``on_heartbeat`` fire the
+    transitions that time and the actor bring about; the Supervisor calls
+    the others. What follows an exit is ``RestartPolicy.decide``'s. Time
+    comes in as ``now`` (monotonic seconds) and every OS action goes through
+    the ``Process`` that ``spawn`` returns, so tests drive a Watcher with a
+    fake clock and a fake process.
+    """
+
+    def __init__(self, name: str, spec: ActorSpec, spawn: Callable[["Watcher"], Process],
                  emit: Callable[[ActorEvent], None], ask_stop: Callable[[str], None], term_wait_s: float,
                  rng: random.Random) -> None:
         self.name = name
@@ -195,175 +253,335 @@ class Watcher:
         self._ask_stop = ask_stop
         self._term_wait_s = term_wait_s
         self._rng = rng
-        self.state = ActorState.WAITING
-        self.proc: ActorProcess | None = None
-        self.attempt = 0
-        self.restarts = 0
-        self.restart_times: deque[float] = deque(maxlen=max(self.policy.max_restarts, 1) * 4)
-        self.half_open = False
-        self.due: float | None = None
-        self.started_at = 0.0
-        self.ready_at: float | None = None
-        self.last_heartbeat = 0.0
-        self.kill_reason: str | None = None
-        self.last_exit: int | None = None
-        self.last_heartbeat_body: Heartbeat | None = None
-        self._stop_phase = ""
+        self._state = ActorState.WAITING
+        self._proc: Process | None = None
+        self._attempt = 0
+        self._restarts = 0
+        self._restart_times: deque[float] = deque(maxlen=max(self.policy.max_restarts, 1) * 4)
+        self._half_open = False
+        self._due: float | None = None
+        self._started_at = 0.0
+        self._ready_at: float | None = None
+        self._last_heartbeat = 0.0
+        self._kill_reason: str | None = None
+        self._last_exit: int | None = None
+        self._stop_phase: StopPhase | None = None
         self._stop_at = 0.0
         self._then_start = False
-        self.shutting_down = False
+        self._shutting_down = False
 
-    def event(self, event: str, **fields: Any) -> None:
-        fields.setdefault("pid", self.proc.pid if self.proc else None)
-        self._emit(ActorEvent(actor=self.name, event=event, kind=self.kind, attempt=self.attempt, **fields))
+    # -- what others may read -------------------------------------------
 
-    def start(self, now: float) -> None:
-        self.kill_reason = None
-        self.ready_at = None
-        self.started_at = self.last_heartbeat = now
-        self.due = None
-        self.state = ActorState.STARTING
-        try:
-            self.proc = self._spawn(self)
-        except OSError as exc:  # no process at all (EMFILE, ENOMEM...): a failed start like any other
-            log.error("actor_spawn_failed", name=self.name, error=repr(exc))
-            self.kill_reason = f"spawn failed: {exc.strerror or exc}"
-            self._on_exit(-1, now)
-            return
-        self.event("starting", reason="half-open try" if self.half_open else "")
+    @property
+    def state(self) -> ActorState:
+        return self._state
 
-    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
-        if self.proc is None or hb.pid != self.proc.pid:
-            return  # a late heartbeat of an earlier incarnation
-        self.last_heartbeat = now
-        self.last_heartbeat_body = hb
-        if self.state is ActorState.STARTING and hb.state == "ready":
-            self.state = ActorState.RUNNING
-            self.ready_at = now
-            self.event("ready")
+    @property
+    def has_process(self) -> bool:
+        return self._proc is not None
 
-    def tick(self, now: float) -> None:
-        if self.proc is not None:
-            code = self.proc.poll()
-            if code is not None:
-                self._on_exit(code, now)
-            elif self.state is ActorState.STARTING and now - self.started_at > self.spec.start_timeout_s:
-                self._kill(f"start timeout ({self.spec.start_timeout_s:g} s without a ready heartbeat)")
-            elif self.state is ActorState.RUNNING and now - self.last_heartbeat > self.spec.liveness_timeout_s:
-                self._kill(f"hung (no heartbeat for {now - self.last_heartbeat:.1f} s)")
-            elif self.state is ActorState.RUNNING:
-                self._maybe_reset(now)
-            elif self.state is ActorState.STOPPING:
-                self._escalate(now)
-        elif (self.state in (ActorState.BACKOFF, ActorState.FAILED) and self.due is not None and now >= self.due
-              and not self.shutting_down):
-            self.half_open = self.state is ActorState.FAILED
-            self.start(now)
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
-    def _maybe_reset(self, now: float) -> None:
-        assert self.ready_at is not None
-        if (self.attempt or self.half_open) and now - self.ready_at >= self.policy.backoff.reset_after_s:
-            if self.half_open:
-                self.restart_times.clear()  # the circuit closes again
-            self.attempt = 0
-            self.half_open = False
-            log.info("actor_healthy", actor=self.name, backoff="reset")
+    @property
+    def attempt(self) -> int:
+        """Restarts in the current streak (0 after a healthy run)."""
+        return self._attempt
 
-    def _kill(self, reason: str) -> None:
-        assert self.proc is not None
-        self.kill_reason = reason
-        log.warning("actor_killed", actor=self.name, pid=self.proc.pid, reason=reason)
-        # A hung process may ignore SIGTERM; its process group goes too, so
-        # nothing it spawned outlives it.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    @property
+    def restarts(self) -> int:
+        return self._restarts
 
-    def _on_exit(self, code: int, now: float) -> None:
-        pid = self.proc.pid if self.proc else None
-        self.proc = None
-        self.last_exit = code
-        if self.state is ActorState.STOPPING or self.shutting_down:
-            self.state = ActorState.STOPPED
-            self.event("stopped", exit=code, reason="requested", pid=pid)
-            if self._then_start and not self.shutting_down:
-                self._then_start = False
-                self.attempt = 0
-                self.start(now)
-            return
-        failed = code != 0 or self.kill_reason is not None
-        reason = self.kill_reason or (f"crashed (exit {code})" if failed else "exited normally")
-        log.warning("actor_exited", actor=self.name, pid=pid, exit=code, reason=reason)
-        self.event("exited", exit=code, reason=reason, pid=pid)
-        decision = self.policy.decide(failed=failed, attempt=self.attempt, restart_times=self.restart_times,
-                                      half_open=self.half_open, now=now, rng=self._rng)
-        if decision.action == "restart":
-            self.attempt += 1
-            self.restarts += 1
-            self.restart_times.append(now)
-            self.state = ActorState.BACKOFF
-            self.due = now + decision.delay_s
-            self.event("restarting", delay=round(decision.delay_s, 3), exit=code, reason=reason)
-        elif decision.action == "fail":
-            self.state = ActorState.FAILED
-            self.half_open = False
-            self.due = now + decision.delay_s
-            log.error("actor_failed", actor=self.name, reason=decision.reason, retry_in_s=decision.delay_s)
-            self.event("failed", delay=decision.delay_s, exit=code, reason=decision.reason)
-        else:
-            self.state = ActorState.EXITED
-            self.due = None
-            self.event("stopped", exit=code, reason=decision.reason)
+    @property
+    def restart_times(self) -> tuple[float, ...]:
+        return tuple(self._restart_times)
 
-    def request_stop(self, now: float, then_start: bool = False) -> None:
-        """Ask the actor to stop; SIGTERM after its grace period, SIGKILL after term_wait_s."""
-        self.due = None
-        self._then_start = then_start
-        if self.proc is None:
-            self.state = ActorState.STOPPED
-            self.half_open = False
-            if then_start:
-                self._then_start = False
-                self.attempt = 0
-                self.start(now)
-            return
-        if self.state is not ActorState.STOPPING:
-            self.state = ActorState.STOPPING
-            self._stop_phase = "asked"
-            self._stop_at = now
-            self._ask_stop(self.name)
+    @property
+    def half_open(self) -> bool:
+        return self._half_open
 
-    def _escalate(self, now: float) -> None:
-        assert self.proc is not None
-        if self._stop_phase == "asked" and now - self._stop_at > self.spec.shutdown_s:
-            log.warning("actor_stop_timeout", actor=self.name, grace_s=self.spec.shutdown_s, action="SIGTERM")
-            self.proc.send(signal.SIGTERM)
-            self._stop_phase, self._stop_at = "term", now
-        elif self._stop_phase == "term" and now - self._stop_at > self._term_wait_s:
-            log.warning("actor_stop_timeout", actor=self.name, action="SIGKILL")
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._stop_phase = "kill"
+    @property
+    def due(self) -> float | None:
+        """When the scheduled start (BACKOFF) or half-open try (FAILED) is due."""
+        return self._due
 
-    def force_kill(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    @property
+    def stop_phase(self) -> StopPhase | None:
+        return self._stop_phase
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
 
     def status(self, now: float) -> dict[str, Any]:
-        since = self.ready_at if self.state is ActorState.RUNNING else None
+        since = self._ready_at if self._state is ActorState.RUNNING else None
         return {
-            "name": self.name, "kind": self.kind, "state": self.state.value,
-            "pid": self.proc.pid if self.proc else None, "restarts": self.restarts, "attempt": self.attempt,
+            "name": self.name, "kind": self.kind, "state": self._state.value,
+            "pid": self.pid, "restarts": self._restarts, "attempt": self._attempt,
             "uptime": round(now - since, 1) if since is not None else None,
-            "last_exit": self.last_exit,
-            "next_start_in": round(max(self.due - now, 0.0), 1) if self.due is not None else None,
+            "last_exit": self._last_exit,
+            "next_start_in": round(max(self._due - now, 0.0), 1) if self._due is not None else None,
         }
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _move(self, to: ActorState, transition: str, reason: str, level: str = "info", **fields: Any) -> None:
+        """Enter ``to``: the one place the state changes, logged as one line."""
+        old = self._state
+        self._state = to
+        if to is ActorState.STOPPING and self._stop_phase is not None:
+            fields["phase"] = self._stop_phase.value
+        getattr(log, level)("actor_transition", name=self.name, transition=transition,
+                            **{"from": old.value, "to": to.value}, reason=reason, **fields)
+
+    def _require(self, transition: str, states: Sequence[ActorState], process: bool) -> None:
+        if self._state not in states or (self._proc is not None) != process:
+            raise TransitionError(
+                f"{self.name}: no {transition} from {self._state.value} "
+                f"{'with' if self._proc is not None else 'without'} a process; it needs "
+                f"{' or '.join(s.value for s in states)} {'with' if process else 'without'} one")
+
+    def _event(self, event: str, **fields: Any) -> None:
+        fields.setdefault("pid", self.pid)
+        self._emit(ActorEvent(actor=self.name, event=event, kind=self.kind, attempt=self._attempt, **fields))
+
+    def _launch(self, now: float, transition: str, reason: str) -> None:
+        """Enter STARTING with a new process; a spawn that fails is a failed start like any other."""
+        self._kill_reason = None
+        self._ready_at = None
+        self._started_at = self._last_heartbeat = now
+        self._due = None
+        self._move(ActorState.STARTING, transition, reason)
+        try:
+            self._proc = self._spawn(self)
+        except OSError as exc:  # no process at all (EMFILE, ENOMEM...)
+            log.error("actor_spawn_failed", name=self.name, error=repr(exc))
+            self._kill_reason = f"spawn failed: {exc.strerror or exc}"
+            self._ended(-1, None, now)
+            return
+        self._event("starting", reason="half-open try" if self._half_open else "")
+
+    # -- starting ---------------------------------------------------------
+
+    def disable(self) -> None:
+        """``enabled = false``: configured, but started only on request."""
+        self._require("disable", (ActorState.WAITING,), process=False)
+        self._move(ActorState.STOPPED, "disable", "enabled = false: started only on request")
+
+    def start(self, now: float) -> None:
+        """The first start; the Supervisor calls it once the dependencies are up."""
+        self._require("start", (ActorState.WAITING,), process=False)
+        self._launch(now, "start", "first start")
+
+    def manual_start(self, now: float) -> None:
+        """``sensorium start``: a fresh streak and restart history, so a FAILED actor's circuit closes."""
+        self._require("manual_start", _NO_PROCESS, process=False)
+        self._attempt = 0
+        self._half_open = False
+        self._restart_times.clear()
+        self._launch(now, "manual_start", "start requested")
+
+    def restart_after_backoff(self, now: float) -> None:
+        self._require("restart_after_backoff", (ActorState.BACKOFF,), process=False)
+        self._half_open = False
+        self._launch(now, "restart_after_backoff", f"backoff over (restart {self._attempt} of the streak)")
+
+    def half_open_try(self, now: float) -> None:
+        """The one try after the circuit has been open for recovery_s: a failure opens it again at once."""
+        self._require("half_open_try", (ActorState.FAILED,), process=False)
+        self._half_open = True
+        self._launch(now, "half_open_try", f"circuit open for {self.policy.recovery_s:g} s: one half-open try")
+
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        if self._proc is None or hb.pid != self._proc.pid:
+            return  # a late heartbeat of an earlier incarnation
+        self._last_heartbeat = now
+        # A process already SIGKILLed (start timeout) is on its way out, ready or not.
+        if self._state is ActorState.STARTING and hb.state == "ready" and self._kill_reason is None:
+            self.on_ready(now)
+
+    def on_ready(self, now: float) -> None:
+        self._require("on_ready", (ActorState.STARTING,), process=True)
+        self._ready_at = now
+        self._move(ActorState.RUNNING, "on_ready", f"ready heartbeat {now - self._started_at:.1f} s after spawn")
+        self._event("ready")
+
+    # -- the clock --------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Fire what time and the process have brought: an exit, a timeout, a due start, a stop escalation."""
+        if self._proc is not None:
+            code = self._proc.poll()
+            if code is not None:
+                self.on_exit(code, now)
+            elif self._state is ActorState.STOPPING:
+                if self._stop_phase is StopPhase.ASKED and now - self._stop_at > self.spec.shutdown_s:
+                    self.escalate_term(now)
+                elif self._stop_phase is StopPhase.TERM and now - self._stop_at > self._term_wait_s:
+                    self.escalate_kill(now)
+            elif self._kill_reason is not None:
+                pass  # SIGKILLed: the exit shows on a later tick, and counts as a failure then
+            elif self._state is ActorState.STARTING and now - self._started_at > self.spec.start_timeout_s:
+                self.start_timed_out(now)
+            elif self._state is ActorState.RUNNING and now - self._last_heartbeat > self.spec.liveness_timeout_s:
+                self.kill_hung(now)
+            elif self._state is ActorState.RUNNING and self._healthy_long_enough(now):
+                self.reset_after_healthy_run(now)
+        elif self._due is not None and now >= self._due and not self._shutting_down:
+            if self._state is ActorState.BACKOFF:
+                self.restart_after_backoff(now)
+            elif self._state is ActorState.FAILED:
+                self.half_open_try(now)
+
+    def _healthy_long_enough(self, now: float) -> bool:
+        assert self._ready_at is not None
+        return bool(self._attempt or self._half_open) and now - self._ready_at >= self.policy.backoff.reset_after_s
+
+    def reset_after_healthy_run(self, now: float) -> None:
+        """Healthy for reset_after_s: the streak ends, and a half-open try closes the circuit."""
+        self._require("reset_after_healthy_run", (ActorState.RUNNING,), process=True)
+        assert self._ready_at is not None
+        healthy = f"healthy for {now - self._ready_at:.1f} s"
+        if self._half_open:
+            self._restart_times.clear()
+            reason = f"half-open try {healthy}: circuit closed, backoff reset"
+        else:
+            reason = f"{healthy}: backoff reset"
+        self._attempt = 0
+        self._half_open = False
+        self._move(ActorState.RUNNING, "reset_after_healthy_run", reason)
+
+    def start_timed_out(self, now: float) -> None:
+        self._require("start_timed_out", (ActorState.STARTING,), process=True)
+        self._kill("start_timed_out", f"start timeout ({self.spec.start_timeout_s:g} s without a ready heartbeat)")
+
+    def kill_hung(self, now: float) -> None:
+        self._require("kill_hung", (ActorState.RUNNING,), process=True)
+        self._kill("kill_hung", f"hung (no heartbeat for {now - self._last_heartbeat:.1f} s)")
+
+    def _kill(self, transition: str, reason: str) -> None:
+        """SIGKILL the group; the state changes when the exit is seen, which then counts as a failure."""
+        assert self._proc is not None
+        self._kill_reason = reason
+        self._move(self._state, transition, reason, "warning", pid=self._proc.pid)
+        self._proc.kill_group()
+
+    # -- exits ------------------------------------------------------------
+
+    def on_exit(self, code: int, now: float) -> None:
+        """The process ended: STOPPED if it was asked to stop, else what the restart policy decides."""
+        self._require("on_exit", (ActorState.STARTING, ActorState.RUNNING, ActorState.STOPPING), process=True)
+        assert self._proc is not None
+        pid = self._proc.pid
+        self._proc = None
+        self._ended(code, pid, now)
+
+    def _ended(self, code: int, pid: int | None, now: float) -> None:
+        self._last_exit = code
+        if self._state is ActorState.STOPPING or self._shutting_down:
+            self._stop_phase = None
+            self._move(ActorState.STOPPED, "stopped", "shutdown" if self._shutting_down else "stop requested",
+                       exit=code, pid=pid)
+            self._event("stopped", exit=code, reason="requested", pid=pid)
+            if self._then_start and not self._shutting_down:
+                self._start_again(now)
+            return
+        failed = code != 0 or self._kill_reason is not None
+        reason = self._kill_reason or (f"crashed (exit {code})" if failed else "exited normally")
+        self._event("exited", exit=code, reason=reason, pid=pid)
+        decision = self.policy.decide(failed=failed, attempt=self._attempt, restart_times=self._restart_times,
+                                      half_open=self._half_open, now=now, rng=self._rng)
+        level = "warning" if failed else "info"
+        if decision.action == "restart":
+            self._schedule_restart(code, pid, reason, decision, now, level)
+        elif decision.action == "fail":
+            self._open_circuit(code, pid, reason, decision, now)
+        else:
+            self._rest(code, pid, reason, decision, level)
+
+    def _schedule_restart(self, code: int, pid: int | None, reason: str, decision: Decision, now: float,
+                          level: str) -> None:
+        self._attempt += 1
+        self._restarts += 1
+        self._restart_times.append(now)
+        self._due = now + decision.delay_s
+        self._move(ActorState.BACKOFF, "schedule_restart", reason, level, exit=code, pid=pid,
+                   delay_s=round(decision.delay_s, 3), attempt=self._attempt)
+        self._event("restarting", delay=round(decision.delay_s, 3), exit=code, reason=reason)
+
+    def _open_circuit(self, code: int, pid: int | None, reason: str, decision: Decision, now: float) -> None:
+        self._half_open = False
+        self._due = now + decision.delay_s
+        self._move(ActorState.FAILED, "open_circuit", decision.reason, "error", exit=code, pid=pid,
+                   exit_reason=reason, retry_in_s=decision.delay_s)
+        self._event("failed", delay=decision.delay_s, exit=code, reason=decision.reason)
+
+    def _rest(self, code: int, pid: int | None, reason: str, decision: Decision, level: str) -> None:
+        self._due = None
+        self._move(ActorState.EXITED, "rest", decision.reason, level, exit=code, pid=pid, exit_reason=reason)
+        self._event("stopped", exit=code, reason=decision.reason)
+
+    # -- stopping ---------------------------------------------------------
+
+    def request_stop(self, now: float, *, then_start: bool = False) -> None:
+        """Stop on request: ask the actor (``ctl stop``), SIGTERM after its shutdown_s, SIGKILL to its
+        group term_wait_s later. Without a process it is STOPPED at once (a scheduled start is dropped)."""
+        self._due = None
+        self._then_start = then_start
+        why = "shutdown" if self._shutting_down else "restart requested" if then_start else "stop requested"
+        if self._proc is None:
+            self._half_open = False
+            self._move(ActorState.STOPPED, "request_stop", why)
+            if then_start:
+                self._start_again(now)
+            return
+        if self._state is not ActorState.STOPPING:
+            self._stop_phase, self._stop_at = StopPhase.ASKED, now
+            self._move(ActorState.STOPPING, "request_stop", why, grace_s=self.spec.shutdown_s)
+            self._ask_stop(self.name)
+
+    def manual_restart(self, now: float) -> None:
+        """``sensorium restart``: stop as request_stop does, then a fresh start with a clean restart history."""
+        self._restart_times.clear()
+        self.request_stop(now, then_start=True)
+
+    def _start_again(self, now: float) -> None:
+        self._then_start = False
+        self._attempt = 0
+        self._half_open = False
+        self._launch(now, "manual_restart", "restart requested: stopped, starting again")
+
+    def escalate_term(self, now: float) -> None:
+        self._require("escalate_term", (ActorState.STOPPING,), process=True)
+        if self._stop_phase is not StopPhase.ASKED:
+            raise TransitionError(f"{self.name}: no escalate_term in stop phase {self._stop_phase}; it needs asked")
+        assert self._proc is not None
+        self._stop_phase, self._stop_at = StopPhase.TERM, now
+        self._move(ActorState.STOPPING, "escalate_term",
+                   f"still running {self.spec.shutdown_s:g} s after the stop request: SIGTERM", "warning")
+        self._proc.terminate()
+
+    def escalate_kill(self, now: float) -> None:
+        self._require("escalate_kill", (ActorState.STOPPING,), process=True)
+        if self._stop_phase is not StopPhase.TERM:
+            raise TransitionError(f"{self.name}: no escalate_kill in stop phase {self._stop_phase}; it needs term")
+        assert self._proc is not None
+        self._stop_phase, self._stop_at = StopPhase.KILL, now
+        self._move(ActorState.STOPPING, "escalate_kill",
+                   f"still running {self._term_wait_s:g} s after SIGTERM: SIGKILL to its process group", "warning")
+        self._proc.kill_group()
+
+    def begin_shutdown(self) -> None:
+        """From now on every exit ends STOPPED and nothing starts. Not a state change and it logs
+        nothing, so that the signal handler may call it."""
+        self._shutting_down = True
+
+    def force_kill(self) -> None:
+        """SIGKILL the process group now (second signal, or the supervisor closing). An OS action,
+        not a transition: the exit it causes is seen by ``tick`` like any other."""
+        if self._proc is not None:
+            self._proc.kill_group()
 
 
 # --------------------------------------------------------------------------
@@ -432,7 +650,7 @@ class Supervisor:
             self.watchers[name] = Watcher(name, self.actors[name], self._spawn, self._emit, self._ask_stop,
                                           self.config.supervisor.term_wait_s, self.rng)
             if not self.actors[name].enabled:
-                self.watchers[name].state = ActorState.STOPPED  # configured, started only on request
+                self.watchers[name].disable()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         # Subscriptions need a moment to reach the broker; the publisher sees
@@ -478,7 +696,7 @@ class Supervisor:
         if self._signals == 1:
             log.info("shutdown_requested", signal=signal.Signals(signum).name)
             for watcher in self.watchers.values():
-                watcher.shutting_down = True
+                watcher.begin_shutdown()
         else:
             log.warning("shutdown_forced", signal=signal.Signals(signum).name)
             for watcher in self.watchers.values():
@@ -497,10 +715,9 @@ class Supervisor:
         """Stop actors one at a time in reverse start order; True when all are down."""
         for name in reversed(self.order):
             watcher = self.watchers[name]
-            if watcher.proc is None:
+            if not watcher.has_process:
                 if watcher.state not in (ActorState.STOPPED, ActorState.EXITED):
-                    watcher.state = ActorState.STOPPED
-                    watcher.due = None
+                    watcher.request_stop(now)  # drops a scheduled restart or half-open try
                 continue
             if watcher.state is not ActorState.STOPPING:
                 watcher.request_stop(now)
@@ -569,17 +786,13 @@ class Supervisor:
             return {"ok": False, "error": "the supervisor is shutting down"}
         log.info("control_command", cmd=cmd, actor=name)
         if cmd == "start":
-            if watcher.proc is not None:
+            if watcher.has_process:
                 return {"ok": True, "actor": watcher.status(now), "note": "already running"}
-            watcher.half_open = False
-            watcher.attempt = 0
-            watcher.restart_times.clear()
-            watcher.start(now)
+            watcher.manual_start(now)
         elif cmd == "stop":
             watcher.request_stop(now)
         else:
-            watcher.restart_times.clear()
-            watcher.request_stop(now, then_start=True)
+            watcher.manual_restart(now)
         spec = watcher.spec
         deadline = now + spec.shutdown_s + self.config.supervisor.term_wait_s + spec.start_timeout_s + 2.0
         self.pending.append(_Pending(identity, watcher.name, cmd, deadline))
@@ -589,7 +802,7 @@ class Supervisor:
         for p in list(self.pending):
             watcher = self.watchers[p.actor]
             if p.cmd == "stop":
-                done = watcher.proc is None
+                done = not watcher.has_process
             else:
                 done = watcher.state in (ActorState.RUNNING, ActorState.FAILED, ActorState.EXITED,
                                          ActorState.BACKOFF)

@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
 from bus.envelope import Limits, now_ns
 from bus.pubsub import Subscriber
-from bus.recording import ACTIVE_SUFFIX, COMPRESSIONS, RecordingSession
+from bus.recording import ACTIVE_SUFFIX, COMPRESSIONS, RecordingSession, SessionSettings
 from config import Config, runtime_paths
 
 RECORD_HWM = 200_000
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def record(config: Config, file: Path, prefixes: list[str], *, duration_s: float | None = None,
-           count: int | None = None, flush_s: float = 1.0, compression: str = "none", fsync: bool = True,
-           stop: threading.Event | None = None, on_listening=lambda: None) -> RecordingSession:
+           count: int | None = None, settings: SessionSettings = SessionSettings(),
+           stop: threading.Event | None = None, on_listening: Callable[[], None] = lambda: None,
+           ) -> RecordingSession:
     """Record until ``stop`` is set, the duration or the count; returns the closed session."""
     paths = runtime_paths(config)
     ctx = zmq.Context.instance()
@@ -53,7 +55,7 @@ def record(config: Config, file: Path, prefixes: list[str], *, duration_s: float
     for p in prefixes or [""]:
         sub.subscribe(p, exact=not (p == "" or p.endswith(".")))
     stop = stop or threading.Event()
-    session = RecordingSession(lambda: file, flush_s=flush_s, compression=compression, fsync=fsync,
+    session = RecordingSession(lambda: file, settings,
                                meta={"recorder": "sensorium record", "prefixes": " ".join(prefixes) or "(all)"})
     try:
         if not sub.wait_subscribed(paths.endpoints.frontend, 10.0):
@@ -88,8 +90,9 @@ def main(argv: list[str], config: Config) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    settings = SessionSettings(flush_s=args.flush, compression=args.compression, fsync=not args.no_fsync)
     session = record(config, file, args.prefixes, duration_s=args.duration, count=args.count,
-                     flush_s=args.flush, compression=args.compression, fsync=not args.no_fsync, stop=stop,
+                     settings=settings, stop=stop,
                      on_listening=lambda: print(f"record: recording {' '.join(args.prefixes) or 'everything'} "
                                                 f"to {file}", file=sys.stderr, flush=True))
     st = session.stats

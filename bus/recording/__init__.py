@@ -9,16 +9,16 @@
 * ``record``, ``info``, ``replay``: the ``sensorium`` commands.
 """
 
-from bus.recording.scanner import (Damage, Record, RecordingError, Recovered, ScanReport, recover,
-                                   scan)
+from bus.recording.scanner import (Damage, Record, RecordingError, Recovered, RecoveryError, ScanReport,
+                                   recover, scan)
 from bus.recording.session import (RecordingSession, SessionEvent, SessionSettings, SessionStats,
                                    apply_retention, recordings)
 from bus.recording.writer import (ACTIVE_SUFFIX, COMPRESSIONS, DISK_FULL_ERRNOS, FRAMES_LAYOUT, GAP_LAYOUT,
-                                  GAP_TOPIC, LIBRARY, PROFILE, RecordingWriter)
+                                  GAP_TOPIC, LIBRARY, PROFILE, RecordingWriter, WrittenFile)
 
 __all__ = [
     "ACTIVE_SUFFIX", "COMPRESSIONS", "DISK_FULL_ERRNOS", "FRAMES_LAYOUT", "GAP_LAYOUT", "GAP_TOPIC", "LIBRARY",
     "PROFILE", "Damage", "Record", "RecordingError", "RecordingSession", "RecordingWriter", "Recovered",
-    "ScanReport", "SessionEvent", "SessionSettings", "SessionStats", "apply_retention", "recordings", "recover",
-    "scan",
+    "RecoveryError", "ScanReport", "SessionEvent", "SessionSettings", "SessionStats", "WrittenFile",
+    "apply_retention", "recordings", "recover", "scan",
 ]

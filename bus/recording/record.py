@@ -3,7 +3,9 @@
 Runs until Ctrl-C/SIGTERM, ``--duration`` or ``--count``; then closes the file
 properly. Killed harder than that, it leaves ``FILE.active``, which holds
 everything up to the last flush (``--flush``, default 1 s) and which
-``sensorium info --recover FILE.active`` turns into a closed ``FILE``.
+``sensorium info --recover FILE.active`` turns into a closed ``FILE``. A full
+disk stops it early (exit 1) and usually leaves ``FILE.active`` too (no room
+for the summary): its last line names the file it left, closed or not.
 """
 
 from __future__ import annotations
@@ -96,8 +98,10 @@ def main(argv: list[str], config: Config) -> int:
                      on_listening=lambda: print(f"record: recording {' '.join(args.prefixes) or 'everything'} "
                                                 f"to {file}", file=sys.stderr, flush=True))
     st = session.stats
+    # The file as it is on disk: after a full disk that is FILE.active, not FILE.
+    left = st.last_file.describe() if st.last_file else f"no file ({file} could not be started)"
     print(f"record: {st.messages} message(s), {st.bytes / 1e6:.1f} MB, {st.gaps} gap record(s), "
-          f"{st.dropped} dropped -> {file}", file=sys.stderr)
+          f"{st.dropped} dropped -> {left}", file=sys.stderr)
     if st.state == "stopped":
         print(f"sensorium record: recording stopped early: {st.reason}", file=sys.stderr)
         return 1

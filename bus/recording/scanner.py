@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import msgpack
+import structlog
 from isal.isal_zlib import crc32
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
@@ -27,8 +28,12 @@ from mcap.records import Channel, Message as McapMessage, Metadata
 
 from bus.envelope import EnvelopeError, Message, decode, unpack_frames
 from bus.recording.mcapwriter import MAGIC, UNFINISHED, McapStreamWriter
-from bus.recording.writer import ACTIVE_SUFFIX, FRAMES_LAYOUT, GAP_LAYOUT, GAP_TOPIC, LIBRARY, PROFILE
+from bus.recording.writer import (ACTIVE_SUFFIX, DISK_FULL_ERRNOS, FRAMES_LAYOUT, GAP_LAYOUT, GAP_TOPIC, LIBRARY,
+                                  PROFILE)
 from config.storage import fsync_dir
+
+
+log = structlog.get_logger("recording")
 
 
 class RecordingError(ValueError):
@@ -278,15 +283,49 @@ class Recovered:
     report: ScanReport
 
 
+class RecoveryError(OSError):
+    """A recovery that could not complete (disk full, a read or write error): its partial output
+    is removed and the ``.active`` file left as it was; the message says which files and what next."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def recover(active: Path | str) -> Recovered:
     """Turn a ``NAME.mcap.active`` left by a crash into a closed ``NAME.mcap``
     holding every message up to the last complete chunk. Atomic: the new
-    file is written beside it and renamed; the ``.active`` file goes last."""
+    file is written beside it and renamed; the ``.active`` file goes last.
+
+    Raises RecoveryError (an OSError, same errno) when the new file cannot be
+    written: it is removed then, and ``active`` is untouched."""
     active = Path(active)
     final = active.with_name(active.name[: -len(ACTIVE_SUFFIX)]) if active.name.endswith(ACTIVE_SUFFIX) else \
         active.with_name(active.name + ".recovered.mcap")
     tmp = final.with_name(f".{final.name}.{os.getpid()}.recovering")
     report = ScanReport(active)
+    try:
+        count = _write_recovered(active, tmp, report)
+        os.replace(tmp, final)
+    except BaseException as exc:
+        removed = _remove_partial(tmp)
+        if not isinstance(exc, OSError):
+            raise
+        cause = f"disk full ({exc})" if exc.errno in DISK_FULL_ERRNOS else str(exc)
+        # The new file is about as big as the old one, less what the crash tore.
+        then = (f"free about {_fmt_bytes(active.stat().st_size)} beside it, then "
+                if exc.errno in DISK_FULL_ERRNOS else "")
+        partial = "its partial output was removed" if removed else f"its partial output {tmp} could NOT be removed"
+        raise RecoveryError(exc.errno, f"{active}: recovery into {final} stopped: {cause}; {partial} and "
+                                       f"{active} is untouched: {then}run `sensorium info --recover {active}` "
+                                       "again") from exc
+    if active.name.endswith(ACTIVE_SUFFIX):
+        active.unlink()
+    fsync_dir(final.parent)
+    return Recovered(active, final, count, report)
+
+
+def _write_recovered(active: Path, tmp: Path, report: ScanReport) -> int:
+    """Every readable record of ``active`` into a new, closed file ``tmp``; returns the record count."""
     count = 0
     with open(tmp, "wb", buffering=0) as f:
         out = McapStreamWriter(f, profile=PROFILE, library=LIBRARY)
@@ -310,8 +349,17 @@ def recover(active: Path | str) -> Recovered:
             "bytes_lost": str(report.bytes_lost), "damage": "\n".join(lost) or "none"})
         out.finish()
         os.fsync(f.fileno())
-    os.replace(tmp, final)
-    if active.name.endswith(ACTIVE_SUFFIX):
-        active.unlink()
-    fsync_dir(final.parent)
-    return Recovered(active, final, count, report)
+    return count
+
+
+def _remove_partial(tmp: Path) -> bool:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        log.error("recovery_partial_not_removed", path=str(tmp), error=str(exc))
+        return False
+    return True
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"

@@ -22,7 +22,7 @@ import structlog
 
 from bus.burstlog import BurstLog
 from bus.envelope import Message
-from bus.recording.writer import COMPRESSIONS, DISK_FULL_ERRNOS, RecordingWriter
+from bus.recording.writer import COMPRESSIONS, DISK_FULL_ERRNOS, RecordingWriter, WrittenFile
 
 log = structlog.get_logger("recording")
 
@@ -90,6 +90,8 @@ class SessionEvent:
     event: str
     """``opened``, ``closed``, ``recovered``, ``removed``, ``stopped`` (disk full or write error)."""
     path: str = ""
+    """The file, by its name on disk; for ``stopped`` the file left (``NAME.mcap.active`` when it could
+    not be closed: ``detail["closed"]`` is False), '' when none could be started."""
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +109,9 @@ class SessionStats:
     state: str = "recording"
     """``recording``, ``stopped`` (disk full / write error) or ``closed``."""
     reason: str = ""
+    last_file: WrittenFile | None = None
+    """The file the session was last done with (closed at a rotation or the end, or left ``.active``
+    by a stop), as it is on disk; None while the first is being written, or when none could be started."""
 
 
 class RecordingSession:
@@ -185,12 +190,14 @@ class RecordingSession:
         return writer
 
     def _close_writer(self) -> None:
-        writer, self.writer = self.writer, None
+        writer = self.writer
         if writer is None:
             return
+        path = writer.close()  # raises with self.writer still set: _stop_on_error names the .active file left
+        self.writer = None
         self._closed_gaps += writer.gaps
-        path = writer.close()
         self.stats.gaps = self._closed_gaps
+        self.stats.last_file = writer.written()
         self._event("closed", path, messages=writer.messages, bytes=path.stat().st_size, gaps=writer.gaps)
         if self._retention is not None:
             for removed in self._retention(path):
@@ -266,18 +273,25 @@ class RecordingSession:
         """Disk full or a write error: keep what is on disk, stop recording, harm nothing else."""
         self._stopped.set()
         full = exc.errno in DISK_FULL_ERRNOS
-        reason = f"{'disk full' if full else 'write error'}: {exc}"
         writer, self.writer = self.writer, None
-        kept = ""
+        where = f" ({writer.active_path})" if writer is not None and exc.filename is None else ""
+        reason = f"{'disk full' if full else 'write error'}: {exc}{where}"
+        close_error = ""
         if writer is not None:
-            try:
-                kept = str(writer.close())
-            except OSError:
-                # No room even for the summary: the .active file keeps every
-                # flushed chunk and is recovered at the next start.
-                writer.abandon()
-                kept = str(writer.active_path)
-        self._event("stopped", kept, reason=reason, disk_full=full, errno=exc.errno)
+            if not writer.closed:
+                try:
+                    writer.close()
+                except OSError as close_exc:
+                    # No room even for the summary: the .active file keeps every flushed chunk and is
+                    # recovered at the next start (the event below says which file, and why).
+                    close_error = str(close_exc)
+            self._closed_gaps += writer.gaps
+            self.stats.gaps = self._closed_gaps
+            self.stats.last_file = writer.written()
+        left = self.stats.last_file if writer is not None else None
+        self._event("stopped", left.path if left else "", reason=reason, disk_full=full, errno=exc.errno,
+                    closed=left.closed if left else False, close_error=close_error,
+                    file=left.describe() if left else "none: the file could not be started")
         self._drain_after_stop()
         self.stats.reason = reason
         self.stats.state = "stopped"

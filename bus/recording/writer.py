@@ -37,13 +37,17 @@ from __future__ import annotations
 import errno
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
+import structlog
 
 from bus.envelope import Message, frame_parts
 from bus.recording.mcapwriter import McapStreamWriter
 from config.storage import fsync_dir
+
+log = structlog.get_logger("recording")
 
 PROFILE = "sensorium"
 LIBRARY = "sensorium-recorder/1"
@@ -56,6 +60,30 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 COMPRESSIONS = {"none": "", "lz4": "lz4", "zstd": "zstd"}
 """Chunk compression by setting name -> MCAP compression name."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A recording file a writer is done with, as it is on disk."""
+
+    path: Path
+    """Its name on disk: ``NAME.mcap`` when closed, ``NAME.mcap.active`` when it could not be closed."""
+    closed: bool
+    """Summary and footer written, renamed to ``NAME.mcap``: any MCAP reader opens it. False: the
+    ``.active`` file needs ``recover()``."""
+    messages: int
+    """Records written to it: messages and gap records."""
+    kept: int
+    """Of ``messages``, those in complete chunks: what ``recover()`` keeps at least (all when closed)."""
+
+    def describe(self) -> str:
+        """The file's name and state in one line, with what to do about a ``.active`` file."""
+        if self.closed:
+            return f"{self.path} (closed)"
+        final = self.path.name.removesuffix(ACTIVE_SUFFIX)
+        return (f"{self.path} (NOT closed: it holds at least {self.kept} of the {self.messages} message(s) "
+                f"written, those in complete chunks; `sensorium info --recover {self.path}` makes it a "
+                f"closed {final}, given about its size free beside it)")
 
 
 class RecordingWriter:
@@ -72,11 +100,6 @@ class RecordingWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if compression not in COMPRESSIONS:
             raise ValueError(f"{self.path}: compression {compression!r}, expected one of {sorted(COMPRESSIONS)}")
-        # Unbuffered: the writer hands whole chunks to os.writev, a buffer would only add a copy.
-        self._file = open(self.active_path, "xb", buffering=0)
-        self._mcap = McapStreamWriter(self._file, chunk_bytes=chunk_bytes, compression=COMPRESSIONS[compression],
-                                      profile=PROFILE, library=LIBRARY)
-        self._mcap.add_metadata("sensorium.recording", {"started_ns": str(time.time_ns()), **(meta or {})})
         self._channels: dict[str, int] = {}
         self._gap_channel: int | None = None
         self._last_seq: dict[tuple[str, str], int] = {}
@@ -86,7 +109,28 @@ class RecordingWriter:
         self.bytes = 0
         self.opened_at = time.monotonic()
         self.closed = False
-        self.flush()  # the header is on disk before the first message
+        """No more writes: closed properly, or abandoned after a write error."""
+        self.finished = False
+        """Summary and footer written, fsynced, and the file renamed to ``path``."""
+        # Unbuffered: the writer hands whole chunks to os.writev, a buffer would only add a copy.
+        self._file = open(self.active_path, "xb", buffering=0)
+        try:
+            self._mcap = McapStreamWriter(self._file, chunk_bytes=chunk_bytes,
+                                          compression=COMPRESSIONS[compression], profile=PROFILE, library=LIBRARY)
+            self._mcap.add_metadata("sensorium.recording", {"started_ns": str(time.time_ns()), **(meta or {})})
+            self.flush()  # the header is on disk before the first message
+        except BaseException as exc:
+            # Not even the header fits (disk full): a file without a message is no recording, and an
+            # empty .active would only be "recovered" into an empty file at the next start.
+            self.closed = True
+            self._file.close()
+            try:
+                self.active_path.unlink(missing_ok=True)
+            except OSError as unlink_exc:
+                log.warning("recording_unlink_failed", path=str(self.active_path), error=str(unlink_exc))
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(self.active_path)
+            raise
 
     def _channel(self, topic: str) -> int:
         cid = self._channels.get(topic)
@@ -128,17 +172,38 @@ class RecordingWriter:
     def size(self) -> int:
         return self._mcap.tell()
 
+    @property
+    def kept_messages(self) -> int:
+        """Records (messages and gap records) in complete chunks: what survives a crash now."""
+        return self._mcap.message_count
+
+    def written(self) -> WrittenFile:
+        """The file as it is on disk now (meant for after ``close()`` or ``abandon()``)."""
+        total = self.messages + self.gaps
+        if self.finished:
+            return WrittenFile(self.path, True, total, total)
+        return WrittenFile(self.active_path, False, total, self.kept_messages)
+
     def close(self) -> Path:
-        """Summary, footer, fsync, rename to the final name; returns it."""
-        if self.closed:
+        """Summary, footer, fsync, rename to the final name; returns it.
+
+        When that fails (no room for the summary), the file is abandoned: it stays
+        ``NAME.mcap.active`` for ``recover()``, and the error is raised.
+        """
+        if self.finished:
             return self.path
-        self.closed = True
+        if self.closed:
+            raise OSError(errno.EBADF, "abandoned after a write error, left for recovery", str(self.active_path))
         try:
             self._mcap.finish()
             os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+        except BaseException:
+            self.abandon()
+            raise
+        self.closed = True
+        self._file.close()
         os.replace(self.active_path, self.path)
+        self.finished = True
         fsync_dir(self.path.parent)
         return self.path
 
@@ -148,5 +213,7 @@ class RecordingWriter:
         self.closed = True
         try:
             self._file.close()
-        except OSError:
-            pass
+        except OSError as exc:
+            # Every flushed chunk is on disk already; only the handle's release failed. Not raised:
+            # the caller is handling the write error that got here, which says more.
+            log.warning("recording_abandon_close_failed", path=str(self.active_path), error=str(exc))

@@ -1,11 +1,10 @@
 """Reading a recording: ``scan`` up to the damage, ``ScanReport`` of what was
 lost, and ``recover`` of a ``NAME.mcap.active`` file left by a crash.
 
-The scanner walks the file record by record over an mmap, not through the
-``mcap`` package's reader: that one stops at the first bad record, where a
-crash-torn or partly corrupt recording still holds everything before (and,
-for a chunk with a bad CRC, after) the damage. Damage never raises; only a
-file that is not MCAP at all does (``RecordingError``).
+The scanner walks the file record by record over an mmap, so a crash-torn
+or partly corrupt recording gives everything before the damage (and, past a
+chunk with a bad CRC, everything after it). Damage never raises; only a file
+that is not MCAP at all does (``RecordingError``).
 """
 
 from __future__ import annotations

@@ -30,32 +30,28 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import wave  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import wave
+from typing import Any, Callable
 
-import numpy as np  # noqa: E402
-import zmq  # noqa: E402
+import numpy as np
+import zmq
 
-from actors.lib.audio.segmenter import FRAME_SAMPLES, SpeechSegmenter  # noqa: E402
-from actors.audio_source.actor import DEMO_RECORDING  # noqa: E402
-from bus import control  # noqa: E402
-from bus.bodies.audio import SpeechSegment  # noqa: E402
-from bus.pubsub import Publisher, Subscriber  # noqa: E402
+from actors.lib.audio import DEMO_RECORDING
+from actors.lib.audio.segmenter import FRAME_SAMPLES, SpeechSegmenter
+from bus import control
+from bus.bodies.audio import SpeechSegment
+from bus.pubsub import Publisher, Subscriber
 
 THREADS = 2
 BEAM = 5
@@ -69,7 +65,7 @@ def demo_pcm() -> np.ndarray:
 
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM")}
-    e["PYTHONPATH"] = str(_ROOT)
+    e["PYTHONPATH"] = str(ROOT)
     return e
 
 
@@ -126,7 +122,7 @@ class Pipeline:
         cfg = self.folder / "s.toml"
         cfg.write_text(f'[bus]\nruntime_dir = "{self.folder}"\n{actors_toml}\n')
         self.frontend, self.backend = f"ipc://{self.folder}/pub.sock", f"ipc://{self.folder}/sub.sock"
-        self.proc = subprocess.Popen([sys.executable, str(_ROOT / "supervisor.py"), "run", "-c", str(cfg)], cwd=_ROOT,
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "run", "-c", str(cfg)], cwd=ROOT,
                                      env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_running(self, names: list[str], timeout_s: float = 180.0) -> None:
@@ -301,9 +297,9 @@ def write_looped(path: Path, pcm: np.ndarray, minutes: float) -> None:
 
 def peak_rss_of_batch(path: Path, out: Path) -> dict[str, Any]:
     t = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(_ROOT / "supervisor.py"), "batch", "audio", str(path), "--out",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "batch", "audio", str(path), "--out",
                              str(out), "--no-progress", "--threads", str(THREADS), "--beam-size", str(BEAM)],
-                            cwd=_ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -375,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/audio.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, one latency pass, 5-minute long input")
     parser.add_argument("--long-min", type=float, help="minutes of the long batch input (default 30; quick: 5)")
-    parser.add_argument("--out", type=Path, default=_HERE / "out")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: vad,rtf,latency,batch")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))

@@ -28,32 +28,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as ``python bench/bus.py``, this file's folder comes first on sys.path
-# and this very file would shadow the ``bus`` package: put the repository
-# root there instead.
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import struct  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import statistics
+import struct
+import tempfile
+import time
+import traceback
+from typing import Any
 
-import msgpack  # noqa: E402
-import numpy as np  # noqa: E402
-import zmq  # noqa: E402
+import msgpack
+import numpy as np
+import zmq
 
 HWM = 1_000_000
 """High-water mark on every socket, the broker's included: nothing should drop."""
@@ -768,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="throughput runs per path (median reported)")
     ap.add_argument("--no-diag", action="store_true",
                     help="skip the diagnostic throughput paths (raw via broker, envelope without broker)")
-    ap.add_argument("--out", type=Path, default=_HERE / "out", help="folder for bus.json and bus.png")
+    ap.add_argument("--out", type=Path, default=HERE / "out", help="folder for bus.json and bus.png")
     args = ap.parse_args(argv)
     cfg = config(args.quick, args.repeat)
     _quiet_logs()

@@ -27,26 +27,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import wave  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import wave
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from actors.audio_events import synth  # noqa: E402
+from actors.audio_events import synth
 
 THREADS = 2
 TARGET_RSS_RATIO = 1.1
@@ -56,7 +52,7 @@ VARIANTS = {"none": "", "gc": "gc", "clear_session": "clear_session", "malloc_tr
 
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM")}
-    e["PYTHONPATH"] = str(_ROOT)
+    e["PYTHONPATH"] = str(ROOT)
     return e
 
 
@@ -115,11 +111,11 @@ def bench_rtf(seconds: float) -> dict[str, Any]:
 
 def run_batch(folder: Path, out: Path, cleanup: str) -> dict[str, Any]:
     t = time.monotonic()
-    cmd = [sys.executable, str(_ROOT / "supervisor.py"), "batch", "events", str(folder), "--per-user", "--out",
+    cmd = [sys.executable, str(ROOT / "supervisor.py"), "batch", "events", str(folder), "--per-user", "--out",
            str(out), "--no-progress", "--threads", str(THREADS)]
     if cleanup:
         cmd += ["--cleanup", cleanup]
-    proc = subprocess.Popen(cmd, cwd=_ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -208,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--variants", default="none,gc,clear_session,malloc_trim,all")
     parser.add_argument("--rtf-seconds", type=float, default=120.0)
-    parser.add_argument("--out", type=Path, default=_HERE / "out")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.minutes, args.variants, args.rtf_seconds = 3, 3.0, "none,all", 60.0

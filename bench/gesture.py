@@ -30,23 +30,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as ``python bench/gesture.py``, this folder comes first on sys.path and
-# bench/bus.py would shadow the ``bus`` package: put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import gc
+import json
+import os
+import platform
+import time
+from typing import Any, Callable
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TARGET_P99_MS = 5.0
 BASELINE_LENGTH = 32
@@ -196,9 +190,9 @@ def through_the_bus(db, shapes: dict, n_gestures: int, speed: float = 10.0) -> d
         (folder / "bench.toml").write_text(
             f'[bus]\nruntime_dir = "{folder}"\n[log]\nlevel = "warning"\n[actors.gesture]\n'
             f'settings = {{ store = {{ path = "{folder}/store.gst", seed_path = "" }} }}\n')
-        env = dict(os.environ, PYTHONPATH=str(_ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "actors", "gesture", "--name", "gesture", "-c",
-                                 str(folder / "bench.toml")], cwd=_ROOT, env=env)
+                                 str(folder / "bench.toml")], cwd=ROOT, env=env)
         sub = Subscriber(ctx, ep.backend, ["gesture.recognized"])
         sub.wait_subscribed(ep.frontend, 30)
         pub = Publisher(ctx, ep.frontend, "bench")
@@ -286,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-queries", type=int, default=60, help="queries timed for the (slow) naive baseline")
     parser.add_argument("--bus-gestures", type=int, default=100,
                         help="gestures streamed through a real gesture actor (0: skip)")
-    parser.add_argument("--out", default=str(_HERE / "out"))
+    parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args(argv)
     if args.quick:
         args.queries_per_template, args.naive_queries, args.bus_gestures = 2, 20, 30

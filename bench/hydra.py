@@ -39,21 +39,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import time
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 COUNTS = (1, 6, 12)
 TARGETS = {"time_ratio_6": 0.5, "memory_ratio_6": 0.35}
@@ -176,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="timed frames per configuration and side")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the detector's default is 1)")
-    parser.add_argument("--out", type=Path, default=_HERE / "out")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
 
     import torch  # noqa: PLC0415

@@ -33,29 +33,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-import zmq  # noqa: E402
+import numpy as np
+import psutil
+import zmq
 
 FRAME_SHAPE = (480, 640, 3)
 FPS = 30.0
@@ -144,9 +140,9 @@ def sustained(workdir: Path, seconds: float) -> dict[str, Any]:
     broker = Broker(frontend, backend, hwm=10_000, ctx=ctx).start()
     beats = Subscriber(ctx, backend, ["sys.heartbeat"])
     beats.wait_subscribed(frontend, 10.0)
-    env = dict(os.environ, PYTHONPATH=str(_ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     rec = subprocess.Popen([sys.executable, "-m", "actors", "recorder", "--name", "recorder", "-c", str(cfg)],
-                           cwd=_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last_extra: dict[str, Any] = {}
 
     def wait_heartbeat(pred, timeout_s: float) -> dict[str, Any]:
@@ -342,7 +338,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, help="sustained recording length (default 30)")
     p.add_argument("--repeat", type=int, help="throughput runs per path, after a warm-up (default 5)")
     p.add_argument("--dir", type=Path, help="where the files go (default: a fresh folder under /tmp)")
-    p.add_argument("--out", type=Path, default=_HERE / "out")
+    p.add_argument("--out", type=Path, default=HERE / "out")
     args = p.parse_args()
     _quiet()
     seconds = args.seconds or (8.0 if args.quick else 30.0)

@@ -30,7 +30,7 @@ from actors.recorder.settings import RecorderSettings
 from bus.endpoints import default_runtime_dir
 from bus.envelope import Message, now_ns
 from bus.messages import Alert
-from bus.recording import ACTIVE_SUFFIX, RecordingSession, apply_retention, recover
+from bus.recording import ACTIVE_SUFFIX, RecordingSession, SessionSettings, apply_retention, recover
 
 
 class RecorderActor(Actor[RecorderSettings]):
@@ -61,9 +61,10 @@ class RecorderActor(Actor[RecorderSettings]):
 
     def _start_session(self) -> RecordingSession:
         s = self.settings
-        return RecordingSession(self._next_path, flush_s=s.flush_s, max_file_bytes=s.max_file_bytes,
-                                max_file_s=s.max_file_s, compression=s.compression, fsync=s.fsync,
-                                queue_bytes=s.queue_bytes, min_free_bytes=s.min_free_bytes,
+        settings = SessionSettings(flush_s=s.flush_s, max_file_bytes=s.max_file_bytes, max_file_s=s.max_file_s,
+                                   compression=s.compression, fsync=s.fsync, queue_bytes=s.queue_bytes,
+                                   min_free_bytes=s.min_free_bytes)
+        return RecordingSession(self._next_path, settings,
                                 meta={"recorder": self.name, "prefixes": " ".join(s.prefixes)},
                                 retention=self._retain)
 

@@ -3,8 +3,10 @@
 Topics with message counts, rates, sizes and senders; the time span; seq gaps
 (the recorder's gap records); and, for a damaged file, what could not be
 read. ``--recover`` turns a ``.active`` file left by a crash into a closed
-recording first. Exit code: 0 intact, 1 damaged (read up to the damage), 2 not
-a recording.
+recording first; a recovery that cannot complete (disk full) removes its
+partial output, leaves the ``.active`` file as it was, and says so. Exit code:
+0 intact, 1 damaged (read up to the damage), 2 not a recording, or not
+readable, or not recovered.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Runs until Ctrl-C/SIGTERM, ``--duration`` or ``--count``; then closes the file
 properly. Killed harder than that, it leaves ``FILE.active``, which holds
 everything up to the last flush (``--flush``, default 1 s) and which
-``sensorium info --recover FILE.active`` turns into a closed ``FILE``.
+``sensorium info --recover FILE.active`` turns into a closed ``FILE``. A full
+disk stops it early (exit 1) and usually leaves ``FILE.active`` too (no room
+for the summary): its last line names the file it left, closed or not.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
 from bus.envelope import Limits, now_ns
 from bus.pubsub import Subscriber
-from bus.recording import ACTIVE_SUFFIX, COMPRESSIONS, RecordingSession
 from bus.endpoints import runtime_paths
+from bus.recording import ACTIVE_SUFFIX, COMPRESSIONS, RecordingSession, SessionSettings
 from config.schema import Config
 
 RECORD_HWM = 200_000
@@ -43,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def record(config: Config, file: Path, prefixes: list[str], *, duration_s: float | None = None,
-           count: int | None = None, flush_s: float = 1.0, compression: str = "none", fsync: bool = True,
-           stop: threading.Event | None = None, on_listening=lambda: None) -> RecordingSession:
+           count: int | None = None, settings: SessionSettings = SessionSettings(),
+           stop: threading.Event | None = None, on_listening: Callable[[], None] = lambda: None,
+           ) -> RecordingSession:
     """Record until ``stop`` is set, the duration or the count; returns the closed session."""
     paths = runtime_paths(config)
     ctx = zmq.Context.instance()
@@ -54,7 +58,7 @@ def record(config: Config, file: Path, prefixes: list[str], *, duration_s: float
     for p in prefixes or [""]:
         sub.subscribe(p, exact=not (p == "" or p.endswith(".")))
     stop = stop or threading.Event()
-    session = RecordingSession(lambda: file, flush_s=flush_s, compression=compression, fsync=fsync,
+    session = RecordingSession(lambda: file, settings,
                                meta={"recorder": "sensorium record", "prefixes": " ".join(prefixes) or "(all)"})
     try:
         if not sub.wait_subscribed(paths.endpoints.frontend, 10.0):
@@ -89,13 +93,16 @@ def main(argv: list[str], config: Config) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    settings = SessionSettings(flush_s=args.flush, compression=args.compression, fsync=not args.no_fsync)
     session = record(config, file, args.prefixes, duration_s=args.duration, count=args.count,
-                     flush_s=args.flush, compression=args.compression, fsync=not args.no_fsync, stop=stop,
+                     settings=settings, stop=stop,
                      on_listening=lambda: print(f"record: recording {' '.join(args.prefixes) or 'everything'} "
                                                 f"to {file}", file=sys.stderr, flush=True))
     st = session.stats
+    # The file as it is on disk: after a full disk that is FILE.active, not FILE.
+    left = st.last_file.describe() if st.last_file else f"no file ({file} could not be started)"
     print(f"record: {st.messages} message(s), {st.bytes / 1e6:.1f} MB, {st.gaps} gap record(s), "
-          f"{st.dropped} dropped -> {file}", file=sys.stderr)
+          f"{st.dropped} dropped -> {left}", file=sys.stderr)
     if st.state == "stopped":
         print(f"sensorium record: recording stopped early: {st.reason}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from mcap.reader import make_reader
 
 from bus.envelope import EnvelopeError, decode, pack_frames, peek_version, unpack_frames
 from bus.recording import (ACTIVE_SUFFIX, RecordingError, RecordingSession, RecordingWriter, ScanReport,
-                           apply_retention, recover, recordings, scan)
+                           SessionSettings, apply_retention, recover, recordings, scan)
 from tests.support import ROOT, clean_env, wait_until
 from tests.support import received as support_received
 
@@ -142,7 +142,7 @@ def test_session_rotates_by_size_and_applies_retention(tmp_path):
     def next_path() -> Path:
         return tmp_path / f"rec-{next(n):04d}.mcap"
 
-    session = RecordingSession(next_path, flush_s=0.05, max_file_bytes=100_000, fsync=False,
+    session = RecordingSession(next_path, SessionSettings(flush_s=0.05, max_file_bytes=100_000, fsync=False),
                                retention=lambda keep: apply_retention(tmp_path, "rec-", max_total_bytes=350_000,
                                                                       keep=keep))
     for i in range(60):
@@ -158,8 +158,8 @@ def test_session_rotates_by_size_and_applies_retention(tmp_path):
 
 
 def test_disk_full_stops_the_session_cleanly(tmp_path):
-    session = RecordingSession(lambda: tmp_path / "full.mcap", flush_s=0.05, fsync=False,
-                               min_free_bytes=1 << 62)  # "less free than this": the disk counts as full
+    session = RecordingSession(lambda: tmp_path / "full.mcap",  # "less free than 2^62": the disk counts as full
+                               SessionSettings(flush_s=0.05, fsync=False, min_free_bytes=1 << 62))
     session.submit(received("sensor.imu", 0, {"x": 0}), time.time_ns())
     wait_until(lambda: session.stats.state == "stopped", what="the session to stop")
     events = session.events()
@@ -181,11 +181,11 @@ def test_a_real_write_error_efbig_stops_recording_and_keeps_what_was_flushed(tmp
 import resource, signal, time, numpy as np, sys
 sys.path.insert(0, {str(ROOT)!r})
 from tests.bus.test_recording import received
-from bus.recording import RecordingSession
+from bus.recording import RecordingSession, SessionSettings
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-s = RecordingSession(lambda: __import__('pathlib').Path({str(tmp_path / 'big.mcap')!r}), flush_s=0.05, fsync=False,
-                     chunk_bytes=64_000)
+s = RecordingSession(lambda: __import__('pathlib').Path({str(tmp_path / 'big.mcap')!r}),
+                     SessionSettings(flush_s=0.05, fsync=False, chunk_bytes=64_000))
 for i in range(100):
     s.submit(received('camera.frame', i, {{'image': np.zeros((100, 100, 3), np.uint8)}}), time.time_ns())
     time.sleep(0.005)
@@ -206,7 +206,7 @@ def test_a_message_mcap_cannot_hold_is_skipped_and_counted_and_the_file_stays_wh
     """A negative time does not fit MCAP's uint64: that one message is refused before any byte of
     it is written, counted, and the recording goes on (it once left a chunk counting a message that
     was not there, and the whole file failed its CRC)."""
-    session = RecordingSession(lambda: tmp_path / "odd.mcap", flush_s=0.05, fsync=False)
+    session = RecordingSession(lambda: tmp_path / "odd.mcap", SessionSettings(flush_s=0.05, fsync=False))
     odd = received("sensor.imu", 1, {"x": 1})
     odd.header = odd.header._replace(ts=-1)  # only code can build this: the decoder refuses ts < 0
     for msg in (received("sensor.imu", 0, {"x": 0}), odd, received("sensor.imu", 2, {"x": 2})):

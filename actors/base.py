@@ -23,8 +23,20 @@ The base class owns what every actor shares: the heartbeat (every
 ``heartbeat_s`` with counters, handler latency percentiles and RSS), counters,
 ``ctl.<name>`` commands (``stop``, ``ping``, ``stats``, and ``ctl_<cmd>``
 methods of the subclass), stopping on SIGTERM/SIGINT, and exiting by itself
-when the supervisor that started it is gone. A handler or timer error is
-counted and logged with the topic and seq, and the actor goes on.
+when the supervisor that started it is gone.
+
+Lifecycle (pykka's): ``teardown()``, and the heartbeats, run only once
+``setup()`` has returned, so both may rely on every attribute setup makes. A
+setup that raises ends the process at once: ``ActorExit`` with its code and
+reason, any other exception with code 1 and its traceback, logged once.
+
+Handler errors: a message whose envelope or body does not decode
+(``EnvelopeError``, or ``BodyError`` from a typed body's ``from_body``) is bad
+input, counted under ``dropped`` only and logged once per burst; handlers read
+bodies through their typed body classes so that a malformed one raises
+``BodyError``. Any other exception from a handler or timer is a bug here,
+counted under ``errors`` only and logged with its traceback, the topic, src
+and seq once per burst; the actor goes on.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from pydantic import BaseModel
 from bus.burstlog import BurstLog
 from bus.endpoints import Endpoints
 from bus.envelope import EnvelopeError, Limits, Message
-from bus.messages import Body, Command, CommandReply, Counters, Heartbeat
+from bus.messages import Body, BodyError, Command, CommandReply, Counters, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
 
@@ -186,41 +198,63 @@ class Actor(Generic[S]):
         self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm)
         self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
         try:
-            # A message sent before subscriptions reach a new publisher is lost
-            # (ZeroMQ's slow joiner); under a supervisor, wait until it hears
-            # heartbeats so that the "ready" one is not lost.
-            supervised = bool(os.environ.get(SUPERVISOR_PID_ENV))
-            if not self.pub.wait_for_subscriber(Heartbeat.TOPIC, 10.0 if supervised else 0.5) and supervised:
-                self.log.warning("no_heartbeat_subscriber", waited_s=10.0)
-            self.sub.subscribe(ctl_topic(self.name))
-            for topic in self._handlers:
-                self.sub.subscribe(topic, exact=not topic.endswith("."))
-            self.log.info("setup_begin", pid=os.getpid())
-            try:
-                self.setup()
-            except ActorExit as exc:
-                self.log.error("setup_failed", reason=str(exc), code=exc.code)
-                return exc.code
-            except Exception as exc:  # noqa: BLE001 - any setup error is fatal for this process
-                self.log.exception("setup_failed", error=repr(exc))
-                return 1
-            self.state = "ready"
-            self.log.info("ready", setup_s=round(time.monotonic() - self._started, 3))
-            self._send_heartbeat()
-            self.every(self.heartbeat_s, self._send_heartbeat)
-            self._loop()
+            self._connect()
+            if self._set_up():
+                try:
+                    self.state = "ready"
+                    self.log.info("ready", setup_s=round(time.monotonic() - self._started, 3))
+                    self._send_heartbeat()
+                    self.every(self.heartbeat_s, self._send_heartbeat)
+                    self._loop()
+                finally:
+                    self._tear_down()
         finally:
-            self.state = "stopping"
-            try:
-                self.teardown()
-            except Exception as exc:  # noqa: BLE001 - teardown must not hide the exit code
-                self.counters.errors += 1
-                self.log.exception("teardown_failed", error=repr(exc))
-            self._send_heartbeat()
             self.pub.close()
             self.sub.close()
             self.log.info("stopped", code=self._exit_code, **self.counters.to_body())
         return self._exit_code
+
+    def _connect(self) -> None:
+        assert self.pub is not None and self.sub is not None
+        # A message sent before subscriptions reach a new publisher is lost
+        # (ZeroMQ's slow joiner); under a supervisor, wait until it hears
+        # heartbeats so that the "ready" one is not lost.
+        supervised = bool(os.environ.get(SUPERVISOR_PID_ENV))
+        if not self.pub.wait_for_subscriber(Heartbeat.TOPIC, 10.0 if supervised else 0.5) and supervised:
+            self.log.warning("no_heartbeat_subscriber", waited_s=10.0)
+        self.sub.subscribe(ctl_topic(self.name))
+        for topic in self._handlers:
+            self.sub.subscribe(topic, exact=not topic.endswith("."))
+
+    def _set_up(self) -> bool:
+        """Run setup(); False, with the exit code set and the error logged once, when it raised.
+
+        Nothing else runs after a failed setup (no teardown, no heartbeat):
+        they would meet a half-built actor and bury the real error under theirs.
+        """
+        self.log.info("setup_begin", pid=os.getpid())
+        try:
+            self.setup()
+        except ActorExit as exc:
+            # A reason the kind chose to give (what to install, which file is bad): no traceback needed.
+            self._exit_code = exc.code
+            self.log.error("setup_failed", error=repr(exc), code=exc.code)
+            return False
+        except Exception as exc:  # noqa: BLE001 - any setup error is fatal for this process
+            self._exit_code = 1
+            self.log.error("setup_failed", error=repr(exc), code=1, exc_info=exc)
+            return False
+        return True
+
+    def _tear_down(self) -> None:
+        """teardown() and the last heartbeat; only ever after a setup that succeeded."""
+        self.state = "stopping"
+        try:
+            self.teardown()
+        except Exception as exc:  # noqa: BLE001 - teardown must not hide the exit code
+            self.counters.errors += 1
+            self.log.error("teardown_failed", error=repr(exc), exc_info=exc)
+        self._send_heartbeat()
 
     def _loop(self) -> None:
         assert self.sub is not None and self.pub is not None
@@ -272,14 +306,14 @@ class Actor(Generic[S]):
             handler(msg)
         except ActorExit as exc:
             self.stop(str(exc), exc.code)
-        except (EnvelopeError, ValueError, TypeError, KeyError) as exc:
+        except (EnvelopeError, BodyError) as exc:
+            # Bad input, not a fault of ours: dropped only, so that ``errors`` means a bug here.
             self.counters.dropped += 1
-            self.counters.errors += 1
-            self._burst.error(f"h:{msg.topic}", "handler_rejected_message", topic=msg.topic, src=msg.header.src,
-                              seq=msg.header.seq, error=repr(exc))
+            self._burst.error(f"d:{msg.topic}", "message_dropped", topic=msg.topic, src=msg.header.src,
+                              seq=msg.header.seq, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the actor
             self.counters.errors += 1
-            self._burst.error(f"h:{msg.topic}:{type(exc).__name__}", "handler_failed", topic=msg.topic,
+            self._burst.error(f"h:{msg.topic}:{type(exc).__name__}", "handler_failed", exc_info=exc, topic=msg.topic,
                               src=msg.header.src, seq=msg.header.seq, error=repr(exc))
         finally:
             self._latency_ms.append((time.perf_counter() - t0) * 1000.0)
@@ -297,15 +331,15 @@ class Actor(Generic[S]):
                     self.stop(str(exc), exc.code)
                 except Exception as exc:  # noqa: BLE001 - a timer bug must not kill the actor
                     self.counters.errors += 1
-                    self._burst.error(f"t:{timer.callback.__name__}", "timer_failed",
-                                      timer=timer.callback.__name__, error=repr(exc))
+                    self._burst.error(f"t:{timer.callback.__name__}:{type(exc).__name__}", "timer_failed",
+                                      exc_info=exc, timer=timer.callback.__name__, error=repr(exc))
 
     # -- commands ---------------------------------------------------------
 
     def _on_ctl(self, msg: Message) -> None:
         try:
             command = Command.from_body(msg.body)
-        except (ValueError, TypeError) as exc:
+        except BodyError as exc:
             self.counters.dropped += 1
             self._burst.error("ctl", "bad_command", seq=msg.header.seq, error=repr(exc))
             return

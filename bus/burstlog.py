@@ -16,7 +16,9 @@ class BurstLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def error(self, key: str, event: str, **fields: Any) -> None:
+    def error(self, key: str, event: str, exc_info: BaseException | None = None, **fields: Any) -> None:
+        """Log ``event`` at error level unless ``key`` was logged within ``quiet_s``; ``exc_info``: an
+        exception whose traceback goes with the line (a bug's, so that it can be found)."""
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._quiet_s:
@@ -26,4 +28,6 @@ class BurstLog:
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             fields["suppressed_since_last"] = suppressed
+        if exc_info is not None:
+            fields["exc_info"] = exc_info
         self._log.error(event, **fields)

@@ -62,11 +62,11 @@ class Counters(Body):
     sent: int = 0
     """Messages published (``out``)."""
     dropped: int = 0
-    """Messages dropped on purpose: malformed, over a queue bound, wrong shape."""
+    """Messages dropped on purpose: malformed (``EnvelopeError``, ``BodyError``), over a queue bound."""
     gaps: int = 0
     """Messages missed upstream, from seq gaps."""
     errors: int = 0
-    """Handler and timer errors."""
+    """Handler and timer failures other than bad input: bugs here (a dropped message is not also an error)."""
 
     def to_body(self) -> dict[str, Any]:
         # DESIGN.md names the first two "in" and "out" on the wire.

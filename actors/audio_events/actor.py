@@ -95,13 +95,10 @@ class AudioEventsActor(Actor[AudioEventsSettings]):
                            t_end=event.t_end, stream=event.stream)
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        if not hasattr(self, "streams"):
-            return {}
         patches = self.patches_closed + sum(d.patches for d in self.streams.workers())
         return {"streams": len(self.streams), "events": dict(self.counts), "patches": patches,
                 "audio_s": round(self.audio_s, 2),
                 "rtf": round(self.work_s / self.audio_s, 4) if self.audio_s else None}
 
     def teardown(self) -> None:
-        if hasattr(self, "streams"):
-            self.streams.close_all()
+        self.streams.close_all()

@@ -214,15 +214,12 @@ class AudioSourceActor(Actor[AudioSourceSettings]):
             return None
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        if not hasattr(self, "items"):
-            return {}
         return {"source": self.settings.source, "played_s": round(self.played_s, 3), "streams": self.streams_done,
                 "file_errors": self.file_errors, "queued": self.items.qsize(), "finished": self.finished,
                 "mic_overflows": self.mic_overflows}
 
     def teardown(self) -> None:
-        if hasattr(self, "reader_stop"):
-            self.reader_stop.set()
+        self.reader_stop.set()
         if self.mic is not None:
             self.mic.stop()
             self.mic.close()

@@ -32,6 +32,7 @@ from actors.camera.settings import CameraSettings
 from actors.lib.scenes import MovingScene
 from bus.bodies.vision import CameraFrame, Detections
 from bus.envelope import Message
+from bus.messages import BodyError
 from config.backoff import BackoffPolicy
 
 TICK_S = 0.02
@@ -188,15 +189,19 @@ class CameraActor(Actor[CameraSettings]):
     def on_detect(self, msg: Message) -> None:
         """Each frame's latency once (every head's message of a frame carries the same figure)."""
         det = Detections.from_body(msg.body)
-        key = (msg.header.src, int(det.frame_id))
+        # A figure that is no number is bad input (dropped), not a bug here.
+        try:
+            key = (msg.header.src, int(det.frame_id))
+            latency = float(det.latency_ms)
+        except (TypeError, ValueError) as exc:
+            raise BodyError(f"{msg.topic}: frame_id or latency_ms is not a number: {exc}") from exc
         if key in self.latency_frames:
             return
         if len(self.latency_frames) > 256:
             self.latency_frames.clear()
         self.latency_frames.add(key)
-        latency = float(det.latency_ms)
         if not np.isfinite(latency) or latency < 0:
-            raise ValueError(f"detect latency_ms {latency!r} is not a non-negative number")
+            raise BodyError(f"{msg.topic}: latency_ms {latency!r} is not a non-negative number")
         self.latency_ms = latency if self.latency_ms is None else \
             (1 - LATENCY_SMOOTHING) * self.latency_ms + LATENCY_SMOOTHING * latency
         s = self.settings
@@ -222,12 +227,10 @@ class CameraActor(Actor[CameraSettings]):
         self.frame_id += 1
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        src = self.source if hasattr(self, "source") else None
-        return {"fps": round(getattr(self, "fps", 0.0), 3), "frames": getattr(self, "frame_id", 0),
-                "detector_latency_ms": round(self.latency_ms, 2) if getattr(self, "latency_ms", None) else None,
-                "flagged": getattr(self, "flagged", {}), "connected": bool(src and src.connected),
-                "reconnects": src.reconnects if src else 0, "waiting_for_source": getattr(self, "waiting_for_source", 0)}
+        return {"fps": round(self.fps, 3), "frames": self.frame_id,
+                "detector_latency_ms": round(self.latency_ms, 2) if self.latency_ms else None,
+                "flagged": self.flagged, "connected": bool(self.source.connected),
+                "reconnects": self.source.reconnects, "waiting_for_source": self.waiting_for_source}
 
     def teardown(self) -> None:
-        if hasattr(self, "source"):
-            self.source.close()
+        self.source.close()

@@ -138,7 +138,7 @@ class DetectorActor(Actor[DetectorSettings]):
     # -- frames -------------------------------------------------------------------------
 
     def on_camera_frame(self, msg: Message) -> None:
-        """Keep only the newest frame; a bad frame is counted and dropped (the base class counts the error)."""
+        """Keep only the newest frame; a bad frame is counted and dropped (the base class counts it as dropped)."""
         try:
             frame = CameraFrame.from_body(msg.body)
             frame.check_image(self.settings.max_side_px)
@@ -204,12 +204,10 @@ class DetectorActor(Actor[DetectorSettings]):
                 "heads": self.ctl_heads()}
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        if not hasattr(self, "stats"):
-            return {}
         lat = np.fromiter(self.detect_ms, np.float64)
         detect_ms = {"n": int(lat.size)}
         if lat.size:
             p50, p90 = np.percentile(lat, [50, 90])
             detect_ms.update(p50=round(float(p50), 3), p90=round(float(p90), 3), max=round(float(lat.max()), 3))
-        return {"device": str(self.device), "backbone": getattr(self, "backbone_version", None),
+        return {"device": str(self.device), "backbone": self.backbone_version,
                 "heads": self.ctl_heads(), "detect_ms": detect_ms, **self.stats}

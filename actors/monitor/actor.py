@@ -188,6 +188,7 @@ class MonitorActor(Actor[MonitorSettings]):
         self.gpu = GpuProbe(s.gpu, max(s.interval_s, 2.0))
         psutil.cpu_percent(None)  # the first reading only sets the baseline
         self.prometheus_port: int | None = None
+        self._prom_server: Any = None  # None: no endpoint (off, or its port was taken)
         if s.prometheus_port >= 0:
             self._start_prometheus(s.prometheus_port)
         self.every(s.interval_s, self.publish_health)
@@ -207,14 +208,12 @@ class MonitorActor(Actor[MonitorSettings]):
         self.log.info("prometheus_listening", url=f"http://127.0.0.1:{self.prometheus_port}/metrics")
 
     def teardown(self) -> None:
-        server = getattr(self, "_prom_server", None)
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        if self._prom_server is not None:
+            self._prom_server.shutdown()
+            self._prom_server.server_close()
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        return {"prometheus_port": getattr(self, "prometheus_port", None),
-                "alerts_active": len(self.alerts.active()) if hasattr(self, "alerts") else 0}
+        return {"prometheus_port": self.prometheus_port, "alerts_active": len(self.alerts.active())}
 
     @handles("sys.heartbeat")
     def on_sys_heartbeat(self, msg: Message) -> None:

@@ -118,18 +118,13 @@ class RecorderActor(Actor[RecorderSettings]):
         return "recording"
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        session = getattr(self, "session", None)
-        if session is None:
-            return {}
-        st = session.stats
-        current = session.current_path
+        st = self.session.stats
+        current = self.session.current_path
         return {"recording": st.state, "reason": st.reason, "file": str(current) if current else "",
                 "messages": st.messages, "bytes": st.bytes, "gaps": st.gaps, "dropped": st.dropped,
                 "unstorable": st.unstorable,
                 "queued_bytes": st.queued_bytes, "files": st.files, "recovered": len(self.recovered)}
 
     def teardown(self) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-            self.report_session_events()
+        self.session.close()
+        self.report_session_events()

@@ -116,8 +116,6 @@ class SpeechActor(Actor[SpeechSettings]):
                                     queue_ms=round(queue_ms, 2), extra={"suspect": result.suspect}))
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        if not hasattr(self, "queue"):
-            return {}
         return {"backlog": len(self.queue), "queue_size": self.settings.queue_size,
                 "dropped_oldest": self.dropped_oldest, "busy": self.busy, "transcribed": self.transcribed,
                 "filtered": self.filtered, "suspect_segments": self.suspect_segments,
@@ -125,11 +123,10 @@ class SpeechActor(Actor[SpeechSettings]):
                 "rtf": round(self.busy_s / self.audio_s, 4) if self.audio_s else None}
 
     def teardown(self) -> None:
-        if hasattr(self, "worker"):
-            with self.wake:
-                self.wake.notify_all()
-            # A transcription in flight finishes on its own (CTranslate2 cannot be interrupted); the
-            # thread is a daemon, so the process still exits if it outlasts this wait.
-            self.worker.join(timeout=WORKER_JOIN_S)
-            self.publish_finished()
+        with self.wake:
+            self.wake.notify_all()
+        # A transcription in flight finishes on its own (CTranslate2 cannot be interrupted); the
+        # thread is a daemon, so the process still exits if it outlasts this wait.
+        self.worker.join(timeout=WORKER_JOIN_S)
+        self.publish_finished()
 

@@ -65,8 +65,6 @@ class VadActor(Actor[VadSettings]):
                                t_end=event.t_end)
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        if not hasattr(self, "streams"):
-            return {}
         live = [seg.stats for seg in self.streams.workers()]
         total = {name: getattr(self.totals, name) + sum(getattr(s, name) for s in live)
                  for name in vars(self.totals)}
@@ -75,5 +73,4 @@ class VadActor(Actor[VadSettings]):
                 **total}
 
     def teardown(self) -> None:
-        if hasattr(self, "streams"):
-            self.streams.close_all()
+        self.streams.close_all()

@@ -62,11 +62,14 @@ class ConnectionState(str, enum.Enum):
 
 
 def _array(value: Any, dtype: str, ndim: int, topic: str, name: str) -> np.ndarray:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+        if arr.ndim == ndim and arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+    except (TypeError, ValueError) as exc:  # ragged lists, strings, None among the numbers
+        raise BodyError(f"{topic}: {name} is not a {dtype} array: {exc}") from exc
     if arr.ndim != ndim or (ndim == 2 and arr.shape[1] != 3):
         raise BodyError(f"{topic}: {name} has shape {arr.shape}, expected {'(N,)' if ndim == 1 else '(N, 3)'}")
-    if arr.dtype != np.dtype(dtype):
-        arr = arr.astype(dtype)
     return arr
 
 

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
 import pytest
+import structlog
 import zmq
 from pydantic import BaseModel
 
-from actors import Actor, Registry, handles
+from actors import Actor, ActorExit, Registry, handles
 from bus.endpoints import Endpoints
 from bus.envelope import Header, Message, encode
+from bus.messages import Body
 from bus.pubsub import Publisher
-from tests.support import ROOT, WAIT_S, clean_env, wait_until, write_config
+from config.logging import configure_logging
+from tests.support import ROOT, WAIT_S, clean_env, json_lines, wait_until, write_config
+
+
+@dataclass
+class Number(Body):
+    TOPIC: ClassVar[str] = "test.number"
+
+    x: int
+    arr: Any = None
 
 
 class Doubler(Actor):
-    """Doubles numbers; a body without one is a bug in the sender, a negative one a bug here."""
+    """Doubles numbers; a body without one is a bug in the sender, a negative one or 13 a bug here."""
 
     kind = "doubler"
 
@@ -33,9 +48,12 @@ class Doubler(Actor):
 
     @handles("test.number")
     def on_test_number(self, msg: Message) -> None:
-        if msg.body["x"] < 0:
+        n = Number.from_body(msg.body)
+        if n.x < 0:
             raise RuntimeError("negative numbers are not supported")
-        self.publish("test.doubled", {"x": msg.body["x"] * 2, "arr": np.asarray(msg.body["arr"]) * 2})
+        if n.x == 13:
+            raise KeyError("no rule for 13")
+        self.publish("test.doubled", {"x": n.x * 2, "arr": np.asarray(n.arr) * 2})
 
     def on_tick(self) -> None:
         self.ticks += 1
@@ -71,12 +89,37 @@ def test_actor_handles_topics_survives_handler_errors_and_reports_them(doubler, 
     xs = [out.wait_for(lambda m, v=v: m.topic == "test.doubled" and m.body["x"] == v).body for v in (4, 10)]
     np.testing.assert_array_equal(xs[0]["arr"], [0, 2, 4])
     hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "doubler@t"
-                      and m.body["counters"]["errors"] >= 2)
+                      and m.body["counters"]["in"] >= 4)
     counters = hb.body["counters"]
-    assert counters["in"] >= 4 and counters["out"] >= 2 and counters["dropped"] >= 1
+    assert counters["out"] >= 2 and counters["dropped"] == 1 and counters["errors"] == 1
     assert hb.body["state"] == "ready" and hb.body["rss"] > 0 and hb.body["kind"] == "doubler"
     assert hb.body["latency_ms"]["n"] >= 4 and hb.body["latency_ms"]["p99"] >= hb.body["latency_ms"]["p50"]
     assert actor.ticks > 0 and thread.is_alive()
+    pub.close()
+
+
+def test_a_handler_bug_counts_as_an_error_with_its_traceback_and_a_malformed_body_as_dropped(
+        doubler, broker, collector_factory):
+    actor, thread, result = doubler
+    out = collector_factory(broker, ["test.doubled", "sys.heartbeat"])
+    pub = Publisher(broker.ctx, broker.frontend, "tester")
+    assert pub.wait_for_subscriber("test.number", WAIT_S)
+    with structlog.testing.capture_logs() as logs:
+        seqs = [pub.publish("test.number", {"x": 13}) for _ in range(2)]   # KeyError: our bug, not bad input
+        pub.publish("test.number", {"arr": np.arange(3)})                  # no x: a malformed body
+        pub.publish("test.number", {"x": 1, "arr": np.arange(3)})
+        out.wait_for(lambda m: m.topic == "test.doubled" and m.body["x"] == 2)
+        hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "doubler@t"
+                          and m.body["counters"]["in"] >= 4, what="a heartbeat after the four messages").body
+    assert hb["counters"]["errors"] == 2 and hb["counters"]["dropped"] == 1
+    # One log line for the burst of two, with the traceback and where the message came from.
+    failed = [e for e in logs if e["event"] == "handler_failed"]
+    assert len(failed) == 1, failed
+    assert failed[0]["topic"] == "test.number" and failed[0]["src"] == "tester" and failed[0]["seq"] == seqs[0]
+    assert isinstance(failed[0].get("exc_info"), KeyError)
+    dropped = [e for e in logs if e["event"] == "message_dropped"]
+    assert len(dropped) == 1 and "missing field 'x'" in dropped[0]["error"] and "exc_info" not in dropped[0]
+    assert thread.is_alive()
     pub.close()
 
 
@@ -123,6 +166,55 @@ def test_malformed_messages_reach_a_live_actor_and_are_counted_as_dropped(double
     assert hb.body["counters"]["dropped"] == len(garbage)
     assert thread.is_alive()
     raw.close()
+
+
+class BrokenSetup(Actor):
+    """Its setup fails before the model it would load exists; teardown and heartbeat_extra rely on it."""
+
+    kind = "broken_setup"
+
+    def setup(self) -> None:
+        if self.settings["failure"] == "exit":
+            raise ActorExit(3, "the model store is empty")
+        raise RuntimeError("the model file vanished")
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        return {"model": self.model}
+
+    def teardown(self) -> None:
+        Path(self.settings["teardown_marker"]).write_text("teardown ran")
+
+
+def run_broken_setup(frontend: str, backend: str, failure: str, teardown_marker: str) -> int:
+    """The process of test_a_failed_setup...: a BrokenSetup actor on a test broker."""
+    configure_logging("broken@t")
+    endpoints = Endpoints(frontend, backend, "ipc:///nonexistent/control.sock")
+    settings = {"failure": failure, "teardown_marker": teardown_marker}
+    return BrokenSetup("broken@t", settings, endpoints, heartbeat_s=0.2).run()
+
+
+@pytest.mark.parametrize("failure, code, exc_type, message", [("raise", 1, "RuntimeError", "the model file vanished"),
+                                                              ("exit", 3, "ActorExit", "the model store is empty")])
+def test_a_failed_setup_exits_with_its_error_logged_once_and_no_teardown(ipc_dir, broker, failure, code, exc_type,
+                                                                          message):
+    marker = ipc_dir / "teardown-ran"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.actors.test_actor import run_broken_setup; "
+                               "sys.exit(run_broken_setup(*sys.argv[1:]))",
+         broker.frontend, broker.backend, failure, str(marker)],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == code, done.stderr
+    assert not marker.exists(), "teardown ran after a failed setup"
+    # The real error, once; not an AttributeError from a heartbeat or teardown that assumed setup's attributes.
+    assert "AttributeError" not in done.stderr, done.stderr
+    mentions = [line for line in done.stderr.splitlines() if message in line]
+    assert len(mentions) == 1, done.stderr
+    logged = json.loads(mentions[0])
+    assert logged["event"] == "setup_failed" and logged["level"] == "error" and logged["code"] == code
+    assert logged["error"] == f"{exc_type}({message!r})"
+    if failure == "raise":  # a bug: its traceback; ActorExit is a reason the kind chose to give
+        assert "Traceback" in logged["exception"] and f"{exc_type}: {message}" in logged["exception"]
+    assert [e["event"] for e in json_lines(done.stderr)][-1] == "stopped"
 
 
 def test_actor_process_stops_on_sigterm_with_exit_0(ipc_dir, broker):

@@ -832,17 +832,6 @@ class Supervisor:
 # Preparing a run
 # --------------------------------------------------------------------------
 
-def supervisor_running(paths: RuntimePaths) -> dict[str, Any] | None:
-    """The status of a supervisor already serving these endpoints, or None."""
-    path = ipc_path(paths.endpoints.control)
-    if path is not None and not path.exists():
-        return None
-    try:
-        return control.request(paths.endpoints.control, "status", timeout_s=1.0)
-    except control.ControlError:
-        return None
-
-
 def run(config: Config, *, seed: int | None = None) -> int:
     paths = runtime_paths(config)
     for endpoint in paths.endpoints.all():
@@ -851,7 +840,7 @@ def run(config: Config, *, seed: int | None = None) -> int:
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     own_log = ActorLog(SUPERVISOR_SRC, paths.log_dir, config.log.max_bytes, config.log.backups)
     configure_logging(SUPERVISOR_SRC, config.log.level, also=own_log.write_line)
-    other = supervisor_running(paths)
+    other = control.running_supervisor(paths.endpoints.control)
     if other is not None:
         print(f"sensorium: a supervisor is already running (pid {other.get('pid')}) on {paths.runtime_dir}; "
               "stop it first or set bus.runtime_dir", file=sys.stderr)

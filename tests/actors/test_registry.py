@@ -35,7 +35,7 @@ def test_an_outside_kind_has_its_settings_validated(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "config", "show", "-c", str(path)],
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)
     assert done.returncode == 2
-    assert "actors.toy@one.settings.factor" in done.stderr and "actors.toy@one.settings.colour" in done.stderr
+    assert "actors.\"toy@one\".settings.factor" in done.stderr and "actors.\"toy@one\".settings.colour" in done.stderr
     path.write_text('[kinds]\ntoy = "tests.nosuchmodule:SPEC"\n')
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "config", "show", "-c", str(path)],
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.paths import Locations, default_endpoint, default_runtime_dir  # noqa: F401 - re-exported by bus
+from config.paths import Locations, default_endpoint
 from config.schema import Config
 
 IPC_PATH_MAX_BYTES = 100

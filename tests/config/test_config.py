@@ -11,7 +11,7 @@ import pytest
 from actors.registry import load_config as load
 from bus.endpoints import runtime_paths
 from config import ConfigError, start_order
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, clean_env, write_config
 
 
 def test_embedded_default_is_valid_and_runs_anywhere():
@@ -56,7 +56,8 @@ def test_enabled_false_switches_one_default_actor_off_and_keeps_the_others(tmp_p
 
 
 def test_a_user_actor_with_a_new_name_is_added(tmp_path):
-    f = user_file(tmp_path, '[bus]\nhwm = 42\n[actors."probe@a"]\nrestart = "transient"\nsettings = { tick_hz = 2.0 }\n')
+    f = user_file(tmp_path, '[bus]\nhwm = 42\n[actors."probe@a"]\nrestart = "transient"\n'
+                            "settings = { tick_hz = 2.0 }\n")
     config = load(f, environ={})
     assert config.bus.hwm == 42 and config.bus.max_message_bytes == 67108864
     assert list(config.actors) == DEFAULT_ACTORS + ["probe@a"]
@@ -71,6 +72,12 @@ def test_replace_default_actors_gives_exactly_the_files_actors(tmp_path):
     assert list(config.actors) == ["probe@a", "monitor"]
     assert config.actors["monitor"].settings["prometheus_port"] == -1  # the kind's default, not default.toml's
     assert config.actors["probe@a"].intensity.max_restarts == 5  # [actor_defaults] still applies
+
+
+def test_a_test_config_runs_only_the_actors_it_names(tmp_path):
+    """tests/support.write_config uses the replace switch: no test starts the default's Whisper or TensorFlow."""
+    assert list(load(write_config(tmp_path, '[actors."probe@a"]\n'), environ={}).actors) == ["probe@a"]
+    assert list(load(write_config(tmp_path, ""), environ={}).actors) == []
 
 
 def test_the_resolved_config_json_loads_back_to_the_same_pipeline(tmp_path):

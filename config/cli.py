@@ -26,7 +26,7 @@ def source_lines(config: Config, resolved: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str], config: Config) -> int:
     parser = argparse.ArgumentParser(prog="sensorium config", description="Configuration tools.")
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", help="show: the resolved configuration")
     show = sub.add_parser(
         "show", help="print the resolved configuration (JSON), or where each value came from",
         description="Print the resolved configuration: the embedded default, the user file (-c FILE or "

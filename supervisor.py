@@ -846,7 +846,9 @@ def run(config: Config, *, seed: int | None = None) -> int:
               "stop it first or set bus.runtime_dir", file=sys.stderr)
         return 1
     resolved = paths.runtime_dir / "config.json"
-    write_atomic(resolved, config.model_dump_json(indent=2).encode())
+    # The whole pipeline, resolved: an actor loading it must not merge the default's actors in again.
+    whole = config.model_copy(update={"replace_default_actors": True})
+    write_atomic(resolved, whole.model_dump_json(indent=2).encode())
     return Supervisor(config, paths, resolved, seed=seed).run()
 
 

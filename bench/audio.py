@@ -120,7 +120,7 @@ class Pipeline:
         self.folder = Path(tempfile.mkdtemp(prefix="sba", dir="/tmp"))
         self.folder.chmod(0o700)
         cfg = self.folder / "s.toml"
-        cfg.write_text(f'[bus]\nruntime_dir = "{self.folder}"\n{actors_toml}\n')
+        cfg.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{self.folder}"\n{actors_toml}\n')
         self.frontend, self.backend = f"ipc://{self.folder}/pub.sock", f"ipc://{self.folder}/sub.sock"
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "run", "-c", str(cfg)], cwd=ROOT,
                                      env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

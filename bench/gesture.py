@@ -188,7 +188,7 @@ def through_the_bus(db, shapes: dict, n_gestures: int, speed: float = 10.0) -> d
     try:
         GestureStore(folder / "store.gst").save(db)
         (folder / "bench.toml").write_text(
-            f'[bus]\nruntime_dir = "{folder}"\n[log]\nlevel = "warning"\n[actors.gesture]\n'
+            f'replace_default_actors = true\n[bus]\nruntime_dir = "{folder}"\n[log]\nlevel = "warning"\n[actors.gesture]\n'
             f'settings = {{ store = {{ path = "{folder}/store.gst", seed_path = "" }} }}\n')
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "actors", "gesture", "--name", "gesture", "-c",

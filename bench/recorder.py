@@ -133,7 +133,7 @@ def sustained(workdir: Path, seconds: float) -> dict[str, Any]:
     runtime.mkdir(mode=0o700)
     rec_dir = workdir / "rec"
     cfg = workdir / "bench.toml"
-    cfg.write_text(f'[bus]\nruntime_dir = "{runtime}"\n[actors.recorder]\nsettings = {{ dir = "{rec_dir}", '
+    cfg.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{runtime}"\n[actors.recorder]\nsettings = {{ dir = "{rec_dir}", '
                    'prefixes = ["camera.", "sensor."], include_sys_actor = false, min_free_bytes = 0 }\n')
     frontend, backend = f"ipc://{runtime}/pub.sock", f"ipc://{runtime}/sub.sock"
     ctx = zmq.Context.instance()

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.paths import default_runtime_dir
+from config.paths import Locations, default_endpoint
 from config.schema import Config
 
 IPC_PATH_MAX_BYTES = 100
@@ -50,9 +50,9 @@ class Endpoints:
     def resolve(cls, runtime_dir: Path, frontend: str = "", backend: str = "", control: str = "") -> "Endpoints":
         """Empty values become ipc sockets in ``runtime_dir``."""
         return cls(
-            frontend=frontend or f"ipc://{runtime_dir}/pub.sock",
-            backend=backend or f"ipc://{runtime_dir}/sub.sock",
-            control=control or f"ipc://{runtime_dir}/control.sock",
+            frontend=frontend or default_endpoint(runtime_dir, "frontend"),
+            backend=backend or default_endpoint(runtime_dir, "backend"),
+            control=control or default_endpoint(runtime_dir, "control"),
         )
 
     def all(self) -> list[str]:
@@ -69,10 +69,9 @@ class RuntimePaths:
 
 def runtime_paths(config: Config) -> RuntimePaths:
     """Where the bus, the control socket and the logs of ``config`` live."""
-    runtime_dir = Path(config.bus.runtime_dir).expanduser() if config.bus.runtime_dir else default_runtime_dir()
-    log_dir = Path(config.log.dir).expanduser() if config.log.dir else runtime_dir / "logs"
-    endpoints = Endpoints.resolve(runtime_dir, config.bus.frontend, config.bus.backend, config.bus.control)
-    return RuntimePaths(runtime_dir=runtime_dir, log_dir=log_dir, endpoints=endpoints)
+    where = Locations.of(config.bus.runtime_dir, config.log.dir)
+    endpoints = Endpoints.resolve(where.runtime_dir, config.bus.frontend, config.bus.backend, config.bus.control)
+    return RuntimePaths(runtime_dir=where.runtime_dir, log_dir=where.log_dir, endpoints=endpoints)
 
 
 def ipc_path(endpoint: str) -> Path | None:

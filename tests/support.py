@@ -38,9 +38,10 @@ def received(topic: str, seq: int, body: dict[str, Any], src: str = "cam", corr:
     return msg
 
 def write_config(folder: Path, actors_toml: str, extra_toml: str = "") -> Path:
-    """A config whose sockets and logs live in ``folder`` (short: ipc paths < 100 bytes)."""
+    """A config whose sockets and logs live in ``folder`` (short: ipc paths < 100 bytes), running exactly the
+    actors of ``actors_toml`` (``replace_default_actors``: never the default pipeline's Whisper and TensorFlow)."""
     path = folder / "sensorium.toml"
-    path.write_text(f'[bus]\nruntime_dir = "{folder}"\n\n{extra_toml}\n{actors_toml}\n')
+    path.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{folder}"\n\n{extra_toml}\n{actors_toml}\n')
     return path
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -56,3 +57,8 @@ class AudioEventsSettings(Strict):
             raise ValueError('model = "yamnet" needs yamnet_weights (yamnet.h5) and yamnet_class_map '
                              "(yamnet_class_map.csv): nothing is downloaded")
         return self
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        return {key: str(where.resolve(value)) for key, value in
+                (("head_path", self.head_path), ("yamnet_weights", self.yamnet_weights),
+                 ("yamnet_class_map", self.yamnet_class_map)) if value}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -34,3 +35,10 @@ class AudioSourceSettings(Strict):
     """Rate the microphone is opened at, Hz (converted to 16 kHz)."""
     queue_chunks: int = Field(64, ge=2)
     """Chunks decoded ahead of playback (bounds memory); a microphone overflowing it drops the oldest (counted)."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        if self.source != "file":
+            return {}
+        from actors.lib.audio import DEMO_RECORDING  # noqa: PLC0415 - only `config show` needs it
+
+        return {"path": str(where.resolve(self.path) if self.path else DEMO_RECORDING)}

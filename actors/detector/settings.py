@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -28,3 +29,8 @@ class DetectorSettings(Strict):
     """Most boxes per signal and frame."""
     max_side_px: int = Field(4096, ge=16)
     """Frames with a side longer than this are dropped, pixels."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        from actors.lib.modelstore import DEFAULT_STORE  # noqa: PLC0415 - only `config show` needs it
+
+        return {"models_dir": str(where.resolve(self.models_dir) if self.models_dir else DEFAULT_STORE)}

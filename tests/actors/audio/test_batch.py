@@ -73,7 +73,7 @@ def test_batch_of_an_empty_folder_fails_clearly(tmp_path):
 
 def test_a_microphone_source_without_portaudio_or_device_exits_with_what_to_install(tmp_path):
     config = tmp_path / "mic.toml"
-    config.write_text(f'[bus]\nruntime_dir = "{tmp_path}"\n[actors."audio_source@mic"]\n'
+    config.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{tmp_path}"\n[actors."audio_source@mic"]\n'
                       'settings = { source = "mic" }\n')
     try:
         import sounddevice  # noqa: F401

@@ -99,7 +99,7 @@ def test_a_corrupt_head_file_stops_the_actor_with_its_name(tmp_path):
     bad = tmp_path / "head.sealed"
     bad.write_bytes(b"not a sealed file")
     config = tmp_path / "events.toml"
-    config.write_text(f'[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n'
+    config.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n'
                       f'settings = {{ head_path = "{bad}" }}\n')
     done = subprocess.run([sys.executable, "-m", "actors", "audio_events", "--name", "audio_events", "-c",
                            str(config)], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
@@ -130,7 +130,7 @@ def test_without_tensorflow_the_actor_exits_saying_which_extra_to_install(tmp_pa
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError(\"No module named 'tensorflow'\")\n")
     config = tmp_path / "events.toml"
-    config.write_text(f'[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n')
+    config.write_text(f'replace_default_actors = true\n[bus]\nruntime_dir = "{tmp_path}"\n[actors.audio_events]\n')
     env = clean_env()
     env["PYTHONPATH"] = f"{tmp_path / 'site'}:{env['PYTHONPATH']}"
     done = subprocess.run([sys.executable, "-m", "actors", "audio_events", "--name", "audio_events", "-c",

@@ -113,7 +113,7 @@ def test_bad_vision_settings_stop_the_start_naming_the_key(tmp_path):
     from config import ConfigError
 
     path = tmp_path / "bad.toml"
-    path.write_text('[actors.camera]\nsettings = { min_fps = 5.0, max_fps = 2.0, kinds = ["hexagon"] }\n'
+    path.write_text('replace_default_actors = true\n[actors.camera]\nsettings = { min_fps = 5.0, max_fps = 2.0, kinds = ["hexagon"] }\n'
                     '[actors.detector]\nsettings = { device = "tpu" }\n')
     with pytest.raises(ConfigError) as info:
         load_config(path)

@@ -26,3 +26,9 @@ def default_runtime_dir() -> Path:
     if xdg and Path(xdg).is_dir():
         return Path(xdg) / "sensorium"
     return Path(tempfile.gettempdir()) / f"sensorium-{os.getuid()}"
+
+
+def default_data_dir() -> Path:
+    """The user's data folder for Sensorium: $XDG_DATA_HOME/sensorium, else ~/.local/share/sensorium."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "sensorium"

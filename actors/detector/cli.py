@@ -292,7 +292,10 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         if meta.get("backbone") == bb_version:
             active_head = hm.head_from_bytes(store.read_verified(args.signal, active, doc), f"{args.signal} {show(active)}")
         if args.extend and "split.json" in meta.get("files", {}):
-            previous_split = json.loads(store.file(args.signal, active, "split.json", doc).read_text())
+            split = json.loads(store.file(args.signal, active, "split.json", doc).read_text())
+            # A named-sample split; the shipped heads' split describes generated scenes (counts and seeds).
+            if isinstance(split.get("train"), list) and isinstance(split.get("val"), list):
+                previous_split = split
     if args.extend and active_head is None:
         raise StoreError(f"--extend: {args.signal} has no active head on backbone {show(bb_version)} to start from")
     samples = dict(read_dataset(args.data))

@@ -98,3 +98,18 @@ def test_models_an_earlier_release_wrote_into_the_checkout_move_to_the_user_stor
     again: list[str] = []
     open_layered(shipped.root, tmp_path / "user", say=again.append)
     assert again == [] and sorted(store.entry("circle")["versions"]) == ["1", "u1"]
+
+
+def test_the_shipped_manifest_matches_the_committed_models():
+    from actors.lib.model_migration import read_manifest
+    from actors.lib.modelstore import DEFAULT_STORE
+
+    manifest = read_manifest(DEFAULT_STORE)
+    assert manifest is not None and not needs_migration(DEFAULT_STORE), \
+        "models/registry.json differs from models/shipped.json: rerun make_weights (it writes both)"
+    shipped = ModelStore(DEFAULT_STORE)
+    doc = shipped.read_own()
+    listed = {rel for e in doc["models"].values() for m in e["versions"].values()
+              for rel in [m["file"], *(f["file"] for f in m.get("files", {}).values())]}
+    assert set(manifest["files"]) == listed
+    assert all(sha256_file(DEFAULT_STORE / rel) == digest for rel, digest in manifest["files"].items())

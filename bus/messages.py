@@ -125,6 +125,24 @@ class ActorEvent(Body):
 
 
 @dataclass
+class ModelSwitch(Body):
+    """An actor switched the model version it runs (a promote, a rollback, a fallback), on ``sys.model``."""
+
+    TOPIC: ClassVar[str] = "sys.model"
+
+    actor: str
+    """Actor instance name."""
+    model: str
+    """What switched: a signal name (a head) or ``backbone``."""
+    old_version: str
+    """The version it ran before ('' when none was loaded)."""
+    new_version: str
+    """The version it runs now ("N" shipped, "uN" the user's)."""
+    reason: str = ""
+    """Why: ``registry changed``, ``ctl promote``, ``ctl rollback``, ``ctl load_head``, ``fallback``..."""
+
+
+@dataclass
 class Health(Body):
     TOPIC: ClassVar[str] = "monitor.health"
 

@@ -59,3 +59,9 @@ class Locations:
         """A setting's path as the actors read it: ``~`` expanded, relative paths from the repository root."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.repo_root / p
+
+
+def default_data_dir() -> Path:
+    """The user's data folder for Sensorium: $XDG_DATA_HOME/sensorium, else ~/.local/share/sensorium."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "sensorium"

@@ -17,6 +17,15 @@ from bus.broker import Broker
 from tests.support import Collector, SupervisorProcess, write_config
 
 
+@pytest.fixture(autouse=True)
+def user_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty $XDG_DATA_HOME (the user model store lives there), so no test reads or
+    writes the real user's data; processes the test starts inherit it."""
+    folder = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def ipc_dir() -> Iterator[Path]:
     """A short private folder (/tmp/snXXXXXXXX): unix socket paths must stay under ~100 bytes."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.detector.settings import DetectorSettings
-from actors.lib.modelstore import DEFAULT_STORE, ModelStore
+from actors.lib.model_migration import needs_migration
+from actors.lib.modelstore import DEFAULT_STORE, ModelStore, user_models_dir
 from actors.spec import Check, Extra, KindSpec
 from bus.bodies.vision import Detections
 from bus.cli import CliCommand
@@ -17,14 +18,22 @@ from bus.messages import Alert
 
 
 def check_model_store(name: str, settings: DetectorSettings) -> list[Check]:
-    """The store this detector reads (``models_dir``): every weight file against its sha256 (no torch)."""
-    store = ModelStore(Path(settings.models_dir) if settings.models_dir else DEFAULT_STORE)
-    if not store.registry.exists():
-        return [Check(f"{name} models", "fail", f"no model registry at {store.registry}")]
+    """The stores this detector reads (the user's ``user_dir`` over the shipped ``models_dir``): every
+    weight file against its sha256 (no torch). Writes nothing: moving models an earlier release left in
+    the checkout is the detector's (or ``sensorium models``') first start's job; this check says it is due."""
+    store = ModelStore.layered(Path(settings.models_dir) if settings.models_dir else DEFAULT_STORE,
+                               user_models_dir(settings.user_dir))
+    assert store.base is not None
+    if not store.base.registry.exists():
+        return [Check(f"{name} models", "fail", f"no model registry at {store.base.registry}")]
     problems = store.verify()
     if problems:
         return [Check(f"{name} models", "fail", "; ".join(str(p) for p in problems))]
-    return [Check(f"{name} models", "ok", f"{store.root}: {store.count_files()} file(s), checksums good")]
+    checks = [Check(f"{name} models", "ok", f"{store.describe()}: {store.count_files()} file(s), checksums good")]
+    if needs_migration(store.base.root):
+        checks.append(Check(f"{name} models", "warn", f"{store.base.registry} holds models an earlier release "
+                            "trained into the checkout; the detector's next start moves them to the user store"))
+    return checks
 
 
 SPEC = KindSpec(

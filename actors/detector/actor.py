@@ -1,7 +1,7 @@
 """The Hydra detector: one backbone per frame, every head on the shared features.
 
 It loads the active backbone and the configured heads from the model store
-(``models/``), keeps only the newest ``camera.frame`` (older ones waiting
+(the user store over the shipped ``models/``: ``actors.lib.modelstore``), keeps only the newest ``camera.frame`` (older ones waiting
 behind it are skipped and counted: no backlog; it works on a frame as soon
 as no other message is waiting behind it), runs the backbone once and
 each head on its features, and publishes ``detect.<signal>`` per head.
@@ -10,6 +10,13 @@ Weights are checked against their sha256 in the registry before loading. A
 mismatch is refused: the previous good version is used instead and a
 ``monitor.alert`` (metric ``model.sha256``) is published. Frames that are
 not uint8 HxWx3 are counted and dropped.
+
+It follows the registry: every ``reload_check_s`` it looks whether a
+registry changed (``sensorium models promote/rollback/train`` in another
+terminal) and switches each followed head (and the backbone) to its active
+version without a restart. Every switch is logged (``head_switched``) and
+published on ``sys.model`` (``bus.messages.ModelSwitch``: model, old and
+new version, reason).
 
 Commands on ``ctl.<name>`` (answered on ``ctl.reply``):
 ``load_head(signal, version=None)``, ``unload_head(signal)``,
@@ -30,11 +37,15 @@ import zmq
 from actors.base import Actor, ActorExit
 from actors.detector.settings import DetectorSettings
 from actors.detector import model as hm
-from actors.lib.modelstore import BACKBONE, DEFAULT_STORE, ModelStore, StoreError, check_signal
+from actors.lib.model_migration import open_layered
+from actors.lib.modelstore import BACKBONE, DEFAULT_STORE, StoreError, check_signal, show, user_models_dir, version_label
 from bus.bodies.vision import CameraFrame, Detections, detect_topic
 from bus.envelope import Message
-from bus.messages import Alert, BodyError
-from config.storage import CorruptFileError
+from bus.messages import Alert, BodyError, ModelSwitch
+from config.storage import CorruptFileError, LockTimeout
+
+RELOAD_ERRORS = (StoreError, CorruptFileError, LockTimeout, OSError, ValueError)
+"""What a registry check or head load may raise: logged, counted and alerted, never fatal at run time."""
 
 PENDING_CHECK_S = 0.02
 """How often the loop looks for a kept frame that no later message replaced, seconds."""
@@ -50,26 +61,77 @@ class DetectorActor(Actor[DetectorSettings]):
             raise ActorExit(1, "settings.device is 'cuda' but torch sees no CUDA device")
         self.device = torch.device("cuda" if s.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.store = ModelStore(Path(s.models_dir) if s.models_dir else DEFAULT_STORE,
-                                on_recovered=lambda m: self.alert("model.registry", m))
-        self.heads: dict[str, tuple[hm.Head, int]] = {}
+        shipped = Path(s.models_dir) if s.models_dir else DEFAULT_STORE
+        try:
+            self.store = open_layered(shipped, user_models_dir(s.user_dir),
+                                      say=lambda line: self.log.warning("models_moved_to_user_store", detail=line),
+                                      on_recovered=lambda m: self.alert("model.registry", m))
+        except RELOAD_ERRORS as exc:
+            raise ActorExit(1, f"model store {shipped}: {exc}") from exc
+        self.heads: dict[str, tuple[hm.Head, str]] = {}
+        self.unloaded: set[str] = set()
+        """Heads unloaded by command: not loaded again when the registry changes."""
         self.latest: CameraFrame | None = None
-        self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "refused_weights": 0}
+        self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "refused_weights": 0, "switches": 0,
+                      "reload_errors": 0}
         self.detect_ms: deque[float] = deque(maxlen=256)
+        self.registry_signature = self.store.signature()
         try:
             self.backbone, self.backbone_version = self._load_backbone()
             signals = list(s.heads) or self.store.signals()
         except (StoreError, FileNotFoundError, CorruptFileError) as exc:
-            raise ActorExit(1, f"model store {self.store.root}: {exc}") from exc
+            raise ActorExit(1, f"model store {self.store.describe()}: {exc}") from exc
         for signal in signals:
             try:
-                self._load_head(signal, None)
+                self._load_head(signal, None, "start")
             except (StoreError, CorruptFileError, ValueError) as exc:
                 self.log.error("head_not_loaded", signal=signal, error=str(exc))
-        self.log.info("models_loaded", device=str(self.device), backbone=self.backbone_version,
-                      heads={k: v for k, (_h, v) in self.heads.items()})
+        self.log.info("models_loaded", device=str(self.device), store=self.store.describe(),
+                      backbone=self.backbone_version, heads=self.ctl_heads())
         self.subscribe(s.frame_topic, self.on_camera_frame)
         self.every(PENDING_CHECK_S, self.detect_latest)
+        self.every(s.reload_check_s, self.follow_registry)
+
+    # -- following the registry -------------------------------------------------------
+
+    def follow_registry(self) -> None:
+        """After a registry changed: the backbone and every followed head to their active versions."""
+        signature = self.store.signature()
+        if signature == self.registry_signature:
+            return
+        self.registry_signature = signature  # a broken registry is tried again at its next change
+        try:
+            doc = self.store.read()
+            if self.store.active(BACKBONE, doc) != self.backbone_version:
+                old = self.backbone_version
+                self.backbone, self.backbone_version = self._load_backbone()
+                if self.backbone_version != old:
+                    self._announce(BACKBONE, old, self.backbone_version, "registry changed")
+            targets = wanted_heads(self.settings.heads, self.store.signals(doc), self.unloaded)
+        except RELOAD_ERRORS as exc:
+            self._reload_failed(BACKBONE, exc)
+            return
+        for signal in targets:
+            loaded = self.heads.get(signal)
+            try:
+                active = self.store.active(signal, doc)
+                if active is None:
+                    continue
+                needs = self.store.meta(signal, active, doc).get("backbone")
+                if loaded is None or loaded[1] != active or needs != self.backbone_version:
+                    self._load_head(signal, None, "registry changed")
+            except RELOAD_ERRORS as exc:
+                self._reload_failed(signal, exc)
+
+    def _reload_failed(self, model: str, exc: Exception) -> None:
+        self.stats["reload_errors"] += 1
+        self.alert("model.reload", f"{model}: following the registry failed: {exc}", level="warning")
+
+    def _announce(self, model: str, old: str | None, new: str, reason: str) -> None:
+        self.stats["switches"] += 1
+        self.log.info("head_switched" if model != BACKBONE else "backbone_switched", model=model,
+                      old=old or "", new=new, reason=reason)
+        self.publish(ModelSwitch(actor=self.name, model=model, old_version=old or "", new_version=new, reason=reason))
 
     # -- loading with checksums ----------------------------------------------------
 
@@ -77,31 +139,38 @@ class DetectorActor(Actor[DetectorSettings]):
         self.log.error("model_alert", metric=metric, message=message)
         self.publish(Alert(level=level, metric=metric, value=1.0, threshold=0.0, actor=self.name, message=message))
 
-    def _verified(self, name: str, version: int, doc: dict[str, Any]) -> bytes | None:
+    def _verified(self, name: str, version: str, doc: dict[str, Any]) -> bytes | None:
         """The weights of one version, or None (alert published) when the sha256 does not match."""
         try:
             return self.store.read_verified(name, version, doc)
         except CorruptFileError as exc:
             self.stats["refused_weights"] += 1
-            self.alert("model.sha256", f"{name} v{version} refused: {exc}")
+            self.alert("model.sha256", f"{name} {show(version)} refused: {exc}")
             return None
 
-    def _load_backbone(self) -> tuple[hm.Backbone, int]:
+    def _load_backbone(self) -> tuple[hm.Backbone, str]:
         doc = self.store.read()
         for version in self.store.candidates(BACKBONE, doc):
             data = self._verified(BACKBONE, version, doc)
             if data is not None:
                 if version != self.store.active(BACKBONE, doc):
-                    self.alert("model.fallback", f"backbone: using v{version} instead of the active "
-                               f"v{self.store.active(BACKBONE, doc)}")
-                backbone = hm.backbone_from_bytes(data, f"backbone v{version}")
+                    self.alert("model.fallback", f"backbone: using {show(version)} instead of the active "
+                               f"{show(self.store.active(BACKBONE, doc))}")
+                backbone = hm.backbone_from_bytes(data, f"backbone {show(version)}")
                 return backbone.to(self.device, self.dtype).eval(), version
-        raise StoreError(f"no backbone version passes its sha256 check in {self.store.root}")
+        raise StoreError(f"no backbone version passes its sha256 check in {self.store.describe()}")
 
-    def _load_head(self, signal: str, version: int | None) -> int:
+    def _load_head(self, signal: str, version: str | None, reason: str) -> str:
         """Load ``signal`` at ``version`` (None: the active one). A refused
         version falls back to the version already loaded, else to earlier good ones."""
         check_signal(signal)
+        before = self.heads.get(signal)
+        loaded_version = self._pick_head(signal, version)
+        if before is None or before[1] != loaded_version:
+            self._announce(signal, before[1] if before else None, loaded_version, reason)
+        return loaded_version
+
+    def _pick_head(self, signal: str, version: str | None) -> str:
         doc = self.store.read()
         entry = self.store.entry(signal, doc)
         wanted = version if version is not None else entry["active"]
@@ -110,13 +179,14 @@ class DetectorActor(Actor[DetectorSettings]):
         self.store.meta(signal, wanted, doc)
         loaded = self.heads.get(signal)
         order = [wanted] + ([loaded[1]] if loaded else []) + self.store.candidates(signal, doc)
-        tried: list[int] = []
+        tried: list[str] = []
         for v in order:
             if v in tried:
                 continue
             tried.append(v)
-            if loaded and v == loaded[1] and v != wanted:
-                self.alert("model.fallback", f"{signal}: v{wanted} refused, keeping the loaded v{v}")
+            if loaded and v == loaded[1] and v != wanted \
+                    and self.store.meta(signal, v, doc).get("backbone") == self.backbone_version:
+                self.alert("model.fallback", f"{signal}: {show(wanted)} refused, keeping the loaded {show(v)}")
                 return v
             meta = self.store.meta(signal, v, doc)
             if meta.get("backbone") != self.backbone_version:
@@ -126,14 +196,14 @@ class DetectorActor(Actor[DetectorSettings]):
             data = self._verified(signal, v, doc)
             if data is None:
                 continue
-            head = hm.head_from_bytes(data, f"{signal} v{v}").to(self.device, self.dtype).eval()
+            head = hm.head_from_bytes(data, f"{signal} {show(v)}").to(self.device, self.dtype).eval()
             self.heads[signal] = (head, v)
             if v != wanted:
-                self.alert("model.fallback", f"{signal}: using v{v} instead of v{wanted}")
+                self.alert("model.fallback", f"{signal}: using {show(v)} instead of {show(wanted)}")
             self.log.info("head_loaded", signal=signal, version=v)
             return v
-        raise StoreError(f"{signal}: no version usable with backbone v{self.backbone_version} passes its "
-                         f"sha256 check (tried {', '.join(f'v{v}' for v in tried)})")
+        raise StoreError(f"{signal}: no version usable with backbone {show(self.backbone_version)} passes its "
+                         f"sha256 check (tried {', '.join(f'{show(v)}' for v in tried)})")
 
     # -- frames -------------------------------------------------------------------------
 
@@ -178,28 +248,32 @@ class DetectorActor(Actor[DetectorSettings]):
 
     # -- commands --------------------------------------------------------------------------
 
-    def ctl_heads(self) -> dict[str, int]:
+    def ctl_heads(self) -> dict[str, str]:
         return {signal: v for signal, (_h, v) in sorted(self.heads.items())}
 
     def ctl_load_head(self, signal: str, version: int | None = None) -> dict[str, Any]:
-        v = self._load_head(signal, None if version is None else int(version))
+        self.unloaded.discard(signal)
+        v = self._load_head(signal, None if version is None else version_label(version), "ctl load_head")
         return {"signal": signal, "version": v, "heads": self.ctl_heads()}
 
     def ctl_unload_head(self, signal: str) -> dict[str, Any]:
         if self.heads.pop(signal, None) is None:
             raise StoreError(f"{signal} is not loaded; loaded: {', '.join(self.heads) or 'none'}")
+        self.unloaded.add(signal)
         self.log.info("head_unloaded", signal=signal)
         return {"signal": signal, "heads": self.ctl_heads()}
 
     def ctl_promote(self, signal: str, version: int) -> dict[str, Any]:
-        reg = self.store.promote(signal, int(version))
-        loaded = self._load_head(signal, reg.version) if signal != BACKBONE else None
+        reg = self.store.promote(signal, version)
+        self.registry_signature = None  # the next check applies it (a backbone too)
+        loaded = self._load_head(signal, reg.version, "ctl promote") if signal != BACKBONE else None
         return {"signal": signal, "active": reg.version, "loaded": loaded, "reason": reg.reason,
                 "heads": self.ctl_heads()}
 
     def ctl_rollback(self, signal: str) -> dict[str, Any]:
         reg = self.store.rollback(signal)
-        loaded = self._load_head(signal, reg.version) if signal != BACKBONE else None
+        self.registry_signature = None
+        loaded = self._load_head(signal, reg.version, "ctl rollback") if signal != BACKBONE else None
         return {"signal": signal, "active": reg.version, "loaded": loaded, "reason": reg.reason,
                 "heads": self.ctl_heads()}
 
@@ -211,3 +285,9 @@ class DetectorActor(Actor[DetectorSettings]):
             detect_ms.update(p50=round(float(p50), 3), p90=round(float(p90), 3), max=round(float(lat.max()), 3))
         return {"device": str(self.device), "backbone": self.backbone_version,
                 "heads": self.ctl_heads(), "detect_ms": detect_ms, **self.stats}
+
+
+def wanted_heads(configured: list[str], signals: list[str], unloaded: set[str]) -> list[str]:
+    """The heads the detector follows: the configured ones, or (none configured) every signal in the
+    registry; never one unloaded by command."""
+    return [s for s in (configured or signals) if s not in unloaded]

@@ -1,5 +1,10 @@
 """``sensorium models``: the model store from the command line.
 
+It works on the user store layered over the shipped ``models/`` (the
+configured detector's ``models_dir`` and ``user_dir``; ``--actor`` picks the
+detector when there are several); ``--store DIR`` works on one plain store
+folder instead. Versions: ``1``/``v1`` shipped, ``u1`` the user's.
+
     sensorium models list
     sensorium models history SIGNAL
     sensorium models promote SIGNAL VERSION      (SIGNAL may be 'backbone')
@@ -22,20 +27,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.lib.modelstore import BACKBONE, DEFAULT_STORE, ModelStore, StoreError, VersionRules, check_signal
-from config.storage import CorruptFileError, write_atomic
+from actors.detector.settings import DetectorSettings
+from actors.lib.model_migration import open_layered
+from actors.lib.modelstore import (BACKBONE, DEFAULT_STORE, ModelStore, StoreError, VersionRules, check_signal, show,
+                                   sort_versions, user_models_dir, version_label)
+from config.storage import CorruptFileError, LockTimeout, write_atomic
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sensorium models", description="The model store: backbone and heads.")
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help="store folder (default: models/)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="work on this one plain store folder (default: the user store over the shipped models/)")
+    parser.add_argument("--actor", default=None, help="the detector whose models_dir/user_dir to use (default: the "
+                        "first detector in the configuration)")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="every model: active version, versions, F1")
     p = sub.add_parser("history", help="the versions of one model")
     p.add_argument("signal")
     p = sub.add_parser("promote", help="make a version active")
     p.add_argument("signal")
-    p.add_argument("version", type=int)
+    p.add_argument("version", type=version_label, help="1 or v1: a shipped version; u1: one of yours")
     p = sub.add_parser("rollback", help="return to the previous active version")
     p.add_argument("signal")
     p = sub.add_parser("cleanup", help="delete all but the newest N versions (never an active one)")
@@ -65,13 +76,33 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str], config: Any = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(argv)
-    store = ModelStore(args.store, VersionRules(getattr(args, "promote_margin", 2.0)),
-                       on_recovered=lambda m: print(f"models: registry recovered: {m}", file=sys.stderr))
+    rules = VersionRules(getattr(args, "promote_margin", 2.0))
+
+    def recovered(message: str) -> None:
+        print(f"models: registry recovered: {message}", file=sys.stderr)
+
     try:
+        if args.store is not None:
+            store = ModelStore(args.store, rules, on_recovered=recovered)
+        else:
+            settings = detector_settings(config, args.actor)
+            store = open_layered(Path(settings.models_dir) if settings.models_dir else DEFAULT_STORE,
+                                 user_models_dir(settings.user_dir), rules=rules, on_recovered=recovered,
+                                 say=lambda line: print(f"models: moved out of the checkout: {line}", file=sys.stderr))
         return ACTIONS[args.action](store, args)
-    except (StoreError, CorruptFileError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, CorruptFileError, LockTimeout, FileNotFoundError, ValueError) as exc:
         print(f"sensorium models {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def detector_settings(config: Any, actor: str | None) -> DetectorSettings:
+    """The settings of the configured detector named ``actor`` (None: the first one; none configured: defaults)."""
+    for name, spec in (getattr(config, "actors", None) or {}).items():
+        if spec.kind_for(name) == "detector" and (actor is None or name == actor):
+            return DetectorSettings.model_validate(spec.settings)
+    if actor is not None:
+        raise StoreError(f"no detector actor named {actor!r} in the configuration")
+    return DetectorSettings()
 
 
 # -- read-only views --------------------------------------------------------------
@@ -88,13 +119,14 @@ def cmd_list(store: ModelStore, _args: argparse.Namespace) -> int:
     for name in store.names(doc):
         entry = doc["models"][name]
         active = entry["active"]
-        meta = entry["versions"].get(str(active), {}) if active is not None else {}
-        rows.append((name, f"v{active}" if active is not None else "-",
-                     ",".join(f"v{v}" for v in sorted(int(k) for k in entry["versions"])), _f1(meta),
-                     f"v{meta['backbone']}" if meta.get("backbone") else "-", meta.get("created", "-")))
+        meta = entry["versions"].get(active, {}) if active is not None else {}
+        rows.append((name, show(active) if active is not None else "-",
+                     ",".join(show(v) for v in sort_versions(entry["versions"])), _f1(meta),
+                     show(meta["backbone"]) if meta.get("backbone") else "-", meta.get("created", "-")))
     if len(rows) == 1:
-        print(f"no models in {store.root}")
+        print(f"no models in {store.describe()}")
         return 0
+    print(f"store: {store.describe()}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -104,18 +136,20 @@ def cmd_list(store: ModelStore, _args: argparse.Namespace) -> int:
 def cmd_history(store: ModelStore, args: argparse.Namespace) -> int:
     doc = store.read()
     entry = store.entry(args.signal, doc)
-    for key in sorted(entry["versions"], key=int):
+    for key in sort_versions(entry["versions"]):
         meta = entry["versions"][key]
-        state = "ACTIVE" if int(key) == entry["active"] else ("was active" if int(key) in entry["history"] else "")
+        state = "ACTIVE" if key == entry["active"] else ("was active" if key in entry["history"] else "")
         m = meta.get("metrics", {})
         prf = " ".join(f"{k}={m[k]:.3f}" for k in ("precision", "recall", "f1") if isinstance(m.get(k), (int, float)))
-        print(f"v{key:<3} {state:<10} {meta['created']}  {prf or 'F1 ' + _f1(meta)}  parent={meta.get('parent')}"
-              f"{'  backbone=v' + str(meta['backbone']) if meta.get('backbone') else ''}  sha256={meta['sha256'][:12]}")
+        where = f"  ({meta['store']})" if meta.get("store") else ""
+        print(f"{show(key):<4} {state:<10} {meta['created']}  {prf or 'F1 ' + _f1(meta)}  parent={meta.get('parent')}"
+              f"{'  backbone=' + show(meta['backbone']) if meta.get('backbone') else ''}  "
+              f"sha256={meta['sha256'][:12]}{where}")
         if meta.get("decision"):
             print(f"       {meta['decision']}")
         if meta.get("notes"):
             print(f"       notes: {meta['notes']}")
-    print(f"active history: {' -> '.join(f'v{v}' for v in entry['history']) or '-'}")
+    print(f"active history: {' -> '.join(show(v) for v in entry['history']) or '-'}")
     return 0
 
 
@@ -125,7 +159,7 @@ def cmd_verify(store: ModelStore, _args: argparse.Namespace) -> int:
         print(f"FAIL {p}")
     if problems:
         return 1
-    print(f"ok: {store.count_files()} file(s) in {store.root}, checksums good")
+    print(f"ok: {store.count_files()} file(s) in {store.describe()}, checksums good")
     return 0
 
 
@@ -133,13 +167,13 @@ def cmd_verify(store: ModelStore, _args: argparse.Namespace) -> int:
 
 def cmd_promote(store: ModelStore, args: argparse.Namespace) -> int:
     reg = store.promote(args.signal, args.version)
-    print(f"{reg.name}: v{reg.version} active ({reg.reason})")
+    print(f"{reg.name}: {show(reg.version)} active ({reg.reason})")
     return 0
 
 
 def cmd_rollback(store: ModelStore, args: argparse.Namespace) -> int:
     reg = store.rollback(args.signal)
-    print(f"{reg.name}: v{reg.version} active ({reg.reason})")
+    print(f"{reg.name}: {show(reg.version)} active ({reg.reason})")
     return 0
 
 
@@ -182,16 +216,16 @@ def cmd_extract(store: ModelStore, args: argparse.Namespace) -> int:
     if bb_version is None:
         bb = store.add_backbone(bb_bytes, notes=notes, data_split={"source": str(args.checkpoint)})
         bb_version = bb.version
-        print(f"backbone: v{bb.version} ({bb.reason})")
+        print(f"backbone: {show(bb.version)} ({bb.reason})")
     else:
-        print(f"backbone: identical to stored v{bb_version}, reused")
+        print(f"backbone: identical to stored {show(bb_version)}, reused")
     reg = store.add_head(args.signal, head_bytes, backbone=bb_version, notes=notes,
                          data_split={"source": str(args.checkpoint)})
-    print(f"{args.signal}: v{reg.version} ({reg.reason}); split max abs diff {worst:.2e}; original backed up to "
+    print(f"{args.signal}: {show(reg.version)} ({reg.reason}); split max abs diff {worst:.2e}; original backed up to "
           f"{backup}")
     active_bb = store.active(BACKBONE)
     if active_bb != bb_version:
-        print(f"note: this head needs backbone v{bb_version}; the active backbone is v{active_bb}", file=sys.stderr)
+        print(f"note: this head needs backbone {show(bb_version)}; the active backbone is {show(active_bb)}", file=sys.stderr)
     return 0
 
 
@@ -250,17 +284,20 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
     bb_version = store.active(BACKBONE, doc)
     if bb_version is None:
         raise StoreError(f"{store.root}: no active backbone; run python -m actors.detector.make_weights first")
-    backbone = hm.backbone_from_bytes(store.read_verified(BACKBONE, bb_version, doc), f"backbone v{bb_version}")
+    backbone = hm.backbone_from_bytes(store.read_verified(BACKBONE, bb_version, doc), f"backbone {show(bb_version)}")
     active = store.active(args.signal, doc) if args.signal in doc["models"] else None
     active_head = previous_split = None
     if active is not None:
         meta = store.meta(args.signal, active, doc)
         if meta.get("backbone") == bb_version:
-            active_head = hm.head_from_bytes(store.read_verified(args.signal, active, doc), f"{args.signal} v{active}")
+            active_head = hm.head_from_bytes(store.read_verified(args.signal, active, doc), f"{args.signal} {show(active)}")
         if args.extend and "split.json" in meta.get("files", {}):
-            previous_split = json.loads((store.root / meta["files"]["split.json"]["file"]).read_text())
+            split = json.loads(store.file(args.signal, active, "split.json", doc).read_text())
+            # A named-sample split; the shipped heads' split describes generated scenes (counts and seeds).
+            if isinstance(split.get("train"), list) and isinstance(split.get("val"), list):
+                previous_split = split
     if args.extend and active_head is None:
-        raise StoreError(f"--extend: {args.signal} has no active head on backbone v{bb_version} to start from")
+        raise StoreError(f"--extend: {args.signal} has no active head on backbone {show(bb_version)} to start from")
     samples = dict(read_dataset(args.data))
     train_names, val_names = split_samples(sorted(samples), args.val_fraction, previous_split)
     positives = sum(len(samples[n].boxes_of(args.signal)) for n in samples)
@@ -268,7 +305,7 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data}: no boxes labelled {args.signal!r}; labels found: "
                          f"{sorted({k for s in samples.values() for k in s.boxes})}")
     print(f"{args.signal}: {len(train_names)} training, {len(val_names)} validation samples "
-          f"({positives} boxes); backbone v{bb_version} frozen", file=sys.stderr)
+          f"({positives} boxes); backbone {show(bb_version)} frozen", file=sys.stderr)
     train = ht.prepare([samples[n] for n in train_names], [args.signal])
     val = ht.prepare([samples[n] for n in val_names], [args.signal])
     result = ht.train_head(backbone, args.signal, train, val, init=active_head if args.extend else None,
@@ -295,16 +332,16 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         notes=(f"`{command}`; {result.epochs_run} epochs ({result.seconds:.0f} s), best {result.best_epoch}. "
                f"{args.notes}").strip(),
         extra_files={"split.json": json.dumps(split_doc, indent=1).encode(),
-                     "curve.png": ht.plot_curve(result.curve, f"{args.signal}: head on backbone v{bb_version}")})
+                     "curve.png": ht.plot_curve(result.curve, f"{args.signal}: head on backbone {show(bb_version)}")})
     rows = [("", "precision", "recall", "F1")]
-    rows.append((f"new v{reg.version}", *(f"{getattr(result.metrics, k):.3f}" for k in ("precision", "recall", "f1"))))
+    rows.append((f"new {show(reg.version)}", *(f"{getattr(result.metrics, k):.3f}" for k in ("precision", "recall", "f1"))))
     if active_metrics is not None:
-        rows.append((f"active v{active}", *(f"{getattr(active_metrics, k):.3f}" for k in ("precision", "recall", "f1"))))
+        rows.append((f"active {show(active)}", *(f"{getattr(active_metrics, k):.3f}" for k in ("precision", "recall", "f1"))))
     for r in rows:
         print(f"{r[0]:<12} {r[1]:>9} {r[2]:>7} {r[3]:>6}")
     meta = store.meta(args.signal, reg.version)
-    print(f"{args.signal} v{reg.version}: {reg.reason}")
-    print(f"training curve: {store.root / meta['files']['curve.png']['file']}")
+    print(f"{args.signal} {show(reg.version)}: {reg.reason}")
+    print(f"training curve: {store.file(args.signal, reg.version, 'curve.png')}")
     return 0
 
 

@@ -27,6 +27,7 @@ import torch
 from actors.detector.model import to_bytes
 from actors.lib.scenes import SHIPPED_KINDS, random_scene
 from actors.lib.modelstore import DEFAULT_STORE, ModelStore
+from actors.lib.model_migration import write_manifest
 from actors.detector.train import plot_curve, prepare, train_joint
 
 VAL_SEED0 = 100_000
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                              metrics=result.metrics[signal].to_dict(), data_split=split, notes=notes,
                              extra_files={"split.json": split_json})
         print(f"{signal}: v{reg.version} F1 {result.metrics[signal].f1:.3f} ({reg.reason})", file=sys.stderr)
+    print(f"manifest of the shipped files: {write_manifest(store)}", file=sys.stderr)
     print(f"done in {time.monotonic() - t0:.0f} s: backbone v{bb.version} in {args.out}", file=sys.stderr)
     return 0
 

@@ -14,7 +14,12 @@ class DetectorSettings(Strict):
     """The Hydra detector: shared backbone, one head per signal, publishing detect.<signal>."""
 
     models_dir: str = ""
-    """Model store folder (registry.json, backbone/, heads/); '' means the repository's models/."""
+    """The shipped, read-only model store (registry.json, backbone/, heads/); '' means the repository's models/."""
+    user_dir: str = ""
+    """The user model store layered over it, where `sensorium models train/promote/rollback` write (the
+    same setting is what the CLI reads); '' means $XDG_DATA_HOME/sensorium/models (~/.local/share/...)."""
+    reload_check_s: float = Field(0.5, gt=0, le=60)
+    """How often the registries are checked for a promote/rollback from elsewhere, seconds."""
     heads: list[str] = []
     """Signals to load at start; empty: every signal with an active version."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -31,6 +36,7 @@ class DetectorSettings(Strict):
     """Frames with a side longer than this are dropped, pixels."""
 
     def default_paths(self, where: Locations) -> dict[str, Any]:
-        from actors.lib.modelstore import DEFAULT_STORE  # noqa: PLC0415 - only `config show` needs it
+        from actors.lib.modelstore import DEFAULT_STORE, user_models_dir  # noqa: PLC0415 - only `config show` needs it
 
-        return {"models_dir": str(where.resolve(self.models_dir) if self.models_dir else DEFAULT_STORE)}
+        return {"models_dir": str(where.resolve(self.models_dir) if self.models_dir else DEFAULT_STORE),
+                "user_dir": str(user_models_dir(self.user_dir))}

@@ -8,7 +8,9 @@ Kinds, the CLI and the console use it; it imports only ``bus`` and
 * ``imu/``: Sensor Logger reading parsers, synthetic IMU gesture scripts;
 * ``gesture/``: the gesture store, matching, training, segmenter and
   recording sessions;
-* ``modelstore.py``: the model registry and store (versions, promote, rollback);
+* ``modelstore.py``: the model registry and store (versions, promote, rollback; the user store over the
+  shipped one);
+* ``model_migration.py``: moving models an earlier release wrote into the checkout to the user store;
 * ``scenes.py``: synthetic labelled scenes (the camera's synthetic source, training data);
 * ``batch.py``: resumable JSON-lines results of the batch commands.
 """

@@ -68,14 +68,14 @@ class Detections(Body):
     """float32 K: confidence 0..1 of each box (peak of the head's centre heatmap)."""
     frame_id: int
     """``frame_id`` of the camera.frame these come from."""
-    head_version: int
-    """Version of the head (models/heads/SIGNAL/vN.pt) that produced them."""
+    head_version: str
+    """Version of the head that produced them: "N" shipped (models/heads/SIGNAL/vN.pt), "uN" the user's."""
     latency_ms: float
     """Time the detector spent on this frame (backbone, every head, decoding), ms."""
     signal: str = ""
     """The signal (also the last segment of the topic)."""
-    backbone_version: int = 0
-    """Version of the shared backbone (models/backbone/vN.pt)."""
+    backbone_version: str = ""
+    """Version of the shared backbone: "N" shipped (models/backbone/vN.pt), "uN" the user's."""
 
     def topic(self) -> str:
         return detect_topic(self.signal)

@@ -37,6 +37,12 @@ def store_copy(tmp_path: Path, shipped_store: ModelStore) -> ModelStore:
     return ModelStore(root)
 
 
+@pytest.fixture
+def user_store(tmp_path: Path) -> ModelStore:
+    """A user store of the test's own, layered over the shipped models/ (what the detector and the CLI open)."""
+    return ModelStore.layered(DEFAULT_STORE, tmp_path / "user")
+
+
 @pytest.fixture(scope="session")
 def shipped_models(shipped_store: ModelStore):
     """The shipped backbone and heads as torch modules, loaded once per test run."""
@@ -48,13 +54,15 @@ def shipped_models(shipped_store: ModelStore):
     return backbone, heads
 
 
-def detector_toml(models_dir: Path | str, heads: list[str] | None = None) -> str:
+def detector_toml(models_dir: Path | str, heads: list[str] | None = None, user_dir: Path | str | None = None) -> str:
+    """A detector reading ``models_dir`` (shipped) under ``user_dir`` (default: the test's $XDG_DATA_HOME)."""
     heads_toml = "" if heads is None else f", heads = {list(heads)!r}".replace("'", '"')
+    user_toml = "" if user_dir is None else f', user_dir = "{user_dir}"'
     return f"""
 [actors.detector]
 start_timeout_s = 120.0
 liveness_timeout_s = 30.0
-settings = {{ models_dir = "{models_dir}", threads = 1{heads_toml} }}
+settings = {{ models_dir = "{models_dir}", threads = 1{heads_toml}{user_toml} }}
 """
 
 

@@ -75,7 +75,7 @@ settings = { source = "synthetic", min_fps = 1.0, max_fps = 8.0, latency_headroo
     assert pub.wait_for_subscriber("detect.circle", WAIT_S)
     for i in range(20):
         pub.publish("detect.circle", Detections(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
-                                                frame_id=i, head_version=1, latency_ms=500.0).to_body())
+                                                frame_id=i, head_version="1", latency_ms=500.0).to_body())
     slow = frames.wait_for(lambda m: m.body["fps"] < 2.0, after=start, what="a slower frame rate").body
     assert slow["fps"] == pytest.approx(1000 / 750, rel=0.05)
     pub.close()

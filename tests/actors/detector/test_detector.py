@@ -17,7 +17,7 @@ from actors.detector.make_weights import HELD_OUT_SEED0
 from actors.lib.scenes import SHIPPED_KINDS, random_scene
 from bus.pubsub import Publisher
 from tests.actors.detector.conftest import SIGNALS, detections_for, detector_toml
-from tests.support import WAIT_S
+from tests.support import WAIT_S, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_shipped_heads_find_held_out_objects_through_the_bus(supervisor_factory,
             body = detections_for(out, s, i).body
             assert body["boxes"].dtype == np.float32 and body["boxes"].shape[1] == 4
             assert body["scores"].shape == (body["boxes"].shape[0],) and body["latency_ms"] > 0
-            assert body["head_version"] == shipped_store.active(s) and body["backbone_version"] == 1
+            assert body["head_version"] == shipped_store.active(s) == "1" and body["backbone_version"] == "1"
             per_signal[s].append((np.array(body["boxes"]), np.array(body["scores"]), scene.boxes_of(s)))
     for s in SIGNALS:
         m = M.score(per_signal[s])
@@ -88,19 +88,19 @@ def test_bad_frames_are_counted_and_dropped_and_stale_frames_skipped(supervisor_
 
 
 def test_heads_load_unload_promote_rollback_at_run_time(supervisor_factory, collector_factory, feeder_factory,
-                                                       store_copy):
-    # circle v2: the same weights again, registered with a lower F1, so it waits for a manual promote.
-    data = store_copy.read_verified("circle", 1)
-    reg = store_copy.add_head("circle", data, backbone=1, metrics={"f1": 0.1}, notes="test copy")
-    assert not reg.promoted
-    sup = supervisor_factory(detector_toml(store_copy.root))
+                                                       user_store):
+    # circle u1: the shipped weights again, registered with a lower F1, so it waits for a manual promote.
+    data = user_store.read_verified("circle", 1)
+    reg = user_store.add_head("circle", data, backbone=1, metrics={"f1": 0.1}, notes="test copy")
+    assert reg.version == "u1" and not reg.promoted
+    sup = supervisor_factory(detector_toml(user_store.base.root, user_dir=user_store.root))
     sup.wait_running("detector", timeout_s=120)
-    out = collector_factory(sup, ["detect.", "ctl.reply"])
+    out = collector_factory(sup, ["detect.", "ctl.reply", "sys.model"])
     feeder = feeder_factory(sup)
     image = random_scene(HELD_OUT_SEED0 + 1).image
     fid = iter(range(1000))
 
-    def frame_topics() -> dict[str, int]:
+    def frame_topics() -> dict[str, str]:
         """Signal -> head version of the detections of one frame. A second frame
         follows it: once that one's answer is in, every answer to the first is too."""
         n = next(fid)
@@ -115,46 +115,81 @@ def test_heads_load_unload_promote_rollback_at_run_time(supervisor_factory, coll
                 latest[s] = found[0].body["head_version"]
         return latest
 
-    assert ctl(sup, out, "heads")["result"] == {"circle": 1, "square": 1, "triangle": 1}
-    assert frame_topics() == {"circle": 1, "square": 1, "triangle": 1}
+    shipped = {"circle": "1", "square": "1", "triangle": "1"}
+    assert ctl(sup, out, "heads")["result"] == shipped
+    assert frame_topics() == shipped
     reply = ctl(sup, out, "unload_head", signal="circle")
-    assert reply["ok"] and reply["result"]["heads"] == {"square": 1, "triangle": 1}
-    assert frame_topics() == {"square": 1, "triangle": 1}
-    assert ctl(sup, out, "load_head", signal="circle")["result"]["version"] == 1
-    assert frame_topics() == {"circle": 1, "square": 1, "triangle": 1}
-    reply = ctl(sup, out, "promote", signal="circle", version=2)
-    assert reply["ok"] and reply["result"]["loaded"] == 2 and store_copy.active("circle") == 2
-    assert frame_topics()["circle"] == 2
+    assert reply["ok"] and reply["result"]["heads"] == {"square": "1", "triangle": "1"}
+    assert frame_topics() == {"square": "1", "triangle": "1"}
+    assert ctl(sup, out, "load_head", signal="circle")["result"]["version"] == "1"
+    assert frame_topics() == shipped
+    reply = ctl(sup, out, "promote", signal="circle", version="u1")
+    assert reply["ok"] and reply["result"]["loaded"] == "u1" and user_store.active("circle") == "u1"
+    assert frame_topics()["circle"] == "u1"
+    switch = out.wait_for(lambda m: m.topic == "sys.model" and m.body["new_version"] == "u1", what="sys.model").body
+    assert switch == {"actor": "detector", "model": "circle", "old_version": "1", "new_version": "u1",
+                      "reason": "ctl promote"}
     reply = ctl(sup, out, "rollback", signal="circle")
-    assert reply["ok"] and reply["result"]["loaded"] == 1 and store_copy.active("circle") == 1
-    assert frame_topics()["circle"] == 1
+    assert reply["ok"] and reply["result"]["loaded"] == "1" and user_store.active("circle") == "1"
+    assert frame_topics()["circle"] == "1"
     bad = ctl(sup, out, "load_head", signal="nosuch")
     assert not bad["ok"] and "nosuch" in bad["error"]
-    assert ctl(sup, out, "heads")["result"] == {"circle": 1, "square": 1, "triangle": 1}
+    assert ctl(sup, out, "heads")["result"] == shipped
+
+
+def test_the_running_detector_follows_promote_and_rollback_from_the_cli(supervisor_factory, collector_factory,
+                                                                       feeder_factory, user_store):
+    """`sensorium models promote/rollback` in another terminal: the detector switches without a restart."""
+    data = user_store.read_verified("circle", 1)
+    assert not user_store.add_head("circle", data, backbone=1, metrics={"f1": 0.1}).promoted  # u1 waits
+    sup = supervisor_factory(detector_toml(user_store.base.root, ["circle"], user_dir=user_store.root))
+    sup.wait_running("detector", timeout_s=120)
+    out = collector_factory(sup, ["detect.", "sys.model"])
+    feeder = feeder_factory(sup)
+    image = random_scene(HELD_OUT_SEED0 + 2).image
+    frame_ids = iter(range(100_000))
+
+    def runs(version: str) -> None:
+        """Frames go on until the detections come from ``version`` (generous: the benchmark times it)."""
+        def seen():
+            n = next(frame_ids)
+            feeder.send(image, n)
+            return detections_for(out, "circle", n).body["head_version"] == version
+        wait_until(seen, 60, f"detect.circle from {version}")
+
+    runs("1")
+    sup.cli("models", "promote", "circle", "u1", check=True)
+    runs("u1")
+    switch = out.wait_for(lambda m: m.topic == "sys.model" and m.body["new_version"] == "u1", what="switch").body
+    assert (switch["model"], switch["old_version"], switch["reason"]) == ("circle", "1", "registry changed")
+    sup.cli("models", "rollback", "circle", check=True)
+    runs("1")
+    assert out.wait_for(lambda m: m.topic == "sys.model" and m.body["old_version"] == "u1", what="switch back")
+    assert "head_switched" in (sup.folder / "logs" / "detector.log").read_text()
 
 
 def test_corrupted_weights_are_refused_with_an_alert_and_the_previous_version_used(
-        supervisor_factory, collector_factory, feeder_factory, store_copy):
-    data = store_copy.read_verified("square", 1)
-    store_copy.add_head("square", data, backbone=1, metrics={"f1": 1.0})
-    store_copy.promote("square", 2)
-    assert store_copy.active("square") == 2
-    path = store_copy.path("square", 2)
+        supervisor_factory, collector_factory, feeder_factory, user_store):
+    data = user_store.read_verified("square", 1)
+    user_store.add_head("square", data, backbone=1, metrics={"f1": 1.0})
+    user_store.promote("square", "u1")
+    assert user_store.active("square") == "u1"
+    path = user_store.path("square", "u1")
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
-    sup = supervisor_factory(detector_toml(store_copy.root, ["square"]))
+    sup = supervisor_factory(detector_toml(user_store.base.root, ["square"], user_dir=user_store.root))
     alerts = collector_factory(sup, ["monitor.alert", "detect.", "ctl.reply"])
     sup.wait_running("detector", timeout_s=120)
     alert = alerts.wait_for(lambda m: m.topic == "monitor.alert" and m.body["metric"] == "model.sha256",
                             what="sha256 alert").body
-    assert "square v2" in alert["message"] and alert["actor"] == "detector"
+    assert "square u1" in alert["message"] and alert["actor"] == "detector"
     feeder = feeder_factory(sup)
     feeder.send(random_scene(HELD_OUT_SEED0).image, 7)
-    assert detections_for(alerts, "square", 7).body["head_version"] == 1
+    assert detections_for(alerts, "square", 7).body["head_version"] == "1"
     # Asking for the corrupt version at run time: refused, the loaded v1 stays.
-    reply = ctl(sup, alerts, "load_head", signal="square", version=2)
-    assert reply["ok"] and reply["result"]["version"] == 1
+    reply = ctl(sup, alerts, "load_head", signal="square", version="u1")
+    assert reply["ok"] and reply["result"]["version"] == "1"
     assert len([m for m in alerts.messages if m.topic == "monitor.alert" and m.body["metric"] == "model.sha256"]) >= 2
 
 

@@ -29,8 +29,8 @@ def test_extract_splits_a_legacy_checkpoint_with_equal_outputs(tmp_path, store_c
     assert models(store_copy, "extract", str(ckpt), "--signal", "blob") == 0
     assert "identical to stored v1" in capsys.readouterr().out
     meta = store_copy.meta("blob", 1)
-    assert store_copy.active("blob") == 1 and meta["backbone"] == 1  # first version; the backbone was reused
-    assert sorted(int(k) for k in store_copy.entry("backbone")["versions"]) == [1]
+    assert store_copy.active("blob") == "1" and meta["backbone"] == "1"  # first version; the backbone was reused
+    assert sorted(store_copy.entry("backbone")["versions"]) == ["1"]
     backups = list((store_copy.root / ".backups" / "legacy").iterdir())
     assert len(backups) == 1 and backups[0].read_bytes() == ckpt.read_bytes()
     # The split model, read back from the store, answers like the monolithic original.
@@ -47,8 +47,8 @@ def test_extract_with_its_own_backbone_adds_a_backbone_version(tmp_path, store_c
     ckpt = tmp_path / "other.pt"
     torch.save({"state_dict": other.state_dict()}, ckpt)  # a wrapped layout is accepted too
     assert models(store_copy, "extract", str(ckpt), "--signal", "blob") == 0
-    assert store_copy.meta("blob", 1)["backbone"] == 2
-    assert store_copy.active("backbone") == 1  # a new backbone waits for a manual promote
+    assert store_copy.meta("blob", 1)["backbone"] == "2"
+    assert store_copy.active("backbone") == "1"  # a new backbone waits for a manual promote
     bb = hm.backbone_from_bytes(store_copy.read_verified("backbone", 2))
     head = hm.head_from_bytes(store_copy.read_verified("blob", 1))
     assert hm.split_max_abs_diff(other, bb, head) <= 1e-5
@@ -77,14 +77,14 @@ def test_train_a_new_head_on_the_frozen_backbone_then_extend_it(tmp_path, store_
     out = capsys.readouterr().out
     assert "first version: promoted itself" in out
     meta = store_copy.meta("cross", 1)
-    assert store_copy.active("cross") == 1 and meta["backbone"] == 1 and meta["parent"] is None
+    assert store_copy.active("cross") == "1" and meta["backbone"] == "1" and meta["parent"] is None
     m = meta["metrics"]
     assert {"precision", "recall", "f1", "epochs", "best_epoch", "curve"} <= set(m)
     assert m["f1"] > 0.5, m  # a real signal learnt from 80 samples on the frozen backbone
     assert store_copy.read_verified("backbone", 1) == backbone_before  # frozen: untouched
-    split = json.loads((store_copy.root / meta["files"]["split.json"]["file"]).read_text())
+    split = json.loads(store_copy.file("cross", 1, "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 100 and not set(split["train"]) & set(split["val"])
-    assert (store_copy.root / meta["files"]["curve.png"]["file"]).read_bytes()[:4] == b"\x89PNG"
+    assert store_copy.file("cross", 1, "curve.png").read_bytes()[:4] == b"\x89PNG"
 
     # --extend: starts from v1, keeps its split, is compared with v1 on the same validation data.
     write_dataset(tmp_path / "more", 20, ["cross", "ring"], seed=4)
@@ -93,10 +93,10 @@ def test_train_a_new_head_on_the_frozen_backbone_then_extend_it(tmp_path, store_
     assert models(store_copy, "train", "cross", "--data", str(data), "--extend", "--epochs", "5",
                   "--no-progress") == 0
     meta2 = store_copy.meta("cross", 2)
-    split2 = json.loads((store_copy.root / meta2["files"]["split.json"]["file"]).read_text())
-    assert meta2["parent"] == 1 and set(split["val"]) <= set(split2["val"]) and set(split["train"]) <= set(split2["train"])
+    split2 = json.loads(store_copy.file("cross", 2, "split.json").read_text())
+    assert meta2["parent"] == "1" and set(split["val"]) <= set(split2["val"]) and set(split["train"]) <= set(split2["train"])
     gain = meta2["metrics"]["f1"] - meta2["metrics"]["active_on_same_val"]["f1"]
-    assert (store_copy.active("cross") == 2) == (gain * 100 > 2.0), meta2["decision"]
+    assert (store_copy.active("cross") == "2") == (gain * 100 > 2.0), meta2["decision"]
 
 
 def test_list_history_verify_and_the_validate_check(store_copy, capsys):

@@ -943,15 +943,16 @@ def _parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
                         help="config file (TOML) merged over the embedded default; env SENSORIUM_CONFIG")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in OWN_COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        sub.add_parser(name, help=help_text, description=help_text)
     groups: dict[str, list[str]] = {}
     for command in commands:
         if command.group:
             groups.setdefault(command.group, []).append(command.name)
         else:
-            sub.add_parser(command.name, help=command.help)
+            sub.add_parser(command.name, help=command.help, description=command.help)
     for group, names in groups.items():
-        sub.add_parser(group, help=f"{' / '.join(names)} (sensorium {group} KIND --help)")
+        text = f"{' / '.join(names)} (sensorium {group} KIND --help)"
+        sub.add_parser(group, help=text, description=text)
     return parser
 
 

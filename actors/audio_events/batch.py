@@ -53,12 +53,19 @@ CLEANUPS = ("gc", "clear_session", "malloc_trim")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     d = AudioEventsSettings()
-    parser = argparse.ArgumentParser(prog=f"sensorium {PROG}", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"sensorium {PROG}",
+        description="Sound events (laughter, clapping, alarms, speech) for a folder of recordings: one JSON line "
+        "per file, and with --per-user one summary line per user. With --out the run is resumable. Exit 0 when "
+        "every file has an ok line, 1 when one failed (in this run or an earlier one), 2 when the classifier "
+        "cannot be loaded.")
     parser.add_argument("dir", type=Path, help="folder of recordings (searched recursively), or one file")
     parser.add_argument("--per-user", action="store_true", help="each sub-folder of DIR is a user: one summary each")
     parser.add_argument("--out", default="-", help="JSON lines file (resumable); '-' (default): stdout")
     parser.add_argument("--retry-failed", action="store_true", help="redo files whose line in --out is an error")
-    parser.add_argument("--model", default=d.model, choices=["head", "yamnet"])
+    parser.add_argument("--model", default=d.model, choices=["head", "yamnet"],
+                        help="head: the shipped classifier (alarm, clapping, laughter, speech, noise, silence); "
+                        "yamnet: YAMNet from --yamnet-weights and --yamnet-class-map (default %(default)s)")
     parser.add_argument("--head", default=d.head_path, help="sealed head weights (default: the shipped head)")
     parser.add_argument("--yamnet-weights", default="", help="yamnet.h5 (with --model yamnet)")
     parser.add_argument("--yamnet-class-map", default="", help="yamnet_class_map.csv (with --model yamnet)")

@@ -38,19 +38,27 @@ CHUNK_SAMPLES = RATE_HZ  # 1 s per decode step: fewer Python calls, still a boun
 def parse_args(argv: list[str]) -> argparse.Namespace:
     d = SpeechSettings()
     v = SegmenterParams()
-    parser = argparse.ArgumentParser(prog="sensorium batch audio", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sensorium batch audio",
+        description="Transcripts and VAD statistics for a folder of recordings: one JSON line per file (file, "
+        "status, error, duration_s, text, segments, vad, transcribe_s, rtf). With --out the run is resumable. "
+        "Exit 0 when every file has an ok line, 1 when one failed (in this run or an earlier one).")
     parser.add_argument("dir", type=Path, help="folder of recordings (searched recursively), or one file")
     parser.add_argument("--out", default="-", help="JSON lines file (resumable); '-' (default): stdout")
     parser.add_argument("--retry-failed", action="store_true", help="redo files whose line in --out is an error")
     parser.add_argument("--model", default=d.model_path, help="CTranslate2 Whisper folder (default: tiny.en)")
-    parser.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"],
+                        help="where Whisper runs (default %(default)s)")
     parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads for Whisper (default %(default)s)")
-    parser.add_argument("--beam-size", type=int, default=d.beam_size)
-    parser.add_argument("--language", default=d.language)
+    parser.add_argument("--beam-size", type=int, default=d.beam_size,
+                        help="Whisper's beam search width; 1: greedy, fastest (default %(default)s)")
+    parser.add_argument("--language", default=d.language, help="spoken language code (default %(default)s)")
     parser.add_argument("--temperature-fallback", action="store_true",
                         help="re-decode bad-looking segments at higher temperatures (slower, more memory)")
-    parser.add_argument("--aggressiveness", type=int, default=v.aggressiveness, choices=range(4))
-    parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s)
+    parser.add_argument("--aggressiveness", type=int, default=v.aggressiveness, choices=range(4),
+                        help="VAD aggressiveness, 0 (keeps most) to 3 (strictest) (default %(default)s)")
+    parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s,
+                        help="longest speech segment in seconds before it is cut (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv)
 

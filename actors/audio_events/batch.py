@@ -41,6 +41,7 @@ import psutil
 
 from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.lib.batch import iter_records, run_with_output, write_record
+from actors.lib.progress import progress as progress_bar
 from actors.audio_events.settings import AudioEventsSettings
 from config.schema import Config
 from config.storage import CorruptFileError
@@ -201,12 +202,9 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
     except (CorruptFileError, ModelFileError, YamnetWeightsError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    from tqdm import tqdm  # noqa: PLC0415
-
     failed = 0
     out_path = Path(args.out) if args.out != "-" else None
-    with tqdm(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress, mininterval=0.5,
-              desc=PROG) as progress:
+    with progress_bar(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress, desc=PROG) as progress:
         for user, files in todo.items():
             summary = UserSummary(user, args.max_times)
             if args.per_user and out_path is not None and len(files) < len(users[user]):

@@ -24,6 +24,7 @@ import zmq
 from actors.lib.gesture.session import RecordingSession, Recorder, sample_from, score_sample
 from actors.lib.gesture.store import GestureStore, SampleError, StoreError, valid_name
 from actors.lib.gesture.training import MIN_SAMPLES, train
+from actors.lib.progress import StageProgress
 from bus.pubsub import Subscriber
 from actors.gesture.settings import GestureSettings
 from bus.endpoints import runtime_paths
@@ -80,12 +81,6 @@ def _settings(config: Config, actor: str | None) -> GestureSettings:
 
 def _err(text: str) -> None:
     print(f"sensorium gesture: {text}", file=sys.stderr)
-
-
-def _progress(stage: str, i: int, n: int) -> None:
-    width = 30
-    filled = int(width * (i + 1) / max(n, 1))
-    print(f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {i + 1}/{n}", end="", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str], config: Config) -> int:
@@ -157,10 +152,10 @@ def record(args: argparse.Namespace, store: GestureStore, settings: GestureSetti
         sub.close()
     with store.edit() as db:
         db.add_samples(name, session.samples)
-        report = None if args.no_train else train(db, progress=_progress)
+        stages = StageProgress()
+        report = None if args.no_train else train(db, progress=stages)
+        stages.close()
     session.remove()
-    if report is not None:
-        print(file=sys.stderr)
     g = store.load().db.gesture(name)
     print(json.dumps(g.summary()))
     if report is not None and name in report.skipped:
@@ -172,8 +167,9 @@ def cmd_train(args: argparse.Namespace, store: GestureStore) -> int:
     with store.edit() as db:
         if not db.gestures:
             raise StoreError(f"{store.path}: no gestures to train; record some first")
-        report = train(db, folds=args.folds, progress=_progress)
-    print(file=sys.stderr)
+        stages = StageProgress()
+        report = train(db, folds=args.folds, progress=stages)
+        stages.close()
     for name, info in sorted(report.gestures.items()):
         print(f"{name:<16} samples {info['samples']:>3}  outliers removed {info['outliers_removed']:>2}  "
               f"accuracy {info['accuracy']:.2f}  consistency {info['consistency']:.2f}  v{info['version']}")

@@ -28,6 +28,7 @@ from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decod
 from actors.lib.audio.segmenter import SegmenterParams, SpeechSegmenter
 from actors.speech.transcriber import Transcriber, TranscriberParams
 from actors.lib.batch import run_with_output, write_record
+from actors.lib.progress import progress as progress_bar
 from bus.bodies.audio import SpeechSegment
 from actors.speech.settings import SpeechSettings
 from config.schema import Config
@@ -120,11 +121,9 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
                             beam_size=args.beam_size, language=args.language,
                             temperature_fallback=args.temperature_fallback)
     transcriber = Transcriber(TranscriberParams.from_settings(speech))
-    from tqdm import tqdm  # noqa: PLC0415 - comes with faster-whisper
-
     failed = 0
-    with tqdm(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress, mininterval=0.5,
-              desc="batch audio") as progress:
+    with progress_bar(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
+                      desc="batch audio") as progress:
         for path in todo:
             record = process_file(path, params, transcriber, progress)
             if record["status"] != "ok":

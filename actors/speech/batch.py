@@ -12,8 +12,10 @@ Output: one JSON object per line and per file (``file``, ``status`` ok/error,
 ``rtf``). With ``--out FILE`` the run is resumable: files already in FILE are
 skipped (``--retry-failed`` redoes those that failed), each line is fsynced
 as soon as its file is done, a line torn by a crash is cut off on the next
-run, and a lock keeps two runs from writing the same FILE. A progress bar
-goes to stderr. Exit code 0 when every file succeeded, 1 otherwise.
+run, a lock keeps two runs from writing the same FILE, and at the end FILE
+holds one line per file (a retried file's newest). Progress goes to stderr
+(a bar on a terminal, lines otherwise). Exit code 0 when every file has an ok
+line, 1 otherwise (a file that failed in an earlier run and was skipped counts).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, TextIO
 from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.lib.audio.segmenter import SegmenterParams, SpeechSegmenter
 from actors.speech.transcriber import Transcriber, TranscriberParams
-from actors.lib.batch import run_with_output, write_record
+from actors.lib.batch import Done, run_with_output, write_record
 from actors.lib.progress import progress as progress_bar
 from bus.bodies.audio import SpeechSegment
 from actors.speech.settings import SpeechSettings
@@ -106,7 +108,7 @@ def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, 
     return record
 
 
-def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
+def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     files = audio_files(args.dir)
     if not files:
         print(f"batch audio: no audio files under {args.dir}", file=sys.stderr)
@@ -114,8 +116,12 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
     todo = [f for f in files if str(f.resolve()) not in done]
     if len(todo) < len(files):
         print(f"batch audio: {len(files) - len(todo)} of {len(files)} files already done, skipped", file=sys.stderr)
+    failed_before = done.failed_among(str(f.resolve()) for f in files)
+    if failed_before:
+        print(f"batch audio: {failed_before} of them failed in an earlier run (their lines say why; "
+              "--retry-failed redoes them)", file=sys.stderr)
     if not todo:
-        return 0
+        return 1 if failed_before else 0
     params = SegmenterParams(aggressiveness=args.aggressiveness, max_segment_s=args.max_segment_s)
     speech = SpeechSettings(model_path=args.model, device=args.device, threads=args.threads,
                             beam_size=args.beam_size, language=args.language,
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
             write_record(sink, record)
             progress.update(1)
     print(f"batch audio: {len(todo) - failed} ok, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or failed_before else 0
 
 
 def main(argv: list[str], config: Config) -> int:

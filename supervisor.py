@@ -795,6 +795,8 @@ class Supervisor:
             watcher.manual_restart(now)
         spec = watcher.spec
         deadline = now + spec.shutdown_s + self.config.supervisor.term_wait_s + spec.start_timeout_s + 2.0
+        if isinstance(request.get("wait_s"), (int, float)):  # the caller's --timeout: answer before it gives up
+            deadline = min(deadline, now + float(request["wait_s"]))
         self.pending.append(_Pending(identity, watcher.name, cmd, deadline))
         return None
 
@@ -807,9 +809,18 @@ class Supervisor:
                 done = watcher.state in (ActorState.RUNNING, ActorState.FAILED, ActorState.EXITED,
                                          ActorState.BACKOFF)
             if done or now >= p.deadline:
-                reply = {"ok": done, "actor": watcher.status(now)}
+                # start/restart succeed only when the actor is RUNNING; FAILED, EXITED or BACKOFF is an error.
+                status = watcher.status(now)
+                reached = done and (p.cmd == "stop" or watcher.state is ActorState.RUNNING)
+                reply = {"ok": reached, "actor": status, "running": watcher.state is ActorState.RUNNING}
                 if not done:
                     reply["error"] = f"{p.cmd} {p.actor}: still {watcher.state.value} at the deadline"
+                elif not reached:
+                    why = f"exit code {status['last_exit']}" if status.get("last_exit") is not None else "no exit"
+                    retry = (f", next try in {status['next_start_in']:g} s"
+                             if status.get("next_start_in") is not None else "")
+                    reply["error"] = (f"{p.cmd} {p.actor}: {watcher.state.value} instead of running ({why}{retry}; "
+                                      f"see {self.paths.log_dir / (p.actor + '.log')})")
                 self.ctl.send_multipart([p.identity, b"", control.pack(reply)])
                 self.pending.remove(p)
 
@@ -923,15 +934,16 @@ def _parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
                         help="config file (TOML) merged over the embedded default; env SENSORIUM_CONFIG")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in OWN_COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        sub.add_parser(name, help=help_text, description=help_text)
     groups: dict[str, list[str]] = {}
     for command in commands:
         if command.group:
             groups.setdefault(command.group, []).append(command.name)
         else:
-            sub.add_parser(command.name, help=command.help)
+            sub.add_parser(command.name, help=command.help, description=command.help)
     for group, names in groups.items():
-        sub.add_parser(group, help=f"{' / '.join(names)} (sensorium {group} KIND --help)")
+        text = f"{' / '.join(names)} (sensorium {group} KIND --help)"
+        sub.add_parser(group, help=text, description=text)
     return parser
 
 
@@ -952,7 +964,9 @@ def _own_command(name: str, argv: list[str], config: Config) -> int:
             reply = control.request(paths.endpoints.control, "status")
             print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
             return 0
-        reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout, actor=args.actor)
+        # The supervisor answers at --timeout with the state then; the socket waits a little longer for it.
+        reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout + 5.0, actor=args.actor,
+                                wait_s=args.timeout)
     except (control.ControlError, EndpointError) as exc:
         print(f"sensorium: {exc}", file=sys.stderr)
         return 1
@@ -981,6 +995,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser(delegated_commands(Registry.for_config())).parse_args(rest)
         return 2
     config, commands = _load_or_exit(config_path)
+    if name != "run":  # a tool's stdout is its output (tap's JSON lines): any log line goes to stderr
+        configure_logging(f"cli:{name}", config.log.level)
     own_argv = rest[1:]
     if name in OWN_COMMANDS:
         return _own_command(name, own_argv, config)

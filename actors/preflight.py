@@ -22,26 +22,27 @@ import zmq
 from actors.registry import Registry
 from actors.spec import Check
 from bus.control import running_supervisor
-from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
+from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ipc_path, private_dir_problem, runtime_paths
 from config.paths import REPO_ROOT
 from config.schema import Config
 
 
 def check_dir(name: str, path: Path, private: bool) -> Check:
-    """Writable (and private, 0700, for the runtime folder), with the free space."""
-    try:
-        if private:
-            ensure_private_dir(path)
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except (OSError, EndpointError) as exc:
-        return Check(name, "fail", f"{path}: {exc}")
-    free_mb = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize // 2**20
-    mode = f", mode {oct(path.stat().st_mode & 0o777)}" if private else ""
-    return Check(name, "ok" if free_mb > 100 else "warn", f"{path} writable{mode}, {free_mb} MiB free")
+    """Writable (and private, 0700, for the runtime folder), with the free space; looked at, never changed
+    (no mkdir, no chmod, no probe file): ``sensorium run`` is what creates and tightens them."""
+    if private:
+        status, detail = private_dir_problem(path)
+    else:
+        existing = path if path.exists() else next((p for p in path.parents if p.exists()), path)
+        writable = os.access(existing, os.W_OK | os.X_OK)
+        status = "ok" if writable else "fail"
+        detail = (f"{path} writable" if path.exists() else f"{path} does not exist yet: a run creates it in "
+                  f"{existing}") if writable else f"{existing} is not writable"
+    if status == "fail":
+        return Check(name, "fail", detail)
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), path)
+    free_mb = os.statvfs(existing).f_bavail * os.statvfs(existing).f_frsize // 2**20
+    return Check(name, "warn" if free_mb <= 100 else status, f"{detail}, {free_mb} MiB free")
 
 
 def check_endpoints(paths: RuntimePaths) -> list[Check]:
@@ -57,10 +58,14 @@ def check_endpoints(paths: RuntimePaths) -> list[Check]:
             checks.append(Check(f"endpoint {role}", "ok", f"{endpoint} (served by running supervisor pid "
                                 f"{running.get('pid')})"))
             continue
+        path = ipc_path(endpoint)
+        if path is not None and not path.parent.exists():
+            checks.append(Check(f"endpoint {role}", "ok", f"{endpoint} (its folder does not exist yet: a run "
+                                "creates it)"))
+            continue
         sock = zmq.Context.instance().socket(zmq.PUB)
         sock.setsockopt(zmq.LINGER, 0)
         try:
-            path = ipc_path(endpoint)
             existed = path is not None and path.exists()
             sock.bind(endpoint)
             sock.close()

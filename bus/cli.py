@@ -41,6 +41,8 @@ class CliCommand:
 BUS_COMMANDS: tuple[CliCommand, ...] = (
     CliCommand("tap", "print bus messages as JSON lines (topic, src, seq, ts, body)", "bus.tools:tap_main"),
     CliCommand("inject", "publish a message built from JSON onto the bus", "bus.tools:inject_main"),
+    CliCommand("ctl", "send one actor a command (ping, stats, stop, its kind's) and print its reply",
+               "bus.tools:ctl_main"),
     CliCommand("record", "record bus topics to an MCAP file", "bus.recording.record:main"),
     CliCommand("replay", "publish a recording onto the bus again", "bus.recording.replay:main"),
     CliCommand("info", "topics, counts, rates, duration, gaps and damage of a recording", "bus.recording.info:main"),

@@ -1,7 +1,10 @@
 """The supervisor's control protocol: one msgpack map per request and reply.
 
-Requests are ``{"cmd": "status" | "start" | "stop" | "restart", "actor": NAME}``;
-replies are ``{"ok": bool, ...}`` with ``error`` when not ok. The server side
+Requests are ``{"cmd": "status" | "start" | "stop" | "restart", "actor": NAME,
+"wait_s": S}`` (``wait_s``, optional: answer within S seconds whatever the
+state then); replies are ``{"ok": bool, ...}`` with ``error`` when not ok. A
+start or restart is ok only once the actor is running: one that ends failed,
+exited or in backoff is an error naming the state (``running`` says which). The server side
 is a ROUTER socket so that slow commands (stop) can be answered later.
 """
 

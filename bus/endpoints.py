@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,40 @@ def ensure_private_dir(path: Path) -> Path:
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def private_dir_problem(path: Path) -> tuple[str, str]:
+    """How ``ensure_private_dir`` would find ``path``, looked at without changing anything.
+
+    Returns (status, detail): ``ok``; ``warn`` for what a run fixes or what
+    deserves a look (missing, so a run creates it; group/other bits, which a
+    run clears); ``fail`` for what a run refuses or cannot use (another
+    owner, not a folder, not writable). A symlink is named with its target.
+    """
+    path = Path(path)
+    notes = []
+    try:
+        if path.is_symlink():
+            notes.append(f"a symlink to {os.path.realpath(path)}")
+        if not path.exists():
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+                return "fail", f"{path} does not exist and {parent} is not writable"
+            return "warn", f"{path} does not exist yet: `sensorium run` creates it (mode 0700)"
+        st = path.stat()
+    except OSError as exc:
+        return "fail", f"{path}: {exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return "fail", f"{path} is not a folder"
+    if st.st_uid != os.getuid():
+        return "fail", f"{path} belongs to uid {st.st_uid}, not to this user ({os.getuid()})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "fail", f"{path} is not writable"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        notes.append(f"mode {oct(mode)}, not private (`sensorium run` sets {os.path.realpath(path)} to 0700)")
+        return "warn", f"{path}: " + "; ".join(notes)
+    return "ok", f"{path} writable, mode {oct(mode)}" + "".join(f", {n}" for n in notes)
 
 
 @dataclass(frozen=True)
@@ -101,9 +136,16 @@ def check_endpoint(endpoint: str, *, binding: bool) -> None:
 
 
 def _is_loopback(host: str) -> bool:
+    """localhost, ::1, or any address of 127.0.0.0/8 in a notation inet_aton takes (127.1, 0x7f.0.0.1...)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    if not host or any(c.isspace() for c in host):  # glibc's inet_aton ignores what follows a space
+        return False
+    try:
+        return socket.inet_aton(host)[0] == 127
+    except OSError:
         return False

@@ -1,8 +1,10 @@
-"""Bus-side command-line tools: ``tap`` prints messages, ``inject`` publishes them.
+"""Bus-side command-line tools: ``tap`` prints messages, ``inject`` publishes them,
+``ctl`` sends one actor a command and prints its answer.
 
-Both speak only to the broker's endpoints, so they work from any terminal or
+All speak only to the broker's endpoints, so they work from any terminal or
 script while ``sensorium run`` is up. Output goes to stdout; what the tools
-say about themselves goes to stderr, so a pipe gets JSON lines only.
+say about themselves (and any log line of the bus code) goes to stderr, so a
+pipe gets JSON lines only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from typing import Any, Callable, Iterable, TextIO
 
 import numpy as np
@@ -21,13 +24,14 @@ import zmq
 
 from bus.endpoints import runtime_paths
 from bus.envelope import Message
+from bus.messages import Command, CommandReply
 from bus.pubsub import Publisher, Subscriber
-from bus.topics import validate_topic
+from bus.topics import ctl_topic, validate_topic
 from config.schema import Config
 
 
-def message_to_json(msg: Message, full: bool = False) -> str:
-    """One JSON line: topic, src, seq, ts, corr and body; arrays summarised unless ``full``."""
+def _json_default(full: bool) -> Callable[[Any], Any]:
+    """What json.dumps makes of arrays, bytes and numpy scalars: summaries unless ``full``."""
 
     def default(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
@@ -41,11 +45,16 @@ def message_to_json(msg: Message, full: bool = False) -> str:
             return obj.item()
         return repr(obj)
 
+    return default
+
+
+def message_to_json(msg: Message, full: bool = False) -> str:
+    """One JSON line: topic, src, seq, ts, corr and body; arrays summarised unless ``full``."""
     record = {"topic": msg.topic, "src": msg.header.src, "seq": msg.header.seq, "ts": msg.header.ts,
               "body": msg.body}
     if msg.header.corr is not None:
         record["corr"] = msg.header.corr
-    return json.dumps(record, default=default, separators=(",", ":"), allow_nan=True)
+    return json.dumps(record, default=_json_default(full), separators=(",", ":"), allow_nan=True)
 
 
 def tap(ctx: zmq.Context, frontend: str, backend: str, prefixes: Iterable[str], *, count: int | None = None,
@@ -112,6 +121,43 @@ def inject(ctx: zmq.Context, frontend: str, topic: str, body: dict[str, Any], *,
         pub.close()
 
 
+class NoReply(RuntimeError):
+    """``ctl`` got no answer: nobody subscribes to the actor's ctl topic, or no reply within the time-out."""
+
+
+def ctl(ctx: zmq.Context, frontend: str, backend: str, actor: str, cmd: str, args: dict[str, Any] | None = None,
+        *, timeout_s: float = 10.0, src: str | None = None) -> Message:
+    """Send ``Command(cmd, args)`` on ``ctl.<actor>`` and return the ``ctl.reply`` message with its corr.
+
+    The reply subscription is in the broker before the command goes out, and
+    the command waits for the actor's subscription (the slow joiner), both
+    within ``timeout_s``. Raises NoReply saying which of the two never came.
+    """
+    topic = ctl_topic(actor)
+    corr = uuid.uuid4().hex
+    end = time.monotonic() + timeout_s
+    sub = Subscriber(ctx, backend, topics=[CommandReply.TOPIC])
+    pub = Publisher(ctx, frontend, src or f"ctl@{socket.gethostname()}-{os.getpid()}", linger_ms=1000)
+    try:
+        if not sub.wait_subscribed(frontend, max(end - time.monotonic(), 0.1)):
+            raise NoReply(f"the broker at {backend} did not take the {CommandReply.TOPIC} subscription within "
+                          f"{timeout_s:g} s (is `sensorium run` running with the same config?)")
+        if not pub.wait_for_subscriber(topic, max(end - time.monotonic(), 0.1)):
+            raise NoReply(f"nobody subscribes to {topic} within {timeout_s:g} s: is actor {actor!r} running? "
+                          "(`sensorium status` lists them)")
+        pub.publish(topic, Command(cmd, dict(args or {})).to_body(), corr=corr)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise NoReply(f"{actor} did not answer {cmd!r} within {timeout_s:g} s (corr {corr})")
+            msg = sub.recv(timeout_ms=max(1, int(min(left, 0.2) * 1000)))
+            if msg is not None and msg.header.corr == corr:
+                return msg
+    finally:
+        pub.close()
+        sub.close()
+
+
 def tap_main(argv: list[str], config: Config) -> int:
     """``sensorium tap [PREFIX...]``."""
     p = argparse.ArgumentParser(prog="sensorium tap", description="Print bus messages as JSON lines: "
@@ -157,4 +203,37 @@ def inject_main(argv: list[str], config: Config) -> int:
               "by the bus", file=sys.stderr)
         return 1
     print(f"published {sent} message(s) on {args.topic}", file=sys.stderr)
+    return 0
+
+
+def ctl_main(argv: list[str], config: Config) -> int:
+    """``sensorium ctl ACTOR CMD [JSON]``: exit 0 on an ok reply, 1 on an error reply, 2 on no reply."""
+    p = argparse.ArgumentParser(
+        prog="sensorium ctl", description="Send one actor a command on ctl.ACTOR and print its reply (from "
+        "ctl.reply, matched by corr) as one JSON line: actor, cmd, ok, result, error. Every actor answers stop, "
+        "ping and stats; kinds add their own (e.g. the detector's heads, load_head, promote, rollback). Exit 0 "
+        "when the reply is ok, 1 when it is an error, 2 when no reply came.")
+    p.add_argument("actor", help="the actor's name, as in the config (e.g. detector, probe@echo)")
+    p.add_argument("cmd", metavar="CMD", help="the command: stop, ping, stats or one of the kind's")
+    p.add_argument("args", metavar="JSON", nargs="?", default="{}",
+                   help='the command\'s arguments, a JSON object (default {}), e.g. \'{"signal": "wifi_24"}\'')
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the actor and its reply (default 10)")
+    args = p.parse_args(argv)
+    endpoints = runtime_paths(config).endpoints
+    try:
+        body = parse_json_body(args.args)
+        msg = ctl(zmq.Context.instance(), endpoints.frontend, endpoints.backend, args.actor, args.cmd, body,
+                  timeout_s=args.timeout)
+    except ValueError as exc:
+        print(f"sensorium ctl: {exc}", file=sys.stderr)
+        return 2
+    except NoReply as exc:
+        print(f"sensorium ctl: {exc}", file=sys.stderr)
+        return 2
+    reply = dict(msg.body)
+    print(json.dumps(reply, default=_json_default(False), separators=(",", ":"), allow_nan=True), flush=True)
+    if not reply.get("ok"):
+        print(f"sensorium ctl: {args.actor} {args.cmd}: {reply.get('error') or 'error reply'}", file=sys.stderr)
+        return 1
     return 0

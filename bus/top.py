@@ -120,7 +120,7 @@ def main(argv: list[str], config: Config) -> int:
                                 "(from monitor.health). Ctrl-C quits.")
     p.add_argument("--count", type=int, help="quit after N screens")
     p.add_argument("--timeout", type=float, help="quit after S seconds")
-    p.add_argument("--no-color", action="store_true")
+    p.add_argument("--no-color", action="store_true", help="plain text, no colours (also when not a terminal)")
     args = p.parse_args(argv)
     try:
         drawn = top(config, count=args.count, timeout_s=args.timeout, color=False if args.no_color else None)

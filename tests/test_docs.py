@@ -44,9 +44,13 @@ def test_no_lock_files_are_committed():
 
 
 def test_readme_commands_use_the_venv():
-    """Every command line in the README runs the venv's tools, never a bare `python`."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    bare = [line for block in blocks for line in block.splitlines() if re.match(r"\s*python3? ", line)
-            and not line.lstrip().startswith("python3 -m venv ")]
-    assert not bare, f"bare python in README commands: {bare}"
+    """Every command in the README and the docs runs the venv's tools, never a bare `python`: the command
+    blocks and the inline `...` commands alike."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+        lines = [line for block in blocks for line in block.splitlines()]
+        lines += re.findall(r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
+        bare = [line for line in lines if re.match(r"\s*(python3?|pip3?) ", line)
+                and not line.lstrip().startswith("python3 -m venv ")]
+        assert not bare, f"bare python or pip in {doc.name} commands: {bare}"

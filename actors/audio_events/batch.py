@@ -22,8 +22,10 @@ A bad file is one error line (and one line on stderr); the run goes on.
 ``--cleanup`` runs what the product this replaces did between users
 (``gc``, ``clear_session``, ``malloc_trim``); bench/events.py measures
 whether any of it helps (it does not, so the default is none).
-Exit code 0 when every file succeeded, 1 when a file failed, 2 when the classifier
-cannot be loaded (the message names the file).
+Exit code 0 when every file has an ok line, 1 when a file failed (in this run, or
+in an earlier one and skipped), 2 when the classifier cannot be loaded (the
+message names the file). At the end the results file holds one line per file
+and per user (a retried file's newest).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from typing import Any, TextIO
 import psutil
 
 from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
-from actors.lib.batch import iter_records, run_with_output, write_record
+from actors.lib.batch import Done, iter_records, run_with_output, write_record
+from actors.lib.progress import progress as progress_bar
 from actors.audio_events.settings import AudioEventsSettings
 from config.schema import Config
 from config.storage import CorruptFileError
@@ -53,12 +56,19 @@ CLEANUPS = ("gc", "clear_session", "malloc_trim")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     d = AudioEventsSettings()
-    parser = argparse.ArgumentParser(prog=f"sensorium {PROG}", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"sensorium {PROG}",
+        description="Sound events (laughter, clapping, alarms, speech) for a folder of recordings: one JSON line "
+        "per file, and with --per-user one summary line per user. With --out the run is resumable. Exit 0 when "
+        "every file has an ok line, 1 when one failed (in this run or an earlier one), 2 when the classifier "
+        "cannot be loaded.")
     parser.add_argument("dir", type=Path, help="folder of recordings (searched recursively), or one file")
     parser.add_argument("--per-user", action="store_true", help="each sub-folder of DIR is a user: one summary each")
     parser.add_argument("--out", default="-", help="JSON lines file (resumable); '-' (default): stdout")
     parser.add_argument("--retry-failed", action="store_true", help="redo files whose line in --out is an error")
-    parser.add_argument("--model", default=d.model, choices=["head", "yamnet"])
+    parser.add_argument("--model", default=d.model, choices=["head", "yamnet"],
+                        help="head: the shipped classifier (alarm, clapping, laughter, speech, noise, silence); "
+                        "yamnet: YAMNet from --yamnet-weights and --yamnet-class-map (default %(default)s)")
     parser.add_argument("--head", default=d.head_path, help="sealed head weights (default: the shipped head)")
     parser.add_argument("--yamnet-weights", default="", help="yamnet.h5 (with --model yamnet)")
     parser.add_argument("--yamnet-class-map", default="", help="yamnet_class_map.csv (with --model yamnet)")
@@ -163,7 +173,7 @@ def cleanup(steps: list[str]) -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
+def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     if not args.dir.exists():
         print(f"{PROG}: {args.dir} does not exist", file=sys.stderr)
         return 1
@@ -178,8 +188,12 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
     n_todo = sum(len(files) for files in todo.values())
     if n_todo < total:
         print(f"{PROG}: {total - n_todo} of {total} files already done, skipped", file=sys.stderr)
-    if not todo:
-        return 0
+    failed_before = done.failed_among(str(f.resolve()) for files in users.values() for f in files)
+    if failed_before:
+        print(f"{PROG}: {failed_before} of them failed in an earlier run (their lines say why; "
+              "--retry-failed redoes them)", file=sys.stderr)
+    if not n_todo and not (args.per_user and todo):  # per user, a summary an interrupted run left out is due
+        return 1 if failed_before else 0
 
     from actors.audio_events.detector import EventDetector, TrackerParams  # noqa: PLC0415 - imports TensorFlow
     from actors.audio_events.model import ModelFileError, load_classifier  # noqa: PLC0415
@@ -194,12 +208,9 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
     except (CorruptFileError, ModelFileError, YamnetWeightsError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    from tqdm import tqdm  # noqa: PLC0415
-
     failed = 0
     out_path = Path(args.out) if args.out != "-" else None
-    with tqdm(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress, mininterval=0.5,
-              desc=PROG) as progress:
+    with progress_bar(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress, desc=PROG) as progress:
         for user, files in todo.items():
             summary = UserSummary(user, args.max_times)
             if args.per_user and out_path is not None and len(files) < len(users[user]):
@@ -224,7 +235,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
                 # RSS after the user (and the cleanup): what one user leaves behind for the next.
                 write_record(sink, {**summary.record(), "rss_bytes": psutil.Process().memory_info().rss})
     print(f"{PROG}: {n_todo - failed} ok, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or failed_before else 0
 
 
 def main(argv: list[str], config: Config) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 from actors.audio_events import synth
 from actors.audio_events.features import PatchFramer
 from actors.lib.audio import FIXTURES
+from actors.lib.progress import progress as progress_bar
 from config.paths import REPO_ROOT
 from config.storage import GuardedFile, write_atomic
 
@@ -119,12 +120,10 @@ def cut_edge(rng: np.random.Generator, pcm: np.ndarray, p: float = 0.3) -> np.nd
 
 
 def make_set(seed: int, clips: int, pool: list[np.ndarray], progress_desc: str) -> tuple[np.ndarray, np.ndarray]:
-    from tqdm import tqdm  # noqa: PLC0415
-
     rng = np.random.default_rng(seed)
     n = int(CLIP_S * synth.RATE_HZ)
     xs, ys = [], []
-    for _ in tqdm(range(clips), desc=progress_desc, unit="clip/class", file=sys.stderr, mininterval=1.0):
+    for _ in progress_bar(range(clips), desc=progress_desc, unit="clip/class", file=sys.stderr, mininterval=1.0):
         for y, label in enumerate(synth.CLASSES):
             source = speech_clip(rng, pool, n) if label == "speech" else None
             pcm = cut_edge(rng, synth.render(rng, label, n, source))

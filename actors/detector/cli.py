@@ -40,36 +40,43 @@ def _parser() -> argparse.ArgumentParser:
                         help="work on this one plain store folder (default: the user store over the shipped models/)")
     parser.add_argument("--actor", default=None, help="the detector whose models_dir/user_dir to use (default: the "
                         "first detector in the configuration)")
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add(name, description=kwargs["help"][:1].upper() + kwargs["help"][1:] + ".", **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
     sub.add_parser("list", help="every model: active version, versions, F1")
     p = sub.add_parser("history", help="the versions of one model")
-    p.add_argument("signal")
+    p.add_argument("signal", help="the model: a head's signal (e.g. wifi_24) or backbone")
     p = sub.add_parser("promote", help="make a version active")
-    p.add_argument("signal")
+    p.add_argument("signal", help="the model: a head's signal (e.g. wifi_24) or backbone")
     p.add_argument("version", type=version_label, help="1 or v1: a shipped version; u1: one of yours")
     p = sub.add_parser("rollback", help="return to the previous active version")
-    p.add_argument("signal")
+    p.add_argument("signal", help="the model: a head's signal (e.g. wifi_24) or backbone")
     p = sub.add_parser("cleanup", help="delete all but the newest N versions (never an active one)")
-    p.add_argument("--keep", type=int, default=3)
+    p.add_argument("--keep", type=int, default=3, metavar="N", help="versions kept per model (default 3)")
     sub.add_parser("verify", help="check every stored file against its sha256 (exit 1 on a problem)")
     p = sub.add_parser("extract", help="split a legacy single-signal checkpoint into backbone + head")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--signal", required=True)
-    p.add_argument("--notes", default="")
+    p.add_argument("checkpoint", type=Path, help="the legacy checkpoint file (.pt)")
+    p.add_argument("--signal", required=True, help="the signal the checkpoint detects: the new head's name")
+    p.add_argument("--notes", default="", help="free text stored with the new versions")
     p = sub.add_parser("train", help="train a head on the frozen active backbone")
-    p.add_argument("signal")
+    p.add_argument("signal", help="the head to train: a new signal name or an existing head's")
     p.add_argument("--data", type=Path, required=True,
                    help="folder of NAME.png + NAME.json ({\"objects\": [{\"label\", \"box\": [x1,y1,x2,y2]}]})")
     p.add_argument("--extend", action="store_true",
                    help="start from the active head (parent) and keep its train/validation assignments")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of the images held out for validation (default 0.2)")
+    p.add_argument("--epochs", type=int, default=60, help="most epochs to train (default 60)")
     p.add_argument("--patience", type=int, default=6, help="epochs without a better val F1 before stopping")
     p.add_argument("--promote-margin", type=float, default=2.0,
                    help="auto-promote when F1 beats the active version by more than this many points")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--notes", default="")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
+    p.add_argument("--notes", default="", help="free text stored with the new version")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return parser
 
 

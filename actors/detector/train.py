@@ -7,7 +7,7 @@ its heads, and training one head on the frozen backbone.
   ``sensorium models train`` does): the features of every sample are computed
   once, so an epoch costs only the head.
 
-Both report progress on stderr (tqdm), stop early when the validation F1
+Both report progress on stderr (actors.lib.progress: a bar on a terminal, lines in a log), stop early when the validation F1
 stops improving, and return the per-epoch curve for the training-curve plot.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from actors.detector import metrics as M
 from actors.detector.model import INPUT_HW, STRIDE, Backbone, Head, Hydra, decode, preprocess
+from actors.lib.progress import progress as progress_bar
 from actors.lib.scenes import Labelled
 
 SCORE_THRESHOLD = 0.3
@@ -205,7 +205,7 @@ def train_joint(train: Batch, val: Batch, signals: Sequence[str], *, epochs: int
     steps = epochs * math.ceil(n / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     curve, best, t0 = Curve(), BestEpoch(patience), time.monotonic()
-    bar = tqdm(range(1, epochs + 1), desc="joint", unit="epoch", file=sys.stderr, disable=not progress)
+    bar = progress_bar(range(1, epochs + 1), desc="joint", unit="epoch", file=sys.stderr, disable=not progress)
     metrics: dict[str, M.DetectionMetrics] = {}
     epoch = 0
     for epoch in bar:
@@ -280,7 +280,8 @@ def train_head(backbone: Backbone, signal: str, train: Batch, val: Batch, *, ini
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     curve, best, t0 = Curve(), BestEpoch(patience), time.monotonic()
     n = f_train.shape[0]
-    bar = tqdm(range(1, epochs + 1), desc=f"train {signal}", unit="epoch", file=sys.stderr, disable=not progress)
+    bar = progress_bar(range(1, epochs + 1), desc=f"train {signal}", unit="epoch", file=sys.stderr,
+                       disable=not progress)
     epoch = 0
     for epoch in bar:
         head.train()

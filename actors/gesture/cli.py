@@ -24,6 +24,7 @@ import zmq
 from actors.lib.gesture.session import RecordingSession, Recorder, sample_from, score_sample
 from actors.lib.gesture.store import GestureStore, SampleError, StoreError, valid_name
 from actors.lib.gesture.training import MIN_SAMPLES, train
+from actors.lib.progress import StageProgress
 from bus.pubsub import Subscriber
 from actors.gesture.settings import GestureSettings
 from bus.endpoints import runtime_paths
@@ -36,34 +37,35 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--store", help="gesture store file (default: the configured gesture actor's)")
     common.add_argument("--actor", help="gesture actor instance whose settings to use (default: the first one)")
     p = argparse.ArgumentParser(prog="sensorium gesture", description="Record, train and manage gesture templates.")
-    sub = p.add_subparsers(dest="action", required=True)
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = sub.add_parser
 
     def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return add(name, parents=[common], **kwargs)
+        return add(name, parents=[common], description=kwargs["help"][:1].upper() + kwargs["help"][1:] + ".",
+                   **kwargs)
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
     r = sub.add_parser("record", help="record samples of a gesture from sensor.imu")
-    r.add_argument("name")
+    r.add_argument("name", help="the gesture's name (new, or one to add samples to)")
     r.add_argument("--samples", type=int, default=10, help="samples to record (default 10)")
     r.add_argument("--countdown", type=float, default=3.0, help="seconds of countdown before each sample")
     r.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a motion after 'go'")
     r.add_argument("--min-quality", type=float, default=0.3, help="takes below this quality are asked for again")
-    r.add_argument("--topic", default="sensor.imu")
+    r.add_argument("--topic", default="sensor.imu", help="IMU topic to record from (default sensor.imu)")
     r.add_argument("--fresh", action="store_true", help="discard an interrupted session instead of resuming it")
     r.add_argument("--no-train", action="store_true", help="only store the samples; train later")
-    t = sub.add_parser("train", help="train every gesture (or those named)")
+    t = sub.add_parser("train", help="train every gesture of the store")
     t.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     sub.add_parser("list", help="gestures with their samples, accuracy and consistency")
     s = sub.add_parser("show", help="everything about one gesture, as JSON")
-    s.add_argument("name")
+    s.add_argument("name", help="the gesture's name")
     d = sub.add_parser("delete", help="remove a gesture (a backup of the store is kept)")
-    d.add_argument("name")
+    d.add_argument("name", help="the gesture's name")
     e = sub.add_parser("export", help="write gestures to one file")
-    e.add_argument("file")
+    e.add_argument("file", help="the file to write (JSON)")
     e.add_argument("names", nargs="*", help="gestures to export (default: all)")
     i = sub.add_parser("import", help="add the gestures of an exported file")
-    i.add_argument("file")
+    i.add_argument("file", help="a file written by export")
     i.add_argument("--overwrite", action="store_true", help="replace gestures of the same name")
     return p
 
@@ -79,12 +81,6 @@ def _settings(config: Config, actor: str | None) -> GestureSettings:
 
 def _err(text: str) -> None:
     print(f"sensorium gesture: {text}", file=sys.stderr)
-
-
-def _progress(stage: str, i: int, n: int) -> None:
-    width = 30
-    filled = int(width * (i + 1) / max(n, 1))
-    print(f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {i + 1}/{n}", end="", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str], config: Config) -> int:
@@ -156,10 +152,10 @@ def record(args: argparse.Namespace, store: GestureStore, settings: GestureSetti
         sub.close()
     with store.edit() as db:
         db.add_samples(name, session.samples)
-        report = None if args.no_train else train(db, progress=_progress)
+        stages = StageProgress()
+        report = None if args.no_train else train(db, progress=stages)
+        stages.close()
     session.remove()
-    if report is not None:
-        print(file=sys.stderr)
     g = store.load().db.gesture(name)
     print(json.dumps(g.summary()))
     if report is not None and name in report.skipped:
@@ -171,8 +167,9 @@ def cmd_train(args: argparse.Namespace, store: GestureStore) -> int:
     with store.edit() as db:
         if not db.gestures:
             raise StoreError(f"{store.path}: no gestures to train; record some first")
-        report = train(db, folds=args.folds, progress=_progress)
-    print(file=sys.stderr)
+        stages = StageProgress()
+        report = train(db, folds=args.folds, progress=stages)
+        stages.close()
     for name, info in sorted(report.gestures.items()):
         print(f"{name:<16} samples {info['samples']:>3}  outliers removed {info['outliers_removed']:>2}  "
               f"accuracy {info['accuracy']:.2f}  consistency {info['consistency']:.2f}  v{info['version']}")

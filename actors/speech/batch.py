@@ -12,8 +12,10 @@ Output: one JSON object per line and per file (``file``, ``status`` ok/error,
 ``rtf``). With ``--out FILE`` the run is resumable: files already in FILE are
 skipped (``--retry-failed`` redoes those that failed), each line is fsynced
 as soon as its file is done, a line torn by a crash is cut off on the next
-run, and a lock keeps two runs from writing the same FILE. A progress bar
-goes to stderr. Exit code 0 when every file succeeded, 1 otherwise.
+run, a lock keeps two runs from writing the same FILE, and at the end FILE
+holds one line per file (a retried file's newest). Progress goes to stderr
+(a bar on a terminal, lines otherwise). Exit code 0 when every file has an ok
+line, 1 otherwise (a file that failed in an earlier run and was skipped counts).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any, TextIO
 from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.lib.audio.segmenter import SegmenterParams, SpeechSegmenter
 from actors.speech.transcriber import Transcriber, TranscriberParams
-from actors.lib.batch import run_with_output, write_record
+from actors.lib.batch import Done, run_with_output, write_record
+from actors.lib.progress import progress as progress_bar
 from bus.bodies.audio import SpeechSegment
 from actors.speech.settings import SpeechSettings
 from config.schema import Config
@@ -38,19 +41,27 @@ CHUNK_SAMPLES = RATE_HZ  # 1 s per decode step: fewer Python calls, still a boun
 def parse_args(argv: list[str]) -> argparse.Namespace:
     d = SpeechSettings()
     v = SegmenterParams()
-    parser = argparse.ArgumentParser(prog="sensorium batch audio", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sensorium batch audio",
+        description="Transcripts and VAD statistics for a folder of recordings: one JSON line per file (file, "
+        "status, error, duration_s, text, segments, vad, transcribe_s, rtf). With --out the run is resumable. "
+        "Exit 0 when every file has an ok line, 1 when one failed (in this run or an earlier one).")
     parser.add_argument("dir", type=Path, help="folder of recordings (searched recursively), or one file")
     parser.add_argument("--out", default="-", help="JSON lines file (resumable); '-' (default): stdout")
     parser.add_argument("--retry-failed", action="store_true", help="redo files whose line in --out is an error")
     parser.add_argument("--model", default=d.model_path, help="CTranslate2 Whisper folder (default: tiny.en)")
-    parser.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"],
+                        help="where Whisper runs (default %(default)s)")
     parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads for Whisper (default %(default)s)")
-    parser.add_argument("--beam-size", type=int, default=d.beam_size)
-    parser.add_argument("--language", default=d.language)
+    parser.add_argument("--beam-size", type=int, default=d.beam_size,
+                        help="Whisper's beam search width; 1: greedy, fastest (default %(default)s)")
+    parser.add_argument("--language", default=d.language, help="spoken language code (default %(default)s)")
     parser.add_argument("--temperature-fallback", action="store_true",
                         help="re-decode bad-looking segments at higher temperatures (slower, more memory)")
-    parser.add_argument("--aggressiveness", type=int, default=v.aggressiveness, choices=range(4))
-    parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s)
+    parser.add_argument("--aggressiveness", type=int, default=v.aggressiveness, choices=range(4),
+                        help="VAD aggressiveness, 0 (keeps most) to 3 (strictest) (default %(default)s)")
+    parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s,
+                        help="longest speech segment in seconds before it is cut (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv)
 
@@ -97,7 +108,7 @@ def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, 
     return record
 
 
-def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
+def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     files = audio_files(args.dir)
     if not files:
         print(f"batch audio: no audio files under {args.dir}", file=sys.stderr)
@@ -105,18 +116,20 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
     todo = [f for f in files if str(f.resolve()) not in done]
     if len(todo) < len(files):
         print(f"batch audio: {len(files) - len(todo)} of {len(files)} files already done, skipped", file=sys.stderr)
+    failed_before = done.failed_among(str(f.resolve()) for f in files)
+    if failed_before:
+        print(f"batch audio: {failed_before} of them failed in an earlier run (their lines say why; "
+              "--retry-failed redoes them)", file=sys.stderr)
     if not todo:
-        return 0
+        return 1 if failed_before else 0
     params = SegmenterParams(aggressiveness=args.aggressiveness, max_segment_s=args.max_segment_s)
     speech = SpeechSettings(model_path=args.model, device=args.device, threads=args.threads,
                             beam_size=args.beam_size, language=args.language,
                             temperature_fallback=args.temperature_fallback)
     transcriber = Transcriber(TranscriberParams.from_settings(speech))
-    from tqdm import tqdm  # noqa: PLC0415 - comes with faster-whisper
-
     failed = 0
-    with tqdm(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress, mininterval=0.5,
-              desc="batch audio") as progress:
+    with progress_bar(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
+                      desc="batch audio") as progress:
         for path in todo:
             record = process_file(path, params, transcriber, progress)
             if record["status"] != "ok":
@@ -125,7 +138,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: set[str]) -> int:
             write_record(sink, record)
             progress.update(1)
     print(f"batch audio: {len(todo) - failed} ok, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or failed_before else 0
 
 
 def main(argv: list[str], config: Config) -> int:

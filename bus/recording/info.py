@@ -95,8 +95,8 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str], config: Config) -> int:
     p = argparse.ArgumentParser(prog="sensorium info", description="Summarize a recording (topics, counts, "
                                 "rates, duration, gaps, damage).")
-    p.add_argument("file", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", type=Path, help="the recording (MCAP) to summarize")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--recover", action="store_true",
                    help=f"FILE is a '{ACTIVE_SUFFIX}' file left by a crash: write the closed recording first")
     args = p.parse_args(argv)

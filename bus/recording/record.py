@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after N messages")
     p.add_argument("--flush", type=float, default=1.0, metavar="S",
                    help="close the chunk and fsync at least this often: a crash loses at most this (default 1)")
-    p.add_argument("--compression", choices=sorted(COMPRESSIONS), default="none")
+    p.add_argument("--compression", choices=sorted(COMPRESSIONS), default="none",
+                   help="chunk compression (default none)")
     p.add_argument("--no-fsync", action="store_true", help="flush to the OS only (survives a process crash, "
                    "not a power cut)")
     return p

@@ -39,7 +39,7 @@ SKIPPED_BY_DEFAULT = ("sys.", "ctl.")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sensorium replay", description="Publish a recording onto the bus again.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the recording (MCAP) to publish")
     p.add_argument("--speed", type=float, default=1.0,
                    help="1: original timing, 2: twice as fast, 0: as fast as possible (default 1)")
     p.add_argument("--topics", nargs="+", metavar="TOPIC",

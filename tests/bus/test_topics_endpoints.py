@@ -28,16 +28,31 @@ def test_subscription_prefixes(prefix):
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://192.168.1.5:5555", "tcp://*:5555",
-                                      "tcp://example.com:80"])
+                                      "tcp://example.com:80", "tcp://128.1:5555", "tcp://0x80.0.0.1:1",
+                                      "tcp://127.0.0.1 evil:1", "tcp://[::2]:1", "tcp://:1"])
 def test_binding_beyond_loopback_is_refused_without_curve(endpoint):
     with pytest.raises(EndpointError, match="CURVE"):
         check_endpoint(endpoint, binding=True)
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5555", "tcp://localhost:1", "tcp://[::1]:5555",
-                                      "ipc:///tmp/x/pub.sock", "inproc://x"])
+                                      "tcp://127.1:5555", "tcp://127.0.0.2:5555", "tcp://127.255.255.254:1",
+                                      "tcp://0x7f.1:1", "tcp://2130706433:1", "ipc:///tmp/x/pub.sock", "inproc://x"])
 def test_loopback_and_ipc_may_be_bound(endpoint):
     check_endpoint(endpoint, binding=True)
+
+
+def test_a_short_loopback_address_can_really_be_bound():
+    """127.1 is what inet_aton (and so ZeroMQ's resolver) reads as 127.0.0.1: accepted, and it binds."""
+    import zmq
+
+    check_endpoint("tcp://127.1:0", binding=True)
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    try:
+        sock.bind("tcp://127.1:*")
+        assert sock.getsockopt(zmq.LAST_ENDPOINT).decode().startswith("tcp://127.0.0.1:")
+    finally:
+        sock.close(linger=0)
 
 
 def test_connecting_to_a_remote_bus_is_allowed():

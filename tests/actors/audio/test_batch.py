@@ -35,7 +35,8 @@ def test_batch_transcribes_a_folder_reports_bad_files_and_resumes(tmp_path, demo
 
     first = batch(str(folder), "--out", str(out))
     assert first.returncode == 1, first.stderr          # one file failed
-    assert "batch audio" in first.stderr and "file" in first.stderr  # the progress bar
+    # Progress, not on a terminal here: whole lines, no carriage-return redraws.
+    assert "batch audio: 2/2 file (100%)" in first.stderr and "\r" not in first.stderr
     records = {r["file"]: r for r in lines(out)}
     good, bad = records[str(folder / "a.wav")], records[str(folder / "b_truncated.wav")]
     assert good["status"] == "ok" and good["error"] == ""
@@ -47,23 +48,34 @@ def test_batch_transcribes_a_folder_reports_bad_files_and_resumes(tmp_path, demo
     assert bad["status"] == "error" and "truncated" in bad["error"] and "b_truncated.wav" in bad["error"]
     assert bad["text"]  # what could be decoded before the damage was still transcribed
 
-    # Resume: nothing to do; a torn last line from a crash is cut off; a new file is the only one processed.
+    # Resume: nothing to do, but b still fails: exit 1; a torn last line from a crash is cut off; a new file
+    # is the only one processed.
     again = batch(str(folder), "--out", str(out))
-    assert again.returncode == 0 and "2 of 2 files already done" in again.stderr
+    assert again.returncode == 1 and "2 of 2 files already done" in again.stderr
+    assert "1 of them failed in an earlier run" in again.stderr
     with open(out, "a") as f:
         f.write('{"file": "/half/a line')
     write_wav(folder / "c_silence.wav", np.zeros(3 * 16_000, np.int16))
     third = batch(str(folder), "--out", str(out))
-    assert third.returncode == 0, third.stderr
+    assert third.returncode == 1, third.stderr
     assert "unfinished last line" in third.stderr
     records = lines(out)
     assert [r["file"].rsplit("/", 1)[1] for r in records] == ["a.wav", "b_truncated.wav", "c_silence.wav"]
     assert records[2]["text"] == "" and records[2]["vad"]["segments"] == 0
 
-    # --retry-failed redoes only the failed file (it fails again: exit 1).
+    # --retry-failed redoes only the failed file (it fails again: exit 1); the file then holds one line per
+    # file, the retried one's newest (appended while running, compacted at the end).
     retry = batch(str(folder), "--out", str(out), "--retry-failed", "--no-progress")
     assert retry.returncode == 1
-    assert [r["file"].rsplit("/", 1)[1] for r in lines(out)][3:] == ["b_truncated.wav"]
+    assert [r["file"].rsplit("/", 1)[1] for r in lines(out)] == ["a.wav", "c_silence.wav", "b_truncated.wav"]
+    assert lines(out)[2]["status"] == "error"
+    write_wav(folder / "b_truncated.wav", two[: 16_000])  # repaired: the next retry succeeds
+    fixed = batch(str(folder), "--out", str(out), "--retry-failed", "--no-progress")
+    assert fixed.returncode == 0, fixed.stderr
+    records = lines(out)
+    assert [r["file"].rsplit("/", 1)[1] for r in records] == ["a.wav", "c_silence.wav", "b_truncated.wav"]
+    assert all(r["status"] == "ok" for r in records)
+    assert not list(out.parent.glob(".*.tmp"))  # the atomic rewrite left nothing behind
 
 
 def test_batch_of_an_empty_folder_fails_clearly(tmp_path):

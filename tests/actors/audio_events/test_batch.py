@@ -80,16 +80,17 @@ def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
     assert users["bob"]["counts"] == {"alarm": 1} and users["bob"]["failed"] == 3
     assert users["carol"] == {**users["carol"], "counts": {}, "status": "ok", "files": 1}
 
-    # Resume: nothing left to do.
+    # Resume: nothing left to do, but four files still fail: exit 1.
     code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
-    assert code == 0 and "8 of 8 files already done" in err and len(lines(out)) == len(records)
+    assert code == 1 and "8 of 8 files already done" in err and len(lines(out)) == len(records)
+    assert "4 of them failed in an earlier run" in err
 
     # A crash during carol (her file line written, her summary not; a torn line after it) and a new file.
     kept = [r for r in records if r["user"] != "carol" or r["kind"] == "file"]
     out.write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"kind": "file", "user": "ca')
     write_wav(root / "carol" / "later.wav", laughs)
     code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
-    assert code == 0 and "unfinished last line" in err and "8 of 9 files already done" in err
+    assert code == 1 and "unfinished last line" in err and "8 of 9 files already done" in err
     new = lines(out)[len(kept):]
     assert [(r["kind"], r["file"].rsplit("/", 1)[-1]) for r in new] == [("file", "later.wav"), ("user", "user:carol")]
     assert new[1]["files"] == 2 and new[1]["counts"] == {"laughter": 1}
@@ -101,9 +102,19 @@ def test_per_user_summaries_bad_files_and_resume(head, tmp_path, capsys):
     out.write_text("".join(json.dumps(r) + "\n" for r in kept))
     write_wav(root / "bob" / "night.wav", pcm[: 7 * 16_000])
     code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out))
-    assert code == 0, err
+    assert code == 1, err  # bob's bad files
     bob = lines(out)[-1]
     assert bob["user"] == "bob" and bob["files"] == 5 and bob["counts"] == {"alarm": 2}, bob
+    assert sum(r["file"].endswith("/bob/day.wav") for r in lines(out)) == 1  # compacted at the end
+
+    # --retry-failed: the four bad files fail again (exit 1); then one line per file and per user.
+    code, err = run_batch(capsys, str(root), "--per-user", "--out", str(out), "--retry-failed")
+    assert code == 1 and "6 of 10 files already done" in err, err
+    keys = [r["file"] for r in lines(out)]
+    assert len(keys) == len(set(keys)) == 10 + 3
+    assert [r["user"] for r in lines(out) if r["kind"] == "user"][-1] == "bob"
+    bob = next(r for r in lines(out) if r["file"] == "user:bob")
+    assert bob["files"] == 5 and bob["failed"] == 3 and bob["counts"] == {"alarm": 2}
 
 
 def test_a_corrupt_head_or_a_wrong_yamnet_file_stops_the_batch_with_its_name(head, tmp_path, capsys):

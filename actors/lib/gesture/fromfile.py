@@ -17,8 +17,8 @@ plot of the file are the numbers to give.
 
 The sample is cut exactly like a recorded one (``session.Recorder``): the
 readings from ``LEAD_S`` before the range to ``TAIL_S`` after it go through
-the same ``Segmenter``, its noise floor starting at the quietest stretch of
-that window (as if it had listened at rest); the one motion segment lying
+the same ``Segmenter``, its noise floor starting at the mean energy of
+the window's rest (as if it had been listening at rest); the one motion segment lying
 mostly inside the range is the sample, scored like a recorded take
 (``session.score_sample``). ``exact`` takes the range as it is instead.
 Readings of a Sensor Logger file are raw (the live sensor removes biases
@@ -46,6 +46,9 @@ LEAD_S = 3.0
 """Readings before --start fed to the segmenter (its context and noise floor), seconds."""
 TAIL_S = 1.0
 """Readings after --end fed to it, so that a motion ending at --end closes, seconds."""
+REST_FACTOR = 3.0
+"""Smoothed energies up to this many times the window's 10th percentile are rest: their mean starts the floor
+(a motion starts at 6 x the floor, so none of it counts as rest)."""
 MIN_INSIDE = 0.5
 """A segment belongs to the range when at least this share of it lies inside."""
 
@@ -213,12 +216,13 @@ def _segment_in(data: ImuFile, rel: np.ndarray, start: float, end: float, settin
     idx = np.flatnonzero(window)
     t, acc, gyro = data.t[idx], data.acc[idx], data.gyro[idx]
     segmenter = Segmenter(settings)
-    # Start the floor at the window's quietest stretch, as if the segmenter had been listening at rest:
+    # Start the floor at the window's rest level, as if the segmenter had been listening at rest:
     # the window may begin in the middle of another motion.
     energy = motion_energy(acc, gyro)
     width = max(1, int(round(settings.smooth_s / max(float(np.median(np.diff(t))) if len(t) > 1 else 0.01, 1e-4))))
     smoothed = np.convolve(energy, np.ones(width) / width, mode="valid") if len(energy) >= width else energy
-    segmenter.noise_floor = float(np.percentile(smoothed, 10))
+    quietest = float(np.percentile(smoothed, 10))
+    segmenter.noise_floor = float(np.mean(smoothed[smoothed <= REST_FACTOR * quietest]))
     segments = segmenter.feed(t, acc, gyro)
     inside = []
     for seg in segments:

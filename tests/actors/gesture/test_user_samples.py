@@ -153,7 +153,6 @@ def test_a_loose_template_does_not_swallow_untaught_motions(shipped_db):
         flicks.append(Sample(got[0].t - got[0].t[0], got[0].acc, got[0].gyro))
     db.add_samples("flick", flicks)
     report = train(db)
-    assert "flick" in report.loose                                    # training says so
     script = [n for n in UNTAUGHT for _ in range(2)]
     stream = user_stream(script, seed=77, t0=50.0, pause_s=(1.0, 2.0))
     decisions = play(Recognizer(db), stream, 2.8 * len(script))
@@ -162,6 +161,7 @@ def test_a_loose_template_does_not_swallow_untaught_motions(shipped_db):
     assert len(decisions) >= 20
     assert len(taken) <= 0.1 * len(decisions)
     assert taken.count("flick") <= 1
+    assert "flick" in report.loose                                    # and training says why
 
 
 # -- a synthetic stream is told apart from a phone --------------------------------------------------

@@ -26,7 +26,7 @@ import zmq
 
 from actors.lib.gesture.fromfile import StreamFileError, cut_sample, file_tell, read_imu_file
 from actors.lib.gesture.session import RecordingSession, Recorder, sample_from, score_sample
-from actors.lib.gesture.store import GestureStore, SampleError, StoreError, valid_name
+from actors.lib.gesture.store import Gesture, GestureStore, SampleError, StoreError, valid_name
 from actors.lib.gesture.training import MIN_SAMPLES, TrainReport, train
 from bus.pubsub import Subscriber
 from actors.gesture.settings import GestureSettings
@@ -254,7 +254,8 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M") if ts else "-"
 
 
-def _origin(g: Any) -> str:
+def _origin(g: Gesture) -> str:
+    """Whose samples define the gesture, in words."""
     if g.superseded:
         return f"yours ({g.user_samples}; {len(g.superseded)} shipped superseded)"
     if g.user_samples and g.shipped_samples:

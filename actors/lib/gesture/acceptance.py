@@ -14,9 +14,9 @@ being fooled:
 2. **an absolute cap**, ``max_distance``, on that threshold. Distances are
    comparable across gestures because every segment is resampled and scaled
    to unit RMS before matching (``matching.normalise``): performances of one
-   gesture lie at 0.1-0.5 from their nearest sample, unrelated motions at
-   0.6-1.4 (measured on the shipped templates, a user's own templates and
-   untaught shapes; tests/actors/gesture/test_user_samples.py);
+   gesture lay at 0.07-0.52 from their nearest sample, untaught motions at
+   0.52-1.44 (measured on the shipped templates, a user's own templates and
+   14 untaught shapes; tests/actors/gesture/test_user_samples.py);
 3. **a margin** over the runner-up: log(runner-up distance / distance)
    >= ``min_margin``; a motion halfway between two gestures is neither.
 

@@ -19,9 +19,9 @@ from actors.lib.gesture.segmenter import Segmenter
 from actors.lib.gesture.session import synthetic_tell
 from actors.lib.gesture.store import SHIPPED, USER, GestureDB, GestureStore, Sample
 from actors.lib.gesture.training import train
+from actors.lib.imu.synthetic import ScriptedStream
 from tests.actors.gesture.conftest import overlaps
 from tests.actors.gesture.userlike import IDLE, UNTAUGHT, USER_SHAPES, _jerks, record_user_samples, user_stream
-from actors.lib.imu.synthetic import ScriptedStream
 
 
 def user_store(shipped_store, names=tuple(sorted(USER_SHAPES)), per_name: int = 3) -> GestureDB:
@@ -107,7 +107,6 @@ def test_three_user_samples_over_every_shipped_name_are_all_used(shipped_db):
 
 # -- the shown-by test ------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_user_taught_store_recognises_their_stream_rejects_untaught_motions_and_stays_quiet_at_rest(shipped_db):
     db = user_store(shipped_db)
     recognizer = Recognizer(db)

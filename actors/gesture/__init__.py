@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from actors.gesture.settings import GestureSettings
 from actors.spec import Check, KindSpec
-from bus.bodies.gesture import GestureRecognized
+from bus.bodies.gesture import GestureRecognized, GestureUnknown
 from bus.cli import CliCommand
 from bus.messages import Alert
 from config.paths import resolve_path
@@ -33,7 +33,7 @@ SPEC = KindSpec(
     description="gesture recognition: motion segments of sensor.imu matched (DTW) against the gesture store",
     actor="actors.gesture.actor:GestureActor",
     settings=GestureSettings,
-    publishes=(GestureRecognized, Alert),
+    publishes=(GestureRecognized, GestureUnknown, Alert),
     preflight=(check_store,),
     commands=(CliCommand("gesture", "record, train and manage gesture templates", "actors.gesture.cli:main"),),
 )

@@ -1,11 +1,13 @@
-"""The gesture recognizer actor: ``sensor.imu`` in, ``gesture.recognized`` out.
+"""The gesture recognizer actor: ``sensor.imu`` in, ``gesture.recognized`` (and ``gesture.unknown``) out.
 
 The story: load the gesture store (seeding it from the shipped templates
 the first time; a corrupt file is recovered from backup and an alert
 published), then for every IMU batch feed the sliding-window segmenter;
 each motion segment it closes is matched against the templates
 (``recognizer.Recognizer``) and, when accepted, published with its
-confidence, outlier flag and processing time. A timer notices when the
+confidence, outlier flag and processing time; a motion that is no gesture
+of the store is counted (``rejected``, by reason in ``unknown``) and
+published on ``gesture.unknown`` (``publish_unknown``). A timer notices when the
 store file changes (``sensorium gesture train`` in another terminal) and
 reloads it without a restart.
 """
@@ -20,7 +22,7 @@ from actors.gesture.settings import GestureSettings
 from actors.gesture.recognizer import Recognizer
 from actors.lib.gesture.segmenter import Segmenter
 from actors.lib.gesture.store import GestureStore, StoreLoad
-from bus.bodies.gesture import GestureRecognized
+from bus.bodies.gesture import GestureRecognized, GestureUnknown
 from bus.bodies.imu import ImuBatch
 from bus.envelope import Message
 from bus.messages import Alert
@@ -45,6 +47,8 @@ class GestureActor(Actor[GestureSettings]):
         self.store_signature: Any = None
         self.figures = {"segments": 0, "recognized": 0, "rejected": 0, "outliers": 0, "low_confidence": 0,
                         "reloads": 0, "store_errors": 0}
+        self.unknown_by_reason: dict[str, int] = {}
+        """Rejected motions by reason (acceptance.FAR, acceptance.AMBIGUOUS)."""
         self.load_store()
         self.subscribe(s.input_topic, self.on_sensor_imu)
         self.every(s.reload_check_s, self.reload_if_changed)
@@ -61,8 +65,17 @@ class GestureActor(Actor[GestureSettings]):
                 continue
             if not decision.accepted:
                 self.figures["rejected"] += 1
-                self.log.debug("segment_rejected", nearest=decision.name, distance=round(decision.distance, 3),
-                               threshold=round(decision.threshold, 3), t_start=segment.t_start)
+                self.unknown_by_reason[decision.reason] = self.unknown_by_reason.get(decision.reason, 0) + 1
+                self.log.debug("segment_rejected", nearest=decision.name, reason=decision.reason,
+                               distance=round(decision.distance, 3), threshold=round(decision.threshold, 3),
+                               margin=round(decision.margin, 3), t_start=segment.t_start)
+                if self.settings.publish_unknown:
+                    self.publish(GestureUnknown(
+                        nearest=decision.name, reason=decision.reason, distance=round(decision.distance, 4),
+                        threshold=round(decision.threshold, 4), margin=round(decision.margin, 4),
+                        runner_up=decision.runner_up,
+                        processing_time_ms=round((time.perf_counter() - received) * 1000.0, 3),
+                        t_start=segment.t_start, t_end=segment.t_end, store_version=self.store_revision))
                 continue
             if decision.confidence < self.settings.min_confidence:
                 self.figures["low_confidence"] += 1
@@ -97,13 +110,15 @@ class GestureActor(Actor[GestureSettings]):
             return
         self.store_signature = self.store.signature()
         self.report_load(loaded)
-        self.recognizer = Recognizer(loaded.db, accept_sigma=self.settings.accept_sigma,
+        self.recognizer = Recognizer(loaded.db, rule=self.settings.acceptance(),
                                      outlier_sigma=self.settings.outlier_sigma,
                                      history_weight=self.settings.history_weight)
         self.store_revision = loaded.db.revision
         self.figures["reloads"] += 1
         self.log.info("gesture_store_loaded", path=str(self.store.path), revision=loaded.db.revision,
-                      gestures=self.recognizer.names, untrained=sorted(set(loaded.db.gestures) - set(self.recognizer.names)))
+                      gestures=self.recognizer.names, untrained=sorted(set(loaded.db.gestures) - set(self.recognizer.names)),
+                      # The user's own samples of these replace the shipped ones (training decided).
+                      user_over_shipped=sorted(n for n, g in loaded.db.gestures.items() if g.superseded))
 
     def report_load(self, loaded: StoreLoad) -> None:
         if loaded.recovered_from is not None:
@@ -119,7 +134,7 @@ class GestureActor(Actor[GestureSettings]):
             self.log.info("gesture_store_seeded", seed=str(loaded.seeded_from), path=str(self.store.path))
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        return {**self.figures, "store_revision": self.store_revision,
+        return {**self.figures, "unknown": dict(self.unknown_by_reason), "store_revision": self.store_revision,
                 "templates": len(self.recognizer.names) if self.recognizer else 0,
                 "noise_floor": round(self.segmenter.noise_floor or 0.0, 4),
                 "too_long": self.segmenter.too_long, "too_short": self.segmenter.too_short}

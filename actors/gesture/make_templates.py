@@ -5,7 +5,8 @@ The default pipeline's sensor plays the scripted synthetic gestures
 performances of each the way ``sensorium gesture record`` would - a
 stream of rest and motion, cut by the same motion-energy segmenter - then
 trains the store (outliers, consistency, cross-validation, calibration)
-and writes it to ``models/gestures/synthetic.gst``. Deterministic for a
+and writes it to ``models/gestures/synthetic.gst``, every sample of origin
+``shipped`` (a user's own samples of a name replace them). Deterministic for a
 given ``--seed``; the seed differs from the sensor's default one, so the
 live stream is never the training data.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 
 from actors.lib.gesture.segmenter import Segmenter
-from actors.lib.gesture.store import GestureDB, GestureStore, Sample
+from actors.lib.gesture.store import SHIPPED, GestureDB, GestureStore, Sample
 from actors.lib.gesture.training import train
 from actors.lib.imu.synthetic import GESTURES, ScriptedStream, Shape
 from config.paths import resolve_path
@@ -42,7 +43,8 @@ def record_synthetic(names: list[str], samples: int, seed: int, shapes: dict[str
                 raise RuntimeError(f"{name}: only {len(got)} of {samples} samples segmented")
             t, acc, gyro = stream.read_until(t_end)
             for seg in segmenter.feed(t, acc, gyro):
-                got.append(Sample(seg.t - seg.t[0], seg.acc, seg.gyro, quality=1.0, source=f"synthetic:{seed}"))
+                got.append(Sample(seg.t - seg.t[0], seg.acc, seg.gyro, quality=1.0, source=f"synthetic:{seed}",
+                                  origin=SHIPPED))
         out[name] = got[:samples]
     return out
 

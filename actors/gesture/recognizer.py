@@ -6,10 +6,13 @@
 * **confidence**: the logistic calibration fitted by training on
   cross-validated matches (``training.match_features``);
 * **outlier**: distance > mean + 3 sigma of the gesture's distance history;
-* **accepted**: distance <= the gesture's adaptive threshold, which starts
-  at mean + ``accept_sigma`` sigma from training and follows the distances
-  of accepted, non-outlier matches at run time (exponential forgetting), so
-  a user whose motions drift keeps being recognised.
+* **accepted** (``acceptance.judge``, a pure rule): distance <= the
+  gesture's adaptive threshold - mean + ``accept_sigma`` sigma from
+  training, following the distances of accepted, non-outlier matches at run
+  time (exponential forgetting), so a user whose motions drift keeps being
+  recognised - but never above ``max_distance``, and the runner-up at least
+  ``min_margin`` (log ratio) farther. Anything else is an *unknown* motion,
+  with the reason.
 
 The bench times this class directly; the actor wraps it.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from actors.lib.gesture.acceptance import AcceptanceRule, judge, threshold
 from actors.lib.gesture.matching import Match, Matcher, normalise
 from actors.lib.gesture.store import GestureDB
 from actors.lib.gesture.training import SIGMA_FLOOR, match_features, sequences_of
@@ -35,6 +39,10 @@ class Decision:
     threshold: float
     template_version: int
     runner_up: str
+    margin: float = 0.0
+    """log(runner-up distance / distance), capped at 2."""
+    reason: str = ""
+    """Why it was rejected (``acceptance.FAR``, ``acceptance.AMBIGUOUS``); '' when accepted."""
 
 
 class DistanceHistory:
@@ -58,10 +66,10 @@ class DistanceHistory:
 
 
 class Recognizer:
-    def __init__(self, db: GestureDB, *, accept_sigma: float = 8.0, outlier_sigma: float = 3.0,
+    def __init__(self, db: GestureDB, *, rule: AcceptanceRule = AcceptanceRule(), outlier_sigma: float = 3.0,
                  history_weight: float = 20.0) -> None:
         self.db = db
-        self.accept_sigma = accept_sigma
+        self.rule = rule
         self.outlier_sigma = outlier_sigma
         seqs, labels = [], []
         self.history: dict[str, DistanceHistory] = {}
@@ -84,7 +92,7 @@ class Recognizer:
 
     def threshold(self, name: str) -> float:
         h = self.history[name]
-        return h.mean + self.accept_sigma * h.std
+        return threshold(h.mean, h.std, self.rule)
 
     def confidence(self, match: Match) -> float:
         h = self.history[match.name]
@@ -97,10 +105,10 @@ class Recognizer:
             return None
         match = self.matcher.match(normalise(t, acc, gyro))
         h = self.history[match.name]
-        threshold = self.threshold(match.name)
+        verdict = judge(match.distance, match.margin, h.mean, h.std, self.rule)
         outlier = match.distance > h.mean + self.outlier_sigma * h.std
-        accepted = match.distance <= threshold
-        if accepted and not outlier:
+        if verdict.accepted and not outlier:
             h.add(match.distance)
-        return Decision(match.name, self.confidence(match), outlier, accepted, match.distance, threshold,
-                        self.db.gestures[match.name].version, match.runner_up)
+        return Decision(match.name, self.confidence(match), outlier, verdict.accepted, match.distance,
+                        verdict.threshold, self.db.gestures[match.name].version, match.runner_up, match.margin,
+                        verdict.reason)

@@ -7,6 +7,11 @@ asked for again. The session file (``STORE_DIR/sessions/NAME.session``, a
 ``GuardedFile``: sealed, atomic) is saved after every sample, so a session
 killed at any point resumes with every sample recorded before the kill.
 When complete, its samples go into the store and the file is removed.
+
+Samples taught from the synthetic sensor teach the scripted motions, not
+the user's: ``synthetic_tell`` tells such a stream by the batches' source
+(``synthetic``) or by timestamps on an exact grid (a phone's clock jitters
+by tens of microseconds at least; a generated stream's does not).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -73,6 +79,32 @@ class RecordingSession:
             backup.unlink(missing_ok=True)
 
 
+SYNTHETIC_SOURCES = frozenset({"synthetic"})
+"""Source kinds (``ImuBatch.source``) of generated streams."""
+MIN_INTERVALS = 50
+"""Reading intervals needed before the timing is judged."""
+MAX_GRID_JITTER_S = 1e-6
+"""Intervals that never stray further than this from their median are a generated grid, seconds."""
+
+
+def synthetic_tell(sources: set[str], intervals: np.ndarray) -> str:
+    """Why a stream looks like the synthetic sensor rather than a phone; '' when it does not (or too little seen).
+
+    ``sources``: the ``ImuBatch.source`` values seen; ``intervals``: differences of consecutive reading times, s."""
+    named = sorted(sources & SYNTHETIC_SOURCES)
+    if named:
+        return f"its batches come from the {named[0]!r} source"
+    dt = np.asarray(intervals, dtype=np.float64)
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    if len(dt) >= MIN_INTERVALS:
+        median = float(np.median(dt))
+        jitter = float(np.max(np.abs(dt - median)))
+        if jitter <= MAX_GRID_JITTER_S:
+            return (f"its {len(dt) + 1} readings lie exactly {median * 1000:.3f} ms apart (jitter {jitter * 1e6:.2f} µs; "
+                    "a phone's clock jitters)")
+    return ""
+
+
 def score_sample(segment: Segment, batch_quality: float, flags: set[str]) -> tuple[float, list[str]]:
     """0..1 and the problems: batch quality x signal-to-noise x plausibility."""
     sample = Sample(segment.t - segment.t[0], segment.acc, segment.gyro)
@@ -93,6 +125,25 @@ class Recorder:
         self.segmenter = Segmenter(settings)
         self._recent: list[tuple[float, float, float, set[str]]] = []   # (t0, t1, quality, flags) per batch
         self.batches = 0
+        self.sources: set[str] = set()
+        """``ImuBatch.source`` values seen."""
+        self.intervals: deque[float] = deque(maxlen=2000)
+        """The latest intervals between consecutive readings, seconds."""
+        self._last_t: float | None = None
+
+    def _note(self, batch: ImuBatch) -> None:
+        self.batches += 1
+        self.sources.add(batch.source)
+        if len(batch):
+            t = np.asarray(batch.t, dtype=np.float64)
+            if self._last_t is not None:
+                self.intervals.append(float(t[0] - self._last_t))
+            self.intervals.extend(np.diff(t).tolist())
+            self._last_t = float(t[-1])
+
+    def synthetic_tell(self) -> str:
+        """Why the stream looks synthetic ('' when it does not, or too little was seen)."""
+        return synthetic_tell(self.sources, np.fromiter(self.intervals, dtype=np.float64))
 
     def next_segment(self, go_wall: float, timeout_s: float,
                      tick: Callable[[], None] = lambda: None) -> tuple[Segment, float, set[str]] | None:
@@ -104,7 +155,7 @@ class Recorder:
             if msg is None or msg.topic != self.topic:
                 continue
             batch = ImuBatch.from_body(msg.body)
-            self.batches += 1
+            self._note(batch)
             if len(batch):
                 self._recent.append((float(batch.t[0]), float(batch.t[-1]), batch.quality, set(batch.flags)))
                 self._recent = self._recent[-400:]
@@ -124,6 +175,7 @@ class Recorder:
             msg = self.sub.recv(timeout_ms=50)
             if msg is not None and msg.topic == self.topic:
                 batch = ImuBatch.from_body(msg.body)
+                self._note(batch)
                 self.segmenter.feed(batch.t, batch.acc, batch.gyro)
 
 

@@ -11,12 +11,24 @@ The payload is msgpack::
     {"format": 1, "revision": int, "updated_at": float,
      "calibration": {"a": float, "b": float, "c": float},
      "gestures": {name: {"version", "created_at", "updated_at", "trained_at",
-                         "samples": [sample], "outliers": [sample],
+                         "samples": [sample], "outliers": [sample], "superseded": [sample],
                          "accuracy", "class_accuracy", "consistency",
                          "distance_mean", "distance_std", "fingerprint"}}}
 
 and a sample is ``{"id", "t", "acc", "gyro", "quality", "source",
-"recorded_at"}`` with arrays as ``{"dtype", "shape", "data"}``.
+"recorded_at", "origin"}`` with arrays as ``{"dtype", "shape", "data"}``.
+
+**Origin**: a sample is ``shipped`` (the templates the store was seeded
+with, ``make_templates.py``) or ``user`` (recorded, added from a file,
+migrated; export and import keep a sample's origin). The shipped ones are a
+starting point: once a gesture has ``training.MIN_USER_SAMPLES`` (3)
+samples of the user's own, training moves its shipped samples to
+``superseded`` (kept, never matched) and uses only the user's; deleting the
+user's samples (``remove_user_samples``) brings them back at the next
+training. Stores written before origins existed have no ``origin`` key: a
+sample whose ``source`` starts with ``synthetic`` (what ``make_templates.py``
+writes) is shipped, any other one the user's. The format number stays 1:
+every new key has a default.
 
 A legacy plain ``templates.json`` (``{name: [sample, ...]}`` with a sample a
 list of ``[ax, ay, az, gx, gy, gz]`` rows at ``LEGACY_RATE_HZ``, or a map with
@@ -74,6 +86,11 @@ MAX_GYRO = 35.0
 """|gyro| above this is not physical for a phone, rad/s."""
 MIN_MOTION_RMS = 0.5
 """A sample whose acceleration and rotation barely leave the rest level is no gesture, m/s² (RMS, gyro scaled)."""
+SHIPPED = "shipped"
+"""Origin of the samples of the shipped templates (the seed)."""
+USER = "user"
+"""Origin of the samples the user recorded, added, imported or migrated."""
+ORIGINS = (SHIPPED, USER)
 
 
 class SampleError(ValueError):
@@ -108,8 +125,12 @@ class Sample:
     recorded_at: float = field(default_factory=time.time)
     """Unix time, seconds."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    origin: str = USER
+    """``shipped`` (the templates the store started from) or ``user`` (everything the user taught)."""
 
     def __post_init__(self) -> None:
+        if self.origin not in ORIGINS:
+            raise ValueError(f"sample origin {self.origin!r}: expected one of {ORIGINS}")
         self.t = np.asarray(self.t, dtype=np.float64).reshape(-1)
         self.acc = np.asarray(self.acc, dtype=np.float32).reshape(-1, 3)
         self.gyro = np.asarray(self.gyro, dtype=np.float32).reshape(-1, 3)
@@ -118,14 +139,21 @@ class Sample:
     def duration_s(self) -> float:
         return float(self.t[-1] - self.t[0]) if len(self.t) else 0.0
 
+    @property
+    def shipped(self) -> bool:
+        return self.origin == SHIPPED
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "t": _pack_array(self.t), "acc": _pack_array(self.acc), "gyro": _pack_array(self.gyro),
-                "quality": float(self.quality), "source": self.source, "recorded_at": float(self.recorded_at)}
+                "quality": float(self.quality), "source": self.source, "recorded_at": float(self.recorded_at),
+                "origin": self.origin}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Sample":
+        source = d.get("source", "")
+        origin = d.get("origin") or (SHIPPED if source.startswith("synthetic") else USER)
         return cls(_unpack_array(d["t"]), _unpack_array(d["acc"]), _unpack_array(d["gyro"]), d.get("quality", 1.0),
-                   d.get("source", ""), d.get("recorded_at", 0.0), d["id"])
+                   source, d.get("recorded_at", 0.0), d["id"], origin)
 
 
 def sample_problems(sample: Sample) -> list[str]:
@@ -172,6 +200,8 @@ class Gesture:
     """Samples in use (outliers removed)."""
     outliers: list[Sample] = field(default_factory=list)
     """Samples training set aside as outliers (kept for inspection; never matched against)."""
+    superseded: list[Sample] = field(default_factory=list)
+    """Shipped samples set aside because the user has samples of their own (kept; never matched against)."""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     trained_at: float = 0.0
@@ -190,9 +220,23 @@ class Gesture:
     def trained(self) -> bool:
         return self.trained_at > 0 and self.distance_mean is not None
 
+    @property
+    def all_samples(self) -> list[Sample]:
+        """In use, outliers and superseded: everything training judges afresh."""
+        return self.samples + self.outliers + self.superseded
+
+    @property
+    def user_samples(self) -> int:
+        return sum(not s.shipped for s in self.all_samples)
+
+    @property
+    def shipped_samples(self) -> int:
+        return sum(s.shipped for s in self.all_samples)
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "samples": [s.to_dict() for s in self.samples],
-                "outliers": [s.to_dict() for s in self.outliers], "created_at": self.created_at,
+                "outliers": [s.to_dict() for s in self.outliers],
+                "superseded": [s.to_dict() for s in self.superseded], "created_at": self.created_at,
                 "updated_at": self.updated_at, "trained_at": self.trained_at, "accuracy": self.accuracy,
                 "consistency": self.consistency, "distance_mean": self.distance_mean,
                 "distance_std": self.distance_std, "fingerprint": self.fingerprint}
@@ -200,13 +244,15 @@ class Gesture:
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> "Gesture":
         return cls(name, d["version"], [Sample.from_dict(s) for s in d["samples"]],
-                   [Sample.from_dict(s) for s in d.get("outliers", [])], d.get("created_at", 0.0),
+                   [Sample.from_dict(s) for s in d.get("outliers", [])],
+                   [Sample.from_dict(s) for s in d.get("superseded", [])], d.get("created_at", 0.0),
                    d.get("updated_at", 0.0), d.get("trained_at", 0.0), d.get("accuracy"), d.get("consistency"),
                    d.get("distance_mean"), d.get("distance_std"), d.get("fingerprint", ""))
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "samples": len(self.samples),
-                "outliers": len(self.outliers), "accuracy": self.accuracy, "consistency": self.consistency,
+                "outliers": len(self.outliers), "superseded": len(self.superseded),
+                "user_samples": self.user_samples, "shipped_samples": self.shipped_samples, "accuracy": self.accuracy, "consistency": self.consistency,
                 "distance_mean": self.distance_mean, "distance_std": self.distance_std,
                 "trained_at": self.trained_at, "updated_at": self.updated_at}
 
@@ -254,6 +300,20 @@ class GestureDB:
         g.samples.extend(samples)
         g.updated_at = time.time()
         return g
+
+    def remove_user_samples(self, name: str) -> int:
+        """Drop the user's samples of ``name`` (its shipped ones come back at the next training); the count.
+
+        A gesture with no shipped samples is removed altogether."""
+        g = self.gesture(name)
+        n = g.user_samples
+        if not g.shipped_samples:
+            del self.gestures[name]
+            return n
+        g.samples = [s for s in g.samples if s.shipped]
+        g.outliers = [s for s in g.outliers if s.shipped]
+        g.updated_at = time.time()
+        return n
 
 
 @dataclass(frozen=True)

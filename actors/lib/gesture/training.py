@@ -2,9 +2,16 @@
 
 For each gesture with enough samples:
 
+0. **The user's samples first**: a gesture with at least
+   ``MIN_USER_SAMPLES`` samples of the user's own uses only those; its
+   shipped samples move to ``superseded`` (kept, never matched, back in use
+   once the user's are deleted). With fewer, both are used together.
 1. **Outliers**: a sample whose mean DTW distance to the other samples of
    its gesture lies more than 3 robust sigmas (1.4826 x MAD) above their
    median is set aside (kept in the store as an outlier, never matched).
+   Only samples of the majority's own kind can be: a user's sample is never
+   an outlier against shipped ones (it would be, by construction, whenever
+   the user moves differently from the synthetic templates).
 2. **Consistency**: 1 - (mean distance among its samples) / (mean distance
    to the samples of other gestures), clipped to 0..1.
 3. **k-fold cross-validation** over all gestures together (stratified,
@@ -16,7 +23,10 @@ For each gesture with enough samples:
    spread shrunk towards the pooled one of all gestures, since a handful of
    samples underestimates it). The
    recognizer flags a match more than 3 sigma above the mean as an outlier
-   and derives its acceptance threshold from them.
+   and derives its acceptance threshold from them (``acceptance.py``); a
+   gesture whose threshold would pass the absolute cap ``max_distance`` is
+   reported as *loose* (its samples lie too far apart to be recognised
+   reliably).
 5. **Calibration**: a logistic regression (ridge-regularised, a few Newton
    steps) from two match features - the margin log(d2/d1) and the z-score of
    d1 - to "the held-out sample was recognised correctly". The recognizer's
@@ -34,11 +44,16 @@ from typing import Callable
 
 import numpy as np
 
+from actors.lib.gesture.acceptance import DEFAULT_MAX_DISTANCE
 from actors.lib.gesture.matching import CHANNELS, LENGTH, Matcher, dtw_batch, normalise
 from actors.lib.gesture.store import Gesture, GestureDB
 
 MIN_SAMPLES = 3
 """Fewer samples than this: the gesture is not trained (and not matched)."""
+MIN_USER_SAMPLES = 3
+"""With this many samples of the user's own, a gesture's shipped samples are superseded."""
+LOOSE_SIGMA = 2.0
+"""A gesture whose mean + this many sigma of its distances exceeds max_distance is reported loose."""
 SIGMA_FLOOR = 0.02
 """Smallest distance standard deviation used (few samples underestimate it)."""
 RELATIVE_SIGMA_FLOOR = 0.15
@@ -56,7 +71,27 @@ class TrainReport:
     """Per gesture: samples, outliers_removed, accuracy, consistency, version, changed."""
     skipped: dict[str, str] = field(default_factory=dict)
     """Gestures not trained, with the reason."""
+    superseded: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Gestures whose shipped samples the user's replace: (user samples, shipped samples set aside)."""
+    mixed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Gestures with too few user samples to replace the shipped ones: (user, shipped), used together."""
+    loose: dict[str, float] = field(default_factory=dict)
+    """Gestures whose samples lie so far apart that many performances will be rejected: their mean distance."""
     seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """What the user should know about the origins and spread of their gestures, in words."""
+        out = []
+        for name, (user, shipped) in sorted(self.superseded.items()):
+            out.append(f"{name}: your {user} samples replace the {shipped} shipped ones (kept in the store; "
+                       f"`sensorium gesture delete {name} --user` brings them back)")
+        for name, (user, shipped) in sorted(self.mixed.items()):
+            out.append(f"{name}: your {user} sample(s) are used alongside the {shipped} shipped ones until you "
+                       f"have {MIN_USER_SAMPLES}; then yours replace them")
+        for name, mean in sorted(self.loose.items()):
+            out.append(f"{name}: its samples lie far apart (mean distance {mean:.2f}): many performances will "
+                       "not be recognised; record it again, the same way each time")
+        return out
 
 
 def sequences_of(g: Gesture) -> np.ndarray:
@@ -94,9 +129,24 @@ def match_features(margin: float, distance: float, mean: float, std: float) -> n
     return np.array([margin, (distance - mean) / max(std, SIGMA_FLOOR)])
 
 
-def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
+def choose_samples(g: Gesture) -> tuple[list, list, bool]:
+    """(samples to train on, shipped samples superseded, whether the user's samples are exempt from outliers).
+
+    The user's samples replace the shipped ones once there are MIN_USER_SAMPLES
+    of them; with fewer, both are used, and the user's are never outliers."""
+    pool = g.all_samples
+    user = [s for s in pool if not s.shipped]
+    shipped = [s for s in pool if s.shipped]
+    if shipped and len(user) >= MIN_USER_SAMPLES:
+        return user, shipped, False
+    return pool, [], bool(user and shipped)
+
+
+def train(db: GestureDB, *, folds: int = 5, seed: int = 0, max_distance: float = DEFAULT_MAX_DISTANCE,
           progress: Callable[[str, int, int], None] = lambda stage, i, n: None) -> TrainReport:
-    """Train every gesture of ``db`` in place; returns what happened."""
+    """Train every gesture of ``db`` in place; returns what happened.
+
+    ``max_distance``: the recognizer's cap on acceptance thresholds, for the loose-gesture report."""
     t0 = time.monotonic()
     report = TrainReport(accuracy=None, folds=0)
     # 1 + 2: outliers and consistency, gesture by gesture.
@@ -105,8 +155,13 @@ def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
     for i, name in enumerate(names):
         progress("outliers", i, len(names))
         g = db.gestures[name]
-        g.samples.extend(g.outliers)   # every training judges all samples afresh
+        # Every training judges all samples afresh, the superseded ones too.
+        g.samples, g.superseded, user_exempt = choose_samples(g)
         g.outliers = []
+        if g.superseded:
+            report.superseded[name] = (len(g.samples), len(g.superseded))
+        elif user_exempt:
+            report.mixed[name] = (g.user_samples, g.shipped_samples)
         if len(g.samples) < MIN_SAMPLES:
             report.skipped[name] = f"{len(g.samples)} samples, {MIN_SAMPLES} needed"
             continue
@@ -117,6 +172,8 @@ def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
             med = np.median(mean_other)
             mad = 1.4826 * np.median(np.abs(mean_other - med))
             bad = mean_other > med + 3 * max(mad, 0.05 * med)
+            if user_exempt:
+                bad &= np.array([smp.shipped for smp in g.samples])
             if bad.any() and (~bad).sum() >= MIN_SAMPLES:
                 g.outliers = [smp for smp, b in zip(g.samples, bad) if b]
                 g.samples = [smp for smp, b in zip(g.samples, bad) if not b]
@@ -173,6 +230,8 @@ def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
             / (n - 1 + PRIOR_SAMPLES)
         g.distance_mean = mean
         g.distance_std = float(max(np.sqrt(var), RELATIVE_SIGMA_FLOOR * mean, SIGMA_FLOOR))
+        if g.distance_mean + LOOSE_SIGMA * g.distance_std > max_distance:
+            report.loose[name] = g.distance_mean
         g.trained_at = time.time()
         fp = _fingerprint(g)
         changed = fp != g.fingerprint
@@ -180,6 +239,7 @@ def train(db: GestureDB, *, folds: int = 5, seed: int = 0,
             g.version += 1
             g.fingerprint = fp
         report.gestures[name] = {"samples": len(g.samples), "outliers_removed": len(g.outliers),
+                                 "user_samples": g.user_samples, "superseded": len(g.superseded),
                                  "accuracy": g.accuracy, "consistency": g.consistency, "version": g.version,
                                  "changed": changed}
     for name in report.skipped:

@@ -135,3 +135,55 @@ class EntryParser:
             except ValueError as exc:   # FormatError and JSONDecodeError
                 bad.append(f"{where} {n + 1}: {exc}")
         return entries, bad
+
+
+GYRO_REACH_S = 0.25
+"""An accelerometer reading farther than this from any gyroscope reading gets no gyro, seconds."""
+
+
+def merge_readings(parts: Iterable[Readings]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One stream on the accelerometer's clock from parsed readings: t (n,), acc (n, 3), gyro (n, 3), and how
+    many readings had no gyroscope reading within GYRO_REACH_S (their gyro is zero).
+
+    Combined readings keep their own gyro; accelerometer-only readings (Sensor Logger sends each sensor
+    apart) take the gyroscope interpolated at their time, as the live sensor's aligner does. Sorted by
+    time; a repeated timestamp is kept once; non-finite values are dropped."""
+    both_t, both_acc, both_gyro, acc_t, acc, gyro_t, gyro = [], [], [], [], [], [], []
+    for r in parts:
+        if r.acc is not None and r.gyro is not None:
+            both_t.append(r.t), both_acc.append(r.acc), both_gyro.append(r.gyro)
+        elif r.acc is not None:
+            acc_t.append(r.t), acc.append(r.acc)
+        elif r.gyro is not None:
+            gyro_t.append(r.t), gyro.append(r.gyro)
+    t_out, acc_out, gyro_out, missing = [], [], [], 0
+    if both_t:
+        t_out.append(np.concatenate(both_t))
+        acc_out.append(np.concatenate(both_acc))
+        gyro_out.append(np.concatenate(both_gyro))
+    if acc_t:
+        t = np.concatenate(acc_t)
+        a = np.concatenate(acc)
+        gt = np.concatenate(gyro_t) if gyro_t else np.zeros(0)
+        gv = np.concatenate(gyro) if gyro else np.zeros((0, 3))
+        ok = np.isfinite(gt) & np.isfinite(gv).all(axis=1)
+        gt, first = np.unique(gt[ok], return_index=True)
+        gv = gv[ok][first]
+        if len(gt):
+            g = np.stack([np.interp(t, gt, gv[:, c]) for c in range(3)], axis=1)
+            idx = np.searchsorted(gt, t)
+            last = len(gt) - 1
+            nearest = np.minimum(np.abs(gt[np.clip(idx - 1, 0, last)] - t), np.abs(gt[np.clip(idx, 0, last)] - t))
+            far = nearest > GYRO_REACH_S
+        else:
+            g, far = np.zeros((len(t), 3)), np.ones(len(t), dtype=bool)
+        g[far] = 0.0
+        missing = int(far.sum())
+        t_out.append(t), acc_out.append(a), gyro_out.append(g)
+    if not t_out:
+        return np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)), 0
+    t, a, g = np.concatenate(t_out), np.concatenate(acc_out), np.concatenate(gyro_out)
+    ok = np.isfinite(t) & np.isfinite(a).all(axis=1) & np.isfinite(g).all(axis=1)
+    t, a, g = t[ok], a[ok], g[ok]
+    t, first = np.unique(t, return_index=True)
+    return t, a[first], g[first], missing

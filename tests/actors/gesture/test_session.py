@@ -48,6 +48,8 @@ def test_recording_session_survives_kill_9_and_resumes(broker, ipc_dir, tmp_path
     assert second.returncode == 0, second.stderr
     assert "resuming session" in second.stderr and f"{kept}/5 samples recorded" in second.stderr
     assert f"sample {kept + 1}/5: go!" in second.stderr and "sample 1/5" not in second.stderr
+    # The player's stream is generated (readings exactly 10 ms apart): record says it is no phone.
+    assert "looks like the synthetic sensor" in second.stderr and "exactly 10.000 ms apart" in second.stderr
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["name"] == "lift" and summary["samples"] + summary["outliers"] == 5
     assert summary["accuracy"] is not None and summary["version"] == 1    # trained right after recording

@@ -60,14 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-train", action="store_true", help="only store the samples; train later")
     a = sub.add_parser("add", help="add a sample cut from a recorded stream (Sensor Logger JSON lines or a "
                                    "Sensorium recording)")
-    a.add_argument("name")
+    a.add_argument("name", help="the gesture's name (new, or one to add a sample to)")
     a.add_argument("--from", dest="source", required=True, metavar="FILE",
                    help="a Sensorium recording (.mcap, its sensor.imu messages) or a Sensor Logger JSON-lines file")
     a.add_argument("--start", type=float, required=True,
                    help="start of the gesture, seconds from the first IMU reading of the file")
     a.add_argument("--end", type=float, required=True, help="end of the gesture, seconds from the first IMU reading")
     a.add_argument("--exact", action="store_true",
-                   help="take [start, end] as it is (default: cut the one motion inside it, as `record` does)")
+                   help="take [start, end] as it is (default: cut the one motion inside it, as record does)")
     a.add_argument("--topic", default="sensor.imu", help="IMU topic of a recording (default sensor.imu)")
     a.add_argument("--min-quality", type=float, default=0.3, help="refuse a take below this quality")
     a.add_argument("--no-train", action="store_true", help="only store the sample; train later")

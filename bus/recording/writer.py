@@ -144,7 +144,7 @@ class RecordingWriter:
         if msg.frames is None:
             raise ValueError(f"{msg.topic} seq {msg.header.seq}: message received without its frames")
         header = msg.header
-        key = (header.src, msg.topic)
+        key = (header.sender, msg.topic)  # per sender (host, src, iid): a restart is no gap
         last = self._last_seq.get(key)
         if last is not None and header.seq > last + 1:
             self._write_gap(msg.topic, header.src, last, header.seq, log_time_ns)

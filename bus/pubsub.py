@@ -216,6 +216,10 @@ class Subscriber:
             pub.close()
             self.sock.setsockopt(zmq.UNSUBSCRIBE, marker.encode())
 
+    def subscriptions(self) -> list[str]:
+        """Exact topics, then prefixes marked with a trailing '*' (``detect.*``; ``*`` is everything)."""
+        return sorted(self._exact) + [p + "*" for p in self._prefixes]
+
     def wanted(self, topic: str) -> bool:
         return topic in self._exact or self._matches_prefix(topic)
 

@@ -102,7 +102,7 @@ class RecordingWriter:
             raise ValueError(f"{self.path}: compression {compression!r}, expected one of {sorted(COMPRESSIONS)}")
         self._channels: dict[str, int] = {}
         self._gap_channel: int | None = None
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[tuple[tuple[str, str, str], str], int] = {}
         self.messages = 0
         self.gaps = 0
         self.missed = 0

@@ -27,7 +27,7 @@ from config.schema import Config
 
 
 def message_to_json(msg: Message, full: bool = False) -> str:
-    """One JSON line: topic, src, seq, ts, corr and body; arrays summarised unless ``full``."""
+    """One JSON line: topic, src, seq, ts, corr, iid, host and body; arrays summarised unless ``full``."""
 
     def default(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
@@ -45,6 +45,10 @@ def message_to_json(msg: Message, full: bool = False) -> str:
               "body": msg.body}
     if msg.header.corr is not None:
         record["corr"] = msg.header.corr
+    if msg.header.iid:  # the sender's instance and host (docs/wire.md, section 8)
+        record["iid"] = msg.header.iid
+    if msg.header.host:
+        record["host"] = msg.header.host
     return json.dumps(record, default=default, separators=(",", ":"), allow_nan=True)
 
 

@@ -14,7 +14,8 @@ while the old one's last messages drain from the broker). Two live
 processes publishing under one name keep switching back and forth: after
 ``min_returns`` returns to an instance already seen, over at least
 ``min_span_s``, the pair is reported as a duplicate. The check costs one
-dict lookup per message; the clock is read only on a switch.
+dict lookup per message (``current``, which a receiver may read itself
+before calling ``observe``); the clock is read only on a switch.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class SenderBook:
         """A duplicate with no switch for this long is over, seconds."""
         self.clock = clock
         self._tracks: dict[tuple[str, str], _Track] = {}
+        self.current: dict[tuple[str, str], str] = {}
+        """(host, src) -> iid of its last message; ``observe`` needs calling only when a message differs."""
         self._duplicates: dict[tuple[str, str], Duplicate] = {}
 
     def observe(self, host: str, src: str, iid: str) -> None:
@@ -99,9 +102,11 @@ class SenderBook:
         if track is None:
             if len(self._tracks) >= self.MAX_NAMES:
                 self._tracks.clear()
+                self.current.clear()
             self._tracks[key] = _Track(iid, {iid})
         elif track.current != iid:
             self._switch(key, track, iid)
+        self.current[key] = iid
 
     def _switch(self, key: tuple[str, str], track: _Track, iid: str) -> None:
         now = self.clock()

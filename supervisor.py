@@ -748,7 +748,8 @@ class Supervisor:
             counters={"in": self.heartbeats.stats.received, "out": self.pub.sent, "dropped":
                       self.heartbeats.stats.malformed, "gaps": self.heartbeats.stats.gaps, "errors": 0},
             latency_ms={"n": 0}, rss=psutil.Process().memory_info().rss, kind="supervisor",
-            extra={"broker": stats}).to_body())
+            extra={"broker": stats}, topics=self.pub.topic_counts(),
+            subscriptions=self.heartbeats.subscriptions()).to_body())
 
     # -- control socket -------------------------------------------------
 

@@ -364,9 +364,13 @@ class Actor(Generic[S]):
     # -- heartbeat --------------------------------------------------------
 
     def _heartbeat(self) -> Heartbeat:
+        subscriptions: list[str] = []
+        duplicates: list[dict[str, Any]] = []
         if self.sub is not None:
             self.counters.gaps = self.sub.stats.gaps
             malformed = self.sub.stats.malformed
+            subscriptions = self.sub.subscriptions()
+            duplicates = [d.to_body() for d in self.sub.duplicates()]
         else:
             malformed = 0
         counters = self.counters.to_body()
@@ -379,7 +383,8 @@ class Actor(Generic[S]):
                            max=round(float(lat.max()), 3))
         return Heartbeat(state=self.state, pid=os.getpid(), uptime=round(time.monotonic() - self._started, 3),
                          counters=counters, latency_ms=latency, rss=self._proc.memory_info().rss, kind=self.kind,
-                         extra=self.heartbeat_extra())
+                         extra=self.heartbeat_extra(), topics=self.pub.topic_counts() if self.pub else {},
+                         subscriptions=subscriptions, duplicates=duplicates)
 
     def _send_heartbeat(self) -> None:
         self.publish(self._heartbeat())

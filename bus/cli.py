@@ -46,5 +46,7 @@ BUS_COMMANDS: tuple[CliCommand, ...] = (
     CliCommand("record", "record bus topics to an MCAP file", "bus.recording.record:main"),
     CliCommand("replay", "publish a recording onto the bus again", "bus.recording.replay:main"),
     CliCommand("info", "topics, counts, rates, duration, gaps and damage of a recording", "bus.recording.info:main"),
+    CliCommand("topic", "live topics: list, hz, bw, info (publishers, subscribers), schema",
+               "bus.introspect:main"),
     CliCommand("top", "live table of the actors and their figures (from monitor.health)", "bus.top:main"),
 )

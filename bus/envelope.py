@@ -3,14 +3,15 @@
 One bus message is one ZeroMQ multipart message (DESIGN.md, "The envelope"):
 
 1. topic, UTF-8;
-2. header, a msgpack map ``{v, src, seq, ts, corr?}``;
+2. header, a msgpack map ``{v, src, host?, iid?, seq, ts, corr?}``;
 3. body, a msgpack map in which every numpy array is replaced by an
    extension record ``[dtype, shape, frame index]`` (ext type 1);
 4. one frame per array: its raw C-contiguous bytes, sent without copying.
 
 Decoding is strict and bounded by ``Limits``; anything wrong raises
 ``EnvelopeError`` and nothing else. Arrays in a decoded body are read-only
-views of the received frames (no copy).
+views of the received frames (no copy). ``docs/wire.md`` is the normative,
+byte-exact description of all of this, with test vectors.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ ARRAY_EXT = 1
 # strings or structured dtypes ever cross the bus.
 _DTYPE_RE = re.compile(r"[<>|=][biufc]\d{1,2}")
 _MAX_NDIM = 8
+MAX_IID_BYTES = 64
+"""Longest instance id (UTF-8 bytes)."""
+MAX_HOST_BYTES = 255
+"""Longest origin host name (UTF-8 bytes), as a DNS name."""
 
 
 class EnvelopeError(ValueError):
@@ -101,6 +106,15 @@ class Header(NamedTuple):
     """Correlation id of a request/reply pair or a trace."""
     v: int = ENVELOPE_VERSION
     """Envelope version."""
+    iid: str = ""
+    """Instance id of the sending publisher, new at every process start ('' when the writer sent none)."""
+    host: str = ""
+    """Origin host of the sender, set by the publisher ('' when the writer sent none)."""
+
+    @property
+    def sender(self) -> tuple[str, str, str]:
+        """(host, src, iid): one sender, whose seq runs per topic from 0."""
+        return (self.host, self.src, self.iid)
 
 
 @dataclass(slots=True)
@@ -129,46 +143,62 @@ def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
     raise TypeError(f"cannot encode a {type(obj).__name__}")
 
 
-def _header_fixed(src: str) -> bytes:
-    """The constant part of an ``Encoder``'s header map, up to the seq value: v, src, the seq key."""
-    return b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src) + b"\xa3seq\xcf"
+def _header_fixed(src: str, host: str = "", iid: str = "") -> bytes:
+    """The constant part of an ``Encoder``'s header map, up to the seq value: v, src, host and iid when
+    set, the seq key."""
+    fixed = b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src)
+    if host:
+        fixed += b"\xa4host" + msgpack.packb(host)
+    if iid:
+        fixed += b"\xa3iid" + msgpack.packb(iid)
+    return fixed + b"\xa3seq\xcf"
+
+
+def _map_head(n: int) -> bytes:
+    return bytes([0x80 | n])
 
 
 _SEQ_TS = struct.Struct(">Q4sQ")
 """seq (uint64), the ts key with its uint64 marker, ts (uint64): the variable end of an Encoder header."""
 _TS_KEY = b"\xa2ts\xcf"
 
-# Headers from an Encoder without corr are its 4-entry prefix followed by
-# _SEQ_TS: once a sender's src has been seen in a valid header, later headers
-# of exactly that layout are read with one dict lookup and one struct
-# unpack. They are the same bytes the general path accepts with the same
-# values, so this changes no outcome, only the cost (~1 us of ~4 us).
-_CANONICAL: dict[bytes, str] = {}
+# Headers from an Encoder without corr are its prefix (v, src, host, iid, the
+# seq key) followed by _SEQ_TS: once a sender has been seen in a valid header,
+# later headers of exactly that layout are read with one dict lookup and one
+# struct unpack. They are the same bytes the general path accepts with the
+# same values, so this changes no outcome, only the cost (~1 us of ~4 us).
+_CANONICAL: dict[bytes, tuple[str, str, str]] = {}
 _CANONICAL_MAX = 4096
 
 
 class Encoder:
     """Encodes the messages of one sender; ``encode()`` is the same wire format for any sender.
 
-    The header is a msgpack map {v, src, seq, ts[, corr]}. Its constant part
-    (v and src) is packed once per sender, and seq and ts go in as fixed-width
-    msgpack uint64, which every msgpack reader accepts: a header costs one
-    struct pack instead of a map pack per message. The body packer is reused
-    across messages.
+    The header is a msgpack map {v, src[, host][, iid], seq, ts[, corr]} in
+    that order. Its constant part (v, src, host, iid) is packed once per
+    sender, and seq and ts go in as fixed-width msgpack uint64, which every
+    msgpack reader accepts: a header costs one struct pack instead of a map
+    pack per message. The body packer is reused across messages. ``host``
+    and ``iid`` are left out when empty (a writer of the first envelope).
     """
 
-    __slots__ = ("src", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics")
+    __slots__ = ("src", "host", "iid", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics")
 
     _SEQ_TS = _SEQ_TS
     _TS_KEY = _TS_KEY
 
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, *, host: str = "", iid: str = "") -> None:
         if not isinstance(src, str) or not src:
             raise EnvelopeError(f"header src must be a non-empty str, got {src!r}")
-        fixed = _header_fixed(src)
+        _check_optional_str("host", host, MAX_HOST_BYTES)
+        _check_optional_str("iid", iid, MAX_IID_BYTES)
+        fixed = _header_fixed(src, host, iid)
+        n = 4 + bool(host) + bool(iid)
         self.src = src
-        self._prefix = b"\x84" + fixed
-        self._prefix_corr = b"\x85" + fixed
+        self.host = host
+        self.iid = iid
+        self._prefix = _map_head(n) + fixed
+        self._prefix_corr = _map_head(n + 1) + fixed
         self._arrays: list[np.ndarray] = []
         arrays = self._arrays
         self._packer = msgpack.Packer(default=lambda obj: _array_ref(obj, arrays), use_bin_type=True)
@@ -226,7 +256,8 @@ def encode(topic: str, header: Header, body: dict[str, Any]) -> list[Any]:
     """
     if not isinstance(header.seq, int) or header.seq < 0:
         raise EnvelopeError(f"header seq must be an int >= 0, got {header.seq!r}", topic)
-    return Encoder(header.src).encode(topic, header.seq, header.ts, body, header.corr)
+    return Encoder(header.src, host=header.host, iid=header.iid).encode(topic, header.seq, header.ts, body,
+                                                                       header.corr)
 
 
 def now_ns() -> int:
@@ -285,11 +316,11 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
 def _decode_header(head_raw: Any, topic: str) -> Header:
     n = len(head_raw)
     if n > 20:
-        src = _CANONICAL.get(bytes(head_raw[:n - 20]))
-        if src is not None:
+        known = _CANONICAL.get(bytes(head_raw[:n - 20]))
+        if known is not None:
             seq, ts_key, ts = _SEQ_TS.unpack_from(head_raw, n - 20)
             if ts_key == _TS_KEY:
-                return Header(src, seq, ts, None, ENVELOPE_VERSION)
+                return Header(known[0], seq, ts, None, ENVELOPE_VERSION, known[2], known[1])
     try:
         head = msgpack.unpackb(head_raw, ext_hook=_no_extension)
     except EnvelopeError as exc:
@@ -303,6 +334,8 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
     seq = head.get("seq")
     ts = head.get("ts")
     corr = head.get("corr")
+    iid = head.get("iid", "")
+    host = head.get("host", "")
     # type() is: bool is a subclass of int and must not pass as a seq or ts.
     if v != ENVELOPE_VERSION or type(v) is not int:
         raise EnvelopeError(f"unsupported envelope version {v!r} (this reader speaks {ENVELOPE_VERSION})", topic)
@@ -314,16 +347,29 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
         raise EnvelopeError(f"header ts must be an int >= 0 (ns since the epoch), got {ts!r}", topic)
     if corr is not None and type(corr) is not str:
         raise EnvelopeError(f"header corr must be a str, got {corr!r}", topic)
-    _remember_canonical(src)
-    return Header(src, seq, ts, corr, v)
+    try:
+        _check_optional_str("iid", iid, MAX_IID_BYTES)
+        _check_optional_str("host", host, MAX_HOST_BYTES)
+    except EnvelopeError as exc:
+        raise EnvelopeError(exc.reason, topic) from exc
+    _remember_canonical(src, host, iid)
+    return Header(src, seq, ts, corr, v, iid, host)
 
 
-def _remember_canonical(src: str) -> None:
-    prefix = b"\x84" + _header_fixed(src)
+def _check_optional_str(name: str, value: Any, max_bytes: int) -> None:
+    """``host`` and ``iid``: a str of at most ``max_bytes`` UTF-8 bytes; '' is the same as absent."""
+    if type(value) is not str:
+        raise EnvelopeError(f"header {name} must be a str, got {value!r}")
+    if len(value) > max_bytes // 4 and len(value.encode("utf-8")) > max_bytes:
+        raise EnvelopeError(f"header {name} of {len(value.encode('utf-8'))} bytes exceeds {max_bytes}")
+
+
+def _remember_canonical(src: str, host: str, iid: str) -> None:
+    prefix = _map_head(4 + bool(host) + bool(iid)) + _header_fixed(src, host, iid)
     if prefix not in _CANONICAL:
         if len(_CANONICAL) >= _CANONICAL_MAX:
             _CANONICAL.clear()
-        _CANONICAL[prefix] = src
+        _CANONICAL[prefix] = (src, host, iid)
 
 
 def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str) -> dict[str, Any]:
@@ -477,7 +523,13 @@ def peek_version(frames: Sequence[Any]) -> Any:
 
 def encode_header(header: Header) -> bytes:
     """The header frame of ``header``."""
-    head = {"v": header.v, "src": header.src, "seq": header.seq, "ts": header.ts}
+    head: dict[str, Any] = {"v": header.v, "src": header.src}
+    if header.host:
+        head["host"] = header.host
+    if header.iid:
+        head["iid"] = header.iid
+    head["seq"] = header.seq
+    head["ts"] = header.ts
     if header.corr is not None:
         head["corr"] = header.corr
     return msgpack.packb(head)

@@ -16,6 +16,23 @@ from typing import Any, ClassVar, TypeVar
 T = TypeVar("T", bound="Body")
 
 
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array field holds, for its schema: ``Annotated[np.ndarray, ArraySpec("float32", ("N", 3))]``.
+
+    A dimension is a size (``3``) or a name for a free size (``"N"``); several
+    shapes are alternatives (``ArraySpec("int16", ("N",), ("N", "C"))``).
+    """
+
+    dtype: str
+    """numpy dtype name: ``uint8``, ``int16``, ``float32``..."""
+    shapes: tuple[tuple[int | str, ...], ...]
+
+    def __init__(self, dtype: str, *shapes: tuple[int | str, ...]) -> None:
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "shapes", tuple(tuple(s) for s in shapes))
+
+
 class BodyError(ValueError):
     """A message body that does not fit its topic's schema."""
 
@@ -99,6 +116,14 @@ class Heartbeat(Body):
     """Actor kind, e.g. ``monitor``."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Kind-specific figures (queue backlog, broker statistics...)."""
+    topics: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per topic this actor published since it started: ``out`` (messages) and ``bytes`` (all frames);
+    ``sensorium topic`` derives rates and bandwidth from these without listening to the topics."""
+    subscriptions: list[str] = field(default_factory=list)
+    """What this actor subscribes to: exact topics, and prefixes marked by a trailing '*' (``detect.*``)."""
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    """Names under which two live processes of one host publish, as this actor receives them:
+    ``host``, ``src``, ``iids``, ``pids`` (see ``bus/senders.py``)."""
 
 
 ACTOR_EVENTS = ("starting", "ready", "exited", "restarting", "failed", "stopped")

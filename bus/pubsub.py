@@ -8,9 +8,11 @@ Behaviour at the high-water mark (HWM, in messages, set on every socket):
   other subscribers are not slowed down (like ROS 2 best-effort QoS).
 
 Neither drop is silent: every message carries ``seq`` per sender and topic,
-so each subscriber counts the messages it missed as ``gaps`` per (src, topic)
-and reports them in its heartbeat. A publisher that restarts begins again at
-seq 0; the subscriber counts that as a reset, not a gap.
+so each subscriber counts the messages it missed as ``gaps`` per sender and
+topic and reports them in its heartbeat. A sender is (host, src, iid)
+(``bus/senders.py``): a publisher that restarts has a new instance id and
+starts a new sequence, neither gap nor reset; a seq that goes backwards
+within one sender (a writer without an instance id) counts as a reset.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import zmq
 from bus.burstlog import BurstLog
 from bus.envelope import (DEFAULT_LIMITS, EnvelopeError, Encoder, Header, Limits, Message, decode, decode_parts,
                           now_ns, restamp)
+from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
@@ -43,18 +46,25 @@ class Publisher:
     """Publishes envelopes from one sender (``src``), numbering each topic's messages.
 
     The socket is an XPUB connected to the broker's XSUB, so the publisher
-    also sees subscriptions and can wait until someone listens.
+    also sees subscriptions and can wait until someone listens. Each
+    publisher is one sender: ``host`` (this machine) and a new ``iid``
+    (instance id) go into every header. It counts what it sent per topic
+    (``topic_counts()``), which heartbeats carry so that tools measure
+    rates without listening.
     """
 
     def __init__(self, ctx: zmq.Context, endpoint: str, src: str, *, hwm: int = DEFAULT_HWM,
-                 linger_ms: int = 1000) -> None:
+                 linger_ms: int = 1000, iid: str | None = None, host: str | None = None) -> None:
         self.src = src
+        self.iid = new_instance_id() if iid is None else iid
+        self.host = origin_host() if host is None else host
         self.sock = ctx.socket(zmq.XPUB)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, linger_ms)
         self.sock.connect(endpoint)
         self._seq: dict[str, int] = {}
-        self._encoder = Encoder(src)
+        self._bytes: dict[str, int] = {}
+        self._encoder = Encoder(src, host=self.host, iid=self.iid)
         self.sent = 0
         self.subscriptions: set[bytes] = set()
 
@@ -65,10 +75,13 @@ class Publisher:
         self._seq[topic] = seq + 1
         send = self.sock.send
         if len(frames) == 3:
+            self._bytes[topic] = self._bytes.get(topic, 0) + len(frames[0]) + len(frames[1]) + len(frames[2])
             send(frames[0], _SNDMORE)
             send(frames[1], _SNDMORE)
             send(frames[2])
         else:
+            self._bytes[topic] = (self._bytes.get(topic, 0) + len(frames[0]) + len(frames[1]) + len(frames[2])
+                                  + sum(f.nbytes for f in frames[3:]))
             # Small frames are cheapest copied; array frames go zero-copy.
             send(frames[0], _SNDMORE)
             send(frames[1], _SNDMORE)
@@ -85,11 +98,17 @@ class Publisher:
         body and array frames go out unchanged, ``ts`` (ns) defaults to now."""
         topic = bytes(frames[0]).decode("utf-8")
         seq = self._seq.get(topic, 0)
-        out = restamp(frames, Header(self.src, seq, now_ns() if ts is None else ts, corr))
+        out = restamp(frames, Header(self.src, seq, now_ns() if ts is None else ts, corr, iid=self.iid,
+                                     host=self.host))
         self._seq[topic] = seq + 1
+        self._bytes[topic] = self._bytes.get(topic, 0) + sum(len(memoryview(f)) for f in out)
         self.sock.send_multipart(out, copy=False)
         self.sent += 1
         return seq
+
+    def topic_counts(self) -> dict[str, dict[str, int]]:
+        """Per topic sent: ``out`` (messages) and ``bytes`` (all frames), since this publisher was made."""
+        return {topic: {"out": n, "bytes": self._bytes.get(topic, 0)} for topic, n in self._seq.items()}
 
     def drain_subscriptions(self) -> None:
         """Read subscription changes forwarded by the broker (non-blocking)."""
@@ -132,8 +151,9 @@ class SubscriberStats:
     gaps: int = 0
     """Messages missed, from seq gaps, all senders and topics."""
     resets: int = 0
-    """Times a sender's seq went backwards (a restarted sender)."""
-    gaps_by_stream: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Times one sender's seq went backwards (a restarted writer that sends no instance id)."""
+    gaps_by_stream: dict[tuple[tuple[str, str, str], str], int] = field(default_factory=dict)
+    """Gaps per (sender (host, src, iid), topic)."""
 
 
 class Subscriber:
@@ -145,7 +165,7 @@ class Subscriber:
     """
 
     MAX_STREAMS = 65_536
-    """Bound on tracked (src, topic) pairs; beyond it tracking starts afresh."""
+    """Bound on tracked (host, src, iid, topic) streams; beyond it tracking starts afresh."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -160,7 +180,10 @@ class Subscriber:
         """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
         self._exact: set[str] = set()
         self._prefixes: list[str] = []
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[tuple[str, str, str, str], int] = {}
+        self.senders = SenderBook()
+        """Which instance sent last per (host, src): finds two live processes under one name."""
+        self._sender_iid = self.senders.current
         self._next_topic: bytes | None = None
         """First frame of the next message, read while finding the end of a lone-frame one."""
         self._burst = BurstLog(log)
@@ -193,6 +216,10 @@ class Subscriber:
         finally:
             pub.close()
             self.sock.setsockopt(zmq.UNSUBSCRIBE, marker.encode())
+
+    def subscriptions(self) -> list[str]:
+        """Exact topics, then prefixes marked with a trailing '*' (``detect.*``; ``*`` is everything)."""
+        return sorted(self._exact) + [p + "*" for p in self._prefixes]
 
     def wanted(self, topic: str) -> bool:
         return topic in self._exact or self._matches_prefix(topic)
@@ -296,15 +323,23 @@ class Subscriber:
                 return True
         return False
 
+    def duplicates(self) -> list[Duplicate]:
+        """Names under which two live processes of one host publish, as this subscriber sees it."""
+        return self.senders.duplicates()
+
     def _account(self, msg: Message) -> None:
-        key = (msg.header.src, msg.topic)
-        seq = msg.header.seq
+        header = msg.header
+        key = (header.host, header.src, header.iid, msg.topic)
+        if self._sender_iid.get((header.host, header.src)) != header.iid:  # inlined: every message passes here
+            self.senders.observe(header.host, header.src, header.iid)
+        seq = header.seq
         last = self._last_seq.get(key)
         if last is not None:
             if seq > last + 1:
                 missed = seq - last - 1
                 self.stats.gaps += missed
-                self.stats.gaps_by_stream[key] = self.stats.gaps_by_stream.get(key, 0) + missed
+                stream = (header.sender, msg.topic)
+                self.stats.gaps_by_stream[stream] = self.stats.gaps_by_stream.get(stream, 0) + missed
             elif seq <= last:
                 self.stats.resets += 1
         elif len(self._last_seq) >= self.MAX_STREAMS:

@@ -49,11 +49,15 @@ def _json_default(full: bool) -> Callable[[Any], Any]:
 
 
 def message_to_json(msg: Message, full: bool = False) -> str:
-    """One JSON line: topic, src, seq, ts, corr and body; arrays summarised unless ``full``."""
+    """One JSON line: topic, src, seq, ts, corr, iid, host and body; arrays summarised unless ``full``."""
     record = {"topic": msg.topic, "src": msg.header.src, "seq": msg.header.seq, "ts": msg.header.ts,
               "body": msg.body}
     if msg.header.corr is not None:
         record["corr"] = msg.header.corr
+    if msg.header.iid:  # the sender's instance and host (docs/wire.md, section 8)
+        record["iid"] = msg.header.iid
+    if msg.header.host:
+        record["host"] = msg.header.host
     return json.dumps(record, default=_json_default(full), separators=(",", ":"), allow_nan=True)
 
 

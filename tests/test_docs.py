@@ -8,7 +8,7 @@ import subprocess
 from actors.registry import BUILTIN_KINDS
 from tests.support import ROOT
 
-TOP_LEVEL = ["supervisor.py", "config", "bus", "actors", "models", "tests", "bench", "docs", "setup.cfg"]
+TOP_LEVEL = ["supervisor.py", "config", "bus", "actors", "models", "tests", "bench", "docs", "examples", "setup.cfg"]
 """What the repository's top level holds (DESIGN.md, "Layout"), less files every repo has."""
 
 

@@ -2,19 +2,27 @@
 
 The story: load the gesture store (seeding it from the shipped templates
 the first time; a corrupt file is recovered from backup and an alert
-published), then for every IMU batch feed the sliding-window segmenter;
-each motion segment it closes is matched against the templates
+published), then for every IMU batch feed the sliding-window segmenter of
+its stream; each motion segment it closes is matched against the templates
 (``recognizer.Recognizer``) and, when accepted, published with its
 confidence, outlier flag and processing time; a motion that is no gesture
 of the store is counted (``rejected``, by reason in ``unknown``) and
 published on ``gesture.unknown`` (``publish_unknown``). A timer notices when the
 store file changes (``sensorium gesture train`` in another terminal) and
 reloads it without a restart.
+
+A stream is one sender (host, src, instance id: ``bus/senders.py``) and
+device: two phones, a replay next to the live sensor, or an outside
+publisher that borrowed the sensor's name each get their own segmenter, so
+one stream's readings never cut into another's motion. Streams are bounded
+(``max_streams``, least recently heard dropped first) and a silent one is
+dropped after ``idle_drop_s``, as the vad does with audio streams.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from actors.base import Actor
@@ -32,6 +40,16 @@ from config.storage import CorruptFileError, LockTimeout
 STORE_LOCK_WAIT_S = 1.0
 """Longest wait for the store's lock inside the actor loop, seconds."""
 
+StreamKey = tuple[str, str, str, str]
+"""(host, src, iid, device) of an IMU stream."""
+
+
+@dataclass
+class ImuStream:
+    segmenter: Segmenter
+    last_heard: float
+    """Monotonic time of its last batch, seconds."""
+
 
 class GestureActor(Actor[GestureSettings]):
     kind = "gesture"
@@ -41,7 +59,9 @@ class GestureActor(Actor[GestureSettings]):
         # Short: the loop must not stall while the CLI holds the lock (training);
         # a busy store is simply tried again at the next check.
         self.store = GestureStore.from_settings(s.store, lock_timeout_s=STORE_LOCK_WAIT_S)
-        self.segmenter = Segmenter(s.segmentation)
+        self.streams: dict[StreamKey, ImuStream] = {}
+        self.last_stream: ImuStream | None = None
+        self.dropped_streams = {"too_long": 0, "too_short": 0, "streams_dropped": 0}
         self.recognizer: Recognizer | None = None
         self.store_revision = 0
         self.store_signature: Any = None
@@ -52,11 +72,12 @@ class GestureActor(Actor[GestureSettings]):
         self.load_store()
         self.subscribe(s.input_topic, self.on_sensor_imu)
         self.every(s.reload_check_s, self.reload_if_changed)
+        self.every(min(s.idle_drop_s / 2, 5.0), self.drop_idle_streams)
 
     def on_sensor_imu(self, msg: Message) -> None:
         received = time.perf_counter()
         batch = ImuBatch.from_body(msg.body)
-        for segment in self.segmenter.feed(batch.t, batch.acc, batch.gyro):
+        for segment in self.stream_of(msg, batch).segmenter.feed(batch.t, batch.acc, batch.gyro):
             self.figures["segments"] += 1
             if self.recognizer is None:
                 continue
@@ -88,6 +109,36 @@ class GestureActor(Actor[GestureSettings]):
                 template_version=decision.template_version, distance=round(decision.distance, 4),
                 threshold=round(decision.threshold, 4), t_start=segment.t_start, t_end=segment.t_end,
                 runner_up=decision.runner_up, store_version=self.store_revision))
+
+    def stream_of(self, msg: Message, batch: ImuBatch) -> ImuStream:
+        host, src, iid = msg.header.sender
+        key = (host, src, iid, batch.device)
+        stream = self.streams.get(key)
+        if stream is None:
+            if len(self.streams) >= self.settings.max_streams:
+                oldest = min(self.streams, key=lambda k: self.streams[k].last_heard)
+                self.log.warning("too_many_imu_streams", dropping=list(oldest), max_streams=self.settings.max_streams)
+                self.drop_stream(oldest)
+            stream = self.streams[key] = ImuStream(Segmenter(self.settings.segmentation), 0.0)
+            self.log.info("imu_stream_opened", host=host, src=src, iid=iid, device=batch.device,
+                          streams=len(self.streams))
+        stream.last_heard = time.monotonic()
+        self.last_stream = stream
+        return stream
+
+    def drop_idle_streams(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, st in self.streams.items() if now - st.last_heard > self.settings.idle_drop_s]:
+            self.log.info("imu_stream_idle_dropped", host=key[0], src=key[1], iid=key[2], device=key[3])
+            self.drop_stream(key)
+
+    def drop_stream(self, key: StreamKey) -> None:
+        stream = self.streams.pop(key)
+        self.dropped_streams["too_long"] += stream.segmenter.too_long
+        self.dropped_streams["too_short"] += stream.segmenter.too_short
+        self.dropped_streams["streams_dropped"] += 1
+        if self.last_stream is stream:
+            self.last_stream = None
 
     def reload_if_changed(self) -> None:
         if self.store.signature() != self.store_signature:
@@ -136,5 +187,9 @@ class GestureActor(Actor[GestureSettings]):
     def heartbeat_extra(self) -> dict[str, Any]:
         return {**self.figures, "unknown": dict(self.unknown_by_reason), "store_revision": self.store_revision,
                 "templates": len(self.recognizer.names) if self.recognizer else 0,
-                "noise_floor": round(self.segmenter.noise_floor or 0.0, 4),
-                "too_long": self.segmenter.too_long, "too_short": self.segmenter.too_short}
+                "streams": len(self.streams), "streams_dropped": self.dropped_streams["streams_dropped"],
+                "noise_floor": round(self.last_stream.segmenter.noise_floor or 0.0, 4) if self.last_stream else 0.0,
+                "too_long": self.dropped_streams["too_long"] + sum(st.segmenter.too_long
+                                                                   for st in self.streams.values()),
+                "too_short": self.dropped_streams["too_short"] + sum(st.segmenter.too_short
+                                                                     for st in self.streams.values())}

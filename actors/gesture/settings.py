@@ -33,6 +33,10 @@ class GestureSettings(Strict):
     """Effective number of recent accepted matches the adaptive threshold remembers."""
     min_confidence: float = Field(0.0, ge=0, le=1)
     """Accepted matches below this confidence are not published (counted)."""
+    max_streams: int = Field(16, ge=1)
+    """IMU streams segmented at once (one per sender and device); beyond it the least recently heard is dropped."""
+    idle_drop_s: float = Field(30.0, gt=0)
+    """A stream silent this long is dropped with its segmenter state, seconds."""
 
     def acceptance(self) -> AcceptanceRule:
         return AcceptanceRule(self.accept_sigma, self.max_distance, self.min_margin)

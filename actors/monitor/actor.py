@@ -13,6 +13,10 @@ so a value wobbling around a threshold raises one alert, not a storm. A
 raised alert is cleared (``state = "cleared"``) once the value is back on
 the good side of the clear level, or its actor stops. An actor the
 supervisor reports FAILED raises a critical ``actor.failed`` alert at once.
+Two live processes of one host publishing under one name (seen by the
+monitor's own subscriber on heartbeats, or reported in any actor's heartbeat
+``duplicates``: ``bus/senders.py``) raise a ``bus.duplicate_sender`` alert
+naming both pids, cleared once only one of them is heard.
 
 Prometheus: ``prometheus_port`` on 127.0.0.1 (0: an ephemeral port, named in
 the heartbeat's ``extra.prometheus_port``; -1: off) serves the figures of the
@@ -35,6 +39,7 @@ from actors.base import Actor, handles
 from actors.monitor.settings import MonitorSettings
 from bus.envelope import Message
 from bus.messages import ActorEvent, Alert, Health, Heartbeat
+from bus.senders import pid_of_iid
 
 
 @dataclass
@@ -117,6 +122,43 @@ class AlertBook:
                      actor=st.actor, state=state, message=message)
 
 
+class DuplicateSenders:
+    """Raised ``bus.duplicate_sender`` alerts, one per (host, src) that two live processes publish under."""
+
+    METRIC = "bus.duplicate_sender"
+
+    def __init__(self) -> None:
+        self.raised: dict[tuple[str, str], set[str]] = {}
+
+    def update(self, reports: list[dict[str, Any]], pids: dict[tuple[str, str, str], int]) -> list[Alert]:
+        """``reports``: duplicates as ``Heartbeat.duplicates`` lists them (host, src, iids), all sources
+        together; ``pids``: the pid a heartbeat gave for a sender (host, src, iid), for iids without one."""
+        now: dict[tuple[str, str], set[str]] = {}
+        for r in reports:
+            now.setdefault((r["host"], r["src"]), set()).update(r["iids"])
+        alerts = []
+        for key, iids in sorted(now.items()):
+            if self.raised.get(key) == iids:
+                continue
+            self.raised[key] = iids
+            host, src = key
+            named = sorted({self._pid(host, src, i, pids) for i in iids} - {None})
+            alerts.append(Alert(
+                level="warning", metric=self.METRIC, value=float(len(iids)), threshold=1.0, actor=src,
+                message=f"{len(iids)} live processes publish as {src!r} on host {host or '?'}: "
+                        f"pids {', '.join(map(str, named)) or 'unknown'} (instances {', '.join(sorted(iids))}); "
+                        "give each its own name"))
+        for key in [k for k in self.raised if k not in now]:
+            self.raised.pop(key)
+            alerts.append(Alert(level="warning", metric=self.METRIC, value=1.0, threshold=1.0, actor=key[1],
+                                state="cleared", message=f"only one process publishes as {key[1]!r} again"))
+        return alerts
+
+    @staticmethod
+    def _pid(host: str, src: str, iid: str, pids: dict[tuple[str, str, str], int]) -> int | None:
+        return pids.get((host, src, iid), pid_of_iid(iid))
+
+
 class GpuProbe:
     """GPU memory, read off the actor's loop (a slow probe never delays health).
 
@@ -178,6 +220,8 @@ class MonitorActor(Actor[MonitorSettings]):
     def setup(self) -> None:
         s = self.settings
         self.heartbeats: dict[str, tuple[Heartbeat, float]] = {}
+        self.sender_pids: dict[tuple[str, str, str], int] = {}
+        self.duplicates = DuplicateSenders()
         self.states: dict[str, str] = {}
         self.processes: dict[int, psutil.Process] = {}
         self.failed_alerts: set[str] = set()
@@ -217,7 +261,12 @@ class MonitorActor(Actor[MonitorSettings]):
 
     @handles("sys.heartbeat")
     def on_sys_heartbeat(self, msg: Message) -> None:
-        self.heartbeats[msg.header.src] = (Heartbeat.from_body(msg.body), time.monotonic())
+        hb = Heartbeat.from_body(msg.body)
+        self.heartbeats[msg.header.src] = (hb, time.monotonic())
+        if msg.header.sender not in self.sender_pids:
+            if len(self.sender_pids) >= 4096:
+                self.sender_pids.clear()
+            self.sender_pids[msg.header.sender] = hb.pid
 
     @handles("sys.actor")
     def on_sys_actor(self, msg: Message) -> None:
@@ -265,6 +314,16 @@ class MonitorActor(Actor[MonitorSettings]):
         self.publish(health)
         for alert in self._check_thresholds(health, now):
             self.publish(alert)
+        for alert in self._check_duplicates(now):
+            self.publish(alert)
+
+    def _check_duplicates(self, now: float) -> list[Alert]:
+        assert self.sub is not None
+        reports = [d.to_body() for d in self.sub.duplicates()]
+        for hb, seen in self.heartbeats.values():
+            if now - seen <= self.settings.stale_after_s:
+                reports.extend(hb.duplicates)
+        return self.duplicates.update(reports, self.sender_pids)
 
     def _rates(self, name: str, hb: Heartbeat, now: float) -> dict[str, Any]:
         n_in, n_out = int(hb.counters.get("in", 0)), int(hb.counters.get("out", 0))

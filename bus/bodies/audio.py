@@ -10,11 +10,11 @@ the wall clock. ``stream`` names the stream; a consumer keeps its state per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from bus.messages import Body, BodyError
+from bus.messages import ArraySpec, Body, BodyError
 
 SPEECH_RATE_HZ = 16_000
 """The rate of ``audio.speech`` (and what the audio source publishes)."""
@@ -26,7 +26,7 @@ class AudioChunk(Body):
 
     TOPIC: ClassVar[str] = "audio.chunk"
 
-    pcm: np.ndarray
+    pcm: Annotated[np.ndarray, ArraySpec("int16", ("N",), ("N", "C"))]
     """int16 samples: shape (N,) mono, or (N, channels) interleaved."""
     rate: int
     """Sample rate, Hz."""
@@ -79,7 +79,7 @@ class SpeechSegment(Body):
 
     TOPIC: ClassVar[str] = "audio.speech"
 
-    pcm: np.ndarray
+    pcm: Annotated[np.ndarray, ArraySpec("int16", ("N",))]
     """int16 samples, 16 kHz mono, shape (N,)."""
     t_start: float
     """Stream time where speech starts (first voiced frame), seconds."""

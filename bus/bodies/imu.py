@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from bus.messages import Body, BodyError
+from bus.messages import ArraySpec, Body, BodyError
 
 
 class ImuFlag(str, enum.Enum):
@@ -77,11 +77,11 @@ def _array(value: Any, dtype: str, ndim: int, topic: str, name: str) -> np.ndarr
 class ImuBatch(Body):
     TOPIC: ClassVar[str] = "sensor.imu"
 
-    t: np.ndarray
+    t: Annotated[np.ndarray, ArraySpec("float64", ("N",))]
     """float64 (N,): sample times, seconds (the source's clock; Sensor Logger: Unix time)."""
-    acc: np.ndarray
+    acc: Annotated[np.ndarray, ArraySpec("float32", ("N", 3))]
     """float32 (N, 3): acceleration, m/s² (device frame; gravity removed unless the source includes it)."""
-    gyro: np.ndarray
+    gyro: Annotated[np.ndarray, ArraySpec("float32", ("N", 3))]
     """float32 (N, 3): angular velocity, rad/s (device frame), bias removed once calibrated."""
     quality: float = 1.0
     """0..1: share of readings kept times share of the expected readings that arrived."""

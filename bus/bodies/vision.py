@@ -9,11 +9,11 @@ of a crash deep in its own code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from bus.messages import Body, BodyError
+from bus.messages import ArraySpec, Body, BodyError
 
 DETECT_PREFIX = "detect."
 QUALITY_FLAGS = ("blurry", "dark", "bright")
@@ -28,7 +28,7 @@ def detect_topic(signal: str) -> str:
 class CameraFrame(Body):
     TOPIC: ClassVar[str] = "camera.frame"
 
-    image: np.ndarray
+    image: Annotated[np.ndarray, ArraySpec("uint8", ("H", "W", 3))]
     """uint8 H x W x 3, BGR (OpenCV's order)."""
     frame_id: int
     """Counts frames published by this camera instance, from 0."""
@@ -62,9 +62,9 @@ class Detections(Body):
 
     TOPIC: ClassVar[str] = "detect."  # the signal completes it: see topic()
 
-    boxes: np.ndarray
+    boxes: Annotated[np.ndarray, ArraySpec("float32", ("K", 4))]
     """float32 K x 4: x1, y1, x2, y2 in pixels of the camera frame."""
-    scores: np.ndarray
+    scores: Annotated[np.ndarray, ArraySpec("float32", ("K",))]
     """float32 K: confidence 0..1 of each box (peak of the head's centre heatmap)."""
     frame_id: int
     """``frame_id`` of the camera.frame these come from."""

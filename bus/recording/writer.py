@@ -102,7 +102,7 @@ class RecordingWriter:
             raise ValueError(f"{self.path}: compression {compression!r}, expected one of {sorted(COMPRESSIONS)}")
         self._channels: dict[str, int] = {}
         self._gap_channel: int | None = None
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[tuple[tuple[str, str, str], str], int] = {}
         self.messages = 0
         self.gaps = 0
         self.missed = 0
@@ -144,7 +144,7 @@ class RecordingWriter:
         if msg.frames is None:
             raise ValueError(f"{msg.topic} seq {msg.header.seq}: message received without its frames")
         header = msg.header
-        key = (header.src, msg.topic)
+        key = (header.sender, msg.topic)  # per sender (host, src, iid): a restart is no gap
         last = self._last_seq.get(key)
         if last is not None and header.seq > last + 1:
             self._write_gap(msg.topic, header.src, last, header.seq, log_time_ns)

@@ -201,3 +201,16 @@ def test_top_renders_a_live_table_under_a_pseudo_terminal(supervisor_factory):
     assert "sensorium top" in last and "bus  in" in last
     # On a loaded machine the monitor may draw its first screens before it has heard every heartbeat.
     assert any("monitor" in s and "probe@w" in s and "supervisor" in s for s in screens), last
+
+
+def test_duplicate_senders_raise_one_alert_naming_the_pids_and_clear_it():
+    from actors.monitor.actor import DuplicateSenders
+
+    book = DuplicateSenders()
+    report = {"host": "h", "src": "sensor", "iids": ["100-aa", "opaque"]}
+    [alert] = book.update([report, report], pids={("h", "sensor", "opaque"): 200})
+    assert (alert.metric, alert.state, alert.actor) == ("bus.duplicate_sender", "raised", "sensor")
+    assert "pids 100, 200" in alert.message
+    assert book.update([report], pids={}) == []          # still raised: no second alert
+    [cleared] = book.update([], pids={})
+    assert cleared.state == "cleared"

@@ -155,16 +155,26 @@ def test_corrupting_any_byte_of_a_good_message_is_caught_or_harmless(data):
 
 @settings(max_examples=300, deadline=None)
 @given(src=st.text(min_size=1, max_size=40), seq=st.integers(0, 2**64 - 1), ts=st.integers(0, 2**64 - 1),
-       corr=st.none() | st.text(max_size=10))
-def test_headers_decode_alike_whatever_int_widths_and_key_order_the_writer_chose(src, seq, ts, corr):
+       corr=st.none() | st.text(max_size=10), iid=st.text(max_size=16), host=st.text(max_size=16))
+def test_headers_decode_alike_whatever_int_widths_and_key_order_the_writer_chose(src, seq, ts, corr, iid, host):
     """The encoder writes seq and ts as fixed-width uint64; any writer's equivalent map decodes alike."""
-    ours = encode("test.x", Header(src=src, seq=seq, ts=ts, corr=corr), {})
-    head = {"v": 1, "src": src, "seq": seq, "ts": ts}
+    header = Header(src=src, seq=seq, ts=ts, corr=corr, iid=iid, host=host)
+    ours = encode("test.x", header, {})
+    head = {"v": 1, "src": src, **({"host": host} if host else {}), **({"iid": iid} if iid else {}),
+            "seq": seq, "ts": ts}
     if corr is not None:
         head["corr"] = corr
     theirs = [ours[0], msgpack.packb(dict(reversed(head.items()))), ours[2]]
-    assert msgpack.unpackb(ours[1]) == head
-    assert decode(ours).header == decode(theirs).header == Header(src=src, seq=seq, ts=ts, corr=corr)
+    assert msgpack.unpackb(ours[1]) == head and list(msgpack.unpackb(ours[1])) == list(head)
+    assert decode(ours).header == decode(theirs).header == header
+
+
+def test_instance_id_and_host_are_additive_and_checked():
+    old = [b"test.x", msgpack.packb({"v": 1, "src": "t", "seq": 0, "ts": 0}), msgpack.packb({})]
+    assert decode(old).header.sender == ("", "t", "")
+    for bad in ({"iid": 7}, {"host": ["h"]}, {"iid": "x" * 65}, {"host": "h" * 256}):
+        with pytest.raises(EnvelopeError):
+            decode([b"test.x", msgpack.packb({"v": 1, "src": "t", "seq": 0, "ts": 0, **bad}), msgpack.packb({})])
 
 
 def test_a_bool_is_not_a_seq_nor_a_version():
@@ -182,13 +192,13 @@ def _outcome(frames: list[bytes]) -> object:
 
 @settings(max_examples=300, deadline=None)
 @given(src=st.text(min_size=1, max_size=40), seq=st.integers(0, 2**64 - 1), ts=st.integers(0, 2**64 - 1),
-       data=st.data())
-def test_the_known_sender_shortcut_decodes_every_header_as_the_full_decoder_does(src, seq, ts, data):
+       iid=st.text(max_size=16), host=st.text(max_size=16), data=st.data())
+def test_the_known_sender_shortcut_decodes_every_header_as_the_full_decoder_does(src, seq, ts, iid, host, data):
     """Headers of a sender already seen take a shortcut; good or damaged, they must come out exactly as
     the full msgpack decoding says (the shortcut is a cache, never a second opinion)."""
     from bus import envelope
 
-    frames = [bytes(f) for f in encode("test.x", Header(src=src, seq=seq, ts=ts), {})]
+    frames = [bytes(f) for f in encode("test.x", Header(src=src, seq=seq, ts=ts, iid=iid, host=host), {})]
     head = bytearray(frames[1])
     if data.draw(st.booleans()):
         head[data.draw(st.integers(0, len(head) - 1))] = data.draw(st.integers(0, 255))

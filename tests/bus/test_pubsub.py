@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import msgpack
 import numpy as np
 import pytest
@@ -82,9 +84,48 @@ def test_seq_gaps_are_counted_per_sender_and_topic_and_restarts_are_not_gaps(bro
     for _ in range(9):
         assert sub.recv(WAIT_MS) is not None
     assert sub.stats.gaps == 4
-    assert sub.stats.gaps_by_stream == {("a", "test.x"): 3, ("b", "test.x"): 1}
+    assert sub.stats.gaps_by_stream == {(("", "a", ""), "test.x"): 3, (("", "b", ""), "test.x"): 1}
     assert sub.stats.resets == 1
     raw.close(), sub.close()
+
+
+def test_a_sender_is_host_name_and_instance_so_a_restart_or_a_second_process_makes_no_false_gaps(broker):
+    """Issue 16 item 6: seq runs per (host, src, iid); a new instance is a new sequence, not a reset."""
+    sub = Subscriber(broker.ctx, broker.backend, prefixes=["test."])
+    raw = _raw_publisher(broker)
+
+    def send(iid, seq, host="h1"):
+        raw.send_multipart(encode("test.x", Header(src="sensor", seq=seq, ts=0, iid=iid, host=host), {}), copy=False)
+
+    for seq in range(3):
+        send("100-aa", seq)           # the first process
+    send("200-bb", 0)                 # restarted: a new instance starts at 0
+    for seq in range(1, 4):           # ...and a second live process, interleaved with the first
+        send("100-aa", seq + 2)
+        send("200-bb", seq)
+    send("100-aa", 0, host="h2")      # the same name and instance on another host is another sender
+    for _ in range(11):
+        assert sub.recv(WAIT_MS) is not None
+    assert (sub.stats.gaps, sub.stats.resets) == (0, 0)
+    raw.close(), sub.close()
+
+
+def test_publishers_stamp_host_and_a_fresh_instance_id_and_count_what_they_send(broker):
+    from bus.senders import origin_host, pid_of_iid
+
+    sub = Subscriber(broker.ctx, broker.backend, ["test.x"])
+    assert sub.wait_subscribed(broker.frontend, 10)
+    pubs = [Publisher(broker.ctx, broker.frontend, "twin") for _ in range(2)]
+    for pub in pubs:
+        pub.wait_for_subscriber("test.x", 10)
+        pub.publish("test.x", {"a": np.zeros(10, np.float32)})
+    got = [sub.recv(WAIT_MS) for _ in pubs]
+    assert {m.header.iid for m in got} == {p.iid for p in pubs} and pubs[0].iid != pubs[1].iid
+    assert all(m.header.host == origin_host() and pid_of_iid(m.header.iid) == os.getpid() for m in got)
+    assert pubs[0].topic_counts() == {"test.x": {"out": 1, "bytes": got[0].nbytes}}
+    for pub in pubs:
+        pub.close()
+    sub.close()
 
 
 def test_malformed_input_never_crashes_a_subscriber_and_is_counted(broker):

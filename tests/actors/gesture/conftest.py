@@ -39,8 +39,8 @@ class StreamPlayer:
     """Publishes a ScriptedStream on sensor.imu from a thread, ``speed`` x real time."""
 
     def __init__(self, frontend: str, ctx, stream: ScriptedStream, *, speed: float = 10.0, batch_s: float = 0.1,
-                 until_s: float | None = None) -> None:
-        self.pub = Publisher(ctx, frontend, "player")
+                 until_s: float | None = None, src: str = "player") -> None:
+        self.pub = Publisher(ctx, frontend, src)
         self.stream = stream
         self.speed = speed
         self.batch_s = batch_s

@@ -14,7 +14,7 @@ from actors.lib.modelstore import DEFAULT_STORE, ModelStore, user_models_dir
 from actors.spec import Check, Extra, KindSpec
 from bus.bodies.vision import Detections
 from bus.cli import CliCommand
-from bus.messages import Alert
+from bus.messages import Alert, ModelSwitch
 
 
 def check_model_store(name: str, settings: DetectorSettings) -> list[Check]:
@@ -41,7 +41,7 @@ SPEC = KindSpec(
     description="Hydra detector: one backbone per frame, one small head per signal, on detect.<signal>",
     actor="actors.detector.actor:DetectorActor",
     settings=DetectorSettings,
-    publishes=(Detections, Alert),
+    publishes=(Detections, ModelSwitch, Alert),
     preflight=(check_model_store,),
     commands=(CliCommand("models", "model store: list, history, promote, rollback, cleanup, verify, extract, train",
                          "actors.detector.cli:main"),),

@@ -8,11 +8,11 @@ import pytest
 
 from actors.registry import Registry
 from bus.bodies.audio import AudioChunk, AudioEvent, SpeechSegment, Transcript, VadState
-from bus.bodies.gesture import GestureRecognized
+from bus.bodies.gesture import GestureRecognized, GestureUnknown
 from bus.bodies.imu import ImuBatch, SensorState
 from bus.bodies.vision import CameraFrame, Detections
 from bus.envelope import Header, decode, encode
-from bus.messages import ActorEvent, Alert, Command, CommandReply, Health, Heartbeat
+from bus.messages import ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, ModelSwitch
 from bus.schema import BODIES, body_for_topic, json_schema, jsonable, topic_of
 
 N = 5
@@ -33,12 +33,15 @@ EXAMPLES = {
     CameraFrame: CameraFrame(image=np.zeros((48, 64, 3), np.uint8), frame_id=7, fps=5.0,
                              quality={"blur": 10.0}, flags=["dark"]),
     Detections: Detections(boxes=np.zeros((2, 4), np.float32), scores=np.ones(2, np.float32), frame_id=7,
-                           head_version=1, latency_ms=3.5, signal="circle"),
+                           head_version="1", latency_ms=3.5, signal="circle"),
     ImuBatch: ImuBatch(t=np.arange(N, dtype=np.float64), acc=np.zeros((N, 3), np.float32),
                        gyro=np.zeros((N, 3), np.float32), flags=["dropout"]),
     SensorState: SensorState(state="streaming", previous="connected"),
     GestureRecognized: GestureRecognized(name="circle", confidence=0.9, is_outlier=False, processing_time_ms=1.2,
                                          template_version=2),
+    GestureUnknown: GestureUnknown(nearest="flick", reason="far", distance=0.9, threshold=0.6, margin=0.1),
+    ModelSwitch: ModelSwitch(actor="detector", model="circle", old_version="1", new_version="u1",
+                             reason="registry changed"),
 }
 
 

@@ -75,6 +75,8 @@ class Decision:
     """restart after delay_s; fail: open the circuit, retry after delay_s; rest: leave it exited."""
     delay_s: float
     reason: str
+    counts: bool = True
+    """Whether this restart counts toward the intensity limit (a clean exit's does not)."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +97,30 @@ class RestartPolicy:
         """What to do after an exit the supervisor did not ask for.
 
         ``attempt``: restarts in the current streak (0 after a healthy run);
-        ``restart_times``: monotonic times of earlier restarts.
+        ``restart_times``: monotonic times of earlier restarts (those that counted).
+
+        A clean exit (code 0) of a permanent actor is restarted after the
+        backoff of its streak but does not count toward the intensity limit,
+        so it never opens the circuit: OTP counts every restart, but there a
+        clean exit is the child's own decision; here a clean exit is what any
+        bus client gets with ``ctl.NAME stop``, and six of them must not put
+        a healthy actor in FAILED for ``recovery_s``. The growing backoff
+        still bounds an actor that keeps exiting cleanly.
         """
         if self.restart == "temporary":
             return Decision("rest", 0.0, "temporary actors are never restarted")
         if self.restart == "transient" and not failed:
             return Decision("rest", 0.0, "transient actor exited normally")
+        if not failed:
+            return Decision("restart", self.backoff.delay_s(attempt + 1, rng),
+                            "exited normally: restarted, not counted toward the intensity", counts=False)
         if half_open:
             return Decision("fail", self.recovery_s, "half-open try failed")
         recent = sum(1 for t in restart_times if now - t <= self.window_s)
         if recent >= self.max_restarts:
             return Decision("fail", self.recovery_s,
                             f"{recent} restarts within {self.window_s:g} s (max {self.max_restarts})")
-        return Decision("restart", self.backoff.delay_s(attempt + 1, rng), "crashed" if failed else "exited")
+        return Decision("restart", self.backoff.delay_s(attempt + 1, rng), "crashed")
 
 
 # --------------------------------------------------------------------------
@@ -504,7 +517,8 @@ class Watcher:
                           level: str) -> None:
         self._attempt += 1
         self._restarts += 1
-        self._restart_times.append(now)
+        if decision.counts:
+            self._restart_times.append(now)
         self._due = now + decision.delay_s
         self._move(ActorState.BACKOFF, "schedule_restart", reason, level, exit=code, pid=pid,
                    delay_s=round(decision.delay_s, 3), attempt=self._attempt)

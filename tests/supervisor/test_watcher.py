@@ -200,6 +200,20 @@ def test_a_clean_exit_of_a_permanent_actor_is_restarted_too():
     assert rig.last("exited").reason == "exited normally"
 
 
+def test_clean_exits_never_open_the_circuit():
+    rig = Rig()  # max_restarts = 3: a fourth crash would open it
+    rig.running()
+    for n in range(1, 7):  # six `ctl stop` from someone other than the supervisor
+        rig.proc.exit(0)
+        rig.after(0.1)
+        assert rig.w.state is ActorState.BACKOFF, f"clean exit {n}"
+        rig.at_due()
+        rig.heartbeat()
+        assert rig.w.state is ActorState.RUNNING
+    assert "failed" not in rig.names() and rig.w.restarts == 6 and rig.w.restart_times == ()
+    assert rig.w.attempt == 6  # the backoff still grows: a clean-exit loop is slowed down
+
+
 def test_backoff_streak_resets_after_a_healthy_run():
     rig = Rig()  # reset_after_s = 10, liveness_timeout_s = 5
     rig.running()

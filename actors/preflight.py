@@ -21,7 +21,7 @@ import zmq
 
 from actors.registry import Registry
 from actors.spec import Check
-from bus.control import running_supervisor
+from bus.control import ControlError, read_token, running_supervisor
 from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
 from config.paths import REPO_ROOT
 from config.schema import Config
@@ -45,7 +45,11 @@ def check_dir(name: str, path: Path, private: bool) -> Check:
 
 
 def check_endpoints(paths: RuntimePaths) -> list[Check]:
-    running = running_supervisor(paths.endpoints.control)
+    try:
+        token = read_token(paths.endpoints.control, paths.runtime_dir)
+    except ControlError:
+        token = None  # no token file: no supervisor serving a tcp control endpoint here
+    running = running_supervisor(paths.endpoints.control, token)
     checks = []
     for role, endpoint in zip(("frontend", "backend", "control"), paths.endpoints.all()):
         try:

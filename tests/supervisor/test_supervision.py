@@ -248,3 +248,17 @@ def test_validate_reports_a_checklist(supervisor_factory, ipc_dir):
                          env=clean_env(SENSORIUM__BUS__BACKEND='"tcp://0.0.0.0:45998"'), capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 1 and "FAIL" in bad.stdout and "CURVE" in bad.stdout
+
+
+def test_shutdown_stops_independent_actors_together_and_dependents_first(supervisor_factory):
+    # b depends on nothing, c on a: c and b are asked to stop at once, a only once c is down.
+    sup = supervisor_factory('[actors."probe@a"]\n[actors."probe@b"]\n[actors."probe@c"]\nafter = ["probe@a"]\n',
+                             FAST)
+    sup.wait_running("probe@a", "probe@b", "probe@c")
+    assert sup.terminate() == 0
+    lines = [x for x in json_lines((sup.folder / "logs" / "supervisor.log").read_text())
+             if x["event"] == "actor_transition" and x["transition"] in ("request_stop", "stopped")]
+    steps = [(x["transition"], x["name"]) for x in lines]
+    first_stopped = next(i for i, s in enumerate(steps) if s[0] == "stopped")
+    assert set(steps[:first_stopped]) == {("request_stop", "probe@b"), ("request_stop", "probe@c")}, steps
+    assert steps.index(("request_stop", "probe@a")) > steps.index(("stopped", "probe@c")), steps

@@ -18,8 +18,10 @@ Modelled on Erlang/OTP and circus, split the same way:
   group) and the thread copying its output into the actor's rotating log
   file.
 * ``Supervisor`` - the arbiter: hosts the broker, starts actors in dependency
-  order, feeds heartbeats to watchers, serves the control socket, and shuts
-  everything down in reverse order.
+  order, feeds each actor's own heartbeats to its watcher (bounded work per
+  loop turn: a flood costs dropped messages, never liveness), serves the
+  control socket (requests checked against a schema; a token on tcp), and
+  on shutdown stops every actor whose dependents are down, in parallel.
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ Modelled on Erlang/OTP and circus, split the same way:
   group) and the thread copying its output into the actor's rotating log
   file.
 * ``Supervisor`` - the arbiter: hosts the broker, starts actors in dependency
-  order, feeds heartbeats to watchers, serves the control socket, and shuts
-  everything down in reverse order.
+  order, feeds each actor's own heartbeats to its watcher (bounded work per
+  loop turn: a flood costs dropped messages, never liveness), serves the
+  control socket (requests checked against a schema; a token on tcp), and
+  on shutdown stops every actor whose dependents are down, in parallel.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ from bus import control
 from bus.broker import Broker
 from bus.cli import BUS_COMMANDS, CliCommand
 from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
-from bus.envelope import Limits
-from bus.messages import ActorEvent, Command, Heartbeat
-from bus.pubsub import Publisher, Subscriber
+from bus.burstlog import BurstLog
+from bus.envelope import EnvelopeError, Limits, decode, decode_header
+from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
+from bus.pubsub import Publisher
 from bus.topics import ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
@@ -61,6 +64,13 @@ from config.storage import write_atomic
 ROOT = Path(__file__).resolve().parent
 SUPERVISOR_PID_ENV = "SENSORIUM_SUPERVISOR_PID"
 SUPERVISOR_SRC = "supervisor"
+HEARTBEAT_BUDGET = 2000
+"""Heartbeat messages read per loop turn at most: a flood costs dropped messages, never a stalled loop."""
+HEARTBEAT_RCVHWM = 1000
+"""Queue of the heartbeat socket, messages: under a flood the excess drops in libzmq, not in Python."""
+CONTROL_BUDGET = 32
+"""Control requests served per loop turn at most."""
+_HEARTBEAT_TOPIC = Heartbeat.TOPIC.encode()
 
 log = structlog.get_logger("supervisor")
 
@@ -75,6 +85,8 @@ class Decision:
     """restart after delay_s; fail: open the circuit, retry after delay_s; rest: leave it exited."""
     delay_s: float
     reason: str
+    counts: bool = True
+    """Whether this restart counts toward the intensity limit (a clean exit's does not)."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +107,30 @@ class RestartPolicy:
         """What to do after an exit the supervisor did not ask for.
 
         ``attempt``: restarts in the current streak (0 after a healthy run);
-        ``restart_times``: monotonic times of earlier restarts.
+        ``restart_times``: monotonic times of earlier restarts (those that counted).
+
+        A clean exit (code 0) of a permanent actor is restarted after the
+        backoff of its streak but does not count toward the intensity limit,
+        so it never opens the circuit: OTP counts every restart, but there a
+        clean exit is the child's own decision; here a clean exit is what any
+        bus client gets with ``ctl.NAME stop``, and six of them must not put
+        a healthy actor in FAILED for ``recovery_s``. The growing backoff
+        still bounds an actor that keeps exiting cleanly.
         """
         if self.restart == "temporary":
             return Decision("rest", 0.0, "temporary actors are never restarted")
         if self.restart == "transient" and not failed:
             return Decision("rest", 0.0, "transient actor exited normally")
+        if not failed:
+            return Decision("restart", self.backoff.delay_s(attempt + 1, rng),
+                            "exited normally: restarted, not counted toward the intensity", counts=False)
         if half_open:
             return Decision("fail", self.recovery_s, "half-open try failed")
         recent = sum(1 for t in restart_times if now - t <= self.window_s)
         if recent >= self.max_restarts:
             return Decision("fail", self.recovery_s,
                             f"{recent} restarts within {self.window_s:g} s (max {self.max_restarts})")
-        return Decision("restart", self.backoff.delay_s(attempt + 1, rng), "crashed" if failed else "exited")
+        return Decision("restart", self.backoff.delay_s(attempt + 1, rng), "crashed")
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +266,7 @@ class Watcher:
 
     def __init__(self, name: str, spec: ActorSpec, spawn: Callable[["Watcher"], Process],
                  emit: Callable[[ActorEvent], None], ask_stop: Callable[[str], None], term_wait_s: float,
-                 rng: random.Random) -> None:
+                 rng: random.Random, alert: Callable[[Alert], None] | None = None) -> None:
         self.name = name
         self.spec = spec
         self.kind = spec.kind_for(name)
@@ -251,6 +274,7 @@ class Watcher:
         self._spawn = spawn
         self._emit = emit
         self._ask_stop = ask_stop
+        self._alert = alert or (lambda _alert: None)
         self._term_wait_s = term_wait_s
         self._rng = rng
         self._state = ActorState.WAITING
@@ -397,8 +421,12 @@ class Watcher:
         if self._proc is None or hb.pid != self._proc.pid:
             return  # a late heartbeat of an earlier incarnation
         self._last_heartbeat = now
-        # A process already SIGKILLed (start timeout) is on its way out, ready or not.
-        if self._state is ActorState.STARTING and hb.state == "ready" and self._kill_reason is None:
+        if self._kill_reason is not None or self._state is ActorState.STOPPING:
+            return  # a process already SIGKILLed (or being stopped) is on its way out, ready or not
+        limit = self.spec.max_rss_bytes
+        if limit and hb.rss > limit:
+            self.kill_over_memory(now, hb.rss)
+        elif self._state is ActorState.STARTING and hb.state == "ready":
             self.on_ready(now)
 
     def on_ready(self, now: float) -> None:
@@ -460,6 +488,16 @@ class Watcher:
         self._require("kill_hung", (ActorState.RUNNING,), process=True)
         self._kill("kill_hung", f"hung (no heartbeat for {now - self._last_heartbeat:.1f} s)")
 
+    def kill_over_memory(self, now: float, rss: int) -> None:
+        """A heartbeat reported more resident memory than ``max_rss_bytes``: kill it (then the restart
+        policy decides, as after any failure) and raise an alert, since a leak outlives the restart."""
+        self._require("kill_over_memory", (ActorState.STARTING, ActorState.RUNNING), process=True)
+        limit = self.spec.max_rss_bytes
+        reason = f"memory limit (RSS {rss} > {limit} bytes)"
+        self._kill("kill_over_memory", reason)
+        self._alert(Alert(level="critical", metric="actor.memory_limit", value=float(rss), threshold=float(limit),
+                          actor=self.name, message=f"{self.name}: {reason}; killed and restarted"))
+
     def _kill(self, transition: str, reason: str) -> None:
         """SIGKILL the group; the state changes when the exit is seen, which then counts as a failure."""
         assert self._proc is not None
@@ -504,7 +542,8 @@ class Watcher:
                           level: str) -> None:
         self._attempt += 1
         self._restarts += 1
-        self._restart_times.append(now)
+        if decision.counts:
+            self._restart_times.append(now)
         self._due = now + decision.delay_s
         self._move(ActorState.BACKOFF, "schedule_restart", reason, level, exit=code, pid=pid,
                    delay_s=round(decision.delay_s, 3), attempt=self._attempt)
@@ -590,7 +629,8 @@ class Watcher:
 
 @dataclass
 class _Pending:
-    identity: bytes
+    envelope: list[bytes]
+    """The ROUTER routing frames up to the empty delimiter: where the reply goes."""
     actor: str
     cmd: str
     deadline: float
@@ -611,6 +651,15 @@ class Supervisor:
         self._signals = 0
         self._started = time.monotonic()
         self.broker: Broker | None = None
+        self.dependents = {name: [n for n in self.order if name in config.actors[n].after] for name in self.order}
+        """Who must be down before each actor stops (the reverse of ``after``)."""
+        self.token: str | None = None
+        """The control token (tcp control endpoint only)."""
+        self.hb_counts = {"accepted": 0, "foreign": 0, "malformed": 0, "budget_hits": 0}
+        """Heartbeats read: of supervised actors; from senders that are not (dropped); undecodable; and
+        loop turns that ended with heartbeats still queued (a flood)."""
+        self.ctl_counts = {"requests": 0, "invalid": 0, "refused": 0, "errors": 0}
+        self._burst = BurstLog(log)
 
     # -- wiring ------------------------------------------------------------
 
@@ -632,6 +681,11 @@ class Supervisor:
     def _ask_stop(self, name: str) -> None:
         self.pub.publish(ctl_topic(name), Command(cmd="stop").to_body())
 
+    def _alert(self, alert: Alert) -> None:
+        log.error("actor_alert", metric=alert.metric, name=alert.actor, value=alert.value,
+                  threshold=alert.threshold, message=alert.message)
+        self.pub.publish(Alert.TOPIC, alert.to_body())
+
     # -- main loop --------------------------------------------------------
 
     def run(self) -> int:
@@ -640,15 +694,24 @@ class Supervisor:
         self.broker = Broker(self.paths.endpoints.frontend, self.paths.endpoints.backend, hwm=bus.hwm,
                              max_message_bytes=bus.max_message_bytes, ctx=self.ctx).start()
         self.pub = Publisher(self.ctx, self.paths.endpoints.frontend, SUPERVISOR_SRC, hwm=bus.hwm, linger_ms=500)
-        self.heartbeats = Subscriber(self.ctx, self.paths.endpoints.backend, [Heartbeat.TOPIC], hwm=bus.hwm,
-                                     limits=Limits(max_message_bytes=bus.max_message_bytes))
+        self.limits = Limits(max_message_bytes=bus.max_message_bytes)
+        # A raw SUB: the reader filters by sender on the header alone (see _read_heartbeats).
+        self.heartbeats = self.ctx.socket(zmq.SUB)
+        self.heartbeats.setsockopt(zmq.RCVHWM, HEARTBEAT_RCVHWM)
+        self.heartbeats.setsockopt(zmq.LINGER, 0)
+        self.heartbeats.setsockopt(zmq.MAXMSGSIZE, bus.max_message_bytes)
+        self.heartbeats.setsockopt(zmq.SUBSCRIBE, _HEARTBEAT_TOPIC)
+        self.heartbeats.connect(self.paths.endpoints.backend)
         self.ctl = self.ctx.socket(zmq.ROUTER)
         self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.setsockopt(zmq.MAXMSGSIZE, control.MAX_REQUEST_BYTES)
+        if control.needs_token(self.paths.endpoints.control):
+            self.token = control.write_token(self.paths.runtime_dir)
         self.ctl.bind(self.paths.endpoints.control)
         for name in self.order:
             self.logs[name] = ActorLog(name, self.paths.log_dir, self.config.log.max_bytes, self.config.log.backups)
             self.watchers[name] = Watcher(name, self.actors[name], self._spawn, self._emit, self._ask_stop,
-                                          self.config.supervisor.term_wait_s, self.rng)
+                                          self.config.supervisor.term_wait_s, self.rng, self._alert)
             if not self.actors[name].enabled:
                 self.watchers[name].disable()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -660,7 +723,7 @@ class Supervisor:
         log.info("supervisor_started", pid=os.getpid(), actors=self.order, runtime_dir=str(self.paths.runtime_dir),
                  log_dir=str(self.paths.log_dir))
         poller = zmq.Poller()
-        poller.register(self.heartbeats.sock, zmq.POLLIN)
+        poller.register(self.heartbeats, zmq.POLLIN)
         poller.register(self.ctl, zmq.POLLIN)
         poller.register(self.pub.sock, zmq.POLLIN)
         tick_ms = int(self.config.supervisor.tick_s * 1000)
@@ -669,7 +732,7 @@ class Supervisor:
             while True:
                 events = dict(poller.poll(tick_ms))
                 now = time.monotonic()
-                if self.heartbeats.sock in events:
+                if self.heartbeats in events:
                     self._read_heartbeats(now)
                 if self.ctl in events:
                     self._serve_control(now)
@@ -712,32 +775,57 @@ class Supervisor:
                 watcher.start(now)
 
     def _shutdown_step(self, now: float) -> bool:
-        """Stop actors one at a time in reverse start order; True when all are down."""
-        for name in reversed(self.order):
+        """Stop every actor whose dependents are down, all of them at once (reverse dependency levels,
+        in parallel); True when all are down."""
+        all_down = True
+        for name in self.order:
             watcher = self.watchers[name]
             if not watcher.has_process:
                 if watcher.state not in (ActorState.STOPPED, ActorState.EXITED):
                     watcher.request_stop(now)  # drops a scheduled restart or half-open try
                 continue
-            if watcher.state is not ActorState.STOPPING:
+            all_down = False
+            if watcher.state is ActorState.STOPPING:
+                continue
+            if not any(self.watchers[d].has_process for d in self.dependents[name]):
                 watcher.request_stop(now)
-            return False
-        return True
+        return all_down
 
     def _read_heartbeats(self, now: float) -> None:
-        while True:
+        """At most HEARTBEAT_BUDGET heartbeats per turn. Liveness is judged on each actor's own
+        heartbeats: the sender is read from the header alone, and a heartbeat from anyone but a
+        supervised actor is dropped there (counted) without decoding its body."""
+        recv = self.heartbeats.recv_multipart
+        counts = self.hb_counts
+        for _ in range(HEARTBEAT_BUDGET):
             try:
-                msg = self.heartbeats.recv_nowait()
+                frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if msg is None:
+            if len(frames) != 3 or frames[0] != _HEARTBEAT_TOPIC:
+                counts["malformed"] += 1  # an array frame, or a topic that only starts with sys.heartbeat
                 continue
-            watcher = self.watchers.get(msg.header.src)
-            if watcher is not None:
-                try:
-                    watcher.on_heartbeat(Heartbeat.from_body(msg.body), now)
-                except (ValueError, TypeError) as exc:
-                    log.error("bad_heartbeat", src=msg.header.src, seq=msg.header.seq, error=repr(exc))
+            try:
+                src = decode_header(frames[1], Heartbeat.TOPIC, self.limits).src
+            except EnvelopeError as exc:
+                counts["malformed"] += 1
+                self._burst.error("hb", "bad_heartbeat", error=str(exc), malformed=counts["malformed"])
+                continue
+            watcher = self.watchers.get(src)
+            if watcher is None:
+                if src != SUPERVISOR_SRC:
+                    counts["foreign"] += 1
+                continue
+            try:
+                msg = decode(frames, self.limits)
+                heartbeat = Heartbeat.from_body(msg.body)
+            except (EnvelopeError, BodyError, ValueError, TypeError) as exc:
+                counts["malformed"] += 1
+                self._burst.error(f"hb:{src}", "bad_heartbeat", src=src, error=str(exc), malformed=counts["malformed"])
+                continue
+            counts["accepted"] += 1
+            watcher.on_heartbeat(heartbeat, now)
+        counts["budget_hits"] += 1
 
     def _publish_heartbeat(self, now: float) -> None:
         stats = self.broker.stats(timeout_ms=200) if self.broker else {}
@@ -745,60 +833,76 @@ class Supervisor:
 
         self.pub.publish(Heartbeat.TOPIC, Heartbeat(
             state="ready", pid=os.getpid(), uptime=round(now - self._started, 3),
-            counters={"in": self.heartbeats.stats.received, "out": self.pub.sent, "dropped":
-                      self.heartbeats.stats.malformed, "gaps": self.heartbeats.stats.gaps, "errors": 0},
+            counters={"in": self.hb_counts["accepted"], "out": self.pub.sent,
+                      "dropped": self.hb_counts["foreign"] + self.hb_counts["malformed"] + self.ctl_counts["invalid"],
+                      "gaps": 0, "errors": self.ctl_counts["errors"]},
             latency_ms={"n": 0}, rss=psutil.Process().memory_info().rss, kind="supervisor",
-            extra={"broker": stats}, topics=self.pub.topic_counts(),
-            subscriptions=self.heartbeats.subscriptions()).to_body())
+            extra={"broker": stats, "heartbeats": dict(self.hb_counts), "control": dict(self.ctl_counts)},
+            topics=self.pub.topic_counts(), subscriptions=[_HEARTBEAT_TOPIC.decode()]).to_body())
 
     # -- control socket -------------------------------------------------
 
     def _serve_control(self, now: float) -> None:
-        while True:
+        """At most CONTROL_BUDGET requests per turn; whatever a request holds, it gets an answer and the
+        supervisor goes on (a request that is not [routing..., b"", payload] has nowhere to be answered:
+        counted and dropped)."""
+        for _ in range(CONTROL_BUDGET):
             try:
-                identity, empty, payload = self.ctl.recv_multipart(zmq.NOBLOCK)
+                frames = self.ctl.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            except ValueError:
-                log.error("bad_control_frames")
-                continue
+            self.ctl_counts["requests"] += 1
             try:
-                request = control.unpack(payload)
-                reply = self._handle_control(identity, request, now)
+                split = frames.index(b"", 1)
+            except ValueError:
+                self.ctl_counts["invalid"] += 1
+                self._burst.error("ctl-frames", "bad_control_frames", frames=len(frames),
+                                  invalid=self.ctl_counts["invalid"])
+                continue
+            envelope, payload = frames[:split + 1], frames[split + 1:]
+            try:
+                if len(payload) != 1:
+                    raise control.ControlError(f"malformed control message: {len(payload)} frames, expected 1")
+                reply = self._handle_control(envelope, control.unpack(payload[0]), now)
             except control.ControlError as exc:
+                self.ctl_counts["refused" if str(exc).startswith("refused") else "invalid"] += 1
+                self._burst.error("ctl-invalid", "control_request_refused", error=str(exc)[:300])
                 reply = {"ok": False, "error": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the supervision
+                self.ctl_counts["errors"] += 1
+                log.error("control_request_failed", error=repr(exc), exc_info=exc)
+                reply = {"ok": False, "error": f"internal error: {exc!r}"}
             if reply is not None:
-                self.ctl.send_multipart([identity, b"", control.pack(reply)])
+                self.ctl.send_multipart([*envelope, control.pack(reply)])
 
-    def _handle_control(self, identity: bytes, request: dict[str, Any], now: float) -> dict[str, Any] | None:
-        cmd = request.get("cmd")
-        if cmd == "status":
+    def _handle_control(self, envelope: list[bytes], request: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """Answer a request now (the reply), or later (None: kept in ``pending``); ControlError if invalid."""
+        control.check_token(request, self.token)
+        req = control.parse_request(request, self.order)
+        if req.cmd == "status":
             return {"ok": True, "pid": os.getpid(), "uptime": round(now - self._started, 1),
                     "runtime_dir": str(self.paths.runtime_dir), "log_dir": str(self.paths.log_dir),
                     "broker": self.broker.stats(timeout_ms=200) if self.broker else {},
+                    "heartbeats": dict(self.hb_counts), "control": dict(self.ctl_counts),
                     "actors": [self.watchers[n].status(now) for n in self.order]}
-        if cmd not in ("start", "stop", "restart"):
-            return {"ok": False, "error": f"unknown command {cmd!r}; expected status, start, stop or restart"}
-        name = request.get("actor")
-        watcher = self.watchers.get(name)  # type: ignore[arg-type]
-        if watcher is None:
-            return {"ok": False, "error": f"no actor named {name!r}; actors: {', '.join(self.order)}"}
+        assert req.actor is not None
+        watcher = self.watchers[req.actor]
         if self._signals:
             return {"ok": False, "error": "the supervisor is shutting down"}
-        log.info("control_command", cmd=cmd, actor=name)
-        if cmd == "start":
+        log.info("control_command", cmd=req.cmd, actor=req.actor)
+        if req.cmd == "start":
             if watcher.has_process:
                 return {"ok": True, "actor": watcher.status(now), "note": "already running"}
             watcher.manual_start(now)
-        elif cmd == "stop":
+        elif req.cmd == "stop":
             watcher.request_stop(now)
         else:
             watcher.manual_restart(now)
         spec = watcher.spec
         deadline = now + spec.shutdown_s + self.config.supervisor.term_wait_s + spec.start_timeout_s + 2.0
-        if isinstance(request.get("wait_s"), (int, float)):  # the caller's --timeout: answer before it gives up
-            deadline = min(deadline, now + float(request["wait_s"]))
-        self.pending.append(_Pending(identity, watcher.name, cmd, deadline))
+        if req.wait_s is not None:  # the caller's --timeout: answer before it gives up
+            deadline = min(deadline, now + req.wait_s)
+        self.pending.append(_Pending(envelope, watcher.name, req.cmd, deadline))
         return None
 
     def _answer_pending(self, now: float) -> None:
@@ -822,7 +926,7 @@ class Supervisor:
                              if status.get("next_start_in") is not None else "")
                     reply["error"] = (f"{p.cmd} {p.actor}: {watcher.state.value} instead of running ({why}{retry}; "
                                       f"see {self.paths.log_dir / (p.actor + '.log')})")
-                self.ctl.send_multipart([p.identity, b"", control.pack(reply)])
+                self.ctl.send_multipart([*p.envelope, control.pack(reply)])
                 self.pending.remove(p)
 
     def _close(self) -> None:
@@ -832,6 +936,8 @@ class Supervisor:
         path = ipc_path(self.paths.endpoints.control)
         if path is not None and path.is_socket():
             path.unlink()
+        if self.token is not None:
+            control.remove_token(self.paths.runtime_dir)
         self.heartbeats.close()
         self.pub.close()
         if self.broker:
@@ -852,7 +958,7 @@ def run(config: Config, *, seed: int | None = None) -> int:
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     own_log = ActorLog(SUPERVISOR_SRC, paths.log_dir, config.log.max_bytes, config.log.backups)
     configure_logging(SUPERVISOR_SRC, config.log.level, also=own_log.write_line)
-    other = control.running_supervisor(paths.endpoints.control)
+    other = control.running_supervisor(paths.endpoints.control, paths.runtime_dir)
     if other is not None:
         print(f"sensorium: a supervisor is already running (pid {other.get('pid')}) on {paths.runtime_dir}; "
               "stop it first or set bus.runtime_dir", file=sys.stderr)
@@ -961,13 +1067,14 @@ def _own_command(name: str, argv: list[str], config: Config) -> int:
         return run(config)
     paths = runtime_paths(config)
     try:
+        token = control.read_token(paths.endpoints.control, paths.runtime_dir)
         if name == "status":
-            reply = control.request(paths.endpoints.control, "status")
+            reply = control.request(paths.endpoints.control, "status", token=token)
             print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
             return 0
         # The supervisor answers at --timeout with the state then; the socket waits a little longer for it.
-        reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout + 5.0, actor=args.actor,
-                                wait_s=args.timeout)
+        reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout + 5.0, token=token,
+                                actor=args.actor, wait_s=args.timeout)
     except (control.ControlError, EndpointError) as exc:
         print(f"sensorium: {exc}", file=sys.stderr)
         return 1

@@ -46,7 +46,7 @@ def check_dir(name: str, path: Path, private: bool) -> Check:
 
 
 def check_endpoints(paths: RuntimePaths) -> list[Check]:
-    running = running_supervisor(paths.endpoints.control)
+    running = running_supervisor(paths.endpoints.control, paths.runtime_dir)
     checks = []
     for role, endpoint in zip(("frontend", "backend", "control"), paths.endpoints.all()):
         try:

@@ -313,6 +313,14 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
     return Message(topic, header, body, nbytes)
 
 
+def decode_header(head_raw: Any, topic: str = "", limits: Limits = DEFAULT_LIMITS) -> Header:
+    """The header frame alone, strictly; raises EnvelopeError. For a reader that filters by sender
+    before paying for the body (the supervisor's heartbeat reader under a flood)."""
+    if len(head_raw) > limits.max_header_bytes:
+        raise EnvelopeError(f"header of {len(head_raw)} bytes exceeds {limits.max_header_bytes}", topic)
+    return _decode_header(head_raw, topic)
+
+
 def _decode_header(head_raw: Any, topic: str) -> Header:
     n = len(head_raw)
     if n > 20:

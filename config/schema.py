@@ -184,6 +184,9 @@ class ActorSpec(Strict):
     """Seconds without a heartbeat after which a running actor counts as hung."""
     heartbeat_s: float = Field(1.0, gt=0)
     """Heartbeat period, seconds."""
+    max_rss_bytes: int = Field(0, ge=0)
+    """Memory limit: a heartbeat reporting a resident set above it makes the supervisor kill and restart the
+    actor (reason "memory limit") and raise a ``monitor.alert`` (metric ``actor.memory_limit``); 0: no limit."""
     backoff: BackoffSettings = BackoffSettings()
     intensity: IntensitySettings = IntensitySettings()
     settings: dict[str, Any] = {}

@@ -138,10 +138,16 @@ class SupervisorProcess:
             raise AssertionError(f"sensorium {' '.join(args)} exited {done.returncode}: {done.stderr}")
         return done
 
+    def token(self) -> str | None:
+        """The control token a client sends (a tcp control endpoint); None on ipc."""
+        from bus import control
+
+        return control.read_token(self.control, self.folder)
+
     def status(self) -> dict[str, Any]:
         from bus import control
 
-        status = control.request(self.control, "status", timeout_s=10)
+        status = control.request(self.control, "status", timeout_s=10, token=self.token())
         self._remember(status)
         return status
 
@@ -164,7 +170,7 @@ class SupervisorProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"supervisor exited {self.proc.returncode}: {self.output()[-2000:]}")
             try:
-                status = control.request(self.control, "status", timeout_s=2)
+                status = control.request(self.control, "status", timeout_s=2, token=self.token())
             except control.ControlError:
                 return None
             self._remember(status)

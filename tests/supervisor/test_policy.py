@@ -58,3 +58,19 @@ def test_intensity_opens_the_circuit():
 def test_a_failed_half_open_try_fails_again_at_once():
     d = decide(policy(), half_open=True)
     assert d.action == "fail" and d.delay_s == 30.0
+
+
+def test_a_clean_exit_restarts_without_counting_toward_the_intensity():
+    p = policy(max_restarts=3, window_s=10.0)
+    d = decide(p, failed=False, times=[95.0, 96.0, 97.0])  # a crash now would open the circuit
+    assert d.action == "restart" and not d.counts and "not counted" in d.reason
+    assert decide(p, failed=True).counts
+
+
+def test_a_clean_exit_keeps_the_backoff_of_its_streak():
+    p = policy()
+    assert [decide(p, failed=False, attempt=a).delay_s for a in range(4)] == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_a_clean_exit_of_a_half_open_try_does_not_open_the_circuit_again():
+    assert decide(policy(), failed=False, half_open=True).action == "restart"

@@ -248,3 +248,42 @@ def test_validate_reports_a_checklist(supervisor_factory, ipc_dir):
                          env=clean_env(SENSORIUM__BUS__BACKEND='"tcp://0.0.0.0:45998"'), capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 1 and "FAIL" in bad.stdout and "CURVE" in bad.stdout
+
+
+def test_shutdown_stops_independent_actors_together_and_dependents_first(supervisor_factory):
+    # b depends on nothing, c on a: c and b are asked to stop at once, a only once c is down.
+    sup = supervisor_factory('[actors."probe@a"]\n[actors."probe@b"]\n[actors."probe@c"]\nafter = ["probe@a"]\n',
+                             FAST)
+    sup.wait_running("probe@a", "probe@b", "probe@c")
+    assert sup.terminate() == 0
+    lines = [x for x in json_lines((sup.folder / "logs" / "supervisor.log").read_text())
+             if x["event"] == "actor_transition" and x["transition"] in ("request_stop", "stopped")]
+    steps = [(x["transition"], x["name"]) for x in lines]
+    first_stopped = next(i for i, s in enumerate(steps) if s[0] == "stopped")
+    assert set(steps[:first_stopped]) == {("request_stop", "probe@b"), ("request_stop", "probe@c")}, steps
+    assert steps.index(("request_stop", "probe@a")) > steps.index(("stopped", "probe@c")), steps
+
+
+def test_six_clean_ctl_stops_do_not_open_the_circuit(supervisor_factory, collector_factory):
+    sup = supervisor_factory('[actors."probe@x"]\nbackoff = { initial_s = 0.1, factor = 1.0, jitter = 0.0 }\n'
+                             'intensity = { max_restarts = 3, window_s = 60.0, recovery_s = 60.0 }\n', FAST)
+    sup.wait_running("probe@x")
+    events = collector_factory(sup, ["sys.actor"])
+    for n in range(1, 7):  # what anyone on the bus can do: `sensorium inject ctl.probe@x '{"cmd":"stop"}'`
+        done = sup.cli("inject", "ctl.probe@x", '{"cmd": "stop"}', "--wait", "20")
+        assert done.returncode == 0, done.stderr
+        events.wait_event("probe@x", "ready", count=n)
+    assert not [e for e in events.events("probe@x") if e["event"] == "failed"]
+    assert sup.wait_running("probe@x") and sup.actor("probe@x")["restarts"] == 6
+
+
+def test_an_actor_over_its_memory_limit_is_restarted_with_an_alert(supervisor_factory, collector_factory):
+    sup = supervisor_factory('[actors."probe@m"]\nmax_rss_bytes = 1000000\n', FAST)  # any Python is over 1 MB
+    events = collector_factory(sup, ["sys.actor", "monitor.alert"])
+    exited = events.wait_event("probe@m", "exited")[0]
+    assert exited["reason"].startswith("memory limit (RSS ") and exited["reason"].endswith(" > 1000000 bytes)")
+    assert exited["exit"] == -signal.SIGKILL
+    alert = events.wait_for(lambda m: m.topic == "monitor.alert", what="the memory alert").body
+    assert (alert["metric"], alert["actor"], alert["threshold"]) == ("actor.memory_limit", "probe@m", 1000000.0)
+    assert alert["value"] > 1000000
+    events.wait_event("probe@m", "restarting")

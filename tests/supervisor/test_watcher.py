@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from bus.messages import ActorEvent, Heartbeat
+from bus.messages import ActorEvent, Alert, Heartbeat
 from config import ActorSpec
 from config.schema import BackoffSettings, IntensitySettings
 from supervisor import ActorState, StopPhase, TransitionError, Watcher
@@ -64,8 +64,9 @@ class Rig:
         self.obeys_sigterm = False
         self.events: list[ActorEvent] = []
         self.asked_to_stop: list[str] = []
+        self.alerts: list[Alert] = []
         self.w = Watcher("probe@t", ActorSpec(**spec), self._spawn, self.events.append, self.asked_to_stop.append,
-                         TERM_WAIT_S, random.Random(0))
+                         TERM_WAIT_S, random.Random(0), self.alerts.append)
 
     def _spawn(self, watcher: Watcher) -> FakeProcess:
         assert watcher is self.w
@@ -91,9 +92,9 @@ class Rig:
         self.now = self.w.due
         self.w.tick(self.now)
 
-    def heartbeat(self, state: str = "ready", pid: int | None = None) -> None:
+    def heartbeat(self, state: str = "ready", pid: int | None = None, rss: int = 0) -> None:
         hb = Heartbeat(state=state, pid=self.proc.pid if pid is None else pid, uptime=1.0, counters={},
-                       latency_ms={}, rss=0)
+                       latency_ms={}, rss=rss)
         self.w.on_heartbeat(hb, self.now)
 
     def running(self) -> None:
@@ -200,6 +201,20 @@ def test_a_clean_exit_of_a_permanent_actor_is_restarted_too():
     assert rig.last("exited").reason == "exited normally"
 
 
+def test_clean_exits_never_open_the_circuit():
+    rig = Rig()  # max_restarts = 3: a fourth crash would open it
+    rig.running()
+    for n in range(1, 7):  # six `ctl stop` from someone other than the supervisor
+        rig.proc.exit(0)
+        rig.after(0.1)
+        assert rig.w.state is ActorState.BACKOFF, f"clean exit {n}"
+        rig.at_due()
+        rig.heartbeat()
+        assert rig.w.state is ActorState.RUNNING
+    assert "failed" not in rig.names() and rig.w.restarts == 6 and rig.w.restart_times == ()
+    assert rig.w.attempt == 6  # the backoff still grows: a clean-exit loop is slowed down
+
+
 def test_backoff_streak_resets_after_a_healthy_run():
     rig = Rig()  # reset_after_s = 10, liveness_timeout_s = 5
     rig.running()
@@ -295,6 +310,45 @@ def test_hung_actor_is_killed_and_restarted():
     assert exited.reason == "hung (no heartbeat for 5.5 s)" and exited.exit == -signal.SIGKILL
     rig.at_due()
     assert rig.w.state is ActorState.STARTING
+
+
+def test_an_actor_over_its_memory_limit_is_killed_restarted_and_alerted():
+    rig = Rig(max_rss_bytes=1000)
+    rig.running()
+    rig.heartbeat(rss=1000)  # at the limit is fine
+    assert rig.proc.signals == [] and not rig.alerts
+    with structlog.testing.capture_logs() as logs:
+        rig.heartbeat(rss=1001)
+    assert rig.proc.signals == ["SIGKILL group"]
+    move = next(x for x in logs if x["event"] == "actor_transition")
+    assert move["transition"] == "kill_over_memory" and move["reason"] == "memory limit (RSS 1001 > 1000 bytes)"
+    (alert,) = rig.alerts
+    assert (alert.metric, alert.value, alert.threshold, alert.actor) == ("actor.memory_limit", 1001.0, 1000.0,
+                                                                         "probe@t")
+    rig.heartbeat(rss=5000)  # a heartbeat still on its way from the killed process: no second kill or alert
+    assert rig.proc.signals == ["SIGKILL group"] and len(rig.alerts) == 1
+    rig.after(0.1)
+    assert rig.w.state is ActorState.BACKOFF
+    assert rig.last("exited").reason == "memory limit (RSS 1001 > 1000 bytes)"
+    rig.at_due()
+    rig.heartbeat(rss=10)
+    assert rig.w.state is ActorState.RUNNING and rig.w.restarts == 1
+
+
+def test_a_starting_actor_over_its_memory_limit_is_killed_too():
+    rig = Rig(max_rss_bytes=1000)
+    rig.w.start(rig.now)
+    rig.heartbeat(state="ready", rss=2000)  # its very first heartbeat is already over
+    assert rig.w.state is ActorState.STARTING and rig.proc.signals == ["SIGKILL group"]
+    rig.after(0.1)
+    assert rig.w.state is ActorState.BACKOFF
+
+
+def test_no_memory_limit_by_default():
+    rig = Rig()
+    rig.running()
+    rig.heartbeat(rss=1 << 40)
+    assert rig.proc.signals == [] and not rig.alerts
 
 
 def test_a_killed_actor_keeps_its_streak_until_its_exit_is_seen():

@@ -212,27 +212,31 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sensorium topic", description="Live topics of the running bus "
                                 "(rates from the publishers' heartbeat counters, so measuring does not load it).")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ls = sub.add_parser("list", help="live topics: type, publishers, rate, bandwidth")
+    ls = sub.add_parser("list", help="live topics: type, publishers, rate, bandwidth",
+                        description="Live topics: type, publishers, rate, bandwidth.")
     _window_arg(ls)
     ls.add_argument("--listen", action="store_true",
                     help="also listen to every topic for the window, to find publishers without heartbeats "
                          "(outside clients); this receives all traffic")
     ls.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     for name, what in (("hz", "messages per second"), ("bw", "bytes per second (all frames)")):
-        m = sub.add_parser(name, help=f"{what} of one topic, one line per window")
+        m = sub.add_parser(name, help=f"{what} of one topic, one line per window",
+                           description=f"The {what} of one topic, one line per window.")
         m.add_argument("topic", metavar="TOPIC", help="the exact topic, e.g. sensor.imu")
         _window_arg(m)
         m.add_argument("--count", type=int, default=0, metavar="N", help="stop after N windows (default 0: Ctrl-C)")
         m.add_argument("--listen", action="store_true",
                        help="measure by receiving the topic, even when publishers' heartbeats count it")
         m.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    info = sub.add_parser("info", help="type, schema, publishers (pid, host, instance), subscribers of one topic")
+    info = sub.add_parser("info", help="type, schema, publishers (pid, host, instance), subscribers of one topic",
+                          description="Type, schema, publishers (pid, host, instance) and subscribers of one topic.")
     info.add_argument("topic", metavar="TOPIC", help="the exact topic, e.g. sensor.imu")
     _window_arg(info)
     info.add_argument("--listen", action="store_true",
                       help="also receive the topic for the window, to find publishers without heartbeats")
     info.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    schema = sub.add_parser("schema", help="the JSON Schema of a topic's body (no running bus needed)")
+    schema = sub.add_parser("schema", help="the JSON Schema of a topic's body (no running bus needed)",
+                            description="The JSON Schema of a topic's body (no running bus needed).")
     schema.add_argument("topic", metavar="TOPIC", help="a topic (sensor.imu) or one of an area (detect.circle)")
     return p
 

@@ -26,7 +26,8 @@ def status_or_none(sup):
 
 
 def test_every_shipped_actor_stops_within_its_grace_period(supervisor_factory, ipc_dir):
-    sup = supervisor_factory("", env={  # no [actors.*] tables: the default pipeline
+    sup = supervisor_factory("", env={  # the default pipeline, not only the (no) actors of the test's file
+        "SENSORIUM__REPLACE_DEFAULT_ACTORS": "false",
         "HOME": str(ipc_dir),  # the gesture store: a fresh copy here, not the user's
         "SENSORIUM__ACTORS__MONITOR__SETTINGS__PROMETHEUS_PORT": "0",
         "SENSORIUM__ACTORS__RECORDER__ENABLED": "true"})

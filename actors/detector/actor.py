@@ -11,6 +11,11 @@ mismatch is refused: the previous good version is used instead and a
 ``monitor.alert`` (metric ``model.sha256``) is published. Frames that are
 not uint8 HxWx3 are counted and dropped.
 
+Registry alerts: a registry restored from its backup raises ``model.registry``
+(warning: a file went to quarantine, a person should look); a registry that
+cannot be read at all raises ``model.registry.unusable`` (critical), cleared
+by the next read that succeeds.
+
 Commands on ``ctl.<name>`` (answered on ``ctl.reply``):
 ``load_head(signal, version=None)``, ``unload_head(signal)``,
 ``promote(signal, version)``, ``rollback(signal)``, ``heads()``.
@@ -51,7 +56,9 @@ class DetectorActor(Actor[DetectorSettings]):
         self.device = torch.device("cuda" if s.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.store = ModelStore(Path(s.models_dir) if s.models_dir else DEFAULT_STORE,
-                                on_recovered=lambda m: self.alert("model.registry", m))
+                                on_recovered=lambda m: self.alert("model.registry", m, level="warning"))
+        self.registry_unusable = False
+        """A ``model.registry.unusable`` alert is raised and not yet cleared."""
         self.heads: dict[str, tuple[hm.Head, int]] = {}
         self.latest: CameraFrame | None = None
         self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "refused_weights": 0}
@@ -77,6 +84,23 @@ class DetectorActor(Actor[DetectorSettings]):
         self.log.error("model_alert", metric=metric, message=message)
         self.publish(Alert(level=level, metric=metric, value=1.0, threshold=0.0, actor=self.name, message=message))
 
+    def read_registry(self) -> dict[str, Any]:
+        """The registry document. A read that fails (corrupt, no good backup) raises the critical
+        ``model.registry.unusable`` alert; the next read that succeeds clears it."""
+        try:
+            doc = self.store.read()
+        except (CorruptFileError, StoreError, ValueError) as exc:
+            if not self.registry_unusable:
+                self.registry_unusable = True
+                self.alert("model.registry.unusable", f"{self.store.registry.path}: {exc}")
+            raise
+        if self.registry_unusable:
+            self.registry_unusable = False
+            self.log.info("model_alert_cleared", metric="model.registry.unusable")
+            self.publish(Alert(level="critical", metric="model.registry.unusable", value=0.0, threshold=0.0,
+                               actor=self.name, state="cleared", message=f"{self.store.registry.path} reads again"))
+        return doc
+
     def _verified(self, name: str, version: int, doc: dict[str, Any]) -> bytes | None:
         """The weights of one version, or None (alert published) when the sha256 does not match."""
         try:
@@ -87,7 +111,7 @@ class DetectorActor(Actor[DetectorSettings]):
             return None
 
     def _load_backbone(self) -> tuple[hm.Backbone, int]:
-        doc = self.store.read()
+        doc = self.read_registry()
         for version in self.store.candidates(BACKBONE, doc):
             data = self._verified(BACKBONE, version, doc)
             if data is not None:
@@ -102,7 +126,7 @@ class DetectorActor(Actor[DetectorSettings]):
         """Load ``signal`` at ``version`` (None: the active one). A refused
         version falls back to the version already loaded, else to earlier good ones."""
         check_signal(signal)
-        doc = self.store.read()
+        doc = self.read_registry()
         entry = self.store.entry(signal, doc)
         wanted = version if version is not None else entry["active"]
         if wanted is None:

@@ -236,6 +236,16 @@ class ActorState(str, enum.Enum):
 ALIVE = (ActorState.STARTING, ActorState.RUNNING, ActorState.STOPPING)
 
 
+def exit_description(code: int) -> str:
+    """``exit 1``, or ``signal SIGSEGV`` for a process killed by a signal (a negative code)."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
+
+
 class StopPhase(str, enum.Enum):
     """How far a stop has escalated (state STOPPING)."""
 
@@ -518,10 +528,15 @@ class Watcher:
     def _ended(self, code: int, pid: int | None, now: float) -> None:
         self._last_exit = code
         if self._state is ActorState.STOPPING or self._shutting_down:
+            # A failure exit before any escalation of ours (a signal we did not send) is a crash during
+            # the stop, and says so: it must not read like a clean stop.
+            crashed = code != 0 and self._stop_phase in (StopPhase.ASKED, None)
             self._stop_phase = None
-            self._move(ActorState.STOPPED, "stopped", "shutdown" if self._shutting_down else "stop requested",
-                       exit=code, pid=pid)
-            self._event("stopped", exit=code, reason="requested", pid=pid)
+            why = "shutdown" if self._shutting_down else "stop requested"
+            reason = f"crashed while stopping ({exit_description(code)})" if crashed else "requested"
+            self._move(ActorState.STOPPED, "stopped", f"{why}; {reason}" if crashed else why,
+                       "warning" if crashed else "info", exit=code, pid=pid)
+            self._event("stopped", exit=code, reason=reason, pid=pid)
             if self._then_start and not self._shutting_down:
                 self._start_again(now)
             return

@@ -13,8 +13,8 @@ It lives in ``config`` because both the supervisor and the actors need it and
 ``GuardedFile`` is the whole recipe for a small document (JSON, msgpack):
 
     store = GuardedFile(Path("gestures/templates.db"), keep=10, retention_days=30)
-    store.save(payload)            # lock, back up the current good file, write sealed, prune
-    loaded = store.load()          # verify; on corruption quarantine and restore
+    store.save(payload)            # lock, write sealed, back up the new revision, prune
+    loaded = store.load()          # verify; on corruption quarantine and restore the last revision
     if loaded.recovered_from:      # the caller publishes an alert
         ...
 """
@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 SEAL_MAGIC = b"SENSORIUM-SEALED 1 "
 """First bytes of a sealed file: magic, then a JSON header line, then the payload."""
@@ -150,20 +150,36 @@ class Loaded:
     header: dict
     """The seal's header: sha256, size, sealed_at (s since the epoch), and the meta given to save()."""
     recovered_from: Path | None = None
-    """The backup restored because the file was corrupt, or None."""
+    """The backup restored because the file was corrupt or missing, or None."""
     quarantined: Path | None = None
     """Where the corrupt file was moved, or None."""
     error: str = ""
     """What was wrong with the file when a backup was restored."""
+    backed_up: Path | None = None
+    """The backup this load took of a good file that had none (a seeded or shipped file)."""
+    backup_error: str = ""
+    """Why that backup could not be written (a read-only folder...): the file loaded all the same."""
+
+
+Check = Callable[[bytes], object]
+"""Judges a verified payload; raises CorruptFileError (or ValueError) when it cannot be used."""
 
 
 class GuardedFile:
     """One document on disk: sealed with its sha256, saved atomically under a
     cross-process lock, with timestamped backups that corruption is recovered from.
 
-    Backups live in ``FOLDER/.backups/NAME.<ns timestamp>``; the newest
-    ``keep`` are kept, and none older than ``retention_days`` beyond those
-    ``keep_min`` newest. A corrupt file goes to ``FOLDER/.quarantine/``.
+    Backups live in ``FOLDER/.backups/NAME.<ns timestamp>``, and the newest
+    one is always the current revision: ``save()`` backs up what it has just
+    written (and, first, a good current file that no backup holds yet), and a
+    ``load()`` of a good file that no backup holds (a seeded or shipped file
+    never saved through here) backs it up. So a corrupt file is restored to
+    its last revision, never to the one before: no change is lost. The newest
+    ``keep`` backups are kept, and none older than ``retention_days`` beyond
+    those ``keep_min`` newest; ``keep = 0`` takes no backups (an export). A
+    corrupt file goes to ``FOLDER/.quarantine/`` only when a good backup
+    replaces it: with none, it stays where it is (never a missing file) and
+    ``load()`` raises.
     """
 
     def __init__(self, path: Path | str, *, keep: int = 10, retention_days: float = 30.0, keep_min: int = 1,
@@ -186,7 +202,7 @@ class GuardedFile:
         return self.path.exists()
 
     def save(self, payload: bytes, *, lock: bool = True, **meta: object) -> None:
-        """Back up the current good version, then replace it atomically."""
+        """Replace the file atomically; its new revision becomes the newest backup."""
         if lock:
             with self.locked():
                 self._save(payload, meta)
@@ -202,48 +218,83 @@ class GuardedFile:
             except CorruptFileError:
                 pass  # a corrupt file is never kept as a backup
             else:
-                self.backup_dir.mkdir(exist_ok=True)
-                write_atomic(self.backup_dir / f"{self.path.name}.{time.time_ns()}", current)
-        write_atomic(self.path, seal(payload, **meta))
+                self.back_up(current)  # a good file no save of ours wrote (seeded, shipped): keep it too
+        sealed = seal(payload, **meta)
+        write_atomic(self.path, sealed)
+        self.back_up(sealed)
         self.prune()
 
-    def load(self, *, lock: bool = True) -> Loaded:
-        """The verified payload. On corruption: quarantine, restore the newest
-        good backup (``Loaded.recovered_from`` says which), and return it.
-        Raises FileNotFoundError when there is neither file nor backup, and
-        CorruptFileError when the file is bad and no backup verifies."""
+    def back_up(self, raw: bytes) -> Path | None:
+        """Store ``raw`` (a sealed revision) as the newest backup unless the newest already holds it;
+        the backup that holds it, or None when ``keep`` is 0."""
+        if self.keep <= 0:
+            return None
+        backups = self.backups()
+        if backups and backups[-1].read_bytes() == raw:
+            return backups[-1]
+        stamp = time.time_ns()
+        if backups:  # strictly newer than the newest, whatever the clock's resolution
+            stamp = max(stamp, _stamp(backups[-1]) + 1)
+        self.backup_dir.mkdir(exist_ok=True)
+        target = self.backup_dir / f"{self.path.name}.{stamp}"
+        write_atomic(target, raw)
+        return target
+
+    def load(self, *, lock: bool = True, check: Check | None = None) -> Loaded:
+        """The verified payload. On corruption (a bad seal, or ``check`` refusing the payload):
+        quarantine, restore the newest backup that verifies (``Loaded.recovered_from`` says which),
+        and return it. Raises FileNotFoundError when there is neither file nor backup, and
+        CorruptFileError when the file is bad and no backup verifies (the file is then left in place)."""
         if lock:
             with self.locked():
-                return self._load()
-        return self._load()
+                return self._load(check)
+        return self._load(check)
 
-    def _load(self) -> Loaded:
+    def _verify(self, raw: bytes, path: Path, check: Check | None) -> tuple[bytes, dict]:
+        payload, header = unseal(raw, path)
+        if check is not None:
+            try:
+                check(payload)
+            except CorruptFileError:
+                raise
+            except ValueError as exc:
+                raise CorruptFileError(path, f"unusable content: {exc}") from exc
+        return payload, header
+
+    def _load(self, check: Check | None) -> Loaded:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             if not self.backups():
                 raise
-            return self._restore(None, "file missing")
+            return self._restore(None, "file missing", check)
         try:
-            payload, header = unseal(raw, self.path)
+            payload, header = self._verify(raw, self.path, check)
         except CorruptFileError as exc:
-            self.quarantine_dir.mkdir(exist_ok=True)
-            quarantined = self.quarantine_dir / f"{self.path.name}.{time.time_ns()}"
-            os.replace(self.path, quarantined)
-            fsync_dir(self.path.parent)
-            return self._restore(quarantined, exc.reason)
-        return Loaded(payload, header)
+            return self._restore(raw, exc.reason, check)
+        try:
+            backed_up, backup_error = self.back_up(raw), ""
+        except OSError as exc:
+            backed_up, backup_error = None, f"{self.backup_dir}: {exc.strerror or exc}"
+        return Loaded(payload, header, backed_up=backed_up, backup_error=backup_error)
 
-    def _restore(self, quarantined: Path | None, error: str) -> Loaded:
+    def _restore(self, corrupt: bytes | None, error: str, check: Check | None) -> Loaded:
+        """Put the newest good backup in place; the corrupt file (if any) goes to quarantine first."""
         for backup in reversed(self.backups()):
             raw = backup.read_bytes()
             try:
-                payload, header = unseal(raw, backup)
+                payload, header = self._verify(raw, backup, check)
             except CorruptFileError:
                 continue
+            quarantined = None
+            if corrupt is not None:
+                self.quarantine_dir.mkdir(exist_ok=True)
+                quarantined = self.quarantine_dir / f"{self.path.name}.{time.time_ns()}"
+                os.replace(self.path, quarantined)
             write_atomic(self.path, raw)
             return Loaded(payload, header, recovered_from=backup, quarantined=quarantined, error=error)
-        raise CorruptFileError(self.path, f"{error}; no good backup in {self.backup_dir}")
+        where = "; the file is left in place" if corrupt is not None else ""
+        raise CorruptFileError(self.path, f"{error}; no good backup in {self.backup_dir}{where}")
 
     def backups(self) -> list[Path]:
         """Backups, oldest first."""
@@ -265,8 +316,13 @@ class GuardedFile:
         for i, p in enumerate(backups):
             from_newest = len(backups) - i
             too_many = from_newest > self.keep
-            too_old = int(p.name.rsplit(".", 1)[1]) < cutoff_ns and from_newest > self.keep_min
+            too_old = _stamp(p) < cutoff_ns and from_newest > self.keep_min
             if too_many or too_old:
                 p.unlink(missing_ok=True)
                 removed.append(p)
         return removed
+
+
+def _stamp(backup: Path) -> int:
+    """The ns timestamp at the end of a backup's name."""
+    return int(backup.name.rsplit(".", 1)[1])

@@ -18,6 +18,11 @@ version without a restart. Every switch is logged (``head_switched``) and
 published on ``sys.model`` (``bus.messages.ModelSwitch``: model, old and
 new version, reason).
 
+Registry alerts: a registry restored from its backup raises ``model.registry``
+(warning: a file went to quarantine, a person should look); a registry that
+cannot be read at all raises ``model.registry.unusable`` (critical), cleared
+by the next read that succeeds.
+
 Commands on ``ctl.<name>`` (answered on ``ctl.reply``):
 ``load_head(signal, version=None)``, ``unload_head(signal)``,
 ``promote(signal, version)``, ``rollback(signal)``, ``heads()``.
@@ -65,9 +70,11 @@ class DetectorActor(Actor[DetectorSettings]):
         try:
             self.store = open_layered(shipped, user_models_dir(s.user_dir),
                                       say=lambda line: self.log.warning("models_moved_to_user_store", detail=line),
-                                      on_recovered=lambda m: self.alert("model.registry", m))
+                                      on_recovered=lambda m: self.alert("model.registry", m, level="warning"))
         except RELOAD_ERRORS as exc:
             raise ActorExit(1, f"model store {shipped}: {exc}") from exc
+        self.registry_unusable = False
+        """A ``model.registry.unusable`` alert is raised and not yet cleared."""
         self.heads: dict[str, tuple[hm.Head, str]] = {}
         self.unloaded: set[str] = set()
         """Heads unloaded by command: not loaded again when the registry changes."""
@@ -101,7 +108,7 @@ class DetectorActor(Actor[DetectorSettings]):
             return
         self.registry_signature = signature  # a broken registry is tried again at its next change
         try:
-            doc = self.store.read()
+            doc = self.read_registry()
             if self.store.active(BACKBONE, doc) != self.backbone_version:
                 old = self.backbone_version
                 self.backbone, self.backbone_version = self._load_backbone()
@@ -139,6 +146,23 @@ class DetectorActor(Actor[DetectorSettings]):
         self.log.error("model_alert", metric=metric, message=message)
         self.publish(Alert(level=level, metric=metric, value=1.0, threshold=0.0, actor=self.name, message=message))
 
+    def read_registry(self) -> dict[str, Any]:
+        """The registry document. A read that fails (corrupt, no good backup) raises the critical
+        ``model.registry.unusable`` alert; the next read that succeeds clears it."""
+        try:
+            doc = self.store.read()
+        except (CorruptFileError, StoreError, ValueError) as exc:
+            if not self.registry_unusable:
+                self.registry_unusable = True
+                self.alert("model.registry.unusable", f"{self.store.describe()}: {exc}")
+            raise
+        if self.registry_unusable:
+            self.registry_unusable = False
+            self.log.info("model_alert_cleared", metric="model.registry.unusable")
+            self.publish(Alert(level="critical", metric="model.registry.unusable", value=0.0, threshold=0.0,
+                               actor=self.name, state="cleared", message=f"{self.store.describe()} reads again"))
+        return doc
+
     def _verified(self, name: str, version: str, doc: dict[str, Any]) -> bytes | None:
         """The weights of one version, or None (alert published) when the sha256 does not match."""
         try:
@@ -149,7 +173,7 @@ class DetectorActor(Actor[DetectorSettings]):
             return None
 
     def _load_backbone(self) -> tuple[hm.Backbone, str]:
-        doc = self.store.read()
+        doc = self.read_registry()
         for version in self.store.candidates(BACKBONE, doc):
             data = self._verified(BACKBONE, version, doc)
             if data is not None:
@@ -171,7 +195,7 @@ class DetectorActor(Actor[DetectorSettings]):
         return loaded_version
 
     def _pick_head(self, signal: str, version: str | None) -> str:
-        doc = self.store.read()
+        doc = self.read_registry()
         entry = self.store.entry(signal, doc)
         wanted = version if version is not None else entry["active"]
         if wanted is None:

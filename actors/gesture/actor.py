@@ -65,6 +65,8 @@ class GestureActor(Actor[GestureSettings]):
         self.recognizer: Recognizer | None = None
         self.store_revision = 0
         self.store_signature: Any = None
+        self.store_unusable = False
+        """A ``gesture.store.unusable`` alert is raised and not yet cleared."""
         self.figures = {"segments": 0, "recognized": 0, "rejected": 0, "outliers": 0, "low_confidence": 0,
                         "reloads": 0, "store_errors": 0}
         self.unknown_by_reason: dict[str, int] = {}
@@ -158,8 +160,14 @@ class GestureActor(Actor[GestureSettings]):
             self.log.error("gesture_store_unusable", path=str(self.store.path), error=str(exc))
             self.publish(Alert(level="critical", metric="gesture.store.unusable", value=1.0, threshold=0.0,
                                actor=self.name, message=f"gesture store {self.store.path}: {exc}"))
+            self.store_unusable = True
             return
         self.store_signature = self.store.signature()
+        if self.store_unusable:
+            self.store_unusable = False
+            self.publish(Alert(level="critical", metric="gesture.store.unusable", value=0.0, threshold=0.0,
+                               actor=self.name, state="cleared",
+                               message=f"gesture store {self.store.path} loads again (revision {loaded.db.revision})"))
         self.report_load(loaded)
         self.recognizer = Recognizer(loaded.db, rule=self.settings.acceptance(),
                                      outlier_sigma=self.settings.outlier_sigma,
@@ -181,6 +189,8 @@ class GestureActor(Actor[GestureSettings]):
                                f"corrupt file kept as {loaded.quarantined}"))
         if loaded.migrated_from is not None:
             self.log.warning("gesture_store_migrated", legacy=str(loaded.migrated_from), skipped=list(loaded.skipped))
+        if loaded.backup_error:
+            self.log.warning("gesture_store_not_backed_up", path=str(self.store.path), error=loaded.backup_error)
         if loaded.seeded_from is not None:
             self.log.info("gesture_store_seeded", seed=str(loaded.seeded_from), path=str(self.store.path))
 

@@ -30,6 +30,18 @@ class HttpSourceSettings(Strict):
     """URL path Sensor Logger posts to (its 'Push URL' is http://HOST:PORT/data)."""
     max_body_bytes: int = Field(4_000_000, ge=1024)
     """Larger pushes get HTTP 413, bytes."""
+    body_timeout_s: float = Field(10.0, gt=0)
+    """A body not received in full this long after its request head (a Content-Length larger than what is
+    sent) gets HTTP 408 and the connection is closed, seconds."""
+    idle_timeout_s: float = Field(15.0, gt=0)
+    """A connection that has not sent a complete request head this long after connecting, or that sits idle
+    this long between requests, is closed (slow clients are evicted), seconds."""
+    max_header_bytes: int = Field(8190, ge=256)
+    """Longest request line and header field; longer ones get HTTP 400, bytes."""
+    max_headers: int = Field(64, ge=8)
+    """Most header fields in a request; more get HTTP 400."""
+    backlog: int = Field(512, ge=1)
+    """Connections the kernel queues before they are accepted."""
 
 
 class LineSourceSettings(Strict):

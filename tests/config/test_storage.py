@@ -28,34 +28,65 @@ def test_seal_round_trip_and_every_kind_of_damage_is_detected(tmp_path):
         assert info.value.path == tmp_path / "x"
 
 
-def test_corrupt_file_is_quarantined_and_the_newest_good_backup_restored(tmp_path):
+def test_corrupt_file_is_quarantined_and_its_last_revision_restored(tmp_path):
     store = GuardedFile(tmp_path / "db.bin", keep=3)
     for i in range(5):
         store.save(f"v{i}".encode())
     assert len(store.backups()) == 3                      # keep=3 prunes the older ones
+    assert unseal(store.backups()[-1].read_bytes())[0] == b"v4"   # the newest backup is the current revision
     assert store.load().payload == b"v4" and store.load().recovered_from is None
     data = bytearray(store.path.read_bytes())
     data[-1] ^= 0xFF                                      # a bit flip on disk
     store.path.write_bytes(bytes(data))
     loaded = store.load()
-    assert loaded.payload == b"v3" and loaded.recovered_from == store.backups()[-1]
+    assert loaded.payload == b"v4" and loaded.recovered_from == store.backups()[-1]   # no change lost
     assert loaded.quarantined is not None and loaded.quarantined.read_bytes() == bytes(data)
     assert "sha256" in loaded.error
-    assert store.load().payload == b"v3" and store.load().recovered_from is None   # restored on disk
+    assert store.load().payload == b"v4" and store.load().recovered_from is None   # restored on disk
+    assert len(store.backups()) == 3                      # a load of the restored file adds no copy
 
 
-def test_no_good_backup_is_a_clear_error_and_a_missing_file_comes_back_from_backup(tmp_path):
+def test_no_good_backup_leaves_the_file_in_place_and_a_missing_file_comes_back_from_backup(tmp_path):
     store = GuardedFile(tmp_path / "db.bin")
     with pytest.raises(FileNotFoundError):
         store.load()
-    store.save(b"only")
-    store.path.write_bytes(b"garbage")
-    with pytest.raises(CorruptFileError, match="no good backup"):
+    write_atomic(store.path, seal(b"shipped")[:-2])       # a truncated copy that was never loaded
+    with pytest.raises(CorruptFileError, match="no good backup.*left in place"):
         store.load()
+    assert store.path.exists()                            # never left missing
+    assert not store.quarantine_dir.exists()              # nothing to restore: nothing moved away
     store.save(b"one")
     store.save(b"two")
     store.path.unlink()
-    assert store.load().payload == b"one"
+    loaded = store.load()
+    assert loaded.payload == b"two" and loaded.recovered_from == store.backups()[-1] and loaded.error == "file missing"
+
+
+def test_a_file_written_elsewhere_is_backed_up_at_its_first_load_and_restored_when_truncated(tmp_path):
+    """A shipped or seeded file (never saved through GuardedFile) has no backup until its first good load."""
+    path = tmp_path / "registry.json"
+    write_atomic(path, seal(b'{"models": {}}', kind="shipped"))
+    store = GuardedFile(path)
+    first = store.load()
+    assert first.backed_up is not None and store.backups() == [first.backed_up] and not first.backup_error
+    assert store.load().backed_up == first.backed_up      # no second copy of the same revision
+    path.write_bytes(path.read_bytes()[:20])              # truncated
+    loaded = store.load()
+    assert loaded.payload == b'{"models": {}}' and loaded.recovered_from == first.backed_up
+    assert path.exists() and loaded.quarantined.read_bytes() == b"SENSORIUM-SEALED 1 {"[:20]
+
+
+def test_a_check_refusing_the_payload_restores_the_newest_backup_it_accepts(tmp_path):
+    store = GuardedFile(tmp_path / "db.bin")
+    store.save(b"good")
+    store.save(b"sealed but unreadable")
+
+    def check(payload: bytes) -> None:
+        if payload != b"good":
+            raise ValueError("not a document")
+
+    loaded = store.load(check=check)
+    assert loaded.payload == b"good" and "not a document" in loaded.error and loaded.quarantined is not None
 
 
 def test_retention_drops_old_backups_but_keeps_the_newest(tmp_path):

@@ -638,3 +638,14 @@ def test_an_exit_without_a_process_is_refused():
     rig = Rig()
     with pytest.raises(TransitionError, match="no on_exit from waiting"):
         rig.w.on_exit(0, rig.now)
+
+
+def test_a_signal_death_while_asked_to_stop_is_reported_as_a_crash_not_a_clean_stop():
+    rig = Rig()
+    rig.running()
+    rig.w.request_stop(rig.now)
+    rig.proc.exit(-signal.SIGSEGV)                 # before any SIGTERM of ours
+    rig.after(0.5)
+    stopped = rig.last("stopped")
+    assert rig.w.state is ActorState.STOPPED and stopped.exit == -signal.SIGSEGV
+    assert stopped.reason == "crashed while stopping (signal SIGSEGV)"

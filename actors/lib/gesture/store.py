@@ -2,8 +2,9 @@
 
 One file, written through ``config.storage.GuardedFile``: sealed with its
 sha256, saved atomically under a cross-process lock, with timestamped
-backups (keep N, retention days). A corrupt file is quarantined and the
-newest good backup restored; ``StoreLoad.recovered_from`` tells the caller,
+backups (keep N, retention days) of which the newest is always the current
+revision (a seeded store is backed up on its first load). A corrupt file is
+quarantined and the newest good backup, its last revision, restored; ``StoreLoad.recovered_from`` tells the caller,
 which publishes the alert.
 
 The payload is msgpack::
@@ -329,7 +330,11 @@ class StoreLoad:
     skipped: tuple[str, ...] = ()
     """Legacy samples left out by the migration, with the reason."""
     seeded_from: Path | None = None
-    """The shipped store copied in because there was none."""
+    """The shipped store copied in because there was none (its first backup is taken at once)."""
+    backed_up: Path | None = None
+    """The backup this load took of a store that had none (a seeded one)."""
+    backup_error: str = ""
+    """Why that backup could not be written; the store loaded all the same."""
 
 
 def valid_name(name: str) -> str:
@@ -381,18 +386,11 @@ class GestureStore:
                 seeded = self.seed_path
             else:
                 return StoreLoad(GestureDB())
-        loaded: Loaded = self.file.load(lock=False)
-        try:
-            db = GestureDB.decode(loaded.payload, self.path)
-        except CorruptFileError as exc:
-            # Sealed correctly but not a store we can read: the same recovery as a bad checksum.
-            self.file.quarantine_dir.mkdir(exist_ok=True)
-            quarantined = self.file.quarantine_dir / f"{self.path.name}.{time.time_ns()}"
-            os.replace(self.path, quarantined)
-            loaded = self.file.load(lock=False)
-            db = GestureDB.decode(loaded.payload, self.path)
-            return StoreLoad(db, loaded.recovered_from, quarantined, exc.reason, seeded_from=seeded)
-        return StoreLoad(db, loaded.recovered_from, loaded.quarantined, loaded.error, seeded_from=seeded)
+        # A file sealed correctly but not a store we can read gets the same recovery as a bad checksum.
+        loaded: Loaded = self.file.load(lock=False, check=lambda payload: GestureDB.decode(payload, self.path))
+        db = GestureDB.decode(loaded.payload, self.path)
+        return StoreLoad(db, loaded.recovered_from, loaded.quarantined, loaded.error, seeded_from=seeded,
+                         backed_up=loaded.backed_up, backup_error=loaded.backup_error)
 
     def save(self, db: GestureDB) -> None:
         with self.file.locked():

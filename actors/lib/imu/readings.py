@@ -12,7 +12,8 @@ Formats:
   ``{"t": seconds, "acc": [x, y, z], "gyro": [x, y, z]}``.
 
 Malformed input raises ``FormatError`` with the reason (the HTTP receiver
-answers it with 400); numbers pass through unchecked (NaN included):
+answers it with 400), including JSON nested too deeply and integers too
+large for a float; other numbers pass through unchecked (NaN included):
 validation downstream drops and flags them.
 """
 
@@ -49,7 +50,20 @@ class Readings:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FormatError(f"{where} is {type(value).__name__} {value!r:.40}, expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise FormatError(f"{where} is an integer of {len(str(value))} digits, too large for a float") from None
+
+
+def _json(text: str | bytes) -> Any:
+    """json.loads with the reasons it can fail as ValueError: Python's int-from-string digit limit
+    (4300 digits) raises ValueError already; nesting deeper than the interpreter's recursion limit
+    (~1000 levels, far beyond any reading) raises RecursionError, turned into a FormatError here."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise FormatError("JSON nested too deeply") from None
 
 
 def _xyz(values: Any, where: str) -> tuple[float, float, float]:
@@ -110,7 +124,9 @@ class EntryParser:
     def parse_push(self, body: bytes) -> tuple[str, list[Readings]]:
         """A Sensor Logger push: (deviceId, readings); raises FormatError."""
         try:
-            doc = json.loads(body)
+            doc = _json(body)
+        except FormatError as exc:
+            raise FormatError(f"body is not a usable JSON document: {exc}") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise FormatError(f"body is not JSON: {exc}") from None
         if not isinstance(doc, dict):
@@ -130,7 +146,7 @@ class EntryParser:
             if not line:
                 continue
             try:
-                entry = json.loads(line)
+                entry = _json(line)
                 entries.extend(self.parse_entries([entry], f"{where} {n + 1}"))
             except ValueError as exc:   # FormatError and JSONDecodeError
                 bad.append(f"{where} {n + 1}: {exc}")

@@ -16,6 +16,8 @@ import pytest
 from actors.lib.gesture.store import GestureStore, Sample, SampleError, StoreError, sample_problems
 from actors.lib.gesture.training import train
 from actors.lib.imu.synthetic import make_sample
+from config.storage import write_atomic
+from tests.actors.gesture.conftest import SHIPPED
 from tests.support import ROOT, clean_env
 
 SAVER = """
@@ -82,10 +84,10 @@ for i in range(8):
     assert names == {f"p{k}_{i}" for k in (1, 2) for i in range(8)}
 
 
-def test_corrupt_store_is_recovered_from_backup_and_the_actor_alerts(supervisor_factory, collector_factory,
-                                                                      store_copy, shipped_db):
+def test_corrupt_store_is_restored_to_its_last_change_and_the_actor_alerts(supervisor_factory, collector_factory,
+                                                                          store_copy, shipped_db):
     store = GestureStore(store_copy)
-    with store.edit() as db:                       # a second version: the shipped one becomes a backup
+    with store.edit() as db:                       # the last change: twist deleted
         del db.gestures["twist"]
     raw = bytearray(store_copy.read_bytes())
     raw[len(raw) // 2] ^= 0xFF                     # a bit flips on disk
@@ -102,16 +104,49 @@ settings = {{ store = {{ path = "{store_copy}", seed_path = "" }}, reload_check_
     assert "sha256" in alert["message"] and "restored" in alert["message"]
     quarantined = list((store_copy.parent / ".quarantine").iterdir())
     assert len(quarantined) == 1 and quarantined[0].read_bytes() == bytes(raw)
-    # The shipped version (all 8 gestures) came back from the backup, and the actor runs with it.
+    # The last revision came back from the backup (twist stays deleted), and the actor runs with it.
     out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "gesture"
-                 and m.body["extra"]["templates"] == len(shipped_db.gestures))
-    assert set(GestureStore(store_copy).load().db.gestures) == set(shipped_db.gestures)
+                 and m.body["extra"]["templates"] == len(shipped_db.gestures) - 1)
+    assert set(GestureStore(store_copy).load().db.gestures) == set(shipped_db.gestures) - {"twist"}
     # A change by another process (the CLI) is picked up without a restart.
     done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "gesture", "delete", "wave", "--store",
                            str(store_copy)], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "gesture"
-                 and m.body["extra"]["templates"] == len(shipped_db.gestures) - 1 and m.body["extra"]["reloads"] >= 2)
+                 and m.body["extra"]["templates"] == len(shipped_db.gestures) - 2 and m.body["extra"]["reloads"] >= 2)
+
+
+def test_a_seeded_store_is_backed_up_at_once_and_restored_when_corrupt(tmp_path, shipped_db):
+    path = tmp_path / "gestures" / "store.gst"
+    store = GestureStore(path, seed_path=SHIPPED)
+    first = store.load()
+    assert first.seeded_from == SHIPPED and first.backed_up is not None
+    assert not (SHIPPED.parent / ".backups").exists()          # the shipped seed itself is only read
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])   # truncated
+    loaded = GestureStore(path, seed_path=SHIPPED).load()
+    assert loaded.recovered_from == first.backed_up and loaded.seeded_from is None
+    assert set(loaded.db.gestures) == set(shipped_db.gestures)
+
+
+def test_store_unusable_alert_is_cleared_once_the_store_loads_again(supervisor_factory, collector_factory,
+                                                                   store_copy, shipped_db):
+    good = store_copy.read_bytes()
+    store_copy.write_bytes(good[:1000])            # truncated, and never backed up: nothing to restore
+    sup = supervisor_factory(f"""
+[actors.gesture]
+heartbeat_s = 0.5
+settings = {{ store = {{ path = "{store_copy}", seed_path = "" }}, reload_check_s = 0.2 }}
+""")
+    out = collector_factory(sup, ["monitor.alert", "sys.heartbeat"])
+    sup.wait_running("gesture")
+    raised = out.wait_for(lambda m: m.topic == "monitor.alert").body
+    assert raised["metric"] == "gesture.store.unusable" and raised["state"] == "raised"
+    assert store_copy.read_bytes() == good[:1000]   # left in place for a person to look at, not moved away
+    write_atomic(store_copy, good)                 # a person puts a good store back
+    cleared = out.wait_for(lambda m: m.topic == "monitor.alert" and m.body["state"] == "cleared").body
+    assert cleared["metric"] == "gesture.store.unusable" and cleared["actor"] == "gesture"
+    out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "gesture"
+                 and m.body["extra"]["templates"] == len(shipped_db.gestures))
 
 
 def test_legacy_templates_json_is_migrated_trained_and_kept_aside(tmp_path):

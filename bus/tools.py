@@ -1,5 +1,8 @@
 """Bus-side command-line tools: ``tap`` prints messages, ``inject`` publishes them.
 
+``tap`` of a latched topic (``sensor.state``, ``monitor.active_alerts``,
+``sys.actor``) prints its current value at once, marked ``"latched": true``.
+
 Both speak only to the broker's endpoints, so they work from any terminal or
 script while ``sensorium run`` is up. Output goes to stdout; what the tools
 say about themselves goes to stderr, so a pipe gets JSON lines only.
@@ -27,7 +30,8 @@ from config.schema import Config
 
 
 def message_to_json(msg: Message, full: bool = False) -> str:
-    """One JSON line: topic, src, seq, ts, corr and body; arrays summarised unless ``full``."""
+    """One JSON line: topic, src, seq, ts, corr, ``latched: true`` on a last value the broker's cache
+    replayed (sent before tap arrived), and body; arrays summarised unless ``full``."""
 
     def default(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
@@ -45,6 +49,8 @@ def message_to_json(msg: Message, full: bool = False) -> str:
               "body": msg.body}
     if msg.header.corr is not None:
         record["corr"] = msg.header.corr
+    if msg.header.latched:
+        record["latched"] = True
     return json.dumps(record, default=default, separators=(",", ":"), allow_nan=True)
 
 
@@ -115,7 +121,8 @@ def inject(ctx: zmq.Context, frontend: str, topic: str, body: dict[str, Any], *,
 def tap_main(argv: list[str], config: Config) -> int:
     """``sensorium tap [PREFIX...]``."""
     p = argparse.ArgumentParser(prog="sensorium tap", description="Print bus messages as JSON lines: "
-                                '{"topic", "src", "seq", "ts", "body"} per message; arrays as {"dtype", "shape"}.')
+                                '{"topic", "src", "seq", "ts", "body"} per message; arrays as {"dtype", "shape"}. '
+                                'A latched topic\'s current value comes first, with "latched": true.')
     p.add_argument("prefixes", nargs="*", metavar="PREFIX",
                    help="topics (exact) or prefixes ending in '.' (default: everything)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N messages")

@@ -244,8 +244,8 @@ gpu = "off"
 @pytest.mark.slow
 def test_top_shows_the_alerts_raised_before_it_started(supervisor_factory, collector_factory):
     sup = supervisor_factory(MONITOR)
+    alerts = collector_factory(sup, ["monitor.alert"])  # before the monitor runs: it sees every alert happen
     sup.wait_running("monitor", "probe@w")
-    alerts = collector_factory(sup, ["monitor.alert"])
     # rss_bytes_max = 1: every actor's memory is over it, raised once at the first health and never cleared.
     for actor in ("monitor", "probe@w"):
         alerts.wait_for(lambda m, a=actor: m.topic == "monitor.alert" and m.body["metric"] == "actor.rss_bytes"

@@ -733,8 +733,10 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         # Subscriptions need a moment to reach the broker; the publisher sees
         # them arrive, so wait for our own heartbeat subscription before the
-        # first actor could send one.
+        # first actor could send one, and for the broker's latched-topic cache
+        # before the first sys.actor event.
         self.pub.wait_for_subscriber(Heartbeat.TOPIC, 2.0)
+        self.pub.wait_for_subscriber(ActorEvent.TOPIC, 2.0)
         log.info("supervisor_started", pid=os.getpid(), actors=self.order, runtime_dir=str(self.paths.runtime_dir),
                  log_dir=str(self.paths.log_dir))
         poller = zmq.Poller()

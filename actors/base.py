@@ -58,6 +58,7 @@ from pydantic import BaseModel
 from bus.burstlog import BurstLog
 from bus.endpoints import Endpoints
 from bus.envelope import EnvelopeError, Limits, Message
+from bus.latched import latched
 from bus.messages import Body, BodyError, Command, CommandReply, Counters, Heartbeat
 from bus.pubsub import Publisher, Subscriber
 from bus.topics import ctl_topic
@@ -222,6 +223,11 @@ class Actor(Generic[S]):
         supervised = bool(os.environ.get(SUPERVISOR_PID_ENV))
         if not self.pub.wait_for_subscriber(Heartbeat.TOPIC, 10.0 if supervised else 0.5) and supervised:
             self.log.warning("no_heartbeat_subscriber", waited_s=10.0)
+        if supervised:
+            # The broker's cache of latched topics must hear a first state change made in setup()
+            # (sensor.state); its subscriptions came with the heartbeat's, so this takes no time.
+            for topic in latched():
+                self.pub.wait_for_subscriber(topic, 1.0)
         self.sub.subscribe(ctl_topic(self.name))
         for topic in self._handlers:
             self.sub.subscribe(topic, exact=not topic.endswith("."))

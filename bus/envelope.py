@@ -3,7 +3,8 @@
 One bus message is one ZeroMQ multipart message (DESIGN.md, "The envelope"):
 
 1. topic, UTF-8;
-2. header, a msgpack map ``{v, src, host?, iid?, seq, ts, corr?}``;
+2. header, a msgpack map ``{v, src, host?, iid?, seq, ts, corr?, latched?}``
+   (``latched``: true on a last value the broker's cache sends to a new subscriber);
 3. body, a msgpack map in which every numpy array is replaced by an
    extension record ``[dtype, shape, frame index]`` (ext type 1);
 4. one frame per array: its raw C-contiguous bytes, sent without copying.
@@ -110,6 +111,9 @@ class Header(NamedTuple):
     """Instance id of the sending publisher, new at every process start ('' when the writer sent none)."""
     host: str = ""
     """Origin host of the sender, set by the publisher ('' when the writer sent none)."""
+    latched: bool = False
+    """A latched topic's last value sent again by the broker's cache to a new subscriber (the
+    original src, seq and ts): not a fresh send, so no gap and no restart (``bus/latched.py``)."""
 
     @property
     def sender(self) -> tuple[str, str, str]:
@@ -344,6 +348,7 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
     corr = head.get("corr")
     iid = head.get("iid", "")
     host = head.get("host", "")
+    latched = head.get("latched", False)
     # type() is: bool is a subclass of int and must not pass as a seq or ts.
     if v != ENVELOPE_VERSION or type(v) is not int:
         raise EnvelopeError(f"unsupported envelope version {v!r} (this reader speaks {ENVELOPE_VERSION})", topic)
@@ -360,8 +365,10 @@ def _decode_header(head_raw: Any, topic: str) -> Header:
         _check_optional_str("host", host, MAX_HOST_BYTES)
     except EnvelopeError as exc:
         raise EnvelopeError(exc.reason, topic) from exc
+    if type(latched) is not bool:
+        raise EnvelopeError(f"header latched must be a bool, got {latched!r}", topic)
     _remember_canonical(src, host, iid)
-    return Header(src, seq, ts, corr, v, iid, host)
+    return Header(src, seq, ts, corr, v, iid, host, latched)
 
 
 def _check_optional_str(name: str, value: Any, max_bytes: int) -> None:
@@ -540,7 +547,26 @@ def encode_header(header: Header) -> bytes:
     head["ts"] = header.ts
     if header.corr is not None:
         head["corr"] = header.corr
+    if header.latched:
+        head["latched"] = True
     return msgpack.packb(head)
+
+
+def mark_latched(frames: Sequence[Any], topic: str | None = None) -> list[bytes]:
+    """A copy of one received message (its wire frames) whose header says ``latched: true``:
+    the broker's last-value cache sends this to a new subscriber. Every other header field,
+    unknown ones included, and the body and array frames are kept as they are; raises
+    EnvelopeError when the header is not a map."""
+    try:
+        head = msgpack.unpackb(_buffer(frames[1]), ext_hook=_no_extension)
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"bad header: {exc.reason}", topic) from exc
+    except (*_UNPACK_ERRORS, IndexError) as exc:
+        raise EnvelopeError(f"bad header: {exc}", topic) from exc
+    if type(head) is not dict:
+        raise EnvelopeError("header is not a map", topic)
+    head["latched"] = True
+    return [bytes(_buffer(frames[0])), msgpack.packb(head), *(bytes(_buffer(f)) for f in frames[2:])]
 
 
 def restamp(frames: Sequence[Any], header: Header) -> list[Any]:

@@ -1,7 +1,10 @@
 """Typed bodies of the system topics: one dataclass per topic.
 
 Each class names its topic (``TOPIC``) and converts with ``to_body()`` /
-``from_body()``; the field docstrings give units. ``from_body`` checks that
+``from_body()``; the field docstrings give units. A state-like topic says so
+with ``LATCHED = True`` (and ``LATCH_KEY`` when one sender holds several
+values on it): the broker keeps its last value and hands it to every new
+subscriber (``bus/latched.py``). ``from_body`` checks that
 required fields are present and raises ``BodyError`` naming the topic and
 field otherwise. Bodies of the perception topics live in ``bus/bodies/``,
 one module per area, built on the same ``Body`` base.
@@ -41,6 +44,11 @@ class Body:
     """Base of typed bodies: dataclass fields map one to one onto body keys."""
 
     TOPIC: ClassVar[str] = ""
+    LATCHED: ClassVar[bool] = False
+    """A state-like topic: the broker's cache keeps its last value (per sender, and per
+    ``LATCH_KEY`` when set) and sends it to each new subscriber, marked ``latched``."""
+    LATCH_KEY: ClassVar[str] = ""
+    """Body field that tells one sender's values apart on a latched topic ('' : one value per sender)."""
 
     def to_body(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name, _required in _schema(type(self))}
@@ -132,6 +140,8 @@ ACTOR_EVENTS = ("starting", "ready", "exited", "restarting", "failed", "stopped"
 @dataclass
 class ActorEvent(Body):
     TOPIC: ClassVar[str] = "sys.actor"
+    LATCHED: ClassVar[bool] = True
+    LATCH_KEY: ClassVar[str] = "actor"
 
     actor: str
     """Actor instance name."""
@@ -193,6 +203,18 @@ class Alert(Body):
     state: str = "raised"
     """``raised`` or ``cleared``."""
     message: str = ""
+
+
+@dataclass
+class ActiveAlerts(Body):
+    """Every alert raised and not cleared yet, published by the monitor on each change: what a newcomer
+    (``sensorium top``, a dashboard) needs, where ``monitor.alert`` only tells the changes."""
+
+    TOPIC: ClassVar[str] = "monitor.active_alerts"
+    LATCHED: ClassVar[bool] = True
+
+    alerts: list[dict[str, Any]]
+    """``Alert.to_body()`` of each raised alert (any sender's), in the order they were raised."""
 
 
 @dataclass

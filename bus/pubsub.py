@@ -13,6 +13,12 @@ topic and reports them in its heartbeat. A sender is (host, src, iid)
 (``bus/senders.py``): a publisher that restarts has a new instance id and
 starts a new sequence, neither gap nor reset; a seq that goes backwards
 within one sender (a writer without an instance id) counts as a reset.
+
+Latched topics (``bus/latched.py``): the broker's cache sends a new
+subscriber the last value of each, its header marked ``latched``. The broker
+fans that replay out to every subscriber of the topic; a ``Subscriber``
+passes it on only when it is news to it (no value of that sender and key yet,
+or an older one), and never counts it in the seq accounting.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import structlog
 import zmq
 
 from bus.burstlog import BurstLog
+from bus.latched import is_news, latch_key, latched
 from bus.envelope import (DEFAULT_LIMITS, EnvelopeError, Encoder, Header, Limits, Message, decode, decode_parts,
                           now_ns, restamp)
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
@@ -152,6 +159,10 @@ class SubscriberStats:
     """Messages missed, from seq gaps, all senders and topics."""
     resets: int = 0
     """Times one sender's seq went backwards (a restarted writer that sends no instance id)."""
+    latched: int = 0
+    """Latched values replayed by the broker's cache and delivered (also counted in ``received``)."""
+    latched_repeats: int = 0
+    """Replayed values skipped: this subscriber already had that value or a newer one."""
     gaps_by_stream: dict[tuple[tuple[str, str, str], str], int] = field(default_factory=dict)
     """Gaps per (sender (host, src, iid), topic)."""
 
@@ -178,6 +189,12 @@ class Subscriber:
         self.stats = SubscriberStats()
         self.keep_frames = False
         """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
+        self.deliver_replays = True
+        """Deliver the latched values the broker's cache replays (marked ``header.latched``) when they
+        are news; False: skip every replay (counted in ``latched_repeats``)."""
+        self._latched_topics = latched()
+        self._latched_seqs: dict[tuple[str, str, Any], int] = {}
+        """(topic, src, key) of latched topics -> seq of the newest value had, live or replayed."""
         self._exact: set[str] = set()
         self._prefixes: list[str] = []
         self._last_seq: dict[tuple[str, str, str, str], int] = {}
@@ -313,9 +330,30 @@ class Subscriber:
         topic = msg.topic
         if topic not in self._exact and not self._matches_prefix(topic):
             return None
+        key_field = self._latched_topics.get(topic)
+        if msg.header.latched:
+            return self._replayed(msg, key_field or "")
+        if key_field is not None:
+            self._remember_latched(latch_key(msg, key_field), msg.header.seq)
         self._account(msg)
         self.stats.received += 1
         return msg
+
+    def _replayed(self, msg: Message, key_field: str) -> Message | None:
+        """A value from the broker's cache: outside the seq accounting; delivered when it is news."""
+        key = latch_key(msg, key_field)
+        if not self.deliver_replays or not is_news(self._latched_seqs.get(key), msg.header.seq):
+            self.stats.latched_repeats += 1
+            return None
+        self._remember_latched(key, msg.header.seq)
+        self.stats.latched += 1
+        self.stats.received += 1
+        return msg
+
+    def _remember_latched(self, key: tuple[str, str, Any], seq: int) -> None:
+        if key not in self._latched_seqs and len(self._latched_seqs) >= self.MAX_STREAMS:
+            self._latched_seqs.clear()
+        self._latched_seqs[key] = seq
 
     def _matches_prefix(self, topic: str) -> bool:
         for p in self._prefixes:

@@ -1,6 +1,9 @@
 """Bus-side command-line tools: ``tap`` prints messages, ``inject`` publishes them,
 ``ctl`` sends one actor a command and prints its answer.
 
+``tap`` of a latched topic (``sensor.state``, ``monitor.active_alerts``,
+``sys.actor``) prints its current value at once, marked ``"latched": true``.
+
 All speak only to the broker's endpoints, so they work from any terminal or
 script while ``sensorium run`` is up. Output goes to stdout; what the tools
 say about themselves (and any log line of the bus code) goes to stderr, so a
@@ -49,7 +52,8 @@ def _json_default(full: bool) -> Callable[[Any], Any]:
 
 
 def message_to_json(msg: Message, full: bool = False) -> str:
-    """One JSON line: topic, src, seq, ts, corr, iid, host and body; arrays summarised unless ``full``."""
+    """One JSON line: topic, src, seq, ts, corr, iid, host, ``latched: true`` on a last value the broker's
+    cache replayed (sent before tap arrived), and body; arrays summarised unless ``full``."""
     record = {"topic": msg.topic, "src": msg.header.src, "seq": msg.header.seq, "ts": msg.header.ts,
               "body": msg.body}
     if msg.header.corr is not None:
@@ -58,6 +62,8 @@ def message_to_json(msg: Message, full: bool = False) -> str:
         record["iid"] = msg.header.iid
     if msg.header.host:
         record["host"] = msg.header.host
+    if msg.header.latched:
+        record["latched"] = True
     return json.dumps(record, default=_json_default(full), separators=(",", ":"), allow_nan=True)
 
 
@@ -165,7 +171,8 @@ def ctl(ctx: zmq.Context, frontend: str, backend: str, actor: str, cmd: str, arg
 def tap_main(argv: list[str], config: Config) -> int:
     """``sensorium tap [PREFIX...]``."""
     p = argparse.ArgumentParser(prog="sensorium tap", description="Print bus messages as JSON lines: "
-                                '{"topic", "src", "seq", "ts", "body"} per message; arrays as {"dtype", "shape"}.')
+                                '{"topic", "src", "seq", "ts", "body"} per message; arrays as {"dtype", "shape"}. '
+                                'A latched topic\'s current value comes first, with "latched": true.')
     p.add_argument("prefixes", nargs="*", metavar="PREFIX",
                    help="topics (exact) or prefixes ending in '.' (default: everything)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N messages")

@@ -4,6 +4,10 @@ One screen per health message (plain ANSI: home, clear, bold, colours for
 stale actors and raised alerts), with the machine's figures on top and the
 alerts currently raised below. Not a terminal (a pipe): plain text, one
 frame after another. Needs the monitor actor running.
+
+The alerts come from ``monitor.active_alerts``, the monitor's latched set of every
+active alert: the broker's cache hands it over as ``top`` subscribes, so
+alerts raised before it started show on its first screens.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any, TextIO
 
 import zmq
 
-from bus.pubsub import Subscriber
 from bus.endpoints import runtime_paths
+from bus.messages import ActiveAlerts, Health
+from bus.pubsub import Subscriber
 from config.schema import Config
 
 HOME_CLEAR = "\x1b[H\x1b[2J"
@@ -80,13 +85,21 @@ def render(health: dict[str, Any], alerts: dict[tuple[str, str], dict[str, Any]]
     return "\n".join(lines) + "\n"
 
 
+def alerts_by_key(body: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The alerts of a ``monitor.active_alerts`` body by (metric, actor); entries that are not maps are skipped."""
+    found = body.get("alerts")
+    if not isinstance(found, list):
+        return {}
+    return {(a.get("metric", ""), a.get("actor", "")): a for a in found if isinstance(a, dict)}
+
+
 def top(config: Config, *, count: int | None = None, timeout_s: float | None = None, out: TextIO = sys.stdout,
         color: bool | None = None) -> int:
     """Draw a screen per monitor.health until ``count`` screens or the timeout; returns screens drawn."""
     paths = runtime_paths(config)
     tty = out.isatty()
     color = tty if color is None else color
-    sub = Subscriber(zmq.Context.instance(), paths.endpoints.backend, ["monitor.health", "monitor.alert"])
+    sub = Subscriber(zmq.Context.instance(), paths.endpoints.backend, [Health.TOPIC, ActiveAlerts.TOPIC])
     alerts: dict[tuple[str, str], dict[str, Any]] = {}
     drawn = 0
     end = None if timeout_s is None else time.monotonic() + timeout_s
@@ -99,12 +112,8 @@ def top(config: Config, *, count: int | None = None, timeout_s: float | None = N
             msg = sub.recv(timeout_ms=200)
             if msg is None:
                 continue
-            if msg.topic == "monitor.alert":
-                key = (msg.body.get("metric", ""), msg.body.get("actor", ""))
-                if msg.body.get("state") == "cleared":
-                    alerts.pop(key, None)
-                else:
-                    alerts[key] = msg.body
+            if msg.topic == ActiveAlerts.TOPIC:
+                alerts = alerts_by_key(msg.body)
                 continue
             width = (os.get_terminal_size(out.fileno()).columns if tty else 0) or 200  # a new pty says 0
             out.write((HOME_CLEAR if tty else "") + render(msg.body, alerts, color=color, width=width))

@@ -95,9 +95,10 @@ class Collector:
                 self._cond.wait(left)
 
     def events(self, actor: str | None = None) -> list[dict[str, Any]]:
+        """sys.actor events seen happening: not the latched values replayed as the collector arrived."""
         with self._cond:
             return [dict(m.body, ts=m.header.ts) for m in self.messages
-                    if m.topic == "sys.actor" and (actor is None or m.body["actor"] == actor)]
+                    if m.topic == "sys.actor" and not m.header.latched and (actor is None or m.body["actor"] == actor)]
 
     def wait_event(self, actor: str, event: str, count: int = 1, timeout_s: float = WAIT_S) -> list[dict[str, Any]]:
         def enough() -> list[dict[str, Any]] | None:

@@ -18,6 +18,15 @@ monitor's own subscriber on heartbeats, or reported in any actor's heartbeat
 ``duplicates``: ``bus/senders.py``) raise a ``bus.duplicate_sender`` alert
 naming both pids, cleared once only one of them is heard.
 
+Active alerts (``monitor.active_alerts``, latched): the set of every alert raised
+and not cleared, the monitor's own and those other actors publish on
+``monitor.alert`` (a detector's model check, a recorder's full disk),
+published on every change and once at setup (so a restarted monitor replaces
+the set its predecessor left in the broker's cache). A newcomer gets it at
+once from the broker; ``sensorium top`` and ``/metrics`` show this set.
+The monitor itself gets the latched ``sys.actor`` values as it starts, so a
+restarted monitor raises ``actor.failed`` for an actor that is still FAILED.
+
 Prometheus: ``prometheus_port`` on 127.0.0.1 (0: an ephemeral port, named in
 the heartbeat's ``extra.prometheus_port``; -1: off) serves the figures of the
 last ``monitor.health`` under ``sensorium_*``.
@@ -38,7 +47,7 @@ import psutil
 from actors.base import Actor, handles
 from actors.monitor.settings import MonitorSettings
 from bus.envelope import Message
-from bus.messages import ActorEvent, Alert, Health, Heartbeat
+from bus.messages import ActiveAlerts, ActorEvent, Alert, Health, Heartbeat
 from bus.senders import pid_of_iid
 
 
@@ -226,6 +235,8 @@ class MonitorActor(Actor[MonitorSettings]):
         self.processes: dict[int, psutil.Process] = {}
         self.failed_alerts: set[str] = set()
         self.alerts = AlertBook(s.alert_hold_s)
+        self.active: dict[tuple[str, str], Alert] = {}
+        """Every raised alert not cleared yet, any sender's, by (metric, actor): ``monitor.active_alerts``."""
         self._last_counters: dict[str, tuple[float, int, int]] = {}
         self._last_totals: tuple[float, int, int, int, int] | None = None
         self.last_health: Health | None = None
@@ -235,18 +246,20 @@ class MonitorActor(Actor[MonitorSettings]):
         self._prom_server: Any = None  # None: no endpoint (off, or its port was taken)
         if s.prometheus_port >= 0:
             self._start_prometheus(s.prometheus_port)
+        self.publish(ActiveAlerts(alerts=[a.to_body() for a in self.active.values()]))
         self.every(s.interval_s, self.publish_health)
 
     def _start_prometheus(self, port: int) -> None:
         from actors.monitor.prometheus import serve  # noqa: PLC0415 - prometheus_client only when enabled
 
         try:
-            self._prom_server = serve(port, lambda: self.last_health, lambda: self.alerts.active())
+            self._prom_server = serve(port, lambda: self.last_health, lambda: list(self.active.values()))
         except OSError as exc:
             # A taken port must not crash-loop the monitor: health and alerts go on without the endpoint.
             self.log.error("prometheus_unavailable", port=port, error=repr(exc))
-            self.publish(Alert(level="warning", metric="monitor.prometheus", value=float(port), threshold=0.0,
-                               actor=self.name, message=f"Prometheus endpoint 127.0.0.1:{port}: {exc}"))
+            self.raise_or_clear(Alert(level="warning", metric="monitor.prometheus", value=float(port),
+                                      threshold=0.0, actor=self.name,
+                                      message=f"Prometheus endpoint 127.0.0.1:{port}: {exc}"), announce=False)
             return
         self.prometheus_port = self._prom_server.server_address[1]
         self.log.info("prometheus_listening", url=f"http://127.0.0.1:{self.prometheus_port}/metrics")
@@ -257,7 +270,30 @@ class MonitorActor(Actor[MonitorSettings]):
             self._prom_server.server_close()
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        return {"prometheus_port": self.prometheus_port, "alerts_active": len(self.alerts.active())}
+        return {"prometheus_port": self.prometheus_port, "alerts_active": len(self.active)}
+
+    # -- alerts: the events on monitor.alert, the set on monitor.active_alerts -------
+
+    def raise_or_clear(self, alert: Alert, announce: bool = True) -> None:
+        """Publish one of the monitor's own alert changes and note it in the active set
+        (``announce``: publish the set now; setup publishes it once itself)."""
+        self.publish(alert)
+        self._note(alert, announce)
+
+    @handles("monitor.alert")
+    def on_monitor_alert(self, msg: Message) -> None:
+        if msg.header.src != self.name:  # our own are noted as they are published
+            self._note(Alert.from_body(msg.body), announce=True)
+
+    def _note(self, alert: Alert, announce: bool) -> None:
+        key = (alert.metric, alert.actor)
+        if alert.state == "cleared":
+            changed = self.active.pop(key, None) is not None
+        else:
+            changed = self.active.get(key) != alert
+            self.active[key] = alert
+        if changed and announce:
+            self.publish(ActiveAlerts(alerts=[a.to_body() for a in self.active.values()]))
 
     @handles("sys.heartbeat")
     def on_sys_heartbeat(self, msg: Message) -> None:
@@ -274,18 +310,18 @@ class MonitorActor(Actor[MonitorSettings]):
         self.states[event.actor] = event.event
         if event.event == "failed":
             self.failed_alerts.add(event.actor)
-            self.publish(Alert(level="critical", metric="actor.failed", value=float(event.attempt), threshold=0.0,
-                               actor=event.actor, message=f"{event.actor} failed ({event.reason}); "
-                               f"next try in {event.delay:.0f} s"))
+            self.raise_or_clear(Alert(level="critical", metric="actor.failed", value=float(event.attempt),
+                                      threshold=0.0, actor=event.actor, message=f"{event.actor} failed "
+                                      f"({event.reason}); next try in {event.delay:.0f} s"))
         elif event.event == "ready" and event.actor in self.failed_alerts:
             self.failed_alerts.discard(event.actor)
-            self.publish(Alert(level="critical", metric="actor.failed", value=0.0, threshold=0.0,
-                               actor=event.actor, state="cleared", message=f"{event.actor} is running again"))
+            self.raise_or_clear(Alert(level="critical", metric="actor.failed", value=0.0, threshold=0.0,
+                                      actor=event.actor, state="cleared", message=f"{event.actor} is running again"))
         if event.event == "stopped":
             self.heartbeats.pop(event.actor, None)
             self._last_counters.pop(event.actor, None)
             for alert in self.alerts.forget_actor(event.actor):
-                self.publish(alert)
+                self.raise_or_clear(alert)
 
     # -- health ------------------------------------------------------------
 
@@ -313,9 +349,9 @@ class MonitorActor(Actor[MonitorSettings]):
         self.last_health = health
         self.publish(health)
         for alert in self._check_thresholds(health, now):
-            self.publish(alert)
+            self.raise_or_clear(alert)
         for alert in self._check_duplicates(now):
-            self.publish(alert)
+            self.raise_or_clear(alert)
 
     def _check_duplicates(self, now: float) -> list[Alert]:
         assert self.sub is not None

@@ -95,8 +95,8 @@ class HealthCollector:
                                       value=health.bus.get(key, 0))
         active = GaugeMetricFamily("sensorium_alert_active", "1 per alert currently raised",
                                    labels=["metric", "actor", "level"])
-        for st in self._alerts():
-            active.add_metric([st.rule.metric, st.actor, st.rule.level], 1.0)
+        for alert in self._alerts():
+            active.add_metric([alert.metric, alert.actor, alert.level], 1.0)
         yield active
 
 

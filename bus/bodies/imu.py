@@ -125,6 +125,7 @@ class ImuBatch(Body):
 @dataclass
 class SensorState(Body):
     TOPIC: ClassVar[str] = "sensor.state"
+    LATCHED: ClassVar[bool] = True
 
     state: str
     """A ``ConnectionState`` value."""

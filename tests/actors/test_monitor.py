@@ -133,9 +133,11 @@ def test_prometheus_endpoint_serves_parseable_metrics(supervisor_factory, collec
     beats = collector_factory(sup, ["sys.heartbeat", "monitor.health"])
     port = beats.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "monitor"
                           and m.body["extra"].get("prometheus_port")).body["extra"]["prometheus_port"]
+    # The monitor's first heartbeat (right after its setup) has no latencies yet: wait for a later one.
     beats.wait_for(lambda m: m.topic == "monitor.health" and "probe@w" in m.body["actors"]
                    and m.body["actors"]["probe@w"]["out_per_s"] is not None
-                   and m.body["actors"]["probe@w"]["counters"]["out"] > 10)
+                   and m.body["actors"]["probe@w"]["counters"]["out"] > 10
+                   and m.body["actors"].get("monitor", {}).get("latency_ms", {}).get("n", 0) > 0)
 
     def scrape() -> dict:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()

@@ -42,7 +42,7 @@ def test_a_latched_mark_keeps_every_other_header_field_and_older_readers_see_a_p
     marked = mark_latched(frames)
     assert marked[0] == frames[0] and marked[2:] == frames[2:]
     msg = decode(marked)
-    assert msg.header == Header("sensor", 41, 1_700_000_000_000_000_000, "c1", 1, True)
+    assert msg.header == Header("sensor", 41, 1_700_000_000_000_000_000, "c1", 1, latched=True)
     assert decode(frames).header.latched is False
     # An older reader picks the fields it knows from the map and ignores the rest.
     head = msgpack.unpackb(marked[1])

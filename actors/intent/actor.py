@@ -135,21 +135,22 @@ class IntentActor(Actor[IntentSettings]):
             if outcomes:
                 self.emit(outcomes)
             else:
-                self.unknown(transcript.text, "no_pending", msg.header.src)
+                self.unknown(transcript, "no_pending", msg.header.src)
             return
         match = self.grammar.match(transcript.text)
         if match is None:
-            self.unknown(transcript.text, "no_match", msg.header.src)
+            self.unknown(transcript, "no_match", msg.header.src)
             return
         if match.confidence < s.min_confidence:
-            self.unknown(transcript.text, "low_confidence", msg.header.src, match.intent, match.confidence)
+            self.unknown(transcript, "low_confidence", msg.header.src, match.intent, match.confidence)
             return
         spec = s.intents[match.intent]
         pending = Pending(f"{self.name}-{next(self.ids)}", match.intent, match.slots, spec.risk, match.words)
         self.stats["recognized"] += 1
         self.publish(IntentRecognized(id=pending.id, intent=match.intent, slots=match.slots, words=match.words,
                                       confidence=match.confidence, risk=spec.risk, text=transcript.text,
-                                      pattern=match.pattern, source=msg.header.src), corr=pending.id)
+                                      pattern=match.pattern, source=msg.header.src, segment_id=transcript.segment_id,
+                                      t_start=transcript.t_start), corr=pending.id)
         elapsed = (now_ns() - msg.header.ts) / 1e9
         if elapsed > limits.intent_s:
             self.timeout("intent", limits.intent_s, elapsed, pending)
@@ -246,9 +247,11 @@ class IntentActor(Actor[IntentSettings]):
                                      facts={"counts": counts, "age_s": round(newest_age, 3) if newest_age is not None
                                             else None}), corr=p.id)
 
-    def unknown(self, text: str, reason: str, source: str, nearest: str = "", confidence: float = 0.0) -> None:
+    def unknown(self, transcript: Transcript, reason: str, source: str, nearest: str = "",
+                confidence: float = 0.0) -> None:
         self.stats["unknown"] += 1
-        self.publish(IntentUnknown(text=text, reason=reason, nearest=nearest, confidence=confidence, source=source))
+        self.publish(IntentUnknown(text=transcript.text, reason=reason, nearest=nearest, confidence=confidence,
+                                   source=source, segment_id=transcript.segment_id, t_start=transcript.t_start))
 
     def timeout(self, stage: str, limit_s: float, elapsed_s: float, p: Pending | None = None) -> None:
         self.stats["timeouts"] += 1

@@ -40,6 +40,12 @@ def read_number(tokens: list[str] | tuple[str, ...], start: int = 0) -> list[tup
     value = _digits(tokens[start])
     if value is not None:
         readings = [(value, 1)]
+        if isinstance(value, int) and value and value % 100 == 0 and start + 1 < len(tokens) and \
+                tokens[start + 1] == "and":
+            # "100 and 5": Whisper writes the hundreds in digits and the rest as it heard it.
+            rest = read_number(tokens, start + 2)
+            if rest and rest[0][0] < 100:
+                readings.insert(0, (value + rest[0][0], 2 + rest[0][1]))
         if list(tokens[start + 1:start + 4]) == ["and", "a", "half"]:
             readings.insert(0, (value + 0.5, 4))
         return readings

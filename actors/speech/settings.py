@@ -38,6 +38,9 @@ class SpeechSettings(Strict):
     suspect=true in segments (never in text)."""
     temperature_fallback: bool = False
     """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
+    prompt: str = ""
+    """Text Whisper reads as what came before each segment (its initial_prompt): the words of the expected
+    commands (room and contact names...) make it hear them; '' for none."""
     queue_size: int = Field(8, ge=1)
     """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
 

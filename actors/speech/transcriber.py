@@ -54,6 +54,7 @@ class TranscriberParams:
     compression_ratio_threshold: float = 2.4
     hallucinations: str = "drop"
     temperature_fallback: bool = False
+    prompt: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TranscriberParams":
@@ -114,7 +115,7 @@ class Transcriber:
             audio, beam_size=p.beam_size, language=p.language or None, condition_on_previous_text=False,
             no_speech_threshold=None, log_prob_threshold=p.logprob_threshold,
             compression_ratio_threshold=p.compression_ratio_threshold, vad_filter=False,
-            temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0)
+            temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0, initial_prompt=p.prompt or None)
         kept: list[dict[str, Any]] = []
         texts: list[str] = []
         suspect = 0

@@ -47,6 +47,10 @@ class IntentRecognized(Body):
     """The pattern that matched, as configured."""
     source: str = ""
     """Sender of the transcript."""
+    segment_id: int = -1
+    """The transcript's speech segment (``speech.transcript`` segment_id); -1 when unknown."""
+    t_start: float = 0.0
+    """Stream time where the command was said, seconds (the transcript's t_start)."""
 
 
 @dataclass
@@ -64,6 +68,10 @@ class IntentUnknown(Body):
     confidence: float = 0.0
     """For low_confidence: its confidence, 0..1."""
     source: str = ""
+    segment_id: int = -1
+    """The transcript's speech segment; -1 when unknown."""
+    t_start: float = 0.0
+    """Stream time where it was said, seconds."""
 
 
 @dataclass

@@ -210,8 +210,13 @@ def test_what_do_you_see_is_answered_from_fresh_tracks_else_a_vision_time_out(ru
         tracks = [{"id": i, "box": box, "present": True, "age": 9, "hits": 5, "score": 0.9} for i in range(n)]
         running.camera.publish(f"track.{signal}", Tracks(signal=signal, frame_id=1, tracks=tracks,
                                                          present=n).to_body())
-    wait_until(lambda: running.say("What can you see?") is not None and running.bus.wait_for(
-        lambda m: m.topic == "assistant.answer" and "circles" in m.body["text"], timeout_s=2.0), what="the answer")
+
+    def answered_with_every_signal() -> bool:
+        # The three track messages may arrive after the question: ask until an answer has all of them.
+        at = running.say("What can you see?")
+        return running.next("assistant.answer", at)["facts"]["counts"].keys() == {"circle", "square", "triangle"}
+
+    wait_until(answered_with_every_signal, what="an answer from every signal's tracks")
     answer = [m.body for m in running.bus.messages if m.topic == "assistant.answer"][-1]
     assert answer["text"] == "I see 2 circles and a square." and answer["facts"]["counts"]["circle"] == 2
 

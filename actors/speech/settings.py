@@ -38,6 +38,13 @@ class SpeechSettings(Strict):
     suspect=true in segments (never in text)."""
     temperature_fallback: bool = False
     """Re-decode bad-looking segments at higher temperatures (Whisper's fallback): slower, more memory on noise."""
+    partials: bool = True
+    """Transcribe the segment so far (audio.partial from the vad) into speech.partial while it is spoken;
+    finals always go first."""
+    partial_beam_size: int = Field(1, ge=1, le=16)
+    """Beam width for partials (1: greedy, fastest; they are redone anyway)."""
+    partial_min_audio_s: float = Field(0.8, ge=0.1, le=30)
+    """A window shorter than this is not transcribed (Whisper invents text on very short audio), seconds."""
     prompt: str = ""
     """Text Whisper reads as what came before each segment (its initial_prompt): the words of the expected
     commands (room and contact names...) make it hear them; '' for none."""

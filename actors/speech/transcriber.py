@@ -106,13 +106,14 @@ class Transcriber:
         surely_silent = seg.no_speech_prob > p.no_speech_strong_threshold
         return bool(silent or surely_silent or seg.compression_ratio > p.compression_ratio_threshold)
 
-    def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0) -> Transcription:
-        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm."""
+    def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0, beam_size: int | None = None) -> Transcription:
+        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm;
+        ``beam_size`` overrides the params' (partials decode greedily)."""
         audio = pcm.astype(np.float32) / 32768.0
         p = self.params
         t0 = time.perf_counter()
         segments, info = self.model.transcribe(
-            audio, beam_size=p.beam_size, language=p.language or None, condition_on_previous_text=False,
+            audio, beam_size=beam_size or p.beam_size, language=p.language or None, condition_on_previous_text=False,
             no_speech_threshold=None, log_prob_threshold=p.logprob_threshold,
             compression_ratio_threshold=p.compression_ratio_threshold, vad_filter=False,
             temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0, initial_prompt=p.prompt or None)

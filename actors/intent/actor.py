@@ -66,8 +66,8 @@ def run_program(argv: list[str], timeout_s: float, max_bytes: int) -> tuple[bool
         done = subprocess.run(argv, capture_output=True, timeout=timeout_s, shell=False, stdin=subprocess.DEVNULL,
                               check=False)
     except subprocess.TimeoutExpired as exc:
-        return (False, None, _cut(exc.stdout, max_bytes), _cut(exc.stderr, max_bytes), f"timed out after {timeout_s:g} s",
-                (time.monotonic() - started) * 1000)
+        return (False, None, _cut(exc.stdout, max_bytes), _cut(exc.stderr, max_bytes),
+                f"timed out after {timeout_s:g} s", (time.monotonic() - started) * 1000)
     except OSError as exc:  # not found, not executable
         return False, None, "", "", f"{type(exc).__name__}: {exc}", (time.monotonic() - started) * 1000
     duration = (time.monotonic() - started) * 1000

@@ -6,7 +6,8 @@ from bus.bodies.audio import SpeechSegment, SpeechSoFar, VadState
 
 SPEC = KindSpec(
     name="vad",
-    description="voice activity (webrtcvad): audio.chunk in, audio.vad changes, audio.speech segments and audio.partial (so far) out",
+    description="voice activity (webrtcvad): audio.chunk in, audio.vad changes, audio.speech segments and "
+                "audio.partial (the segment so far) out",
     actor="actors.vad.actor:VadActor",
     settings=VadSettings,
     publishes=(VadState, SpeechSegment, SpeechSoFar),

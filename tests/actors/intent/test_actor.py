@@ -22,7 +22,8 @@ from bus.pubsub import Publisher
 from tests.support import ROOT, WAIT_S, Collector, wait_until
 
 PROGRAMS = {
-    "timer.set": {"patterns": ["set a timer for {minutes:number} minutes"], "program": ["/bin/echo", "timer", "{minutes}"]},
+    "timer.set": {"patterns": ["set a timer for {minutes:number} minutes"],
+                  "program": ["/bin/echo", "timer", "{minutes}"]},
     "lights.off": {"program": [sys.executable, "-c", "import sys; print('bulb broken', file=sys.stderr); sys.exit(3)"]},
     "volume.set": {"program": ["/no/such/program", "{level}"]},
     "message.send": {"program": ["/bin/sleep", "30"]},

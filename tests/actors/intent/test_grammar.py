@@ -19,7 +19,8 @@ from tests.support import ROOT, write_config
     ("twelve", 12), ("one hundred and five", 105), ("a hundred", 100), ("twenty one", 21), ("twenty-one", 21),
     ("ninety nine", 99), ("nineteen hundred", 1900), ("two thousand three hundred and forty five", 2345),
     ("three million", 3_000_000), ("zero", 0), ("12", 12), ("1,000", 1000), ("2.5", 2.5),
-    ("five and a half", 5.5), ("twenty twelve", None), ("hundred", None), ("and", None), ("twelve apples", None), ("100 and 5", 105), ("200 and twelve", 212), ("105 and 3", None)])
+    ("five and a half", 5.5), ("twenty twelve", None), ("hundred", None), ("and", None), ("twelve apples", None),
+    ("100 and 5", 105), ("200 and twelve", 212), ("105 and 3", None)])
 def test_number_words_and_digits_are_normalised(text, value):
     assert parse_number(text) == value
 

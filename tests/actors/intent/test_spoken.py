@@ -67,8 +67,9 @@ settings = {{ path = "{FIXTURES / 'commands.flac'}", speed = 0 }}
         ok = len(got) == 1 and got[0].topic == "intent.recognized" and got[0].body["intent"] == commands[i]["intent"] \
             and got[0].body["slots"] == commands[i]["slots"]
         right += ok
+        seen = [(g.topic, g.body.get("text"), g.body.get("slots")) for g in got]
         lines.append(f"{'ok ' if ok else 'BAD'} {commands[i]['voice']:>9} {commands[i]['words_per_minute']} "
-                     f"{commands[i]['sentence']!r}: {[(g.topic, g.body.get('text'), g.body.get('slots')) for g in got]}")
+                     f"{commands[i]['sentence']!r}: {seen}")
     print("\n".join(lines))
     print(f"right intent and slots: {right}/{len(spoken)}")
     assert right >= 0.9 * len(spoken), "\n".join(lines)

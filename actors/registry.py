@@ -40,6 +40,8 @@ BUILTIN_KINDS: dict[str, str] = {
     "sensor": "actors.sensor:SPEC",
     "gesture": "actors.gesture:SPEC",
     "recorder": "actors.recorder:SPEC",
+    "intent": "actors.intent:SPEC",
+    "tracker": "actors.tracker:SPEC",
 }
 """Kind -> ``"module:SPEC"`` of the kinds shipped in ``actors/``."""
 

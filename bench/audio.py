@@ -13,7 +13,10 @@
    -> speech; from the wall time the source published the chunk holding the
    end of speech to the transcript's arrival (so it includes the vad's
    hangover), and the speech actor's own ``latency_ms`` (vad decision ->
-   transcript).
+   transcript). Measured with partial transcripts off and on (the vad's
+   ``audio.partial`` every 1 s of speech, ``speech.partial`` out); with them
+   on, also speech start (first voiced frame, in real time) -> first
+   ``speech.partial`` of the segment (target p50 <= 1.5 s).
 4. Batch memory: peak RSS (``wait4`` ru_maxrss) of ``sensorium batch audio``
    on a 1-minute and an N-minute (default 30) input made by looping the demo
    recording, written streaming to a temp folder (never committed). Target
@@ -228,23 +231,27 @@ def bench_rtf(segments: list[SpeechSegment], rounds: int) -> dict[str, Any]:
 # -- 3. latency ------------------------------------------------------------------
 
 
-def bench_latency(passes: int) -> dict[str, Any]:
+def bench_latency(passes: int, partials: bool = False) -> dict[str, Any]:
     n_sentences = len(json.loads(DEMO_RECORDING.with_suffix(".json").read_text())["sentences"])
     want = n_sentences * passes
-    pipe = Pipeline(SPEECH_TOML + f"""
+    pipe = Pipeline(SPEECH_TOML.replace("queue_size = 64", f"queue_size = 64, partials = {str(partials).lower()}")
+                    + f"""
 [actors.vad]
 after = ["speech"]
+settings = {{ partial_every_s = {1.0 if partials else 0.0} }}
 [actors."audio_source@bench"]
 after = ["vad"]
 settings = {{ loop = {str(passes > 1).lower()}, speed = 1.0 }}
 """)
     try:
         ctx = zmq.Context.instance()
-        sub = Subscriber(ctx, pipe.backend, ["speech.transcript", "audio.chunk"])
+        sub = Subscriber(ctx, pipe.backend, ["speech.transcript", "speech.partial", "audio.chunk", "audio.vad"])
         sub.wait_subscribed(pipe.frontend, 60)
         pipe.wait_running(["speech", "vad", "audio_source@bench"])
         chunks: dict[str, list[tuple[float, int]]] = {}
         transcripts = []
+        starts: dict[int, dict[str, Any]] = {}
+        first_partial: dict[int, tuple[int, dict[str, Any]]] = {}
         end = time.monotonic() + passes * 30 * 3 + 60
         while len(transcripts) < want and time.monotonic() < end:
             msg = sub.recv(timeout_ms=1000)
@@ -252,6 +259,11 @@ settings = {{ loop = {str(passes > 1).lower()}, speed = 1.0 }}
                 continue
             if msg.topic == "audio.chunk":
                 chunks.setdefault(msg.body["stream"], []).append((msg.body["t_start"], msg.header.ts))
+            elif msg.topic == "audio.vad":
+                if msg.body["state"] == "speech_start":
+                    starts[msg.body["segment_id"]] = msg.body
+            elif msg.topic == "speech.partial":
+                first_partial.setdefault(msg.body["segment_id"], (msg.header.ts, msg.body))
             else:
                 transcripts.append((msg.header.ts, msg.body))
         sub.close()
@@ -268,14 +280,29 @@ settings = {{ loop = {str(passes > 1).lower()}, speed = 1.0 }}
             from_audio.append((ts - c_ts) / 1e6 - (body["t_end"] - t0) * 1000.0)
         from_vad.append(body["latency_ms"])
 
+    def wall_of(stream: str, t: float) -> float | None:
+        """Wall time (ns) at which stream time ``t`` was played: its chunk's publication plus the offset."""
+        holding = [(t0, c_ts) for t0, c_ts in chunks.get(stream, []) if t0 <= t]
+        return holding[-1][1] + (t - holding[-1][0]) * 1e9 if holding else None
+
+    first_partial_ms, segments_with_partials = [], 0
+    for seg_id, start in starts.items():
+        if seg_id not in first_partial:
+            continue
+        segments_with_partials += 1
+        began = wall_of(start["stream"].split("/", 1)[1], start["t"])
+        if began is not None:
+            first_partial_ms.append((first_partial[seg_id][0] - began) / 1e6)
+
     def pct(values: list[float]) -> dict[str, float]:
         if not values:
             return {}
         return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)), "n": len(values),
                 "max": float(max(values))}
 
-    return {"transcripts": len(transcripts), "end_of_speech_to_transcript_ms": pct(from_audio),
-            "vad_decision_to_transcript_ms": pct(from_vad)}
+    return {"partials": partials, "transcripts": len(transcripts), "end_of_speech_to_transcript_ms": pct(from_audio),
+            "vad_decision_to_transcript_ms": pct(from_vad), "speech_start_to_first_partial_ms": pct(first_partial_ms),
+            "segments_with_partials": segments_with_partials}
 
 
 # -- 4. batch memory ----------------------------------------------------------------
@@ -388,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         results["rtf"] = bench_rtf(demo_segments(pcm), 2 if args.quick else 4)
     if "latency" not in skip:
         print("latency: real-time source -> vad -> speech ...", file=sys.stderr, flush=True)
-        results["latency"] = bench_latency(1 if args.quick else 2)
+        results["latency"] = bench_latency(1 if args.quick else 2, partials=False)
+        print("latency with partial transcripts ...", file=sys.stderr, flush=True)
+        results["latency_partials"] = bench_latency(1 if args.quick else 2, partials=True)
     if "batch" not in skip:
         print("batch peak RSS ...", file=sys.stderr, flush=True)
         results["batch"] = bench_batch(pcm, long_min)
@@ -417,6 +446,14 @@ def main(argv: list[str] | None = None) -> int:
         if a:
             print(f"latency end of speech -> transcript: p50 {a['p50']:.0f} ms, p99 {a['p99']:.0f} ms (n={a['n']}); "
                   f"vad decision -> transcript: p50 {v['p50']:.0f} ms, p99 {v['p99']:.0f} ms")
+        on = results.get("latency_partials", {})
+        a_on, f_on = on.get("end_of_speech_to_transcript_ms"), on.get("speech_start_to_first_partial_ms")
+        if a and a_on:
+            print(f"with partials: end of speech -> transcript p50 {a_on['p50']:.0f} ms, p99 {a_on['p99']:.0f} ms "
+                  f"({a_on['p50'] / a['p50']:.2f}x of partials off); speech start -> first partial "
+                  + (f"p50 {f_on['p50']:.0f} ms, p99 {f_on['p99']:.0f} ms (target p50 <= 1500 ms: "
+                     f"{verdict(f_on['p50'] <= 1500)}); " if f_on else "none; ")
+                  + f"{on['segments_with_partials']}/{on['transcripts']} segments had partials")
     if "batch" in results:
         b = results["batch"]
         print(f"batch peak RSS: {b['short']['minutes']:g} min {b['short']['peak_rss_bytes'] / 2**20:.0f} MiB, "

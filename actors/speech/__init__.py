@@ -6,7 +6,7 @@ import importlib.util
 
 from actors.spec import Check, Extra, KindSpec
 from actors.speech.settings import SpeechSettings
-from bus.bodies.audio import Transcript
+from bus.bodies.audio import PartialTranscript, Transcript
 from bus.cli import CliCommand
 from config.paths import resolve_path
 
@@ -29,7 +29,7 @@ SPEC = KindSpec(
     description="speech to text (Whisper tiny.en via faster-whisper, nothing downloaded) on audio.speech",
     actor="actors.speech.actor:SpeechActor",
     settings=SpeechSettings,
-    publishes=(Transcript,),
+    publishes=(Transcript, PartialTranscript),
     preflight=(check_model,),
     commands=(CliCommand("audio", "transcripts and VAD statistics for a folder of recordings",
                          "actors.speech.batch:main", group="batch"),),

@@ -45,6 +45,16 @@ class SpeechSettings(Strict):
     stop_wait_s: float = Field(3.0, gt=0, le=60)
     """On stop, how long to wait for the transcription in flight to reach its next 30 s window, seconds
     (keep it below the actor's shutdown_s); beyond it the process exits without finalising the interpreter."""
+    partials: bool = True
+    """Transcribe the segment so far (audio.partial from the vad) into speech.partial while it is spoken;
+    finals always go first."""
+    partial_beam_size: int = Field(1, ge=1, le=16)
+    """Beam width for partials (1: greedy, fastest; they are redone anyway)."""
+    partial_min_audio_s: float = Field(0.8, ge=0.1, le=30)
+    """A window shorter than this is not transcribed (Whisper invents text on very short audio), seconds."""
+    prompt: str = ""
+    """Text Whisper reads as what came before each segment (its initial_prompt): the words of the expected
+    commands (room and contact names...) make it hear them; '' for none."""
     queue_size: int = Field(8, ge=1)
     """Segments waiting for Whisper; when full the oldest is dropped (counted in the heartbeat)."""
 

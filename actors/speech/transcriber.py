@@ -54,6 +54,7 @@ class TranscriberParams:
     compression_ratio_threshold: float = 2.4
     hallucinations: str = "drop"
     temperature_fallback: bool = False
+    prompt: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TranscriberParams":
@@ -110,8 +111,9 @@ class Transcriber:
         return bool(silent or surely_silent or seg.compression_ratio > p.compression_ratio_threshold)
 
     def transcribe(self, pcm: np.ndarray, t_offset_s: float = 0.0,
-                   should_stop: Callable[[], bool] | None = None) -> Transcription:
-        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm.
+                   should_stop: Callable[[], bool] | None = None, beam_size: int | None = None) -> Transcription:
+        """Transcribe ``pcm`` (int16, 16 kHz mono); segment times are ``t_offset_s`` + seconds into pcm;
+        ``beam_size`` overrides the params' (partials decode greedily).
 
         ``should_stop`` is asked after each decoded segment (Whisper decodes one 30 s window per native
         call, which cannot be interrupted); when it says yes, ``TranscriptionStopped`` is raised, so a
@@ -120,10 +122,10 @@ class Transcriber:
         p = self.params
         t0 = time.perf_counter()
         segments, info = self.model.transcribe(
-            audio, beam_size=p.beam_size, language=p.language or None, condition_on_previous_text=False,
+            audio, beam_size=beam_size or p.beam_size, language=p.language or None, condition_on_previous_text=False,
             no_speech_threshold=None, log_prob_threshold=p.logprob_threshold,
             compression_ratio_threshold=p.compression_ratio_threshold, vad_filter=False,
-            temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0)
+            temperature=FALLBACK_TEMPERATURES if p.temperature_fallback else 0.0, initial_prompt=p.prompt or None)
         kept: list[dict[str, Any]] = []
         texts: list[str] = []
         suspect = 0

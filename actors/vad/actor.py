@@ -1,5 +1,9 @@
 """The vad actor: ``audio.chunk`` in, ``audio.vad`` state changes and ``audio.speech`` segments out.
 
+While speech goes on it also publishes the segment so far on ``audio.partial``
+(``partial_first_s`` after it starts, then every ``partial_every_s``), for partial transcripts; consumers of
+``audio.speech`` see no change.
+
 One ``SpeechSegmenter`` (the same class batch mode uses) per stream, keyed by
 (sender, ``stream``), each behind a ``StreamResampler`` so that chunks at any
 rate or channel count are converted to 16 kHz mono first
@@ -37,6 +41,8 @@ class VadActor(Actor[VadSettings]):
         self.streams: AudioStreams[SpeechSegmenter] = AudioStreams(self.open_segmenter, self.close_segmenter,
                                                                    s.max_streams, s.idle_flush_s, self.log)
         self.totals = SegmenterStats()
+        self.partials = 0
+        """audio.partial messages sent (the growing segment, for partial transcripts)."""
         self.subscribe(s.topic, self.on_audio_chunk)
         self.every(1.0, self.streams.close_idle)
 
@@ -45,6 +51,10 @@ class VadActor(Actor[VadSettings]):
         events = segmenter.feed(pcm)  # feed() copies what it keeps
         if events:  # most chunks change nothing
             self.emit(events)
+        so_far = segmenter.so_far(self.settings.partial_every_s, self.settings.partial_first_s)
+        if so_far is not None:
+            self.partials += 1
+            self.publish(so_far)
         if chunk.end:
             self.streams.close(key)
 
@@ -70,7 +80,7 @@ class VadActor(Actor[VadSettings]):
                  for name in vars(self.totals)}
         total["speech_s"] = round(total["speech_s"], 3)
         return {"streams": len(self.streams), "in_speech": sum(seg.in_speech for seg in self.streams.workers()),
-                **total}
+                "partials": self.partials, **total}
 
     def teardown(self) -> None:
         self.streams.close_all()

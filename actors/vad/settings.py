@@ -24,6 +24,12 @@ class VadSettings(Strict):
     """Speech shorter than this is not published on audio.speech, ms."""
     max_segment_s: float = Field(20.0, gt=0.5, le=300)
     """Longer speech is cut into segments of this length, seconds (Whisper hears 30 s at most)."""
+    partial_every_s: float = Field(1.0, ge=0, le=30)
+    """While speech goes on, the segment so far is published on audio.partial every this many seconds of
+    speech (for partial transcripts); 0: never."""
+    partial_first_s: float = Field(0.6, ge=0, le=30)
+    """The first audio.partial of a segment comes after this much speech, seconds (sooner than the next ones,
+    for a first partial transcript within ~1.5 s of speech start)."""
     topic: str = "audio.chunk"
     """Topic of the input audio."""
     idle_flush_s: float = Field(5.0, gt=0)

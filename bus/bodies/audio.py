@@ -1,4 +1,5 @@
-"""Bodies of the audio topics: ``audio.chunk``, ``audio.vad``, ``audio.speech``, ``speech.transcript``.
+"""Bodies of the audio topics: ``audio.chunk``, ``audio.vad``, ``audio.speech``, ``audio.partial``,
+``speech.transcript``, ``speech.partial``.
 
 Time on these topics is *stream time*: seconds from the start of the stream
 (one pass through one file, one stdin session, one microphone session), so a
@@ -111,6 +112,59 @@ class SpeechSegment(Body):
         if seg.rate != SPEECH_RATE_HZ:
             raise BodyError(f"audio.speech: rate {seg.rate!r} Hz, expected {SPEECH_RATE_HZ}")
         return seg
+
+
+@dataclass
+class SpeechSoFar(Body):
+    """The audio of a segment still being spoken, from its pre-roll to now, on ``audio.partial``.
+
+    Published by the vad about every ``partial_every_s`` while speech goes on (never for a segment that
+    has ended: that one is on ``audio.speech``), so a speech actor can transcribe ahead. Its own topic,
+    so consumers of ``audio.speech`` see no change.
+    """
+
+    TOPIC: ClassVar[str] = "audio.partial"
+
+    pcm: Annotated[np.ndarray, ArraySpec("int16", ("N",))]
+    """int16 samples, 16 kHz mono, shape (N,): the segment so far."""
+    t_start: float
+    """Stream time where speech started, seconds."""
+    segment_id: int
+    """The id the finished segment will have on ``audio.speech``."""
+    pcm_t_start: float = 0.0
+    """Stream time of ``pcm[0]``, seconds."""
+    stream: str = ""
+    rate: int = SPEECH_RATE_HZ
+    """Sample rate, Hz (always 16000)."""
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> "SpeechSoFar":
+        seg = super().from_body(body)
+        if not isinstance(seg.pcm, np.ndarray) or seg.pcm.dtype != np.int16 or seg.pcm.ndim != 1:
+            raise BodyError(f"audio.partial: pcm must be int16 of shape (N,), got "
+                            f"{getattr(seg.pcm, 'dtype', type(seg.pcm).__name__)} {getattr(seg.pcm, 'shape', '')}")
+        if seg.rate != SPEECH_RATE_HZ:
+            raise BodyError(f"audio.partial: rate {seg.rate!r} Hz, expected {SPEECH_RATE_HZ}")
+        return seg
+
+
+@dataclass
+class PartialTranscript(Body):
+    """What has been said so far in a segment still being spoken, on ``speech.partial``."""
+
+    TOPIC: ClassVar[str] = "speech.partial"
+
+    text: str
+    """The text so far (stripped)."""
+    stable: int
+    """Length of the prefix of ``text`` (characters) that later partials and the final transcript keep."""
+    segment_id: int
+    """The segment (see ``audio.speech``); its final text comes on ``speech.transcript``."""
+    latency_ms: float = 0.0
+    """From the ``audio.partial`` message's header ts to this message, ms."""
+    audio_s: float = 0.0
+    """Seconds of audio the text covers (from the pre-roll)."""
+    stream: str = ""
 
 
 @dataclass

@@ -91,3 +91,40 @@ class Detections(Body):
             raise BodyError(f"detect.*: scores must be float32 K={boxes.shape[0]}, got "
                             f"{getattr(scores, 'dtype', type(scores))} {getattr(scores, 'shape', '')}")
         return det
+
+
+TRACK_PREFIX = "track."
+
+
+def track_topic(signal: str) -> str:
+    return f"{TRACK_PREFIX}{signal}"
+
+
+@dataclass
+class Tracks(Body):
+    """Stable tracks of one signal after one frame, on ``track.<signal>`` (the tracker's output).
+
+    Unlike ``detect.<signal>`` (what one frame showed), a track turns present
+    only after it was seen in ``k`` of the last ``N`` frames and gone only after
+    ``k`` misses of ``N``; its box is smoothed. Each entry of ``tracks``:
+    ``id`` (int, per tracker instance and signal, never reused), ``box``
+    ([x1, y1, x2, y2] pixels, smoothed), ``present`` (bool), ``age`` (frames
+    since the track was opened), ``hits`` (frames of the last N it was seen
+    in), ``score`` (its last detection score, 0..1).
+    """
+
+    TOPIC: ClassVar[str] = TRACK_PREFIX  # the signal completes it: see topic()
+
+    signal: str
+    """The signal (also the last segment of the topic)."""
+    frame_id: int
+    """``frame_id`` of the detections this update follows."""
+    tracks: list[dict[str, Any]]
+    """Open tracks, present or not yet / no longer present (see the class doc for the keys)."""
+    window: int = 5
+    """N: frames each track's history covers."""
+    present: int = 0
+    """How many of ``tracks`` are present."""
+
+    def topic(self) -> str:
+        return track_topic(self.signal)

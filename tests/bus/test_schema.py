@@ -12,6 +12,10 @@ from bus.bodies.gesture import GestureRecognized, GestureUnknown
 from bus.bodies.imu import ImuBatch, SensorState
 from bus.bodies.vision import CameraFrame, Detections
 from bus.envelope import Header, decode, encode
+from bus.bodies.audio import PartialTranscript, SpeechSoFar
+from bus.bodies.intent import (ActionInvoked, ActionResult, AssistantAnswer, ConfirmRequest, IntentCancelled,
+                               IntentConfirmed, IntentQueued, IntentRecognized, IntentUnknown, StageTimeout)
+from bus.bodies.vision import Tracks
 from bus.messages import ActiveAlerts, ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, ModelSwitch
 from bus.schema import BODIES, body_for_topic, json_schema, jsonable, topic_of
 
@@ -44,6 +48,24 @@ EXAMPLES = {
                                              actor="probe").to_body()]),
     ModelSwitch: ModelSwitch(actor="detector", model="circle", old_version="1", new_version="u1",
                              reason="registry changed"),
+    SpeechSoFar: SpeechSoFar(pcm=np.zeros(1600, np.int16), t_start=0.1, segment_id=3),
+    PartialTranscript: PartialTranscript(text="set a timer", stable=5, segment_id=3, latency_ms=300.0),
+    Tracks: Tracks(signal="circle", frame_id=7, tracks=[{"id": 0, "box": [1.0, 2.0, 3.0, 4.0], "present": True,
+                                                         "age": 5, "hits": 4, "score": 0.9}], present=1),
+    IntentRecognized: IntentRecognized(id="intent-0", intent="timer.set", slots={"minutes": 12},
+                                       words="set a timer for twelve minutes", confidence=1.0, risk="low"),
+    IntentUnknown: IntentUnknown(text="the weather is nice", reason="no_match"),
+    ConfirmRequest: ConfirmRequest(id="intent-1", intent="door.unlock", slots={"door": "front"}, risk="medium",
+                                   timeout_s=15.0, prompt="Unlock the front door?"),
+    IntentQueued: IntentQueued(id="intent-2", intent="door.unlock", slots={"door": "back"}, position=1),
+    IntentConfirmed: IntentConfirmed(id="intent-1", intent="door.unlock", slots={"door": "front"}, via="voice",
+                                     by="speech"),
+    IntentCancelled: IntentCancelled(id="intent-2", intent="door.unlock", slots={"door": "back"}, reason="timeout",
+                                     waited_s=15.0),
+    ActionInvoked: ActionInvoked(id="intent-0", name="timer.set", intent="timer.set", slots={"minutes": 12}),
+    ActionResult: ActionResult(id="intent-0", name="timer.set", ok=False, exit_code=3, stderr="no", argv=["x"]),
+    StageTimeout: StageTimeout(stage="confirm", limit_s=15.0, elapsed_s=15.02, id="intent-2"),
+    AssistantAnswer: AssistantAnswer(text="I see a circle.", id="intent-3", facts={"counts": {"circle": 1}}),
 }
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import _webrtcvad  # the C extension: webrtcvad.Vad.is_speech adds a Python call per frame
 import webrtcvad
 
-from bus.bodies.audio import SPEECH_RATE_HZ, SpeechSegment, VadState
+from bus.bodies.audio import SPEECH_RATE_HZ, SpeechSegment, SpeechSoFar, VadState
 
 FRAME_MS = 30
 FRAME_SAMPLES = SPEECH_RATE_HZ * FRAME_MS // 1000
@@ -116,6 +116,8 @@ class _Open:
     segment_id: int
     continued: bool = False
     """Opened by a cut at max_segment_s: speech was already going on (no minimum length)."""
+    partial_mark: int = -1
+    """Frame index at which ``so_far`` last gave this segment's audio (-1: never)."""
 
 
 class SpeechSegmenter:
@@ -246,6 +248,21 @@ class SpeechSegmenter:
         out.append(VadState(state="speech_start", t=self._t(first_voiced), stream=self.stream,
                             segment_id=seg.segment_id))
         return seg
+
+    def so_far(self, every_s: float, first_s: float | None = None) -> SpeechSoFar | None:
+        """The open segment's audio up to now, when at least ``first_s`` (default ``every_s``) of speech came
+        since its start, or ``every_s`` since the last call that returned audio; else None (also outside
+        speech). For ``audio.partial``."""
+        seg = self._open
+        if seg is None or every_s <= 0:
+            return None
+        since, wait_s = (seg.speech_first, every_s if first_s is None else first_s) if seg.partial_mark < 0 else \
+            (seg.partial_mark, every_s)
+        if (self._frame_index - since) * FRAME_S < wait_s - 1e-9:
+            return None
+        seg.partial_mark = self._frame_index
+        return SpeechSoFar(pcm=self._audio(seg.pcm_first, self._frame_index), t_start=self._t(seg.speech_first),
+                           segment_id=seg.segment_id, pcm_t_start=self._t(seg.pcm_first), stream=self.stream)
 
     def flush(self) -> list[VadState | SpeechSegment]:
         """End of stream: close an open segment at its last voiced frame."""

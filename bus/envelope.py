@@ -37,7 +37,7 @@ SHM_EXT = 2
 LOCAL_MARKER = b"@shm/"
 """Topic frame prefix of the *local form* of a message: same header, large arrays as shared-memory
 references. No valid topic starts with '@', so only subscribers that ask for it (``@shm/TOPIC``) and
-subscribers of everything ('') receive it (docs/wire.md, section 11)."""
+subscribers of everything ('') receive it (docs/wire.md, section 12)."""
 
 # byte order, kind (bool, int, uint, float, complex), item size: no objects,
 # strings or structured dtypes ever cross the bus.
@@ -263,7 +263,7 @@ class Encoder:
 
     def encode_local(self, topic: str, seq: int, ts: int, body: dict[str, Any], corr: str | None,
                      put: Any, threshold: int) -> list[Any]:
-        """The local form of a message (docs/wire.md, section 11): topic frame ``@shm/TOPIC``, the same
+        """The local form of a message (docs/wire.md, section 12): topic frame ``@shm/TOPIC``, the same
         header, arrays of ``threshold`` bytes or more handed to ``put(bytes_view)``, which returns
         (segment, slot, generation) or None (that array then goes inline, as an array frame)."""
         local = self._local

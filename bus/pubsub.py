@@ -57,7 +57,7 @@ class Publisher:
     (``topic_counts()``), which heartbeats carry so that tools measure
     rates without listening.
 
-    Two forms of a message (docs/wire.md, section 11): the *plain* form
+    Two forms of a message (docs/wire.md, section 12): the *plain* form
     (topic, header, body, array frames) for every subscriber of the topic,
     and the *local* form (topic frame ``@shm/TOPIC``) for subscribers that
     asked for it (``Subscriber(shm=True)``), in which arrays of
@@ -276,7 +276,7 @@ class Subscriber:
     exact=False)`` delivers every topic starting with ``prefix`` (a prefix
     ending in '.' takes a whole area, '' takes everything).
 
-    ``shm=True`` opts in to the local form (docs/wire.md, section 11): every
+    ``shm=True`` opts in to the local form (docs/wire.md, section 12): every
     subscription is made for ``@shm/TOPIC``, and arrays a publisher put in
     shared memory arrive as copies taken out of its segment after a
     generation check; an array overwritten before it was read is counted in

@@ -1,4 +1,4 @@
-"""Shared memory for large arrays between processes of one host (docs/wire.md, section 11).
+"""Shared memory for large arrays between processes of one host (docs/wire.md, section 12).
 
 A publisher that has local subscribers writes each array above a size
 threshold into a slot of its own *segment*: a file in ``/dev/shm`` that is

@@ -1,4 +1,4 @@
-"""Shared memory for large arrays (bus/shm.py, docs/wire.md section 11): real segments in /dev/shm,
+"""Shared memory for large arrays (bus/shm.py, docs/wire.md section 12): real segments in /dev/shm,
 real processes, real sockets."""
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ class ShmReader:
 
 # -- clean-up: the supervisor's part -------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -310,7 +310,7 @@ def sweep_dead(directory: Path = SHM_DIR) -> list[str]:
     removed = []
     for name in segments(directory):
         pid = owner_pid(name)
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             segment_path(name, directory).unlink(missing_ok=True)
             removed.append(name)
     return removed

@@ -200,7 +200,7 @@ def test_a_writer_killed_mid_write_leaves_a_slot_readers_detect_and_the_sweep_re
     assert name in shm.segments()
     removed = shm.sweep_dead()
     assert name in removed and name not in shm.segments()
-    assert all(shm._pid_alive(shm.owner_pid(n)) for n in shm.segments())
+    assert all(shm.pid_alive(shm.owner_pid(n)) for n in shm.segments())
 
 
 def test_the_sweep_leaves_live_writers_alone(ring):

@@ -228,14 +228,18 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
             "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
 
 
-def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool, shm: bool = False,
+def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool, shm: str = "",
                   frontend: str | None = None) -> dict[str, Any]:
-    """``shm``: a local subscriber (arrays copied out of the publisher's shared memory after the
-    generation check); otherwise the array is received inline (the bytes in this process' memory)."""
+    """``shm``: a local subscriber, "view" (each frame a read-only view of the publisher's shared memory:
+    the receiver reads all its bytes into a 64-bit xor checksum, then checks the generation: a frame
+    overwritten meanwhile is a counted drop, not delivered) or "copy" (the Subscriber copies each frame
+    out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory)."""
     from bus.pubsub import Subscriber
 
     ctx = zmq.Context()
-    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=shm)
+    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view")
+    xor = np.bitwise_xor.reduce
+    checksum = 0
     if frontend is not None and not sub.wait_subscribed(frontend, START_TIMEOUT_S):
         raise BenchError("subscription never reached the broker")
     conn.send(("ready", None))
@@ -269,8 +273,14 @@ def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool,
             timeout_ms = int(IDLE_TIMEOUT_S * 1000)
         if latency:
             lats.append(t_recv - body["t"])
-        if kind == "frame" and body["frame"].shape != FRAME_SHAPE:
-            raise BenchError(f"bad frame shape {body['frame'].shape}")
+        if kind == "frame":
+            frame = body["frame"]
+            if frame.shape != FRAME_SHAPE:
+                raise BenchError(f"bad frame shape {frame.shape}")
+            if shm == "view":
+                checksum ^= int(xor(frame.reshape(-1).view(np.uint64)))
+                if not sub.still_valid(msg):
+                    continue
         t_last = now
         last_seq = msg.header.seq
         count += 1
@@ -279,7 +289,7 @@ def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool,
     sub.close()
     ctx.term()
     return {"received": count, "received_incl_marker": st.received, "gaps": st.gaps, "malformed": st.malformed,
-            "resets": st.resets, "shm_drops": st.shm_drops, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
+            "resets": st.resets, "shm_drops": st.shm_drops, "checksum": checksum, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
             "end": end_reason, "span_s": t_last - t_first, "lat_ns": lats,
             "cpu_s": (cpu1 - cpu0) if cpu0 is not None else 0.0}
 
@@ -548,7 +558,7 @@ class Runner:
         broker_conn = None
         rconns: list[Any] = []
         try:
-            if path in ("sensorium", "shm", "raw_broker"):
+            if path in ("sensorium", "shm", "shm_copy", "raw_broker"):
                 frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
                 backend = f"ipc://{self.tmpdir}/b{tag}.sock"
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
@@ -556,9 +566,10 @@ class Runner:
                 _expect(broker_conn, "ready", START_TIMEOUT_S, "broker")
             else:
                 frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
-            if path in ("sensorium", "shm", "sens_direct"):
+            if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
                 for _ in range(fanout):
-                    proc, rconn = self._start(sens_receiver, backend, topic, kind, latency, path == "shm",
+                    proc, rconn = self._start(sens_receiver, backend, topic, kind, latency,
+                                              {"shm": "view", "shm_copy": "copy"}.get(path, ""),
                                               frontend if path != "sens_direct" else None)
                     procs.append(proc)
                     rconns.append(rconn)
@@ -627,7 +638,7 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["latency_us"] = ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                               "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}
                              if lat.size else {"p50": float("nan"), "p99": float("nan"), "n": 0})
-    if path in ("sensorium", "shm", "sens_direct"):
+    if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
         out["gaps"] = r["gaps"]
         out["shm_drops"] = r["shm_drops"]
         out["shm_unavailable"] = s.get("shm_unavailable")
@@ -645,9 +656,9 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["broker_stats"] = st
         out["broker_cpu_s"] = b["cpu_s"]
         out["broker_cpu_s_work"] = b["work_cpu_s"]
-        if path in ("sensorium", "shm") and st:
+        if path in ("sensorium", "shm", "shm_copy") and st:
             # libzmq 4.3 counts frames: data messages have 3 (+1 per inline array), the end marker 3
-            per_msg = 3 if kind == "small" or path == "shm" else 4
+            per_msg = 3 if kind == "small" or path != "sensorium" else 4
             out["broker_in"] = _frames_to_msgs(st["frontend_frames_in"], per_msg)
             out["broker_out"] = _frames_to_msgs(st["backend_frames_out"], per_msg)
     return out
@@ -848,6 +859,7 @@ PATH_LABELS = {
     "sens_direct": "envelope, no broker",
     "sensorium": "sensorium (full)",
     "shm": "sensorium shm",
+    "shm_copy": "shm, copying reader",
     "zenoh": "zenoh (shm off)",
     "zenoh_shm": "zenoh (shm on)",
 }
@@ -930,7 +942,8 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
                                   "runs": [run["msg_per_s"] for run in runs]}
                            for path, runs in results[scen].items() if runs}
 
-    sens_runs = [run for scen in results.values() for path in ("sensorium", "shm") for run in scen.get(path, [])]
+    sens_runs = [run for scen in results.values() for path in ("sensorium", "shm", "shm_copy")
+                 for run in scen.get(path, [])]
     peer_runs = [run for scen in results.values() for path in ("zenoh", "zenoh_shm") for run in scen.get(path, [])]
     loss = {
         "runs": len(sens_runs),
@@ -999,10 +1012,10 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print(f"  {'run':<26}{'sent':>10}{'received':>10}{'gaps':>8}{'drops':>6}{'unaccounted':>13}{'broker in':>11}"
           f"{'broker out':>12}  end")
     for scen, by_path in results.items():
-        for path in ("sensorium", "shm"):
+        for path in ("sensorium", "shm", "shm_copy"):
             runs = by_path.get(path, [])
             for i, r in enumerate(runs):
-                name = (f"{scen}[{i}]" if len(runs) > 1 else scen) + (" shm" if path == "shm" else "")
+                name = (f"{scen}[{i}]" if len(runs) > 1 else scen) + ("" if path == "sensorium" else f" {path}")
                 sent = r["sent"] * r.get("fanout", 1)
                 print(f"  {name:<26}{sent:>10,}{r.get('received_all', r['received']):>10,}{r['gaps']:>8,}"
                       f"{r.get('shm_drops', 0):>6,}{r['unaccounted']:>13,}"
@@ -1140,6 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
         for scen, kind, n, rate, repeat in plan:
             paths = ("raw", "sensorium") + (("shm",) if kind == "frame" else ()) + peers[:1 if kind == "small"
                                                                                         else 2]
+            paths += ("shm_copy",) if kind == "frame" and not rate else ()
             paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")
             results[scen] = {path: [] for path in paths}
             for i in range(repeat):

@@ -134,6 +134,9 @@ class Message:
     frames: list[Any] | None = None
     """The received frames themselves (topic, header, body, arrays), kept only
     when the receiver asked for them (a recorder: bit-faithful copies)."""
+    shm_taken: list[Any] | None = None
+    """Slots behind shared-memory views in the body (a subscriber with ``shm_views``), for its
+    ``still_valid`` check after reading them."""
 
 
 def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:

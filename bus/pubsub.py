@@ -46,6 +46,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 log = structlog.get_logger("bus")
 
+_LOST: list[Any] = []
+"""``Message.shm_taken`` of a message whose views were found overwritten (counted once)."""
+
 
 class Publisher:
     """Publishes envelopes from one sender (``src``), numbering each topic's messages.
@@ -283,6 +286,14 @@ class Subscriber:
     ``stats.shm_drops`` and its message dropped. Only for a process on the
     publishers' host: a recorder, a bridge or an outside tool stays plain
     and gets the bytes inline.
+
+    ``shm_views=True`` (with ``shm``): arrays are read-only views of the
+    publisher's memory instead of copies. The validity rule: a view holds
+    the publisher's array only until the publisher has written ``shm_slots``
+    more large arrays; read what you need, then call ``still_valid(msg)``:
+    False means the slot was overwritten while you read (the message then
+    counts as a drop, not as received) and what you read must be thrown
+    away. Keep a ``copy()`` of anything you hold longer.
     """
 
     MAX_STREAMS = 65_536
@@ -290,9 +301,9 @@ class Subscriber:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
-                 shm: bool = False, shm_dir: Path = SHM_DIR) -> None:
+                 shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR) -> None:
         self.limits = limits
-        self._shm: ShmReader | None = ShmReader(shm_dir) if shm else None
+        self._shm: ShmReader | None = ShmReader(shm_dir, views=shm_views) if shm else None
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -412,12 +423,17 @@ class Subscriber:
         if topic_raw[:1] == b"@" and self._shm is None:
             self.stats.local_skipped += 1
             return None
+        shm = self._shm
+        if shm is not None and shm.views:
+            shm.taken = []
         try:
-            msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits, self._shm)
+            msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits, shm)
         except EnvelopeError as exc:
             return self._malformed(exc)
         except ShmDropped as exc:
             return self._shm_dropped(exc)
+        if shm is not None and shm.views and shm.taken:
+            msg.shm_taken = shm.taken
         if self.keep_frames:
             # A recorder keeps bytes, never references: the local form is stored re-encoded inline.
             msg.frames = ([topic_raw, head_raw, body_raw, *array_bufs] if topic_raw[:1] != b"@"
@@ -433,6 +449,18 @@ class Subscriber:
         if self.keep_frames:
             msg.frames = frames
         return self._deliver(msg)
+
+    def still_valid(self, msg: Message) -> bool:
+        """After reading a message's shared-memory views (``shm_views``): whether they still held the
+        publisher's arrays. False: the message is counted as a drop instead of as received."""
+        if msg.shm_taken is _LOST:
+            return False
+        if not msg.shm_taken or self._shm is None or self._shm.still_valid(msg.shm_taken):
+            return True
+        msg.shm_taken = _LOST
+        self.stats.received -= 1
+        self.stats.shm_drops += 1
+        return False
 
     def _shm_dropped(self, exc: ShmDropped) -> None:
         self.stats.shm_drops += 1

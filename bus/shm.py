@@ -191,13 +191,28 @@ class ShmReader:
 
     MAX_MAPPINGS = 64
 
-    def __init__(self, directory: Path = SHM_DIR) -> None:
+    def __init__(self, directory: Path = SHM_DIR, views: bool = False) -> None:
         self.directory = directory
+        self.views = views
+        """Hand out read-only views of the mapping instead of copies; their generations are kept in
+        ``taken`` for the consumer's check after reading (``still_valid``)."""
+        self.taken: list[tuple[Any, int, int]] = []
         self._maps: OrderedDict[str, _Mapping] = OrderedDict()
+
+    def still_valid(self, taken: list[tuple[Any, int, int]]) -> bool:
+        """Whether the slots behind views (``taken``) still hold the generations they had when taken."""
+        for mm, at, gen in taken:
+            try:
+                if _GEN.unpack_from(mm, at)[0] != gen:
+                    return False
+            except ValueError:  # unmapped meanwhile
+                return False
+        return True
 
     def take(self, segment: str, slot: int, gen: int, dtype: np.dtype, shape: list[int]) -> np.ndarray:
         """A copy of the array in ``slot``, if its generation is ``gen`` before and after the copy;
-        raises ShmDropped otherwise, ValueError for a reference that cannot be right."""
+        raises ShmDropped otherwise, ValueError for a reference that cannot be right. With ``views``,
+        a read-only view checked before only: the consumer checks again after reading it."""
         m = self._maps.get(segment)
         if m is None:
             m = self._map(segment)
@@ -210,6 +225,9 @@ class ShmReader:
         if _GEN.unpack_from(m.mm, at)[0] != gen:
             raise ShmDropped("slot overwritten before the read", segment, slot)
         start = at + SLOT_HEADER_BYTES
+        if self.views:
+            self.taken.append((m.mm, at, gen))
+            return m.buf[start:start + n].view(dtype).reshape(shape)
         out = m.buf[start:start + n].copy()
         if _GEN.unpack_from(m.mm, at)[0] != gen:
             raise ShmDropped("slot overwritten during the read", segment, slot)

@@ -206,3 +206,18 @@ def test_a_writer_killed_mid_write_leaves_a_slot_readers_detect_and_the_sweep_re
 def test_the_sweep_leaves_live_writers_alone(ring):
     assert ring.name not in shm.sweep_dead()
     assert ring.name in shm.segments()
+
+
+def test_views_are_valid_until_the_ring_goes_round_and_an_overrun_view_counts_as_a_drop(broker):
+    pub, sub = _pair(broker, shm=True, shm_views=True)
+    first, second = _image(1), _image(2)
+    pub.publish("camera.frame", {"image": first})
+    msg = sub.recv(WAIT_MS)
+    assert not msg.body["image"].flags.writeable
+    np.testing.assert_array_equal(msg.body["image"], first)
+    assert sub.still_valid(msg) and sub.stats.received == 1
+    for _ in range(pub.shm_slots):  # the ring goes round: the view now shows other bytes
+        pub.publish("camera.frame", {"image": second})
+    assert not sub.still_valid(msg) and not sub.still_valid(msg)
+    assert sub.stats.shm_drops == 1 and sub.stats.received == 0
+    pub.close(), sub.close()

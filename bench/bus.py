@@ -65,7 +65,10 @@ IDLE_TIMEOUT_S = 10.0
 """A receiver that hears nothing for this long after its first message gives up."""
 
 SHM_SLOTS = 16
-"""Slots of the bench publisher's shared-memory ring (16 x 900 KiB = 15 MiB)."""
+"""Slots of the bench publisher's shared-memory ring for paced runs (16 x 900 KiB = 15 MiB)."""
+SHM_SLOTS_MAX = 512
+"""Throughput runs: the ring holds the whole run (up to this many slots), as the raw path's queues do
+(HWM 1,000,000): the ring is the queue of the shared-memory path, and a publisher never waits for it."""
 
 TARGETS = {
     "small_throughput_ratio": 0.5,
@@ -574,7 +577,8 @@ class Runner:
                     procs.append(proc)
                     rconns.append(rconn)
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
-                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct")
+                slots = min(n + 1, SHM_SLOTS_MAX) if rate is None else SHM_SLOTS
+                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct", slots)
                 procs.append(proc)
             elif path in ("zenoh", "zenoh_shm"):
                 endpoint = f"tcp/127.0.0.1:{_free_tcp_port()}"
@@ -1124,6 +1128,8 @@ def main(argv: list[str] | None = None) -> int:
           f"libzmq {env['libzmq']}, {env['cpus']} CPUs, HWM {HWM:,} on every socket")
     print(f"small message: {SMALL_BYTES} B on the wire (sensorium body {{x, y, label}}); "
           f"frame: {FRAME_SHAPE} uint8 = {FRAME_BYTES:,} B")
+    print(f"shm: a ring of min(frames + 1, {SHM_SLOTS_MAX}) slots in throughput runs (the path's queue), "
+          f"{SHM_SLOTS} paced; the shm reader checksums each frame's view then checks its generation")
 
     tmpdir = tempfile.mkdtemp(prefix="sb-", dir="/tmp")
     os.chmod(tmpdir, 0o700)

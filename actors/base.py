@@ -154,12 +154,14 @@ class Actor(Generic[S]):
         """Call ``callback`` every ``interval_s`` seconds from the actor's loop."""
         self._timers.append(_Timer(interval_s, callback, time.monotonic() + interval_s))
 
-    def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None) -> None:
+    def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None, *, shm: bool = False) -> None:
         """Receive ``topic`` (exact, or a prefix ending in '.'), handled by
-        ``handler`` when given (for topics known only from settings)."""
+        ``handler`` when given (for topics known only from settings). ``shm``:
+        large arrays of this topic come through the publisher's shared memory
+        (copied out; ``bus.pubsub.Subscriber``), for topics of big frames."""
         assert self.sub is not None
         prefix = topic.endswith(".")
-        self.sub.subscribe(topic, exact=not prefix)
+        self.sub.subscribe(topic, exact=not prefix, shm=shm)
         if handler is not None:
             if prefix:
                 self._prefixed.append((topic, handler))
@@ -368,7 +370,8 @@ class Actor(Generic[S]):
         duplicates: list[dict[str, Any]] = []
         if self.sub is not None:
             self.counters.gaps = self.sub.stats.gaps
-            malformed = self.sub.stats.malformed
+            # A frame overwritten in shared memory before it was read is a drop like a malformed one.
+            malformed = self.sub.stats.malformed + self.sub.stats.shm_drops
             subscriptions = self.sub.subscriptions()
             duplicates = [d.to_body() for d in self.sub.duplicates()]
         else:

@@ -757,9 +757,9 @@ def kill9(tmpdir: str, kills: int) -> dict[str, Any]:
             proc.join(10)
             if proc.is_alive():
                 proc.terminate()
-    left = [n for n in shm.segments() if shm.owner_pid(n) in set(pids)
-            or not shm.pid_alive(shm.owner_pid(n) or 0)]
-    return {"kills": kills, "exit_codes_sigkill": True, "segments_left_of_dead": len(left), "left": left,
+    left = [n for n in shm.segments() if shm.owner_pid(n) in set(pids)]
+    others = [n for n in shm.segments() if n not in left and not shm.pid_alive(shm.owner_pid(n) or 0)]
+    return {"kills": kills, "segments_left_of_dead": len(left), "left": left, "other_dead_segments": others,
             "elapsed_s": time.monotonic() - t0, **rres}
 
 
@@ -1046,6 +1046,9 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
         print(f"kill -9 of a frame publisher under load, {k9['kills']} times ({k9['elapsed_s']:.1f} s):"
               f" segments of dead processes left {k9['segments_left_of_dead']}; the reader got {k9['received']:,}"
               f" frames, {k9['shm_drops']:,} counted drops, {k9['malformed']} malformed, {k9['wrong_data']} wrong")
+        if k9["other_dead_segments"]:
+            print(f"  (segments of other dead processes, not of this run, in /dev/shm: {k9['other_dead_segments']};"
+                  " a supervisor's start sweeps them)")
     rl = report["raw_loss"]
     print(f"Raw PUB->SUB: sent {rl['sent']:,}, received {rl['received']:,}, lost {rl['lost']:,} (warm-ups excluded)")
     zl = report["zenoh_loss"]

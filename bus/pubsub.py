@@ -280,7 +280,7 @@ class Subscriber:
     ending in '.' takes a whole area, '' takes everything).
 
     ``shm=True`` opts in to the local form (docs/wire.md, section 12): every
-    subscription is made for ``@shm/TOPIC``, and arrays a publisher put in
+    subscription (or one: ``subscribe(topic, shm=True)``) is made for ``@shm/TOPIC``, and arrays a publisher put in
     shared memory arrive as copies taken out of its segment after a
     generation check; an array overwritten before it was read is counted in
     ``stats.shm_drops`` and its message dropped. Only for a process on the
@@ -303,6 +303,9 @@ class Subscriber:
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
                  shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR) -> None:
         self.limits = limits
+        self._shm_default = shm
+        self._shm_views = shm_views
+        self._shm_dir = shm_dir
         self._shm: ShmReader | None = ShmReader(shm_dir, views=shm_views) if shm else None
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
@@ -326,14 +329,18 @@ class Subscriber:
         for p in prefixes:
             self.subscribe(p, exact=False)
 
-    def subscribe(self, topic: str, exact: bool = True) -> None:
+    def subscribe(self, topic: str, exact: bool = True, shm: bool | None = None) -> None:
+        """``shm``: this subscription in the local form (None: as the subscriber was made)."""
         validate_prefix(topic)
         if exact:
             self._exact.add(topic)
         elif topic not in self._prefixes:
             self._prefixes.append(topic)
+        local = self._shm_default if shm is None else shm
+        if local and self._shm is None:
+            self._shm = ShmReader(self._shm_dir, views=self._shm_views)
         raw = topic.encode()
-        self.sock.setsockopt(zmq.SUBSCRIBE, raw if self._shm is None else LOCAL_MARKER + raw)
+        self.sock.setsockopt(zmq.SUBSCRIBE, LOCAL_MARKER + raw if local else raw)
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.

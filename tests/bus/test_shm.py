@@ -221,3 +221,22 @@ def test_views_are_valid_until_the_ring_goes_round_and_an_overrun_view_counts_as
     assert not sub.still_valid(msg) and not sub.still_valid(msg)
     assert sub.stats.shm_drops == 1 and sub.stats.received == 0
     pub.close(), sub.close()
+
+
+def test_one_subscription_can_opt_in_while_the_others_stay_plain(broker):
+    pub = Publisher(broker.ctx, broker.frontend, "cam")
+    sub = Subscriber(broker.ctx, broker.backend)
+    sub.subscribe("camera.frame", shm=True)
+    sub.subscribe("camera.info")
+    assert sub.wait_subscribed(broker.frontend, 20)
+    wait_until(lambda: pub.drain_subscriptions() or {b"camera.info", LOCAL_MARKER + b"camera.frame"}
+               <= pub.subscriptions, what="both subscriptions at the publisher")
+    image = _image()
+    pub.publish("camera.frame", {"image": image})
+    pub.publish("camera.info", {"fps": 30})
+    got = {m.topic: m for m in (sub.recv(WAIT_MS), sub.recv(WAIT_MS))}
+    np.testing.assert_array_equal(got["camera.frame"].body["image"], image)
+    assert got["camera.info"].body == {"fps": 30}
+    assert len(_mine(os.getpid())) == 1  # the frame went through shared memory
+    assert sub.recv(300) is None and sub.stats.received == 2
+    pub.close(), sub.close()

@@ -56,3 +56,6 @@ def test_segments_of_a_killed_actor_and_of_dead_sessions_are_removed(supervisor_
         assert sub.stats.malformed == 0
     finally:
         sub.close()
+    pid = actor_pids(status)["camera@c"]
+    assert sup.terminate() == 0
+    assert not _of(pid), "a camera stopped cleanly left its segment"

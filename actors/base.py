@@ -60,6 +60,7 @@ from bus.endpoints import Endpoints
 from bus.envelope import EnvelopeError, Limits, Message
 from bus.messages import Body, BodyError, Command, CommandReply, Counters, Heartbeat
 from bus.pubsub import Publisher, Subscriber
+from bus.shm import DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES
 from bus.topics import ctl_topic
 
 S = TypeVar("S", bound=BaseModel)
@@ -111,7 +112,8 @@ class Actor(Generic[S]):
         cls._handlers = found
 
     def __init__(self, name: str, settings: S, endpoints: Endpoints, *, hwm: int = 10_000,
-                 limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None) -> None:
+                 limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None,
+                 shm_threshold: int = DEFAULT_THRESHOLD_BYTES, shm_slots: int = DEFAULT_SLOTS) -> None:
         self.name = name
         self.settings: S = settings
         self.endpoints = endpoints
@@ -121,6 +123,7 @@ class Actor(Generic[S]):
         self.state = "starting"
         self._ctx = ctx or zmq.Context.instance()
         self._hwm = hwm
+        self._shm = (shm_threshold, shm_slots)
         self._limits = limits or Limits()
         self._timers: list[_Timer] = []
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -197,7 +200,8 @@ class Actor(Generic[S]):
         """Connect, set up, loop until stopped, tear down; returns the exit code."""
         self._install_signal_handlers()
         self._start_watchdog()
-        self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm)
+        self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm,
+                             shm_threshold=self._shm[0], shm_slots=self._shm[1])
         self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
         try:
             self._connect()

@@ -158,7 +158,9 @@ class Publisher:
         return (plain or not local), local
 
     def _shm_put(self, data: Any) -> tuple[str, int, int] | None:
-        """Write one array's bytes into the ring; None when shared memory is unavailable (inline)."""
+        """Write one array's bytes into the ring; None when shared memory is unavailable or off (inline)."""
+        if self.shm_threshold <= 0:
+            return None
         ring = self._ring
         if ring is None or data.nbytes > ring.slot_bytes:
             if self.shm_unavailable is not None:

@@ -25,6 +25,7 @@ numpy, the generations written by ``struct`` into the same mapping.
 from __future__ import annotations
 
 import errno
+import math
 import mmap
 import os
 import re
@@ -221,7 +222,7 @@ class ShmReader:
             m = self._map(segment)
         if not (isinstance(slot, int) and 0 <= slot < m.slots):
             raise ValueError(f"slot {slot!r} out of range ({m.slots} slots in {segment})")
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        n = math.prod(shape) * dtype.itemsize
         if n > m.slot_bytes:
             raise ValueError(f"array of {n} bytes does not fit a slot of {m.slot_bytes} in {segment}")
         at = HEADER_BYTES + slot * m.stride

@@ -47,7 +47,7 @@ import structlog
 import zmq
 
 from actors.registry import Registry, load_config
-from bus import control
+from bus import control, shm
 from bus.broker import Broker
 from bus.cli import BUS_COMMANDS, CliCommand
 from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
@@ -188,6 +188,7 @@ class ActorProcess:
         self.popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, process_group=0, text=True, errors="replace")
         self.pid = self.popen.pid
+        self._segments_removed = False
         self._reader = threading.Thread(target=self._copy_output, args=(actor_log,), daemon=True,
                                         name=f"log-{self.pid}")
         self._reader.start()
@@ -201,6 +202,9 @@ class ActorProcess:
         code = self.popen.poll()
         if code is not None:
             self._reader.join(timeout=1.0)
+            if not self._segments_removed:
+                self._segments_removed = True
+                remove_shared_memory(self.pid)
         return code
 
     def terminate(self) -> None:
@@ -216,6 +220,18 @@ class ActorProcess:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def remove_shared_memory(pid: int) -> None:
+    """An exited actor's shared-memory segments (bus/shm.py) go with it: nobody else writes them, and
+    after a SIGKILL nobody else would remove them."""
+    try:
+        removed = shm.remove_segments_of(pid)
+    except OSError as exc:
+        log.error("shm_cleanup_failed", pid=pid, error=str(exc))
+        return
+    if removed:
+        log.info("shm_segments_removed", pid=pid, segments=removed)
 
 
 # --------------------------------------------------------------------------
@@ -706,6 +722,11 @@ class Supervisor:
     def run(self) -> int:
         """Host the broker and supervise until SIGINT/SIGTERM; returns the exit code."""
         bus = self.config.bus
+        # Segments of processes that no longer exist (a session that was
+        # SIGKILLed with its actors) would hold /dev/shm memory forever.
+        stale = shm.sweep_dead()
+        if stale:
+            log.warning("shm_stale_segments_removed", segments=stale)
         self.broker = Broker(self.paths.endpoints.frontend, self.paths.endpoints.backend, hwm=bus.hwm,
                              max_message_bytes=bus.max_message_bytes, ctx=self.ctx).start()
         self.pub = Publisher(self.ctx, self.paths.endpoints.frontend, SUPERVISOR_SRC, hwm=bus.hwm, linger_ms=500)

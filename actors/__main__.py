@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(name, config.log.level)
     paths = runtime_paths(config)
     actor = cls(name, settings, paths.endpoints, hwm=config.bus.hwm,
-                limits=Limits(max_message_bytes=config.bus.max_message_bytes), heartbeat_s=actor_spec.heartbeat_s)
+                limits=Limits(max_message_bytes=config.bus.max_message_bytes), heartbeat_s=actor_spec.heartbeat_s,
+                shm_threshold=config.bus.shm_threshold_bytes, shm_slots=config.bus.shm_slots)
     return actor.run()
 
 

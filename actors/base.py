@@ -61,6 +61,7 @@ from bus.envelope import EnvelopeError, Limits, Message
 from bus.latched import latched
 from bus.messages import Body, BodyError, Command, CommandReply, Counters, Heartbeat
 from bus.pubsub import Publisher, Subscriber
+from bus.shm import DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES
 from bus.topics import ctl_topic
 
 S = TypeVar("S", bound=BaseModel)
@@ -112,7 +113,8 @@ class Actor(Generic[S]):
         cls._handlers = found
 
     def __init__(self, name: str, settings: S, endpoints: Endpoints, *, hwm: int = 10_000,
-                 limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None) -> None:
+                 limits: Limits | None = None, heartbeat_s: float = 1.0, ctx: zmq.Context | None = None,
+                 shm_threshold: int = DEFAULT_THRESHOLD_BYTES, shm_slots: int = DEFAULT_SLOTS) -> None:
         self.name = name
         self.settings: S = settings
         self.endpoints = endpoints
@@ -122,6 +124,7 @@ class Actor(Generic[S]):
         self.state = "starting"
         self._ctx = ctx or zmq.Context.instance()
         self._hwm = hwm
+        self._shm = (shm_threshold, shm_slots)
         self._limits = limits or Limits()
         self._timers: list[_Timer] = []
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -155,12 +158,14 @@ class Actor(Generic[S]):
         """Call ``callback`` every ``interval_s`` seconds from the actor's loop."""
         self._timers.append(_Timer(interval_s, callback, time.monotonic() + interval_s))
 
-    def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None) -> None:
+    def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None, *, shm: bool = False) -> None:
         """Receive ``topic`` (exact, or a prefix ending in '.'), handled by
-        ``handler`` when given (for topics known only from settings)."""
+        ``handler`` when given (for topics known only from settings). ``shm``:
+        large arrays of this topic come through the publisher's shared memory
+        (copied out; ``bus.pubsub.Subscriber``), for topics of big frames."""
         assert self.sub is not None
         prefix = topic.endswith(".")
-        self.sub.subscribe(topic, exact=not prefix)
+        self.sub.subscribe(topic, exact=not prefix, shm=shm)
         if handler is not None:
             if prefix:
                 self._prefixed.append((topic, handler))
@@ -196,7 +201,8 @@ class Actor(Generic[S]):
         """Connect, set up, loop until stopped, tear down; returns the exit code."""
         self._install_signal_handlers()
         self._start_watchdog()
-        self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm)
+        self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm,
+                             shm_threshold=self._shm[0], shm_slots=self._shm[1])
         self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
         try:
             self._connect()
@@ -374,7 +380,8 @@ class Actor(Generic[S]):
         duplicates: list[dict[str, Any]] = []
         if self.sub is not None:
             self.counters.gaps = self.sub.stats.gaps
-            malformed = self.sub.stats.malformed
+            # A frame overwritten in shared memory before it was read is a drop like a malformed one.
+            malformed = self.sub.stats.malformed + self.sub.stats.shm_drops
             subscriptions = self.sub.subscriptions()
             duplicates = [d.to_body() for d in self.sub.duplicates()]
         else:

@@ -64,11 +64,27 @@ START_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 10.0
 """A receiver that hears nothing for this long after its first message gives up."""
 
+SHM_SLOTS = 16
+"""Slots of the bench publisher's shared-memory ring for paced runs (16 x 900 KiB = 15 MiB)."""
+SHM_SLOTS_MAX = 512
+"""Throughput runs: the ring holds the whole run (up to this many slots), as the raw path's queues do
+(HWM 1,000,000): the ring is the queue of the shared-memory path, and a publisher never waits for it."""
+
 TARGETS = {
     "small_throughput_ratio": 0.5,
     "frame_throughput_ratio": 0.8,
     "unaccounted": 0,
+    # issue 18: shared memory, and the peers
+    "shm_frame_throughput_ratio": 1.5,
+    "shm_frame_p50_ratio": 1.0,
+    "fanout_cpu_ratio": 0.5,
+    "small_vs_zenoh_ratio": 1.0,
+    "small_p50_vs_zenoh_ratio": 1.0,
+    "frame_vs_zenoh_ratio": 2.0,
+    "segments_left": 0,
 }
+FANOUT = 4
+"""Local subscribers of the fan-out scenario."""
 
 _MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
 _TS = struct.Struct("<Q")
@@ -149,6 +165,7 @@ def broker_proc(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
     from bus.broker import Broker
 
     broker = Broker(frontend, backend, hwm=HWM, ctx=zmq.Context()).start()
+    cpu_ready = _cpu_s()
     conn.send(("ready", None))
     stats: dict[str, int] = {}
     try:
@@ -160,14 +177,14 @@ def broker_proc(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
                 break
     finally:
         broker.stop()
-    return {"stats": stats, "cpu_s": _cpu_s()}
+    return {"stats": stats, "cpu_s": _cpu_s(), "work_cpu_s": _cpu_s() - cpu_ready}
 
 
 # --------------------------------------------------------------------------- Sensorium sender/receiver
 
 
 def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: float | None,
-                direct: bool = False) -> dict[str, Any]:
+                direct: bool = False, shm_slots: int = SHM_SLOTS) -> dict[str, Any]:
     """Publish ``n`` messages (as fast as possible, or paced at ``rate``/s), then an end marker.
 
     ``direct`` (diagnostic): no broker; the publisher's socket binds ``frontend``
@@ -176,7 +193,7 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
     from bus.pubsub import Publisher
 
     ctx = zmq.Context()
-    pub = Publisher(ctx, frontend, SRC, hwm=HWM)
+    pub = Publisher(ctx, frontend, SRC, hwm=HWM, shm_slots=shm_slots)
     if direct:
         pub.sock.disconnect(frontend)
         pub.sock.bind(frontend)
@@ -207,17 +224,27 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
     # would discard what is still queued once the linger expires.
     conn.recv()
     cpu1 = _cpu_s()  # the I/O thread's work included, which goes on after the loop
+    shm_unavailable = pub.shm_unavailable
     pub.close()
     ctx.term()
-    return {"sent": n, "published_incl_marker": pub.sent, "send_s": t1 - t0,
+    return {"sent": n, "published_incl_marker": pub.sent, "send_s": t1 - t0, "shm_unavailable": shm_unavailable,
             "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
 
 
-def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool) -> dict[str, Any]:
+def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool, shm: str = "",
+                  frontend: str | None = None) -> dict[str, Any]:
+    """``shm``: a local subscriber, "view" (each frame a read-only view of the publisher's shared memory:
+    the receiver reads all its bytes into a 64-bit xor checksum, then checks the generation: a frame
+    overwritten meanwhile is a counted drop, not delivered) or "copy" (the Subscriber copies each frame
+    out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory)."""
     from bus.pubsub import Subscriber
 
     ctx = zmq.Context()
-    sub = Subscriber(ctx, backend, [topic], hwm=HWM)
+    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view")
+    xor = np.bitwise_xor.reduce
+    checksum = 0
+    if frontend is not None and not sub.wait_subscribed(frontend, START_TIMEOUT_S):
+        raise BenchError("subscription never reached the broker")
     conn.send(("ready", None))
     recv = sub.recv
     perf = time.perf_counter
@@ -249,8 +276,14 @@ def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool)
             timeout_ms = int(IDLE_TIMEOUT_S * 1000)
         if latency:
             lats.append(t_recv - body["t"])
-        if kind == "frame" and body["frame"].shape != FRAME_SHAPE:
-            raise BenchError(f"bad frame shape {body['frame'].shape}")
+        if kind == "frame":
+            frame = body["frame"]
+            if frame.shape != FRAME_SHAPE:
+                raise BenchError(f"bad frame shape {frame.shape}")
+            if shm == "view":
+                checksum ^= int(xor(frame.reshape(-1).view(np.uint64)))
+                if not sub.still_valid(msg):
+                    continue
         t_last = now
         last_seq = msg.header.seq
         count += 1
@@ -259,9 +292,121 @@ def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool)
     sub.close()
     ctx.term()
     return {"received": count, "received_incl_marker": st.received, "gaps": st.gaps, "malformed": st.malformed,
-            "resets": st.resets, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
+            "resets": st.resets, "shm_drops": st.shm_drops, "checksum": checksum, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
             "end": end_reason, "span_s": t_last - t_first, "lat_ns": lats,
             "cpu_s": (cpu1 - cpu0) if cpu0 is not None else 0.0}
+
+
+# --------------------------------------------------------------------------- zenoh-python sender/receiver
+#
+# The peer: zenoh-python (eclipse-zenoh), two peers over tcp loopback, no
+# router, multicast scouting off; zenoh's own shared memory off (``zenoh``)
+# or on with its transport optimisation for payloads >= 3 KiB (``zenoh_shm``).
+# Reliable, congestion control BLOCK: zenoh's default (DROP) would lose what a
+# slow receiver cannot take, and zenoh has no seq to count it with. Payloads
+# are the same bytes as the raw path's; the receiver copies each payload out
+# (``to_bytes``), so a frame counts when its bytes are in the receiver's memory.
+
+
+def _zenoh_config(listen: str | None, connect: str | None, shm: bool) -> Any:
+    import zenoh
+
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    conf.insert_json5("listen/endpoints", json.dumps([listen] if listen else []))
+    conf.insert_json5("connect/endpoints", json.dumps([connect] if connect else []))
+    conf.insert_json5("transport/shared_memory/enabled", "true" if shm else "false")
+    return conf
+
+
+def zenoh_receiver(conn: Any, endpoint: str, kind: str, latency: bool, shm: bool) -> dict[str, Any]:
+    import threading
+
+    import zenoh
+
+    size = SMALL_BYTES if kind == "small" else FRAME_BYTES
+    session = zenoh.open(_zenoh_config(endpoint, None, shm))
+    done = threading.Event()
+    state = {"count": 0, "t_first": 0.0, "t_last": 0.0, "cpu0": None, "sent": None, "other": 0}
+    lats: list[int] = []
+    perf = time.perf_counter
+    mono = time.monotonic_ns
+    unpack_from = _TS.unpack_from
+
+    def on_sample(sample: Any) -> None:
+        data = sample.payload.to_bytes()  # the copy out of zenoh's buffer: the bytes are read
+        now = perf()
+        if len(data) == size:
+            if latency:
+                lats.append(mono() - unpack_from(data, 0)[0])
+            if state["count"] == 0:
+                state["t_first"] = now
+                state["cpu0"] = _cpu_s()
+            state["t_last"] = now
+            state["count"] += 1
+        elif len(data) == _MARK.size and data[:1] == b"E":
+            state["sent"] = _MARK.unpack(data)[1]
+            done.set()
+        else:
+            state["other"] += 1
+
+    sub = session.declare_subscriber(TOPIC_FRAME.replace(".", "/") + "/" + kind, on_sample)
+    conn.send(("ready", None))
+    end = "marker" if done.wait(START_TIMEOUT_S + IDLE_TIMEOUT_S + 600) else "timeout"
+    cpu1 = _cpu_s()
+    sub.undeclare()
+    session.close()
+    cpu0 = state["cpu0"]
+    return {"received": state["count"], "marker_sent": state["sent"], "warmups_skipped": state["other"],
+            "end": end, "span_s": state["t_last"] - state["t_first"], "lat_ns": lats,
+            "cpu_s": (cpu1 - cpu0) if cpu0 is not None else 0.0}
+
+
+def zenoh_sender(conn: Any, endpoint: str, kind: str, n: int, rate: float | None, shm: bool) -> dict[str, Any]:
+    import zenoh
+
+    session = zenoh.open(_zenoh_config(None, endpoint, shm))
+    pub = session.declare_publisher(TOPIC_FRAME.replace(".", "/") + "/" + kind,
+                                    congestion_control=zenoh.CongestionControl.BLOCK,
+                                    reliability=zenoh.Reliability.RELIABLE)
+    end = time.monotonic() + START_TIMEOUT_S
+    while not pub.matching_status.matching:
+        if time.monotonic() > end:
+            raise BenchError(f"zenoh: no matching subscriber within {START_TIMEOUT_S} s")
+        time.sleep(0.01)
+    put = pub.put
+    buf = bytearray(b"D" * SMALL_BYTES) if kind == "small" else bytearray(FRAME_BYTES)
+    cpu0 = _cpu_s()
+    t0 = time.perf_counter()
+    if rate is None:
+        data = bytes(buf)
+        for _ in range(n):
+            put(data)
+    else:
+        period = 1.0 / rate
+        mono = time.monotonic_ns
+        for i in range(n):
+            _pace(t0, i, period)
+            _TS.pack_into(buf, 0, mono())
+            put(bytes(buf))
+    t1 = time.perf_counter()
+    time.sleep(END_PAUSE_S)
+    put(_MARK.pack(ord("E"), n))
+    conn.send(("sent", None))
+    conn.recv()
+    cpu1 = _cpu_s()
+    pub.undeclare()
+    session.close()
+    return {"sent": n, "send_s": t1 - t0, "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- raw pyzmq sender/receiver
@@ -396,23 +541,27 @@ class Runner:
         child.close()
         return proc, parent
 
-    def run(self, path: str, kind: str, n: int, rate: float | None) -> dict[str, Any]:
+    def run(self, path: str, kind: str, n: int, rate: float | None, fanout: int = 1) -> dict[str, Any]:
         """One measured run: fresh processes and sockets, results of every process.
 
-        ``path``: "raw" (PUB -> SUB), "sensorium" (Publisher -> Broker -> Subscriber);
-        diagnostics: "raw_broker" (PUB -> Broker -> SUB, single frames) and
-        "sens_direct" (Publisher -> Subscriber, no broker).
+        ``path``: "raw" (PUB -> SUB), "sensorium" (Publisher -> Broker -> Subscriber, arrays inline),
+        "shm" (the same, the subscriber local: arrays through shared memory), "zenoh" / "zenoh_shm"
+        (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
+        "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
+        no broker). ``fanout``: subscribers of the Sensorium paths (each its own process).
         """
         self.n_runs += 1
         tag = f"{self.n_runs}"
         latency = rate is not None
         # generous: 2 ms per frame / 100 us per small message in the worst case, plus the pacing
-        budget = START_TIMEOUT_S + IDLE_TIMEOUT_S + n * (2e-3 if kind == "frame" else 1e-4) + (n / rate if rate else 0)
+        budget = (START_TIMEOUT_S + IDLE_TIMEOUT_S + n * (2e-3 if kind == "frame" else 1e-4) * fanout
+                  + (n / rate if rate else 0))
         topic = TOPIC_SMALL if kind == "small" else TOPIC_FRAME
         procs: list[Any] = []
         broker_conn = None
+        rconns: list[Any] = []
         try:
-            if path in ("sensorium", "raw_broker"):
+            if path in ("sensorium", "shm", "shm_copy", "raw_broker"):
                 frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
                 backend = f"ipc://{self.tmpdir}/b{tag}.sock"
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
@@ -420,11 +569,24 @@ class Runner:
                 _expect(broker_conn, "ready", START_TIMEOUT_S, "broker")
             else:
                 frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
-            if path in ("sensorium", "sens_direct"):
-                proc, rconn = self._start(sens_receiver, backend, topic, kind, latency)
+            if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
+                for _ in range(fanout):
+                    proc, rconn = self._start(sens_receiver, backend, topic, kind, latency,
+                                              {"shm": "view", "shm_copy": "copy"}.get(path, ""),
+                                              frontend if path != "sens_direct" else None)
+                    procs.append(proc)
+                    rconns.append(rconn)
+                    _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
+                slots = min(n + 1, SHM_SLOTS_MAX) if rate is None else SHM_SLOTS
+                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct", slots)
                 procs.append(proc)
+            elif path in ("zenoh", "zenoh_shm"):
+                endpoint = f"tcp/127.0.0.1:{_free_tcp_port()}"
+                proc, rconn = self._start(zenoh_receiver, endpoint, kind, latency, path == "zenoh_shm")
+                procs.append(proc)
+                rconns.append(rconn)
                 _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
-                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct")
+                proc, sconn = self._start(zenoh_sender, endpoint, kind, n, rate, path == "zenoh_shm")
                 procs.append(proc)
             else:
                 ready = self.mp.Event()
@@ -432,9 +594,10 @@ class Runner:
                 procs.append(proc)
                 proc, rconn = self._start(raw_receiver, backend, kind, latency, ready)
                 procs.append(proc)
+                rconns.append(rconn)
                 _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
             _expect(sconn, "sent", budget, "sender")
-            rres = _expect(rconn, "result", budget, "receiver")
+            rress = [_expect(rconn, "result", budget, "receiver") for rconn in rconns]
             sconn.send("exit")
             sres = _expect(sconn, "result", START_TIMEOUT_S, "sender")
             bres = None
@@ -449,7 +612,18 @@ class Runner:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(5)
-        return summarize(path, kind, n, rate, sres, rres, bres)
+        out = summarize(path, kind, n, rate, sres, rress[0], bres)
+        if fanout > 1:
+            out["fanout"] = fanout
+            out["received_all"] = sum(r["received"] for r in rress)
+            out["receivers_cpu_s"] = sum(r["cpu_s"] for r in rress)
+            out["unaccounted"] = sum(n - r["received"] - r["gaps"] - r.get("shm_drops", 0) for r in rress)
+            out["gaps"] = sum(r["gaps"] for r in rress)
+            out["shm_drops"] = sum(r.get("shm_drops", 0) for r in rress)
+            total = sres["cpu_s"] + (bres["work_cpu_s"] if bres else 0.0) + out["receivers_cpu_s"]
+            out["total_cpu_s"] = total
+            out["cpu_ms_per_delivered"] = total / out["received_all"] * 1e3 if out["received_all"] else float("nan")
+        return out
 
 
 def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict, b: dict | None) -> dict[str, Any]:
@@ -468,9 +642,11 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["latency_us"] = ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                               "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}
                              if lat.size else {"p50": float("nan"), "p99": float("nan"), "n": 0})
-    if path in ("sensorium", "sens_direct"):
+    if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
         out["gaps"] = r["gaps"]
-        out["unaccounted"] = s["sent"] - received - r["gaps"]
+        out["shm_drops"] = r["shm_drops"]
+        out["shm_unavailable"] = s.get("shm_unavailable")
+        out["unaccounted"] = s["sent"] - received - r["gaps"] - r["shm_drops"]
         out["malformed"] = r["malformed"]
         out["resets"] = r["resets"]
         out["first_seq"] = r["first_seq"]
@@ -483,9 +659,10 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         st = b["stats"]
         out["broker_stats"] = st
         out["broker_cpu_s"] = b["cpu_s"]
-        if path == "sensorium" and st:
-            # libzmq 4.3 counts frames: data messages have 3 (+1 per array), the end marker 3
-            per_msg = 3 if kind == "small" else 4
+        out["broker_cpu_s_work"] = b["work_cpu_s"]
+        if path in ("sensorium", "shm", "shm_copy") and st:
+            # libzmq 4.3 counts frames: data messages have 3 (+1 per inline array), the end marker 3
+            per_msg = 3 if kind == "small" or path != "sensorium" else 4
             out["broker_in"] = _frames_to_msgs(st["frontend_frames_in"], per_msg)
             out["broker_out"] = _frames_to_msgs(st["backend_frames_out"], per_msg)
     return out
@@ -494,6 +671,96 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
 def _frames_to_msgs(frames: int, per_msg: int) -> float:
     msgs = (frames - 3) / per_msg + 1
     return int(msgs) if msgs == int(msgs) else msgs
+
+
+# --------------------------------------------------------------------------- kill -9 of a frame publisher
+
+
+def victim_publisher(frontend: str, ready: Any) -> None:
+    """Publish 640x480x3 frames as fast as possible into shared memory until killed."""
+    from bus.pubsub import Publisher
+
+    _quiet_logs()
+    ctx = zmq.Context()
+    pub = Publisher(ctx, frontend, "bench@victim", hwm=HWM, shm_slots=4)
+    pub.wait_for_subscriber(TOPIC_FRAME, START_TIMEOUT_S)
+    frame = np.empty(FRAME_SHAPE, dtype=np.uint8)
+    i = 0
+    while True:
+        frame.fill(i % 256)
+        pub.publish(TOPIC_FRAME, {"frame": frame, "i": i})
+        if i == 3:
+            ready.set()
+        i += 1
+
+
+def kill_receiver(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
+    """A local subscriber reading until told to stop; checks that every frame it got is whole."""
+    from bus.pubsub import Subscriber
+
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, backend, [TOPIC_FRAME], hwm=HWM, shm=True)
+    if not sub.wait_subscribed(frontend, START_TIMEOUT_S):
+        raise BenchError("subscription never reached the broker")
+    conn.send(("ready", None))
+    wrong = 0
+    while not conn.poll(0):
+        msg = sub.recv(50)
+        if msg is not None:
+            f = msg.body["frame"]
+            v = msg.body["i"] % 256
+            if not (f[0, 0, 0] == v and f[240, 320, 1] == v and f[-1, -1, -1] == v):
+                wrong += 1
+    st = sub.stats
+    sub.close()
+    ctx.term()
+    return {"received": st.received, "shm_drops": st.shm_drops, "malformed": st.malformed, "wrong_data": wrong}
+
+
+def kill9(tmpdir: str, kills: int) -> dict[str, Any]:
+    """``kills`` times: a frame publisher writing into shared memory under a reading local subscriber is
+    SIGKILLed at a random moment; after each exit the segments of its pid are removed as the supervisor
+    does (``bus.shm.remove_segments_of``, called by ``supervisor.ActorProcess.poll``). Counts the
+    segments of dead processes left at the end (the target: none) and what the reader saw."""
+    import random
+    import signal
+
+    from bus import shm
+
+    runner = Runner(tmpdir)
+    fork = mp.get_context("fork")  # a victim starts in ms: the parent has numpy and zmq imported
+    frontend, backend = f"ipc://{tmpdir}/kf.sock", f"ipc://{tmpdir}/kb.sock"
+    bproc, bconn = runner._start(broker_proc, frontend, backend)
+    _expect(bconn, "ready", START_TIMEOUT_S, "broker")
+    rproc, rconn = runner._start(kill_receiver, frontend, backend)
+    _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
+    rng = random.Random(18)
+    pids = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(kills):
+            ready = fork.Event()
+            victim = fork.Process(target=victim_publisher, args=(frontend, ready), daemon=True)
+            victim.start()
+            if not ready.wait(START_TIMEOUT_S):
+                raise BenchError("a victim publisher never got going")
+            time.sleep(rng.uniform(0.0, 0.05))
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(10)
+            pids.append(victim.pid)
+            shm.remove_segments_of(victim.pid)
+        rconn.send("stop")
+        rres = _expect(rconn, "result", START_TIMEOUT_S, "receiver")
+    finally:
+        bconn.send("stop")
+        for proc in (rproc, bproc):
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+    left = [n for n in shm.segments() if shm.owner_pid(n) in set(pids)]
+    others = [n for n in shm.segments() if n not in left and not shm.pid_alive(shm.owner_pid(n) or 0)]
+    return {"kills": kills, "segments_left_of_dead": len(left), "left": left, "other_dead_segments": others,
+            "elapsed_s": time.monotonic() - t0, **rres}
 
 
 # --------------------------------------------------------------------------- receive floor (diagnostic)
@@ -595,6 +862,10 @@ PATH_LABELS = {
     "raw_broker": "raw via broker",
     "sens_direct": "envelope, no broker",
     "sensorium": "sensorium (full)",
+    "shm": "sensorium shm",
+    "shm_copy": "shm, copying reader",
+    "zenoh": "zenoh (shm off)",
+    "zenoh_shm": "zenoh (shm on)",
 }
 
 
@@ -609,65 +880,118 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
             entry["pass"] = bool(ratio >= target)
         rows.append(entry)
 
-    st = results["small_throughput"]
-    ft = results["frame_throughput"]
-    row("small throughput (msg/s)", _med(st["raw"], "msg_per_s"), _med(st["sensorium"], "msg_per_s"), "higher",
-        TARGETS["small_throughput_ratio"])
-    row("frame throughput (msg/s)", _med(ft["raw"], "msg_per_s"), _med(ft["sensorium"], "msg_per_s"), "higher",
-        TARGETS["frame_throughput_ratio"])
-    row("frame throughput (MB/s)", _med(ft["raw"], "mb_per_s"), _med(ft["sensorium"], "mb_per_s"), "higher")
+    st = results.get("small_throughput", {})
+    ft = results.get("frame_throughput", {})
+    if st:
+        row("small throughput (msg/s)", _med(st["raw"], "msg_per_s"), _med(st["sensorium"], "msg_per_s"), "higher",
+            TARGETS["small_throughput_ratio"])
+    if ft:
+        row("frame throughput (msg/s)", _med(ft["raw"], "msg_per_s"), _med(ft["sensorium"], "msg_per_s"), "higher",
+            TARGETS["frame_throughput_ratio"])
+        row("frame throughput (MB/s)", _med(ft["raw"], "mb_per_s"), _med(ft["sensorium"], "mb_per_s"), "higher")
     for key, label in (("small_latency", f"small @{cfg['small_rate']:.0f}/s"),
                        ("frame_latency", f"frame @{cfg['frame_rate']:.0f}/s")):
+        if key not in results:
+            continue
         raw, sens = results[key]["raw"][0]["latency_us"], results[key]["sensorium"][0]["latency_us"]
         for p in ("p50", "p99"):
             row(f"latency {label} {p} (us)", raw[p], sens[p], "lower")
 
+    def peer(name: str, base_label: str, base: float, label: str, val: float, better: str,
+             target: float | None = None) -> None:
+        """A row against another baseline; for 'lower' metrics the target is a ceiling on the ratio."""
+        ratio = val / base if base else float("nan")
+        entry = {"metric": name, "baseline": base_label, "path": label, "raw": base, "sensorium": val,
+                 "ratio": ratio, "better": better}
+        if target is not None:
+            entry["target"] = f"{'>=' if better == 'higher' else '<='} {target}x {base_label}"
+            entry["pass"] = bool(ratio >= target) if better == "higher" else bool(ratio <= target)
+        rows.append(entry)
+
+    if "shm" in ft:
+        peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), "shm",
+             _med(ft["shm"], "msg_per_s"), "higher", TARGETS["shm_frame_throughput_ratio"])
+        fl = results["frame_latency"]
+        peer("shm frame @30/s p50 (us)", "raw", fl["raw"][0]["latency_us"]["p50"], "shm",
+             fl["shm"][0]["latency_us"]["p50"], "lower", TARGETS["shm_frame_p50_ratio"])
+    if "zenoh" in st:
+        peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), "sensorium",
+             _med(st["sensorium"], "msg_per_s"), "higher", TARGETS["small_vs_zenoh_ratio"])
+        sl = results["small_latency"]
+        peer(f"small @{cfg['small_rate']:.0f}/s p50 vs zenoh (us)", "zenoh", sl["zenoh"][0]["latency_us"]["p50"],
+             "sensorium", sl["sensorium"][0]["latency_us"]["p50"], "lower", TARGETS["small_p50_vs_zenoh_ratio"])
+    if "zenoh" in ft:
+        best = "shm" if "shm" in ft else "sensorium"
+        peer("frame throughput vs zenoh (msg/s)", "zenoh", _med(ft["zenoh"], "msg_per_s"), best,
+             _med(ft[best], "msg_per_s"), "higher", TARGETS["frame_vs_zenoh_ratio"])
+        if "zenoh_shm" in ft:
+            peer("frame throughput vs zenoh shm (msg/s)", "zenoh_shm", _med(ft["zenoh_shm"], "msg_per_s"), best,
+                 _med(ft[best], "msg_per_s"), "higher")
+        fl = results["frame_latency"]
+        peer("frame @30/s p50 vs zenoh (us)", "zenoh", fl["zenoh"][0]["latency_us"]["p50"], best,
+             fl[best][0]["latency_us"]["p50"], "lower")
+    fo = results.get("fanout")
+    if fo:
+        peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", fo["sensorium"][0]["cpu_ms_per_delivered"],
+             "shm", fo["shm"][0]["cpu_ms_per_delivered"], "lower", TARGETS["fanout_cpu_ratio"])
+
     # Where the throughput gap comes from: the broker hop alone, the envelope alone, both.
     breakdown = {}
     for scen in ("small_throughput", "frame_throughput"):
+        if scen not in results:
+            continue
         raw = _med(results[scen]["raw"], "msg_per_s")
         breakdown[scen] = {path: {"msg_per_s": _med(runs, "msg_per_s"),
                                   "ratio": _med(runs, "msg_per_s") / raw if raw else float("nan"),
                                   "runs": [run["msg_per_s"] for run in runs]}
                            for path, runs in results[scen].items() if runs}
 
-    sens_runs = [run for scen in results.values() for run in scen["sensorium"]]
+    sens_runs = [run for scen in results.values() for path in ("sensorium", "shm", "shm_copy")
+                 for run in scen.get(path, [])]
+    peer_runs = [run for scen in results.values() for path in ("zenoh", "zenoh_shm") for run in scen.get(path, [])]
     loss = {
         "runs": len(sens_runs),
-        "sent": sum(r["sent"] for r in sens_runs),
-        "received": sum(r["received"] for r in sens_runs),
+        "sent": sum(r["sent"] * r.get("fanout", 1) for r in sens_runs),
+        "received": sum(r.get("received_all", r["received"]) for r in sens_runs),
         "gaps": sum(r["gaps"] for r in sens_runs),
+        "shm_drops": sum(r.get("shm_drops", 0) for r in sens_runs),
         "unaccounted": sum(r["unaccounted"] for r in sens_runs),
         "malformed": sum(r["malformed"] for r in sens_runs),
         "ended_by_timeout": sum(r["end"] != "marker" for r in sens_runs),
     }
     loss["pass"] = loss["unaccounted"] == TARGETS["unaccounted"] and loss["ended_by_timeout"] == 0
-    raw_runs = [run for scen in results.values() for run in scen["raw"]]
+    raw_runs = [run for scen in results.values() for run in scen.get("raw", [])]
     raw_loss = {"runs": len(raw_runs), "sent": sum(r["sent"] for r in raw_runs),
                 "received": sum(r["received"] for r in raw_runs), "lost": sum(r["lost"] for r in raw_runs)}
-    targets = [{"target": f"{r['metric']}: sensorium {r['target']}", "value": r["ratio"], "pass": r["pass"]}
-               for r in rows if "pass" in r]
-    targets.append({"target": "zero unaccounted losses (sent - received - gaps == 0)",
+    targets = [{"target": f"{r['metric']}: {r.get('path', 'sensorium')} {r['target']}", "value": r["ratio"],
+                "pass": r["pass"]} for r in rows if "pass" in r]
+    targets.append({"target": "zero unaccounted losses (sent - received - gaps - shm drops == 0)",
                     "value": loss["unaccounted"], "pass": loss["pass"]})
-    return {"rows": rows, "breakdown": breakdown, "loss": loss, "raw_loss": raw_loss, "targets": targets}
+    zenoh_loss = {"runs": len(peer_runs), "sent": sum(r["sent"] for r in peer_runs),
+                  "received": sum(r["received"] for r in peer_runs), "lost": sum(r["lost"] for r in peer_runs)}
+    return {"rows": rows, "breakdown": breakdown, "loss": loss, "raw_loss": raw_loss, "zenoh_loss": zenoh_loss,
+            "targets": targets}
 
 
 def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print()
-    print(f"{'metric':<34}{'raw':>14}{'sensorium':>14}{'ratio':>9}  {'target':<14}{'result':<6}")
-    print("-" * 93)
+    print(f"{'metric':<40}{'baseline':>22}{'measured':>22}{'ratio':>9}  {'target':<18}{'result':<6}")
+    print("-" * 119)
     for r in report["rows"]:
         target = r.get("target", "")
         result = ("PASS" if r["pass"] else "MISS") if "pass" in r else ""
-        print(f"{r['metric']:<34}{_fmt(r['raw']):>14}{_fmt(r['sensorium']):>14}{r['ratio']:>8.2f}x  "
-              f"{target:<14}{result:<6}")
+        base = f"{r.get('baseline', 'raw')} {_fmt(r['raw'])}"
+        val = f"{r.get('path', 'sensorium')} {_fmt(r['sensorium'])}"
+        print(f"{r['metric']:<40}{base:>22}{val:>22}{r['ratio']:>8.2f}x  {target:<18}{result:<6}")
     print()
-    reps = len(results["small_throughput"]["raw"])
+    reps = len(next(iter(results.values()))["raw"])
     print(f"Throughput breakdown, msg/s, median of {reps} run(s) (ratio to raw PUB->SUB), then min-max;"
           " the middle two are diagnostics:")
-    paths = ("raw", "raw_broker", "sens_direct", "sensorium")
+    paths = tuple(p for p in PATH_LABELS if any(p in report["breakdown"][s] for s in report["breakdown"]))
     print(f"  {'':<8}" + "".join(f"{PATH_LABELS[p]:>24}" for p in paths))
     for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):
+        if scen not in report["breakdown"]:
+            continue
         cells, spread = [], []
         for p in paths:
             b = report["breakdown"][scen].get(p)
@@ -680,7 +1004,7 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print("CPU seconds per process, median of the throughput runs (sender / broker / receiver):")
     for scen, label in (("small_throughput", "small"), ("frame_throughput", "frame")):
         for p in paths:
-            runs = results[scen].get(p)
+            runs = results.get(scen, {}).get(p)
             if not runs:
                 continue
             broker = f"{_med(runs, 'broker_cpu_s'):.2f}" if "broker_cpu_s" in runs[0] else "-"
@@ -689,19 +1013,47 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
                   f"{runs[0]['sent']:,} msgs)")
     print()
     print("Sensorium loss accounting (every full-path run):")
-    print(f"  {'run':<22}{'sent':>10}{'received':>10}{'gaps':>8}{'unaccounted':>13}{'broker in':>11}"
+    print(f"  {'run':<26}{'sent':>10}{'received':>10}{'gaps':>8}{'drops':>6}{'unaccounted':>13}{'broker in':>11}"
           f"{'broker out':>12}  end")
     for scen, by_path in results.items():
-        runs = by_path["sensorium"]
-        for i, r in enumerate(runs):
-            name = f"{scen}[{i}]" if len(runs) > 1 else scen
-            print(f"  {name:<22}{r['sent']:>10,}{r['received']:>10,}{r['gaps']:>8,}{r['unaccounted']:>13,}"
-                  f"{r.get('broker_in', 0):>11,}{r.get('broker_out', 0):>12,}  {r['end']}")
+        for path in ("sensorium", "shm", "shm_copy"):
+            runs = by_path.get(path, [])
+            for i, r in enumerate(runs):
+                name = (f"{scen}[{i}]" if len(runs) > 1 else scen) + ("" if path == "sensorium" else f" {path}")
+                sent = r["sent"] * r.get("fanout", 1)
+                print(f"  {name:<26}{sent:>10,}{r.get('received_all', r['received']):>10,}{r['gaps']:>8,}"
+                      f"{r.get('shm_drops', 0):>6,}{r['unaccounted']:>13,}"
+                      f"{r.get('broker_in', 0):>11,}{r.get('broker_out', 0):>12,}  {r['end']}")
     loss = report["loss"]
-    print(f"  {'total':<22}{loss['sent']:>10,}{loss['received']:>10,}{loss['gaps']:>8,}{loss['unaccounted']:>13,}")
-    print("  (broker in/out: messages through the proxy, end marker included; end: how the receiver stopped)")
+    print(f"  {'total':<26}{loss['sent']:>10,}{loss['received']:>10,}{loss['gaps']:>8,}{loss['shm_drops']:>6,}"
+          f"{loss['unaccounted']:>13,}")
+    print("  (drops: shared-memory slots overwritten before the read, counted; broker in/out: messages through"
+          " the proxy, end marker included; end: how the receiver stopped)")
+    fo = results.get("fanout")
+    if fo:
+        print()
+        print(f"Fan-out, {FANOUT} local subscribers of 640x480x3 frames paced at {cfg['fanout_rate']:g}/s:"
+              " CPU s (publisher + broker + subscribers) per delivered frame")
+        for path in ("sensorium", "shm"):
+            r = fo[path][0]
+            print(f"  {PATH_LABELS[path]:<20} {r['cpu_ms_per_delivered']:.2f} ms/frame  (total {r['total_cpu_s']:.2f} s"
+                  f" = pub {r['sender_cpu_s']:.2f} + broker {r['broker_cpu_s_work']:.2f} + subs"
+                  f" {r['receivers_cpu_s']:.2f}; delivered {r['received_all']:,} of {r['sent'] * FANOUT:,},"
+                  f" drops {r['shm_drops']})")
+    k9 = report.get("kill9")
+    if k9:
+        print()
+        print(f"kill -9 of a frame publisher under load, {k9['kills']} times ({k9['elapsed_s']:.1f} s):"
+              f" segments of dead processes left {k9['segments_left_of_dead']}; the reader got {k9['received']:,}"
+              f" frames, {k9['shm_drops']:,} counted drops, {k9['malformed']} malformed, {k9['wrong_data']} wrong")
+        if k9["other_dead_segments"]:
+            print(f"  (segments of other dead processes, not of this run, in /dev/shm: {k9['other_dead_segments']};"
+                  " a supervisor's start sweeps them)")
     rl = report["raw_loss"]
     print(f"Raw PUB->SUB: sent {rl['sent']:,}, received {rl['received']:,}, lost {rl['lost']:,} (warm-ups excluded)")
+    zl = report["zenoh_loss"]
+    if zl["runs"]:
+        print(f"zenoh: sent {zl['sent']:,}, received {zl['received']:,}, lost {zl['lost']:,}")
     fl = report.get("receive_floor")
     if fl:
         print()
@@ -712,7 +1064,8 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
         print(f"  -> no CPython receiver of this wire format exceeds {fl['floor_ratio']:.2f}x raw; "
               f"the Subscriber's own bound is {fl['subscriber_ratio']:.2f}x")
     print()
-    print("Targets:")
+    la = report.get("loadavg")
+    print("Targets:" + (f" (load average before {la[0]}, after {la[1]})" if la else ""))
     for t in report["targets"]:
         value = f"{t['value']:.2f}x" if isinstance(t["value"], float) else f"{t['value']}"
         print(f"  [{'PASS' if t['pass'] else 'MISS'}] {t['target']} (measured {value})")
@@ -750,9 +1103,11 @@ def plot(report: dict[str, Any], path: Path) -> bool:
 def config(quick: bool, repeat: int | None) -> dict[str, Any]:
     if quick:
         return {"small_n": 50_000, "frame_n": 300, "small_rate": 1000.0, "small_lat_n": 2000,
-                "frame_rate": 30.0, "frame_lat_n": 60, "repeat": repeat or 1, "floor_n": 50_000}
+                "frame_rate": 30.0, "frame_lat_n": 60, "repeat": repeat or 1, "floor_n": 50_000,
+                "fanout_rate": 60.0, "fanout_n": 120, "kills": 50}
     return {"small_n": 300_000, "frame_n": 2000, "small_rate": 1000.0, "small_lat_n": 10_000,
-            "frame_rate": 30.0, "frame_lat_n": 300, "repeat": repeat or 3, "floor_n": 200_000}
+            "frame_rate": 30.0, "frame_lat_n": 300, "repeat": repeat or 3, "floor_n": 200_000,
+            "fanout_rate": 60.0, "fanout_n": 600, "kills": 50}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -761,6 +1116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="throughput runs per path (median reported)")
     ap.add_argument("--no-diag", action="store_true",
                     help="skip the diagnostic throughput paths (raw via broker, envelope without broker)")
+    ap.add_argument("--no-peers", action="store_true", help="skip zenoh-python (the bench extra's eclipse-zenoh)")
+    ap.add_argument("--only", choices=("small", "frame"), default=None, help="measure only this message kind")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="folder for bus.json and bus.png")
     args = ap.parse_args(argv)
     cfg = config(args.quick, args.repeat)
@@ -774,20 +1131,40 @@ def main(argv: list[str] | None = None) -> int:
           f"libzmq {env['libzmq']}, {env['cpus']} CPUs, HWM {HWM:,} on every socket")
     print(f"small message: {SMALL_BYTES} B on the wire (sensorium body {{x, y, label}}); "
           f"frame: {FRAME_SHAPE} uint8 = {FRAME_BYTES:,} B")
+    print(f"shm: a ring of min(frames + 1, {SHM_SLOTS_MAX}) slots in throughput runs (the path's queue), "
+          f"{SHM_SLOTS} paced; the shm reader checksums each frame's view then checks its generation")
 
     tmpdir = tempfile.mkdtemp(prefix="sb-", dir="/tmp")
     os.chmod(tmpdir, 0o700)
     runner = Runner(tmpdir)
+    peers: tuple[str, ...] = ()
+    if not args.no_peers:
+        try:
+            import zenoh
+
+            peers = ("zenoh", "zenoh_shm")
+            env["zenoh"] = zenoh.__version__ if hasattr(zenoh, "__version__") else "installed"
+            print("peer: zenoh-python (eclipse-zenoh), peer mode over tcp loopback, reliable, congestion control"
+                  " BLOCK; rows 'zenoh' with its shared memory off, 'zenoh_shm' with it on")
+        except ImportError:
+            print("note: eclipse-zenoh is not importable (pip install -e .[bench]): no zenoh rows")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    env["loadavg_before"] = os.getloadavg()
     plan = [
         ("small_throughput", "small", cfg["small_n"], None, cfg["repeat"]),
         ("frame_throughput", "frame", cfg["frame_n"], None, cfg["repeat"]),
         ("small_latency", "small", cfg["small_lat_n"], cfg["small_rate"], 1),
         ("frame_latency", "frame", cfg["frame_lat_n"], cfg["frame_rate"], 1),
     ]
+    plan = [p for p in plan if args.only in (None, p[1])]
     results: dict[str, dict[str, list[dict]]] = {}
+    zenoh_files_before = set(Path("/dev/shm").glob("*.zenoh"))
     try:
         for scen, kind, n, rate, repeat in plan:
-            paths = ("raw", "sensorium") + (() if rate or args.no_diag else ("raw_broker", "sens_direct"))
+            paths = ("raw", "sensorium") + (("shm",) if kind == "frame" else ()) + peers[:1 if kind == "small"
+                                                                                        else 2]
+            paths += ("shm_copy",) if kind == "frame" and not rate else ()
+            paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")
             results[scen] = {path: [] for path in paths}
             for i in range(repeat):
                 for path in paths:  # interleaved, so drift hits all alike
@@ -807,15 +1184,50 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         line += f" (recv {res['received']:,}, lost {res['lost']})"
                     print(line, flush=True)
-        print(f"[{time.monotonic() - started:6.1f}s] receive floor: {cfg['floor_n']:,} queued small msgs drained "
-              "in this process ...", flush=True)
-        floor = receive_floor(tmpdir, cfg["floor_n"])
+        kill = None
+        if args.only in (None, "frame"):
+            results["fanout"] = {}
+            for path in ("sensorium", "shm"):
+                print(f"[{time.monotonic() - started:6.1f}s] fanout x{FANOUT} {PATH_LABELS[path]}: {cfg['fanout_n']}"
+                      f" frames paced at {cfg['fanout_rate']:g}/s ...", end="", flush=True)
+                res = runner.run(path, "frame", cfg["fanout_n"], cfg["fanout_rate"], fanout=FANOUT)
+                results["fanout"][path] = [res]
+                print(f" {res['cpu_ms_per_delivered']:.2f} ms CPU per delivered frame (delivered {res['received_all']:,},"
+                      f" drops {res['shm_drops']}, unaccounted {res['unaccounted']})", flush=True)
+            print(f"[{time.monotonic() - started:6.1f}s] kill -9 of a frame publisher under load, {cfg['kills']} times"
+                  " ...", end="", flush=True)
+            kill = kill9(tmpdir, cfg["kills"])
+            print(f" segments of dead processes left: {kill['segments_left_of_dead']}", flush=True)
+        floor = None
+        if args.only in (None, "small"):
+            print(f"[{time.monotonic() - started:6.1f}s] receive floor: {cfg['floor_n']:,} queued small msgs drained "
+                  "in this process ...", flush=True)
+            floor = receive_floor(tmpdir, cfg["floor_n"])
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
+    env["loadavg_after"] = os.getloadavg()
+    # zenoh's own shared memory has been seen to leave its segment behind after a clean close: count
+    # and remove what appeared during this run (only *.zenoh files that were not there before).
+    zenoh_left = sorted(set(Path("/dev/shm").glob("*.zenoh")) - zenoh_files_before)
+    for f in zenoh_left:
+        f.unlink(missing_ok=True)
+    env["zenoh_shm_files_left"] = [f.name for f in zenoh_left]
     report = build_report(results, cfg)
     report["receive_floor"] = floor
+    if kill is not None:
+        report["kill9"] = kill
+        ok = kill["segments_left_of_dead"] == TARGETS["segments_left"] and kill["malformed"] == 0 \
+            and kill["wrong_data"] == 0
+        report["targets"].append({"target": f"after {kill['kills']} kill -9 of a frame publisher: no segment of a dead"
+                                  " process left, no malformed or wrong frame", "value": kill["segments_left_of_dead"],
+                                  "pass": ok})
+    report["loadavg"] = [" ".join(f"{x:.2f}" for x in env["loadavg_before"]),
+                         " ".join(f"{x:.2f}" for x in env["loadavg_after"])]
     print_report(report, results, cfg)
+    if env["zenoh_shm_files_left"]:
+        print(f"note: zenoh left {len(env['zenoh_shm_files_left'])} file(s) in /dev/shm after its sessions closed"
+              f" ({', '.join(env['zenoh_shm_files_left'])}); removed")
 
     for scen in results.values():  # keep the JSON small: latency samples become percentiles only
         for runs in scen.values():

@@ -27,11 +27,18 @@ from typing import Any, NamedTuple, Sequence
 import msgpack
 import numpy as np
 
+from bus.shm import ShmDropped, ShmReader
 from bus.topics import TopicError, validate_topic
 
 ENVELOPE_VERSION = 1
 ARRAY_EXT = 1
 """msgpack extension type code of an array reference."""
+SHM_EXT = 2
+"""msgpack extension type code of a shared-memory array reference (local form only)."""
+LOCAL_MARKER = b"@shm/"
+"""Topic frame prefix of the *local form* of a message: same header, large arrays as shared-memory
+references. No valid topic starts with '@', so only subscribers that ask for it (``@shm/TOPIC``) and
+subscribers of everything ('') receive it (docs/wire.md, section 12)."""
 
 # byte order, kind (bool, int, uint, float, complex), item size: no objects,
 # strings or structured dtypes ever cross the bus.
@@ -131,6 +138,9 @@ class Message:
     frames: list[Any] | None = None
     """The received frames themselves (topic, header, body, arrays), kept only
     when the receiver asked for them (a recorder: bit-faithful copies)."""
+    shm_taken: list[Any] | None = None
+    """Slots behind shared-memory views in the body (a subscriber with ``shm_views``), for its
+    ``still_valid`` check after reading them."""
 
 
 def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
@@ -186,7 +196,8 @@ class Encoder:
     and ``iid`` are left out when empty (a writer of the first envelope).
     """
 
-    __slots__ = ("src", "host", "iid", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics")
+    __slots__ = ("src", "host", "iid", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics", "_local_packer",
+                 "_local")
 
     _SEQ_TS = _SEQ_TS
     _TS_KEY = _TS_KEY
@@ -207,6 +218,10 @@ class Encoder:
         arrays = self._arrays
         self._packer = msgpack.Packer(default=lambda obj: _array_ref(obj, arrays), use_bin_type=True)
         self._topics: dict[str, bytes] = {}
+        self._local: list[Any] = [None, 0]
+        """The shared-memory writer and threshold of the ``encode_local`` call under way."""
+        local = self._local
+        self._local_packer = msgpack.Packer(default=lambda obj: _local_ref(obj, arrays, local), use_bin_type=True)
 
     def topic_bytes(self, topic: str) -> bytes:
         """The topic frame; validates a topic the first time it is seen."""
@@ -253,6 +268,36 @@ class Encoder:
         return frames
 
 
+    def encode_local(self, topic: str, seq: int, ts: int, body: dict[str, Any], corr: str | None,
+                     put: Any, threshold: int) -> list[Any]:
+        """The local form of a message (docs/wire.md, section 12): topic frame ``@shm/TOPIC``, the same
+        header, arrays of ``threshold`` bytes or more handed to ``put(bytes_view)``, which returns
+        (segment, slot, generation) or None (that array then goes inline, as an array frame)."""
+        local = self._local
+        local[0], local[1] = put, threshold
+        packer = self._packer
+        self._packer = self._local_packer
+        try:
+            frames = self.encode(topic, seq, ts, body, corr)
+        finally:
+            self._packer = packer
+            local[0] = None
+        frames[0] = LOCAL_MARKER + frames[0]
+        return frames
+
+
+def _local_ref(obj: Any, arrays: list[np.ndarray], local: list[Any]) -> Any:
+    """msgpack ``default`` of the local form: a large array goes to shared memory, others as ``_array_ref``."""
+    if isinstance(obj, np.ndarray) and obj.nbytes >= local[1] and obj.dtype.kind in "biufc" \
+            and obj.ndim <= _MAX_NDIM:
+        arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+        where = local[0](arr.reshape(-1).view(np.uint8))
+        if where is not None:
+            segment, slot, gen = where
+            return msgpack.ExtType(SHM_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), segment, slot, gen]))
+    return _array_ref(obj, arrays)
+
+
 def encode(topic: str, header: Header, body: dict[str, Any]) -> list[Any]:
     """Frames of one message, ready for ``send_multipart(frames, copy=False)``.
 
@@ -290,8 +335,12 @@ def _no_extension(code: int, data: bytes) -> Any:
 
 
 def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Sequence[Any],
-                 limits: Limits = DEFAULT_LIMITS) -> Message:
+                 limits: Limits = DEFAULT_LIMITS, shm: ShmReader | None = None) -> Message:
     """Decode a message from its parts (the receive path calls this directly); raises EnvelopeError.
+
+    With ``shm`` (a reader that maps shared memory), the local form (topic
+    frame ``@shm/TOPIC``) is accepted and its shared-memory references are
+    copied out; an overwritten slot raises ``bus.shm.ShmDropped``.
 
     msgpack bounds every length by the size of the buffer it unpacks, and
     the buffers are bounded by ``limits`` before unpacking, so nothing here
@@ -299,7 +348,11 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
     """
     topic = _TOPICS.get(topic_raw)
     if topic is None:
-        topic = _decode_topic(topic_raw)
+        if shm is not None and topic_raw.startswith(LOCAL_MARKER):
+            topic_raw = topic_raw[len(LOCAL_MARKER):]
+            topic = _TOPICS.get(topic_raw)
+        if topic is None:
+            topic = _decode_topic(topic_raw)
     n_head, n_body = len(head_raw), len(body_raw)
     nbytes = len(topic_raw) + n_head + n_body
     if array_bufs:
@@ -313,7 +366,12 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
     if n_body > limits.max_body_bytes:
         raise EnvelopeError(f"body of {n_body} bytes exceeds {limits.max_body_bytes}", topic)
     header = _decode_header(head_raw, topic)
-    body = _decode_body(body_raw, array_bufs, topic)
+    try:
+        body = _decode_body(body_raw, array_bufs, topic, shm)
+    except ShmDropped as exc:
+        exc.topic = topic
+        exc.message = Message(topic, header, {}, nbytes)  # so that the receiver counts its seq
+        raise
     return Message(topic, header, body, nbytes)
 
 
@@ -387,14 +445,16 @@ def _remember_canonical(src: str, host: str, iid: str) -> None:
         _CANONICAL[prefix] = (src, host, iid)
 
 
-def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str) -> dict[str, Any]:
-    if array_bufs:
+def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str, shm: ShmReader | None = None) -> dict[str, Any]:
+    if array_bufs or shm is not None:
         used = [False] * len(array_bufs)
 
         def ext_hook(code: int, data: bytes) -> np.ndarray:
-            if code != ARRAY_EXT:
-                raise EnvelopeError(f"unknown extension type {code}", topic)
-            return _array_from_ref(data, array_bufs, used, topic)
+            if code == ARRAY_EXT:
+                return _array_from_ref(data, array_bufs, used, topic)
+            if code == SHM_EXT and shm is not None:
+                return _array_from_shm(data, shm, topic)
+            raise EnvelopeError(f"unknown extension type {code}", topic)
     else:
         used = []
         ext_hook = _no_extension
@@ -440,6 +500,28 @@ def _array_from_ref(data: bytes, array_bufs: Sequence[Any], used: list[bool], to
                             topic)
     used[index] = True
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _array_from_shm(data: bytes, shm: ShmReader, topic: str) -> np.ndarray:
+    try:
+        ref = msgpack.unpackb(data, raw=False, max_str_len=64, max_bin_len=0, max_array_len=_MAX_NDIM,
+                              max_map_len=0, max_ext_len=0)
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad shared-memory record: {exc}", topic) from exc
+    if not (isinstance(ref, list) and len(ref) == 5):
+        raise EnvelopeError("shared-memory record must be [dtype, shape, segment, slot, generation]", topic)
+    dtype_str, shape, segment, slot, gen = ref
+    if not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str):
+        raise EnvelopeError(f"array dtype {dtype_str!r} is not a plain numeric dtype", topic)
+    if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise EnvelopeError(f"array shape {shape!r} is not a list of at most {_MAX_NDIM} sizes", topic)
+    if type(slot) is not int or type(gen) is not int or not isinstance(segment, str):
+        raise EnvelopeError(f"shared-memory reference {segment!r}/{slot!r}/{gen!r} is not str/int/int", topic)
+    try:
+        return shm.take(segment, slot, gen, np.dtype(dtype_str), shape)
+    except (ValueError, TypeError, OSError) as exc:
+        raise EnvelopeError(f"bad shared-memory reference: {exc}", topic) from exc
 
 
 # -- raw frames: recording and replay -----------------------------------------

@@ -27,26 +27,34 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import structlog
 import zmq
 
 from bus.burstlog import BurstLog
+from bus.envelope import (DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
+                          decode_parts, encode, now_ns, restamp)
 from bus.latched import is_news, latch_key, latched
-from bus.envelope import (DEFAULT_LIMITS, EnvelopeError, Encoder, Header, Limits, Message, decode, decode_parts,
-                          now_ns, restamp)
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
+from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
+                     ShmUnavailable)
 from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
 """Messages queued per socket before dropping."""
+SUBSCRIPTIONS_EVERY_NS = 20_000_000
+"""How often a publisher reads the subscriptions forwarded to it (which forms to send), ns."""
 
 # Plain ints: pyzmq's enum members cost a conversion on every call of the hot path.
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 log = structlog.get_logger("bus")
+
+_LOST: list[Any] = []
+"""``Message.shm_taken`` of a message whose views were found overwritten (counted once)."""
 
 
 class Publisher:
@@ -58,10 +66,24 @@ class Publisher:
     (instance id) go into every header. It counts what it sent per topic
     (``topic_counts()``), which heartbeats carry so that tools measure
     rates without listening.
+
+    Two forms of a message (docs/wire.md, section 12): the *plain* form
+    (topic, header, body, array frames) for every subscriber of the topic,
+    and the *local* form (topic frame ``@shm/TOPIC``) for subscribers that
+    asked for it (``Subscriber(shm=True)``), in which arrays of
+    ``shm_threshold`` bytes or more are written once into this publisher's
+    shared-memory ring (``shm_slots`` slots) and referenced. The publisher
+    reads the subscriptions the broker forwards (every 20 ms at most) and
+    sends each form only when someone subscribed to it; the plain form is
+    skipped only when a local subscriber is known and no plain one. When no
+    segment can be made (/dev/shm missing, small or full), the local form
+    carries its arrays inline and the publisher says so once.
     """
 
     def __init__(self, ctx: zmq.Context, endpoint: str, src: str, *, hwm: int = DEFAULT_HWM,
-                 linger_ms: int = 1000, iid: str | None = None, host: str | None = None) -> None:
+                 linger_ms: int = 1000, iid: str | None = None, host: str | None = None,
+                 shm_threshold: int = DEFAULT_THRESHOLD_BYTES, shm_slots: int = DEFAULT_SLOTS,
+                 shm_dir: Path = SHM_DIR) -> None:
         self.src = src
         self.iid = new_instance_id() if iid is None else iid
         self.host = origin_host() if host is None else host
@@ -74,12 +96,43 @@ class Publisher:
         self._encoder = Encoder(src, host=self.host, iid=self.iid)
         self.sent = 0
         self.subscriptions: set[bytes] = set()
+        self.shm_threshold = shm_threshold
+        self.shm_slots = shm_slots
+        self.shm_dir = shm_dir
+        self.shm_unavailable: str | None = None
+        """Why no segment could be made ('' : none tried yet or all well); the local form is then inline."""
+        self._ring: ShmRing | None = None
+        self._rings_made = 0
+        self._forms: dict[str, tuple[bool, bool]] = {}
+        """Per topic: (send the plain form, send the local form), from the subscriptions."""
+        self._subs_due = 0
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
         seq = self._seq.get(topic, 0)
-        frames = self._encoder.encode(topic, seq, time.time_ns(), body, corr)
+        ts = time.time_ns()
+        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+            if self.drain_subscriptions():
+                self._forms.clear()
+        forms = self._forms.get(topic)
+        if forms is None:
+            forms = self._forms[topic] = self._forms_for(topic)
+        if forms[1]:
+            local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
+            if not forms[0]:
+                self._seq[topic] = seq + 1
+                self._send(topic, local)
+                self.sent += 1
+                return seq
+            self._send(topic, local)
+        frames = self._encoder.encode(topic, seq, ts, body, corr)
         self._seq[topic] = seq + 1
+        self._send(topic, frames)
+        self.sent += 1
+        return seq
+
+    def _send(self, topic: str, frames: list[Any]) -> None:
         send = self.sock.send
         if len(frames) == 3:
             self._bytes[topic] = self._bytes.get(topic, 0) + len(frames[0]) + len(frames[1]) + len(frames[2])
@@ -97,8 +150,52 @@ class Publisher:
             for i in range(3, last):
                 send(frames[i], _SNDMORE, copy=False)
             send(frames[last], 0, copy=False)
-        self.sent += 1
-        return seq
+
+    def _forms_for(self, topic: str) -> tuple[bool, bool]:
+        """Which forms of ``topic`` someone subscribed to: (plain, local). Plain unless only local
+        subscribers are known: before any subscription is seen a publisher sends what it always did."""
+        plain_t = topic.encode()
+        local_t = LOCAL_MARKER + plain_t
+        plain = local = False
+        for s in self.subscriptions:
+            if s.startswith(LOCAL_MARKER):
+                local = local or local_t.startswith(s)
+            elif plain_t.startswith(s):
+                plain = True
+        return (plain or not local), local
+
+    def _shm_put(self, data: Any) -> tuple[str, int, int] | None:
+        """Write one array's bytes into the ring; None when shared memory is unavailable or off (inline)."""
+        if self.shm_threshold <= 0:
+            return None
+        ring = self._ring
+        if ring is None or data.nbytes > ring.slot_bytes:
+            if self.shm_unavailable is not None:
+                return None
+            ring = self._new_ring(data.nbytes)
+            if ring is None:
+                return None
+        slot, gen = ring.put(data)
+        return ring.name, slot, gen
+
+    def _new_ring(self, nbytes: int) -> ShmRing | None:
+        """A (bigger) ring; the old one is removed (a reader still holding it keeps its mapping)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        random = self.iid.partition("-")[2] or "0"
+        if not random.isalnum() or len(random) > 16:
+            random = "0"
+        name = f"sensorium-{os.getpid()}-{random.lower()}-{self._rings_made}"
+        self._rings_made += 1
+        try:
+            self._ring = ShmRing(name, self.shm_slots, max(nbytes, self.shm_threshold), self.shm_dir)
+        except ShmUnavailable as exc:
+            self.shm_unavailable = str(exc)
+            log.warning("shm_unavailable_inline", src=self.src, reason=str(exc),
+                        detail="arrays for local subscribers go inline from now on")
+            return None
+        return self._ring
 
     def publish_frames(self, frames: list[Any], *, ts: int | None = None, corr: str | None = None) -> int:
         """Send an already encoded message (a replay) under this sender's header:
@@ -109,7 +206,12 @@ class Publisher:
                                      host=self.host))
         self._seq[topic] = seq + 1
         self._bytes[topic] = self._bytes.get(topic, 0) + sum(len(memoryview(f)) for f in out)
-        self.sock.send_multipart(out, copy=False)
+        self.drain_subscriptions()
+        forms = self._forms_for(topic)
+        if forms[1]:  # the local form may carry its arrays inline: no copy into shared memory for a replay
+            self.sock.send_multipart([LOCAL_MARKER + bytes(out[0]), *out[1:]], copy=False)
+        if forms[0]:
+            self.sock.send_multipart(out, copy=False)
         self.sent += 1
         return seq
 
@@ -117,21 +219,28 @@ class Publisher:
         """Per topic sent: ``out`` (messages) and ``bytes`` (all frames), since this publisher was made."""
         return {topic: {"out": n, "bytes": self._bytes.get(topic, 0)} for topic, n in self._seq.items()}
 
-    def drain_subscriptions(self) -> None:
-        """Read subscription changes forwarded by the broker (non-blocking)."""
+    def drain_subscriptions(self) -> bool:
+        """Read subscription changes forwarded by the broker (non-blocking); True if any came."""
+        changed = False
         while True:
             try:
                 msg = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                if changed:
+                    self._forms.clear()
+                return changed
             if msg[:1] == b"\x01":
                 self.subscriptions.add(msg[1:])
+                changed = True
             elif msg[:1] == b"\x00":
                 self.subscriptions.discard(msg[1:])
+                changed = True
 
     def has_subscriber(self, topic: str) -> bool:
+        """Someone subscribed to ``topic``, in either form."""
         t = topic.encode()
-        return any(t.startswith(s) for s in self.subscriptions)
+        lt = LOCAL_MARKER + t
+        return any(t.startswith(s) or (s.startswith(LOCAL_MARKER) and lt.startswith(s)) for s in self.subscriptions)
 
     def wait_for_subscriber(self, topic: str, timeout_s: float) -> bool:
         """Block until some subscriber's prefix matches ``topic``, or the timeout."""
@@ -147,6 +256,9 @@ class Publisher:
 
     def close(self) -> None:
         self.sock.close()
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
 
 
 @dataclass
@@ -165,6 +277,12 @@ class SubscriberStats:
     """Replayed values skipped: this subscriber already had that value or a newer one."""
     gaps_by_stream: dict[tuple[tuple[str, str, str], str], int] = field(default_factory=dict)
     """Gaps per (sender (host, src, iid), topic)."""
+    shm_drops: int = 0
+    """Messages dropped because a shared-memory array was overwritten, half-written or gone before it
+    was read (a slow reader, a publisher killed mid-write): never delivered as wrong data."""
+    local_skipped: int = 0
+    """Local-form messages (``@shm/...``) received by a subscriber that did not ask for them (one that
+    subscribed to everything without ``shm=True``): skipped, not malformed."""
 
 
 class Subscriber:
@@ -173,14 +291,35 @@ class Subscriber:
     ``subscribe(topic)`` delivers exactly that topic; ``subscribe(prefix,
     exact=False)`` delivers every topic starting with ``prefix`` (a prefix
     ending in '.' takes a whole area, '' takes everything).
+
+    ``shm=True`` opts in to the local form (docs/wire.md, section 12): every
+    subscription (or one: ``subscribe(topic, shm=True)``) is made for ``@shm/TOPIC``, and arrays a publisher put in
+    shared memory arrive as copies taken out of its segment after a
+    generation check; an array overwritten before it was read is counted in
+    ``stats.shm_drops`` and its message dropped. Only for a process on the
+    publishers' host: a recorder, a bridge or an outside tool stays plain
+    and gets the bytes inline.
+
+    ``shm_views=True`` (with ``shm``): arrays are read-only views of the
+    publisher's memory instead of copies. The validity rule: a view holds
+    the publisher's array only until the publisher has written ``shm_slots``
+    more large arrays; read what you need, then call ``still_valid(msg)``:
+    False means the slot was overwritten while you read (the message then
+    counts as a drop, not as received) and what you read must be thrown
+    away. Keep a ``copy()`` of anything you hold longer.
     """
 
     MAX_STREAMS = 65_536
     """Bound on tracked (host, src, iid, topic) streams; beyond it tracking starts afresh."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
-                 prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS) -> None:
+                 prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
+                 shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR) -> None:
         self.limits = limits
+        self._shm_default = shm
+        self._shm_views = shm_views
+        self._shm_dir = shm_dir
+        self._shm: ShmReader | None = ShmReader(shm_dir, views=shm_views) if shm else None
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -209,13 +348,18 @@ class Subscriber:
         for p in prefixes:
             self.subscribe(p, exact=False)
 
-    def subscribe(self, topic: str, exact: bool = True) -> None:
+    def subscribe(self, topic: str, exact: bool = True, shm: bool | None = None) -> None:
+        """``shm``: this subscription in the local form (None: as the subscriber was made)."""
         validate_prefix(topic)
         if exact:
             self._exact.add(topic)
         elif topic not in self._prefixes:
             self._prefixes.append(topic)
-        self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        local = self._shm_default if shm is None else shm
+        if local and self._shm is None:
+            self._shm = ShmReader(self._shm_dir, views=self._shm_views)
+        raw = topic.encode()
+        self.sock.setsockopt(zmq.SUBSCRIBE, LOCAL_MARKER + raw if local else raw)
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.
@@ -302,12 +446,24 @@ class Subscriber:
                 frame = recv(_NOBLOCK, copy=False)
                 array_bufs.append(frame.buffer)
                 more = frame.more
+        if topic_raw[:1] == b"@" and self._shm is None:
+            self.stats.local_skipped += 1
+            return None
+        shm = self._shm
+        if shm is not None and shm.views:
+            shm.taken = []
         try:
-            msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits)
+            msg = decode_parts(topic_raw, head_raw, body_raw, array_bufs, self.limits, shm)
         except EnvelopeError as exc:
             return self._malformed(exc)
+        except ShmDropped as exc:
+            return self._shm_dropped(exc)
+        if shm is not None and shm.views and shm.taken:
+            msg.shm_taken = shm.taken
         if self.keep_frames:
-            msg.frames = [topic_raw, head_raw, body_raw, *array_bufs]
+            # A recorder keeps bytes, never references: the local form is stored re-encoded inline.
+            msg.frames = ([topic_raw, head_raw, body_raw, *array_bufs] if topic_raw[:1] != b"@"
+                          else encode(msg.topic, msg.header, msg.body))
         return self._deliver(msg)
 
     def decode(self, frames: list[Any]) -> Message | None:
@@ -319,6 +475,27 @@ class Subscriber:
         if self.keep_frames:
             msg.frames = frames
         return self._deliver(msg)
+
+    def still_valid(self, msg: Message) -> bool:
+        """After reading a message's shared-memory views (``shm_views``): whether they still held the
+        publisher's arrays. False: the message is counted as a drop instead of as received."""
+        if msg.shm_taken is _LOST:
+            return False
+        if not msg.shm_taken or self._shm is None or self._shm.still_valid(msg.shm_taken):
+            return True
+        msg.shm_taken = _LOST
+        self.stats.received -= 1
+        self.stats.shm_drops += 1
+        return False
+
+    def _shm_dropped(self, exc: ShmDropped) -> None:
+        self.stats.shm_drops += 1
+        self._burst.error("shm_drop", "shm_array_dropped", reason=exc.reason, segment=exc.segment,
+                            slot=exc.slot, topic=getattr(exc, "topic", None), shm_drops_total=self.stats.shm_drops)
+        msg = getattr(exc, "message", None)
+        if msg is not None and self.wanted(msg.topic):
+            self._account(msg)  # its seq is counted here, as a drop, not again as a gap
+        return None
 
     def _malformed(self, exc: EnvelopeError) -> None:
         self.stats.malformed += 1
@@ -386,3 +563,5 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
+        if self._shm is not None:
+            self._shm.close()

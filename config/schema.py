@@ -115,6 +115,12 @@ class BusSettings(Strict):
     """High-water mark of every bus socket, messages."""
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """Largest message accepted, bytes (all frames)."""
+    shm_threshold_bytes: int = Field(64 * 1024, ge=0)
+    """Arrays of this many bytes or more go to local subscribers through the publisher's shared memory
+    (docs/wire.md, section 12), bytes; 0: never (always inline)."""
+    shm_slots: int = Field(8, ge=1, le=1024)
+    """Slots of each publisher's shared-memory ring: a local reader more than this many large arrays
+    behind counts drops."""
 
     def default_paths(self, where: Locations) -> dict[str, Any]:
         out: dict[str, Any] = {"runtime_dir": str(where.runtime_dir)}

@@ -95,7 +95,7 @@ class DetectorActor(Actor[DetectorSettings]):
                 self.log.error("head_not_loaded", signal=signal, error=str(exc))
         self.log.info("models_loaded", device=str(self.device), store=self.store.describe(),
                       backbone=self.backbone_version, heads=self.ctl_heads())
-        self.subscribe(s.frame_topic, self.on_camera_frame)
+        self.subscribe(s.frame_topic, self.on_camera_frame, shm=True)  # frames skip the broker
         self.every(PENDING_CHECK_S, self.detect_latest)
         self.every(s.reload_check_s, self.follow_registry)
 

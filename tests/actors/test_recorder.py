@@ -80,3 +80,42 @@ def test_disk_full_raises_an_alert_and_stops_recording_without_harm(supervisor_f
     list(scan(files[0], report))
     assert report.complete  # closed properly before stopping
     assert sup.actor("probe@w")["state"] == "running"
+
+
+def test_the_recorder_stores_the_bytes_of_frames_that_local_subscribers_get_through_shared_memory(
+        supervisor_factory, ipc_dir):
+    """A local subscriber makes the camera write frames into shared memory; the recorder, a plain
+    subscriber, still gets and stores every frame's bytes (never a reference)."""
+    import numpy as np
+    import zmq
+
+    from bus.pubsub import Subscriber
+
+    sup = supervisor_factory(f"""
+[actors."camera@c"]
+settings = {{ width = 640, height = 480, max_fps = 20.0, min_fps = 20.0 }}
+[actors.recorder]
+settings = {{ dir = "{ipc_dir}/rec", prefixes = ["camera."], flush_s = {FLUSH_S}, min_free_bytes = 0 }}
+""")
+    sup.wait_running("recorder", "camera@c")
+    local = Subscriber(zmq.Context.instance(), sup.backend, ["camera.frame"], shm=True)
+    try:
+        assert local.wait_subscribed(sup.frontend, 30)
+        got = {}
+        while len(got) < 10:
+            msg = wait_until(lambda: local.recv(200), what="frames through shared memory")
+            got[msg.header.seq] = msg.body["image"]
+    finally:
+        local.close()
+    assert sup.terminate() == 0
+    files = list((ipc_dir / "rec").glob("*.mcap"))
+    stored = {}
+    for rec in (r for f in files for r in scan(f) if r.kind == "message" and r.topic == "camera.frame"):
+        frames = rec.frames()
+        assert len(frames) == 4 and len(frames[3]) == 640 * 480 * 3  # the bytes, inline
+        msg = rec.decode()  # a plain decode: a shared-memory record would be refused
+        stored[msg.header.seq] = msg.body["image"]
+    shared = set(got) & set(stored)
+    assert len(shared) >= 5, (sorted(got), sorted(stored)[:20])
+    for seq in shared:
+        np.testing.assert_array_equal(stored[seq], got[seq])

@@ -1,0 +1,242 @@
+"""Shared memory for large arrays (bus/shm.py, docs/wire.md section 12): real segments in /dev/shm,
+real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from bus import shm
+from bus.envelope import LOCAL_MARKER, SHM_EXT
+from bus.pubsub import Publisher, Subscriber
+from tests.support import wait_until
+
+WAIT_MS = 20_000
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+
+def _mine(pid: int) -> list[str]:
+    return [n for n in shm.segments() if shm.owner_pid(n) == pid]
+
+
+@pytest.fixture
+def ring():
+    made = shm.ShmRing(f"sensorium-{os.getpid()}-abc-{id(object()) % 10**6}", 4, 8192)
+    yield made
+    made.close()
+
+
+def test_a_segment_is_private_and_readers_copy_what_was_written(ring):
+    mode = stat.S_IMODE(os.stat(ring.path).st_mode)
+    assert mode == 0o600
+    data = np.arange(3000, dtype=np.int16)
+    slot, gen = ring.put(data.view(np.uint8))
+    reader = shm.ShmReader()
+    got = reader.take(ring.name, slot, gen, np.dtype("<i2"), [3000])
+    np.testing.assert_array_equal(got, data)
+    reader.close()
+
+
+def test_an_overwritten_slot_is_a_drop_never_wrong_data(ring):
+    reader = shm.ShmReader()
+    first = ring.put(np.full(100, 1, np.uint8))
+    for i in range(ring.slots):  # the ring goes round once: slot 0 now holds other bytes
+        ring.put(np.full(100, 2 + i, np.uint8))
+    with pytest.raises(shm.ShmDropped, match="overwritten"):
+        reader.take(ring.name, *first, np.dtype("|u1"), [100])
+    reader.close()
+
+
+def test_a_half_written_slot_is_a_drop(ring):
+    reader = shm.ShmReader()
+    slot, gen = ring.write_torn(np.full(1000, 7, np.uint8))
+    with pytest.raises(shm.ShmDropped):
+        reader.take(ring.name, slot, gen, np.dtype("|u1"), [1000])
+    reader.close()
+
+
+def _pair(broker, **sub_kw):
+    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_slots=4)
+    sub = Subscriber(broker.ctx, broker.backend, ["camera.frame"], **sub_kw)
+    assert sub.wait_subscribed(broker.frontend, 20)
+    assert pub.wait_for_subscriber("camera.frame", 20)
+    return pub, sub
+
+
+def test_a_slow_reader_counts_overwritten_frames_as_drops_and_loses_nothing_unaccounted(broker):
+    pub, sub = _pair(broker, shm=True)
+    frames = [_image(i) for i in range(10)]
+    for i, image in enumerate(frames):  # 10 frames into a ring of 4, nobody reading yet
+        pub.publish("camera.frame", {"image": image, "frame_id": i})
+    got = []
+    while (msg := sub.recv(2000)) is not None:
+        got.append(msg)
+    assert sub.stats.shm_drops == 6 and sub.stats.gaps == 0 and sub.stats.malformed == 0
+    assert [m.body["frame_id"] for m in got] == [6, 7, 8, 9]
+    for m in got:
+        np.testing.assert_array_equal(m.body["image"], frames[m.body["frame_id"]])
+    assert len(got) + sub.stats.shm_drops == 10
+    pub.close(), sub.close()
+
+
+def _raw_sub(broker, prefix: bytes) -> zmq.Socket:
+    s = broker.ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(broker.backend)
+    s.setsockopt(zmq.SUBSCRIBE, prefix)
+    return s
+
+
+def test_an_outside_subscriber_gets_inline_bytes_while_a_local_one_gets_references(broker):
+    """Only pyzmq + msgpack on the outside: the documented plain frames, with the array's bytes."""
+    outside = _raw_sub(broker, b"camera.frame")
+    spy = _raw_sub(broker, LOCAL_MARKER + b"camera.frame")  # sees the local form as it travels
+    local = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)
+    everything = Subscriber(broker.ctx, broker.backend, prefixes=[""])  # a tap: plain, all topics
+    assert local.wait_subscribed(broker.frontend, 20) and everything.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "cam")
+    wait_until(lambda: pub.drain_subscriptions() or {b"camera.frame", LOCAL_MARKER + b"camera.frame"}
+               <= pub.subscriptions, what="both forms subscribed")
+    image = _image()
+    pub.publish("camera.frame", {"image": image, "frame_id": 0})
+
+    assert outside.poll(WAIT_MS)
+    frames = outside.recv_multipart()
+    assert frames[0] == b"camera.frame" and len(frames) == 4
+    body = msgpack.unpackb(frames[2], ext_hook=lambda code, data: (code, msgpack.unpackb(data)))
+    assert body["image"] == (1, ["|u1", [480, 640, 3], 0])
+    assert frames[3] == image.tobytes()
+
+    assert spy.poll(WAIT_MS)
+    lframes = spy.recv_multipart()
+    assert len(lframes) == 3 and lframes[0] == LOCAL_MARKER + b"camera.frame" and lframes[1] == frames[1]
+    code, ref = msgpack.unpackb(lframes[2], ext_hook=lambda c, d: (c, msgpack.unpackb(d)))["image"]
+    assert code == SHM_EXT and ref[:2] == ["|u1", [480, 640, 3]] and shm.owner_pid(ref[2]) == os.getpid()
+
+    msg = local.recv(WAIT_MS)
+    assert msg.topic == "camera.frame" and msg.header.seq == 0
+    np.testing.assert_array_equal(msg.body["image"], image)
+
+    msg = everything.recv(WAIT_MS)
+    assert msg.topic == "camera.frame"
+    np.testing.assert_array_equal(msg.body["image"], image)
+    wait_until(lambda: everything.recv(100) is None and everything.stats.local_skipped == 1,
+               what="the tap skipping the local form")
+    assert everything.stats.malformed == 0 and everything.stats.received == 1
+    for s in (outside, spy):
+        s.close()
+    pub.close(), local.close(), everything.close()
+
+
+def test_small_messages_reach_local_subscribers_and_no_segment_is_made(broker):
+    pub, sub = _pair(broker, shm=True)
+    pub.publish("camera.frame", {"frame_id": 1, "thumb": np.zeros(16, np.uint8)})
+    msg = sub.recv(WAIT_MS)
+    assert msg.body["frame_id"] == 1 and msg.body["thumb"].shape == (16,)
+    assert _mine(os.getpid()) == []
+    pub.close(), sub.close()
+
+
+def test_without_usable_shared_memory_the_local_form_goes_inline(broker, tmp_path, capsys):
+    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_dir=tmp_path / "missing")
+    sub = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)
+    assert sub.wait_subscribed(broker.frontend, 20) and pub.wait_for_subscriber("camera.frame", 20)
+    image = _image()
+    for i in range(3):
+        pub.publish("camera.frame", {"image": image, "frame_id": i})
+    for i in range(3):
+        msg = sub.recv(WAIT_MS)
+        assert msg.body["frame_id"] == i
+        np.testing.assert_array_equal(msg.body["image"], image)
+    assert pub.shm_unavailable and "missing" in pub.shm_unavailable
+    assert capsys.readouterr().out.count("shm_unavailable_inline") <= 1
+    pub.close(), sub.close()
+
+
+def test_the_publisher_removes_its_segment_when_closed(broker):
+    pub, sub = _pair(broker, shm=True)
+    pub.publish("camera.frame", {"image": _image()})
+    assert sub.recv(WAIT_MS) is not None
+    assert len(_mine(os.getpid())) == 1
+    pub.close(), sub.close()
+    assert _mine(os.getpid()) == []
+
+
+_TORN_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    from bus import shm
+    ring = shm.ShmRing(f"sensorium-{os.getpid()}-dead-0", 2, 1 << 20)
+    ring.put(np.full(1 << 20, 1, np.uint8))
+    slot, gen = ring.write_torn(np.full(1 << 20, 2, np.uint8))
+    print(ring.name, slot, gen, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed mid-write: no close, no unlink
+""")
+
+
+def test_a_writer_killed_mid_write_leaves_a_slot_readers_detect_and_the_sweep_removes_its_segment():
+    proc = subprocess.run([sys.executable, "-c", _TORN_WRITER], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    name, slot, gen = proc.stdout.split()
+    reader = shm.ShmReader()
+    with pytest.raises(shm.ShmDropped):
+        reader.take(name, int(slot), int(gen), np.dtype("|u1"), [1 << 20])
+    reader.close()
+    assert name in shm.segments()
+    removed = shm.sweep_dead()
+    assert name in removed and name not in shm.segments()
+    assert all(shm.pid_alive(shm.owner_pid(n)) for n in shm.segments())
+
+
+def test_the_sweep_leaves_live_writers_alone(ring):
+    assert ring.name not in shm.sweep_dead()
+    assert ring.name in shm.segments()
+
+
+def test_views_are_valid_until_the_ring_goes_round_and_an_overrun_view_counts_as_a_drop(broker):
+    pub, sub = _pair(broker, shm=True, shm_views=True)
+    first, second = _image(1), _image(2)
+    pub.publish("camera.frame", {"image": first})
+    msg = sub.recv(WAIT_MS)
+    assert not msg.body["image"].flags.writeable
+    np.testing.assert_array_equal(msg.body["image"], first)
+    assert sub.still_valid(msg) and sub.stats.received == 1
+    for _ in range(pub.shm_slots):  # the ring goes round: the view now shows other bytes
+        pub.publish("camera.frame", {"image": second})
+    assert not sub.still_valid(msg) and not sub.still_valid(msg)
+    assert sub.stats.shm_drops == 1 and sub.stats.received == 0
+    pub.close(), sub.close()
+
+
+def test_one_subscription_can_opt_in_while_the_others_stay_plain(broker):
+    pub = Publisher(broker.ctx, broker.frontend, "cam")
+    sub = Subscriber(broker.ctx, broker.backend)
+    sub.subscribe("camera.frame", shm=True)
+    sub.subscribe("camera.info")
+    assert sub.wait_subscribed(broker.frontend, 20)
+    wait_until(lambda: pub.drain_subscriptions() or {b"camera.info", LOCAL_MARKER + b"camera.frame"}
+               <= pub.subscriptions, what="both subscriptions at the publisher")
+    image = _image()
+    pub.publish("camera.frame", {"image": image})
+    pub.publish("camera.info", {"fps": 30})
+    got = {m.topic: m for m in (sub.recv(WAIT_MS), sub.recv(WAIT_MS))}
+    np.testing.assert_array_equal(got["camera.frame"].body["image"], image)
+    assert got["camera.info"].body == {"fps": 30}
+    assert len(_mine(os.getpid())) == 1  # the frame went through shared memory
+    assert sub.recv(300) is None and sub.stats.received == 2
+    pub.close(), sub.close()

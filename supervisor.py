@@ -55,6 +55,7 @@ from bus.burstlog import BurstLog
 from bus.envelope import EnvelopeError, Limits, decode, decode_header
 from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
 from bus.pubsub import Publisher
+from bus.senders import set_origin_host
 from bus.topics import ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
@@ -955,6 +956,7 @@ def run(config: Config, *, seed: int | None = None) -> int:
     for endpoint in paths.endpoints.all():
         check_endpoint(endpoint, binding=True)
     ensure_private_dir(paths.runtime_dir)
+    set_origin_host(config.bus.host)  # the supervisor's headers and, through the environment, its actors'
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     own_log = ActorLog(SUPERVISOR_SRC, paths.log_dir, config.log.max_bytes, config.log.backups)
     configure_logging(SUPERVISOR_SRC, config.log.level, also=own_log.write_line)

@@ -115,6 +115,9 @@ class BusSettings(Strict):
     """High-water mark of every bus socket, messages."""
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """Largest message accepted, bytes (all frames)."""
+    host: str = Field("", max_length=63, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
+    """This host's name in message headers and between bridges; '' means the machine's host name
+    (two hosts joined by bridges must have different names)."""
 
     def default_paths(self, where: Locations) -> dict[str, Any]:
         out: dict[str, Any] = {"runtime_dir": str(where.runtime_dir)}

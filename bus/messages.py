@@ -177,6 +177,8 @@ class Health(Body):
     """Per actor: state, pid, cpu_percent, rss (bytes), threads, counters, latency_ms, heartbeat_age_s."""
     bus: dict[str, Any]
     """Sums over actors: gaps, dropped, errors; messages in/out per second."""
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per peer host: the last ``sys.link`` of this host's bridge (state, rtt_ms, clock_offset_ms, counts)."""
 
 
 @dataclass

@@ -183,3 +183,20 @@ def _read_until(proc: subprocess.Popen, lines: list[str], marker: str) -> str | 
     if proc.poll() is not None:
         raise AssertionError(f"bridge exited {proc.returncode}: {lines[-5:]}")
     return None
+
+
+def test_prometheus_shows_each_link():
+    from actors.monitor.prometheus import HealthCollector
+
+    link = {"state": "up", "rtt_ms": 0.4, "clock_offset_ms": -1.5, "msgs_out": 3, "bytes_out": 300, "msgs_in": 7,
+            "bytes_in": 700, "drops_out": 1, "drops_in": 0, "refused_handshakes": 2, "downs": 1}
+    from bus.messages import Health
+
+    health = Health(system={}, actors={}, bus={}, links={"hb": link})
+    metrics = {m.name: m for m in HealthCollector(lambda: health, lambda: []).collect()}
+    assert metrics["sensorium_link_up"].samples[0].value == 1.0
+    assert metrics["sensorium_link_rtt_ms"].samples[0].value == 0.4
+    got = {(s.labels["direction"], s.value) for s in metrics["sensorium_link_messages"].samples
+           if s.name.endswith("_total")}
+    assert got == {("out", 3), ("in", 7)}
+    assert metrics["sensorium_link_refused_handshakes"].samples[0].value == 2

@@ -121,6 +121,14 @@ source = "synthetic"
 """
 
 
+MONITOR = """[actors.monitor]
+kind = "monitor"
+[actors.monitor.settings]
+interval_s = 0.5
+prometheus_port = -1
+"""
+
+
 def link_state(c: Collector, peer: str, state: str, after: int = 0, timeout_s: float = 60.0):
     return c.wait_for(lambda m: m.topic == "sys.link" and m.body["peer"] == peer and m.body["state"] == state,
                       timeout_s, f"sys.link {peer} {state}", after=after)
@@ -134,15 +142,18 @@ def test_two_hosts_imu_crosses_untrusted_refused_link_heals_and_key_removal_cuts
     b = hosts.start("hb", [{"name": "ha", "imports": [], "exports": ["sensor.", "ctl."]}], SENSOR,
                     bind=f"tcp://{addr_b}:{PORT}")
     a = hosts.start("ha", [{"name": "hb", "endpoint": f"tcp://{addr_b}:{PORT}", "imports": ["sensor."],
-                            "exports": []}])
+                            "exports": []}], MONITOR)
     b.wait_running("bridge", "sensor")
-    a.wait_running("bridge")
-    on_a = hosts.collect("ha", ["sensor.", "sys.link", "ctl."])
+    a.wait_running("bridge", "monitor")
+    on_a = hosts.collect("ha", ["sensor.", "sys.link", "ctl.", "monitor."])
     imu = on_a.wait_for(lambda m: m.topic == "sensor.imu", what="sensor.imu from hb on ha")
     assert imu.header.host == "hb" and imu.header.src == "sensor"
     assert not any(m.topic.startswith("ctl.") for m in on_a.messages)
     up = link_state(on_a, "hb", "up")
     assert up.body["rtt_ms"] is not None and up.body["clock_offset_ms"] is not None
+    health = on_a.wait_for(lambda m: m.topic == "monitor.health" and m.body.get("links", {}).get("hb", {})
+                           .get("state") == "up", what="the link in monitor.health")
+    assert health.body["links"]["hb"]["msgs_in"] > 0
 
     # An untrusted client (a fresh key, from A's namespace) gets nothing, and B logs it with key and address.
     stranger = KeyStore(hosts.folder / "stranger")
@@ -162,6 +173,8 @@ def test_two_hosts_imu_crosses_untrusted_refused_link_heals_and_key_removal_cuts
     lab.set_link("ha", "hb", up=False)
     down = link_state(on_a, "hb", "down", after=mark, timeout_s=HB_TIMEOUT_S + 10)
     assert down.body["downs"] >= 1
+    on_a.wait_for(lambda m: m.topic == "monitor.alert" and m.body["metric"] == "link.down"
+                  and m.body["state"] == "raised", after=mark, what="the link.down alert")
     mark = len(on_a.messages)
     lab.set_link("ha", "hb", up=True)
     link_state(on_a, "hb", "up", after=mark)

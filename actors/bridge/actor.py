@@ -24,7 +24,16 @@ prefixes (fixed: nothing is subscribed dynamically across a link). Then:
 
 On the link one message is one ZeroMQ multipart message whose first frame
 says what it is: ``H`` hello/ping (msgpack map: host, t1, imports), ``O``
-pong (host, t1, t2, t3), ``C`` catalogue, ``D`` followed by the bus frames.
+pong (host, t1, t2, t3), ``C`` catalogue, ``D`` followed by the bus frames,
+``X`` a command for one of the receiver's actors and ``R`` its reply.
+
+Remote commands (``sensorium ctl HOST/ACTOR CMD``): the CLI publishes on
+``ctl.to.HOST`` a body {actor, cmd, args} with its corr; the bridge linked
+to HOST (with ``ctl = true`` for it) sends it across; the peer's bridge
+(also ``ctl = true`` for us) publishes the command on ``ctl.ACTOR`` there and
+sends back the one ``ctl.reply`` with that corr, which arrives here on
+``ctl.reply`` with ``actor`` = ``HOST/ACTOR``. Nothing else of ``ctl.``
+crosses unless an export prefix names it.
 """
 
 from __future__ import annotations
@@ -45,12 +54,15 @@ from actors.bridge.link import ClockSample, LinkWatch, clock_sample, exports_to,
 from actors.bridge.settings import BridgeSettings, PeerSettings
 from bus.endpoints import EndpointError, check_endpoint
 from bus.envelope import EnvelopeError, Message, decode_header
-from bus.messages import Heartbeat, LinkState
+from bus.messages import Command, CommandReply, Heartbeat, LinkState
+from bus.topics import TopicError, validate_topic
 from bus.security import KeyFileError, KeyStore, fingerprint, parse_public_key
 from bus.senders import origin_host
 from config.backoff import BackoffPolicy
 
-HELLO, PONG, CATALOGUE, DATA = b"H", b"O", b"C", b"D"
+HELLO, PONG, CATALOGUE, DATA, COMMAND, REPLY = b"H", b"O", b"C", b"D", b"X", b"R"
+PENDING_S = 120.0
+"""How long a command sent to this host's actor by a peer waits for its reply, seconds."""
 BUDGET = 512
 """Messages read per socket per loop turn, so timers stay on time."""
 _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -150,6 +162,16 @@ class BridgeActor(Actor[BridgeSettings]):
             if peer.role == "client":
                 self._dial(peer)
         self.subscribe(Heartbeat.TOPIC, self.on_heartbeat)
+        self.pending: dict[str, tuple[Peer, float]] = {}
+        """corr -> (the peer that sent the command, when): replies of this host's actors to go back."""
+        for peer in self.peers.values():
+            if peer.settings.ctl:
+                try:
+                    self.subscribe(validate_topic(f"ctl.to.{peer.name.lower()}"), self.on_remote_command)
+                except TopicError as exc:
+                    self.log.warning("remote_ctl_unavailable", peer=peer.name, error=str(exc))
+        if any(p.settings.ctl for p in self.peers.values()):
+            self.subscribe(CommandReply.TOPIC, self.on_ctl_reply)
         self.every(s.heartbeat_ivl_s, self.ping_peers)
         self.every(min(0.1, s.heartbeat_ivl_s / 2), self.check_links)
         self.every(s.report_s, self.report)
@@ -336,6 +358,18 @@ class BridgeActor(Actor[BridgeSettings]):
             pong = self._unpack(peer, frames)
             if pong is not None and all(isinstance(pong.get(k), int) for k in ("t1", "t2", "t3")):
                 peer.clock = clock_sample(pong["t1"], pong["t2"], pong["t3"], t4)
+        elif kind in (COMMAND, REPLY):
+            body = self._unpack(peer, frames)
+            if body is None:
+                return
+            if not peer.settings.ctl:
+                peer.drops_in += 1
+                self._burst.warning(f"c:{peer.name}", "remote_ctl_refused", peer=peer.name,
+                                    reason=f"ctl is not enabled for peer {peer.name}")
+            elif kind == COMMAND:
+                self._run_remote_command(peer, body)
+            else:
+                self._deliver_remote_reply(peer, body)
         elif kind == CATALOGUE:
             cat = self._unpack(peer, frames)
             if cat is not None:
@@ -438,6 +472,58 @@ class BridgeActor(Actor[BridgeSettings]):
                 peer.attempt += 1
                 peer.redial_at = now + self.backoff.delay_s(peer.attempt, self.rng)
         self.publish(self._link_state(peer, now))
+
+    # -- remote commands -------------------------------------------------------
+
+    def _peer_of_ctl_topic(self, topic: str) -> Peer | None:
+        host = topic.removeprefix("ctl.to.")
+        return next((p for p in self.peers.values() if p.name.lower() == host and p.settings.ctl), None)
+
+    def on_remote_command(self, msg: Message) -> None:
+        """A command on ``ctl.to.PEER`` for one of the peer's actors: sent across, or answered with an error."""
+        peer = self._peer_of_ctl_topic(msg.topic)
+        body = msg.body
+        actor, cmd = str(body.get("actor", "")), str(body.get("cmd", ""))
+        if peer is None or not actor or not cmd:
+            self.counters.dropped += 1
+            return
+        if peer.watch.state != "up" or not peer.trusted:
+            self.publish(CommandReply(actor=f"{peer.name}/{actor}", cmd=cmd, ok=False,
+                                      error=f"the link to {peer.name} is {peer.watch.state}"), corr=msg.header.corr)
+            return
+        self._send(peer, COMMAND, {"actor": actor, "cmd": cmd, "args": body.get("args") or {},
+                                   "corr": msg.header.corr or ""})
+
+    def _run_remote_command(self, peer: Peer, body: dict[str, Any]) -> None:
+        corr = str(body.get("corr") or "")
+        try:
+            topic = validate_topic(f"ctl.{body.get('actor')}")
+        except TopicError:
+            peer.drops_in += 1
+            return
+        args = body.get("args") if isinstance(body.get("args"), dict) else {}
+        now = time.monotonic()
+        for c in [c for c, (_, t) in self.pending.items() if now - t > PENDING_S]:
+            del self.pending[c]
+        self.pending[corr] = (peer, now)
+        self.log.info("remote_command", peer=peer.name, topic=topic, cmd=body.get("cmd"), corr=corr)
+        self.publish(topic, Command(cmd=str(body.get("cmd")), args=args).to_body(), corr=corr)
+
+    def on_ctl_reply(self, msg: Message) -> None:
+        """A reply of this host's actor to a peer's command: back to that peer only."""
+        corr = msg.header.corr or ""
+        if msg.header.host != self.host or corr not in self.pending:
+            return
+        peer, _ = self.pending.pop(corr)
+        self._send(peer, REPLY, {"corr": corr, "body": dict(msg.body)})
+
+    def _deliver_remote_reply(self, peer: Peer, body: dict[str, Any]) -> None:
+        reply = body.get("body")
+        if not isinstance(reply, dict):
+            peer.drops_in += 1
+            return
+        reply = dict(reply, actor=f"{peer.name}/{reply.get('actor', '')}")
+        self.publish(CommandReply.TOPIC, reply, corr=str(body.get("corr") or "") or None)
 
     # -- trust ---------------------------------------------------------------
 

@@ -139,18 +139,33 @@ def test_two_hosts_imu_crosses_untrusted_refused_link_heals_and_key_removal_cuts
     lab = hosts.lab
     addr_a, addr_b = lab.join("ha", "hb")
     # B listens; A dials B. B exports its IMU; A imports it (ctl. would not cross: not configured).
-    b = hosts.start("hb", [{"name": "ha", "imports": [], "exports": ["sensor.", "ctl."]}], SENSOR,
+    b = hosts.start("hb", [{"name": "ha", "imports": [], "exports": ["sensor."], "ctl": True}], SENSOR,
                     bind=f"tcp://{addr_b}:{PORT}")
-    a = hosts.start("ha", [{"name": "hb", "endpoint": f"tcp://{addr_b}:{PORT}", "imports": ["sensor."],
-                            "exports": []}], MONITOR)
+    a = hosts.start("ha", [{"name": "hb", "endpoint": f"tcp://{addr_b}:{PORT}", "imports": ["sensor.", ""],
+                            "exports": [], "ctl": True}], MONITOR)
     b.wait_running("bridge", "sensor")
     a.wait_running("bridge", "monitor")
     on_a = hosts.collect("ha", ["sensor.", "sys.link", "ctl.", "monitor."])
     imu = on_a.wait_for(lambda m: m.topic == "sensor.imu", what="sensor.imu from hb on ha")
     assert imu.header.host == "hb" and imu.header.src == "sensor"
     assert not any(m.topic.startswith("ctl.") for m in on_a.messages)
-    up = link_state(on_a, "hb", "up")
-    assert up.body["rtt_ms"] is not None and up.body["clock_offset_ms"] is not None
+    up = on_a.wait_for(lambda m: m.topic == "sys.link" and m.body["state"] == "up" and m.body["rtt_ms"] is not None,
+                       what="sys.link up with a round trip")
+    assert up.body["peer"] == "hb" and 0 < up.body["rtt_ms"] < 1000 and abs(up.body["clock_offset_ms"]) < 1000
+    # status --hosts shows the other host's actors (the catalogue) and the link; ctl hb/sensor reaches it.
+    def hb_listed():
+        done = a.cli("status", "--hosts", "--json")
+        hosts_seen = json.loads(done.stdout).get("hosts", {}) if done.returncode == 0 else {}
+        return hosts_seen if "sensor" in hosts_seen.get("hb", {}).get("actors", {}) else None
+
+    listed = wait_until(hb_listed, 60, "hb's sensor in status --hosts on ha")
+    assert listed["hb"]["link"]["state"] == "up" and "bridge" in listed["ha"]["actors"]
+    text = a.cli("status", "--hosts", check=True).stdout
+    assert "link ha -> hb (client): up" in text
+    pong = a.cli("ctl", "hb/sensor", "ping", check=True)
+    assert json.loads(pong.stdout) == {"actor": "hb/sensor", "cmd": "ping", "ok": True, "result": "pong",
+                                       "error": ""}
+    assert not any(m.topic.startswith("ctl.") and m.header.host == "hb" for m in on_a.messages)
     health = on_a.wait_for(lambda m: m.topic == "monitor.health" and m.body.get("links", {}).get("hb", {})
                            .get("state") == "up", what="the link in monitor.health")
     assert health.body["links"]["hb"]["msgs_in"] > 0

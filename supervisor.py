@@ -1048,6 +1048,8 @@ def delegated_commands(registry: Registry) -> list[CliCommand]:
     return [*BUS_COMMANDS,
             CliCommand("validate", "preflight checks before a run (exit 0 or 1)", "actors.preflight:main"),
             CliCommand("config", "configuration tools: config show", "config.cli:main"),
+            CliCommand("service", "run on boot under systemd: service install [--user], uninstall, status",
+                       "config.service:main"),
             *registry.commands()]
 
 
@@ -1146,6 +1148,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     config_path, rest = _split_global(argv)
     config_path = config_path or os.environ.get("SENSORIUM_CONFIG")
+    if config_path:  # a command that must name the file itself (service install writes it into a unit) reads this
+        os.environ["SENSORIUM_CONFIG"] = str(Path(config_path).resolve())
     name = next((a for a in rest if not a.startswith("-")), None)
     if name is None or rest[0].startswith("-"):  # no command, or --help before it
         _parser(delegated_commands(Registry.for_config())).parse_args(rest)

@@ -211,14 +211,17 @@ def main(argv: list[str], config: Config) -> int:
     parser.add_argument("--dir", default="", help=f"keys folder (default: ${KEYS_DIR_ENV} or "
                         "~/.config/sensorium/keys)")
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("init", help="make this host's keypair (once; an existing one is kept)")
-    sub.add_parser("show", help="print this host's public key (give it to the peers to trust)")
-    trust = sub.add_parser("trust", help="trust a peer host's public key")
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+    action("init", "make this host's keypair (once; an existing one is kept)")
+    action("show", "print this host's public key (give it to the peers to trust)")
+    trust = action("trust", "trust a peer host's public key")
     trust.add_argument("name", help="the peer's name (its file is trusted/NAME.key)")
     trust.add_argument("key", help="its public key: 40 Z85 characters, or the path of its .key file")
-    untrust = sub.add_parser("untrust", help="withdraw the trust in a peer (running bridges drop it within seconds)")
+    untrust = action("untrust", "withdraw the trust in a peer (running bridges drop it within seconds)")
     untrust.add_argument("name", help="the peer's name")
-    sub.add_parser("list", help="the trusted peers with their key fingerprints")
+    action("list", "list the trusted peers with their key fingerprints")
     args = parser.parse_args(argv)
     store = KeyStore(args.dir or None)
     try:

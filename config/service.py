@@ -142,7 +142,7 @@ def main(argv: list[str], config: Config) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     for action, text in (("install", "write the units, reload systemd, enable them"),
                          ("uninstall", "disable and remove the units"), ("status", "systemctl status of the units")):
-        p = sub.add_parser(action, help=text)
+        p = sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("--user", action="store_true", help="a user service (~/.config/systemd/user) instead of a "
                        "system one (/etc/systemd/system, as root)")
         p.add_argument("--dir", type=Path, help="write the units here and leave systemd alone (packaging, checks)")

@@ -308,7 +308,7 @@ def main() -> int:
             runs[name] = summarize(name, n, r, nbytes)
             print(json.dumps(runs[name]), file=sys.stderr, flush=True)
 
-        win_f, win_s = ["--window", "16"], ["--window", "2000"]
+        win_f, win_s = ["--window", "64"], ["--window", "8000"]
         one("frames_bridged", "frame", args.frames, bridged_pub, bridged_sub, "ba", win_f, fb)
         one("frames_raw_curve", "frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)
         one("small_bridged", "small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40)

@@ -141,6 +141,10 @@ class BridgeActor(Actor[BridgeSettings]):
         self.auth: BridgeAuthenticator | None = None
         self.server: zmq.Socket | None = None
         self.unknown_senders = 0
+        self._routes: dict[str, list[Peer]] = {}
+        """Topic -> the peers it is exported to (``_route``)."""
+        self._accepts: dict[tuple[str, str], bool] = {}
+        """(peer, topic) -> imported or not."""
         """Messages on the server socket from trusted hosts that are not configured server-role peers."""
         self.catalogue: dict[str, dict[str, Any]] = {}
         if s.bind:
@@ -268,13 +272,23 @@ class BridgeActor(Actor[BridgeSettings]):
                 continue
             if origin != self.host:
                 continue  # imported from a peer (or another host): never exported again
-            size = 0
-            for peer in self.peers.values():
-                if not exports_to(topic, origin, self.host, peer.settings.exports, peer.wants):
-                    continue
-                if not size:
-                    size = sum(len(f.buffer) for f in frames)
-                self._send_data(peer, frames, size)
+            targets = self._routes.get(topic)
+            if targets is None:
+                targets = self._route(topic)
+            if targets:
+                size = sum(map(len, frames))
+                for peer in targets:
+                    self._send_data(peer, frames, size)
+
+    def _route(self, topic: str) -> list[Peer]:
+        """The peers a local message of ``topic`` goes to (cached per topic; cleared when a peer's imports
+        change)."""
+        if len(self._routes) > 4096:
+            self._routes.clear()
+        targets = [p for p in self.peers.values()
+                   if exports_to(topic, self.host, self.host, p.settings.exports, p.wants)]
+        self._routes[topic] = targets
+        return targets
 
     def _send_data(self, peer: Peer, frames: list[Any], size: int) -> None:
         if peer.watch.state != "up" or not peer.trusted:
@@ -351,7 +365,10 @@ class BridgeActor(Actor[BridgeSettings]):
             if hello is None:
                 return
             imports = hello.get("imports", [])
-            peer.wants = [p for p in imports if isinstance(p, str)] if isinstance(imports, list) else []
+            wants = [p for p in imports if isinstance(p, str)] if isinstance(imports, list) else []
+            if wants != peer.wants:
+                peer.wants = wants
+                self._routes.clear()
             self._send(peer, PONG, {"host": self.host, "t1": hello.get("t1", 0), "t2": t2, "t3": time.time_ns()})
         elif kind == PONG:
             t4 = time.time_ns()
@@ -395,12 +412,21 @@ class BridgeActor(Actor[BridgeSettings]):
         except (UnicodeDecodeError, EnvelopeError, IndexError):
             peer.drops_in += 1
             return
-        if not imports_from(topic, origin, peer.name, peer.settings.imports):
+        if origin != peer.name:  # a relay of another host's message: never taken (no loops)
+            peer.drops_in += 1
+            return
+        key = (peer.name, topic)
+        accepted = self._accepts.get(key)
+        if accepted is None:
+            if len(self._accepts) > 4096:
+                self._accepts.clear()
+            accepted = self._accepts[key] = imports_from(topic, origin, peer.name, peer.settings.imports)
+        if not accepted:
             peer.drops_in += 1
             return
         self.out.send_multipart(frames, copy=False)
         peer.msgs_in += 1
-        peer.bytes_in += sum(len(f.buffer) for f in frames)
+        peer.bytes_in += sum(map(len, frames))
 
     def _send(self, peer: Peer, kind: bytes, body: dict[str, Any]) -> None:
         payload = msgpack.packb(body)

@@ -221,16 +221,23 @@ print("received", n)
 """
 
 
-def test_peer_supervisor_killed_link_down_then_back(make_hosts):
+def test_imported_imu_drives_the_gesture_actor_and_a_killed_peer_heals(make_hosts):
     hosts = make_hosts(["ha", "hb"])
     _, addr_b = hosts.lab.join("ha", "hb")
     peers_b = [{"name": "ha", "exports": ["sensor."]}]
     b = hosts.start("hb", peers_b, SENSOR, bind=f"tcp://{addr_b}:{PORT}")
-    a = hosts.start("ha", [{"name": "hb", "endpoint": f"tcp://{addr_b}:{PORT}", "imports": ["sensor."]}])
+    store = hosts.folder / "ha" / "gestures.gst"
+    gesture = (f'[actors.gesture]\nkind = "gesture"\nsettings = {{ store = {{ path = "{store}", '
+               'seed_path = "models/gestures/synthetic.gst" } }\n')
+    a = hosts.start("ha", [{"name": "hb", "endpoint": f"tcp://{addr_b}:{PORT}", "imports": ["sensor."]}], gesture)
     b.wait_running("bridge", "sensor")
-    a.wait_running("bridge")
-    on_a = hosts.collect("ha", ["sensor.", "sys.link"])
+    a.wait_running("bridge", "gesture")
+    on_a = hosts.collect("ha", ["sensor.", "sys.link", "gesture."])
     first = on_a.wait_for(lambda m: m.topic == "sensor.imu", what="sensor.imu from hb")
+    # hb's IMU drives ha's gesture recognizer: the synthetic phone on hb performs scripted gestures.
+    recognized = on_a.wait_for(lambda m: m.topic == "gesture.recognized", timeout_s=90,
+                               what="a gesture recognized on ha from hb's IMU")
+    assert recognized.header.host == "ha"
     b.proc.kill()  # SIGKILL: its actors exit by themselves (no orphans)
     b.proc.wait(timeout=30)
     mark = len(on_a.messages)

@@ -12,7 +12,7 @@ from bus.bodies.gesture import GestureRecognized, GestureUnknown
 from bus.bodies.imu import ImuBatch, SensorState
 from bus.bodies.vision import CameraFrame, Detections
 from bus.envelope import Header, decode, encode
-from bus.messages import ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, ModelSwitch
+from bus.messages import ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, LinkState, ModelSwitch
 from bus.schema import BODIES, body_for_topic, json_schema, jsonable, topic_of
 
 N = 5
@@ -40,6 +40,8 @@ EXAMPLES = {
     GestureRecognized: GestureRecognized(name="circle", confidence=0.9, is_outlier=False, processing_time_ms=1.2,
                                          template_version=2),
     GestureUnknown: GestureUnknown(nearest="flick", reason="far", distance=0.9, threshold=0.6, margin=0.1),
+    LinkState: LinkState(host="box", peer="cam", state="up", role="client", endpoint="tcp://192.168.1.20:7300",
+                         rtt_ms=0.41, clock_offset_ms=-2.5, msgs_out=0, bytes_out=0, msgs_in=1200, bytes_in=96000),
     ModelSwitch: ModelSwitch(actor="detector", model="circle", old_version="1", new_version="u1",
                              reason="registry changed"),
 }

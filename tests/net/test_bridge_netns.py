@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -184,9 +185,11 @@ def test_two_hosts_imu_crosses_untrusted_refused_link_heals_and_key_removal_cuts
 
     # The link goes down: sys.link says so within the heartbeat timeout (plus a report period and load margin).
     mark = len(on_a.messages)
+    cut_ns = time.time_ns()
     lab.set_link("ha", "hb", up=False)
     down = link_state(on_a, "hb", "down", after=mark, timeout_s=HB_TIMEOUT_S + 10)
     assert down.body["downs"] >= 1
+    print(f"link down -> sys.link down: {(down.header.ts - cut_ns) / 1e9:.2f} s (timeout {HB_TIMEOUT_S} s)")
     on_a.wait_for(lambda m: m.topic == "monitor.alert" and m.body["metric"] == "link.down"
                   and m.body["state"] == "raised", after=mark, what="the link.down alert")
     mark = len(on_a.messages)

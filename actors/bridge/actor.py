@@ -383,6 +383,11 @@ class BridgeActor(Actor[BridgeSettings]):
                 peer.drops_in += 1
                 self._burst.warning(f"c:{peer.name}", "remote_ctl_refused", peer=peer.name,
                                     reason=f"ctl is not enabled for peer {peer.name}")
+                if kind == COMMAND:  # the sender hears why, instead of waiting for its timeout
+                    refusal = CommandReply(actor=str(body.get("actor", "")), cmd=str(body.get("cmd", "")), ok=False,
+                                           error=f"{self.host} does not take commands from {peer.name} "
+                                                 f"(ctl = false for that peer)")
+                    self._send(peer, REPLY, {"corr": body.get("corr", ""), "body": refusal.to_body()})
             elif kind == COMMAND:
                 self._run_remote_command(peer, body)
             else:

@@ -7,6 +7,7 @@ tests/net/test_bridge_netns.py. This module costs about 10 s.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -200,3 +201,52 @@ def test_prometheus_shows_each_link():
            if s.name.endswith("_total")}
     assert got == {("out", 3), ("in", 7)}
     assert metrics["sensorium_link_refused_handshakes"].samples[0].value == 2
+
+
+def test_two_bridges_on_loopback_forward_one_way_and_refuse_commands_not_allowed(supervisor_factory, tmp_path):
+    """Without namespaces (no root needed): two hosts on one machine, each its own supervisor, linked on
+    127.0.0.1. hb's probe ticks reach ha; ha may not command hb's actors (ctl = false on hb's side)."""
+    import tempfile
+
+    from tests.support import Collector, SupervisorProcess
+
+    stores = {h: KeyStore(tmp_path / h) for h in ("ha", "hb")}
+    for s in stores.values():
+        s.init()
+    stores["ha"].trust("hb", stores["hb"].keypair().public.decode())
+    stores["hb"].trust("ha", stores["ha"].keypair().public.decode())
+    port = _free_port()
+    sups = []
+    try:
+        for host, settings in (
+                ("hb", f'bind = "tcp://127.0.0.1:{port}"\n[[actors.bridge.settings.peers]]\nname = "ha"\n'
+                       'exports = ["probe."]\n'),
+                ("ha", f'[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "tcp://127.0.0.1:{port}"\n'
+                       'imports = ["probe."]\nctl = true\n')):
+            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
+            probe = '[actors.probe]\nkind = "probe"\nsettings = { tick_hz = 20 }\n' if host == "hb" else ""
+            config = write_config(folder, f'{probe}[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
+                                          f'keys_dir = "{stores[host].folder}"\nheartbeat_ivl_s = 0.5\n{settings}',
+                                  f'host = "{host}"')
+            sups.append(SupervisorProcess(config, folder))
+        hb, ha = sups
+        hb.wait_running("bridge", "probe")
+        ha.wait_running("bridge")
+        c = Collector(ha.frontend, ha.backend, ["probe.tick", "sys.link"])
+        try:
+            tick = c.wait_for(lambda m: m.topic == "probe.tick", what="hb's ticks on ha")
+            assert tick.header.host == "hb"
+            done = ha.cli("ctl", "hb/probe", "ping")
+            assert done.returncode == 1, done.stderr
+            assert "ctl = false" in json.loads(done.stdout)["error"]
+            # hb withdraws its trust in ha: the link drops, and ha's redials are refused and counted on ha.
+            stores["hb"].untrust("ha")
+            mark = len(c.messages)
+            c.wait_for(lambda m: m.topic == "sys.link" and m.body["state"] == "down" and m.body["refused_handshakes"] > 0,
+                       after=mark, what="ha's link down, with hb's refusals counted")
+        finally:
+            c.close()
+    finally:
+        for sup in sups:
+            sup.cleanup()
+            shutil.rmtree(sup.folder, ignore_errors=True)

@@ -252,3 +252,5 @@ class LinkState(Body):
     """Times the link went down since the bridge started."""
     since_s: float = 0.0
     """Seconds in the current state."""
+    actors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The peer's actors from its last catalogue: name -> kind, state, pid (``top`` and ``status --hosts``)."""

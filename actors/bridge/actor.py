@@ -141,11 +141,11 @@ class BridgeActor(Actor[BridgeSettings]):
         self.auth: BridgeAuthenticator | None = None
         self.server: zmq.Socket | None = None
         self.unknown_senders = 0
+        """Messages on the server socket from trusted hosts that are not configured server-role peers."""
         self._routes: dict[str, list[Peer]] = {}
         """Topic -> the peers it is exported to (``_route``)."""
         self._accepts: dict[tuple[str, str], bool] = {}
         """(peer, topic) -> imported or not."""
-        """Messages on the server socket from trusted hosts that are not configured server-role peers."""
         self.catalogue: dict[str, dict[str, Any]] = {}
         if s.bind:
             self.auth = BridgeAuthenticator(self.ctx, self.trusted_keys)
@@ -614,7 +614,9 @@ class BridgeActor(Actor[BridgeSettings]):
                          clock_offset_ms=None if peer.clock is None else round(peer.clock.offset_ms, 3),
                          msgs_out=peer.msgs_out, bytes_out=peer.bytes_out, msgs_in=peer.msgs_in,
                          bytes_in=peer.bytes_in, drops_out=peer.drops_out, drops_in=peer.drops_in,
-                         refused_handshakes=refused, downs=peer.downs, since_s=round(now - since, 3))
+                         refused_handshakes=refused, downs=peer.downs, since_s=round(now - since, 3),
+                         actors={name: {k: a.get(k) for k in ("kind", "state", "pid")}
+                                 for name, a in peer.catalogue.items() if isinstance(a, dict)})
 
     def heartbeat_extra(self) -> dict[str, Any]:
         now = time.monotonic()

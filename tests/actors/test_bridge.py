@@ -250,3 +250,13 @@ def test_two_bridges_on_loopback_forward_one_way_and_refuse_commands_not_allowed
         for sup in sups:
             sup.cleanup()
             shutil.rmtree(sup.folder, ignore_errors=True)
+
+
+def test_top_shows_the_links_and_the_other_hosts_actors():
+    from bus.top import render
+
+    link = {"state": "up", "rtt_ms": 0.41, "clock_offset_ms": -2.5, "msgs_in": 1200, "msgs_out": 3,
+            "actors": {"sensor": {"kind": "sensor", "state": "ready", "pid": 4242}}}
+    screen = render({"system": {}, "bus": {}, "actors": {}, "links": {"hb": link}}, {}, color=False)
+    assert "link hb  up  rtt 0.41 ms  clock offset -2.50 ms  in 1200  out 3" in screen
+    assert any(line.split()[:4] == ["hb/sensor", "sensor", "ready", "4242"] for line in screen.splitlines())

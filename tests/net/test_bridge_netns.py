@@ -168,7 +168,8 @@ def test_two_hosts_imu_crosses_untrusted_refused_link_heals_and_key_removal_cuts
                                        "error": ""}
     assert not any(m.topic.startswith("ctl.") and m.header.host == "hb" for m in on_a.messages)
     on_a.wait_for(lambda m: m.topic == "monitor.health" and m.body.get("links", {}).get("hb", {}).get("state") == "up"
-                  and m.body["links"]["hb"]["msgs_in"] > 0, what="the link, with messages in, in monitor.health")
+                  and m.body["links"]["hb"]["msgs_in"] > 0 and "sensor" in m.body["links"]["hb"]["actors"],
+                  what="the link, with messages in and hb's actors, in monitor.health (what top shows)")
 
     # An untrusted client (a fresh key, from A's namespace) gets nothing, and B logs it with key and address.
     stranger = KeyStore(hosts.folder / "stranger")

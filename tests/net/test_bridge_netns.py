@@ -291,3 +291,5 @@ def test_triangle_delivers_every_message_exactly_once(make_hosts):
         assert not dup, f"{name} received duplicates: {list(dup)[:5]}"
         assert c.stats.gaps == 0 and c.stats.resets == 0, (name, c.stats)
         assert {h for h, *_ in seen} == set(names)
+        # Three hosts each running a "probe" are three senders, not one name published twice.
+        assert not c._sub.duplicates(), c._sub.duplicates()

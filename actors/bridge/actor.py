@@ -201,7 +201,8 @@ class BridgeActor(Actor[BridgeSettings]):
         curve_server(sock, self.keypair.public, self.keypair.secret)
         self._link_options(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # Routing ids are the ROUTER's own (random): a peer is known by its ZAP User-Id (its trusted key), so one
+        # trusted host cannot take over another's connection by claiming its routing id.
         deadline = time.monotonic() + 5.0
         while True:  # a rebind right after a close may find the port still held for a moment
             try:
@@ -228,7 +229,6 @@ class BridgeActor(Actor[BridgeSettings]):
     def _dial(self, peer: Peer) -> None:
         s = self.settings
         sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.host.encode())
         curve_client(sock, peer.key, self.keypair.public, self.keypair.secret)
         self._link_options(sock)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a link that is not there: a counted drop instead

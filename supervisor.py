@@ -48,6 +48,7 @@ import zmq
 
 from actors.registry import Registry, load_config
 from bus import control, shm
+from bus import tools as bus_tools
 from bus.broker import Broker
 from bus.cli import BUS_COMMANDS, CliCommand
 from bus.endpoints import EndpointError, RuntimePaths, check_endpoint, ensure_private_dir, ipc_path, runtime_paths
@@ -55,6 +56,7 @@ from bus.burstlog import BurstLog
 from bus.envelope import EnvelopeError, Limits, decode, decode_header
 from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
 from bus.pubsub import Publisher
+from bus.senders import set_origin_host
 from bus.topics import ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
@@ -993,6 +995,7 @@ def run(config: Config, *, seed: int | None = None) -> int:
     for endpoint in paths.endpoints.all():
         check_endpoint(endpoint, binding=True)
     ensure_private_dir(paths.runtime_dir)
+    set_origin_host(config.bus.host)  # the supervisor's headers and, through the environment, its actors'
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     own_log = ActorLog(SUPERVISOR_SRC, paths.log_dir, config.log.max_bytes, config.log.backups)
     configure_logging(SUPERVISOR_SRC, config.log.level, also=own_log.write_line)
@@ -1028,9 +1031,49 @@ def _format_status(reply: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(lines)
 
 
+def _hosts(paths: RuntimePaths, reply: dict[str, Any]) -> dict[str, Any]:
+    """Every host the running bridges know (``ctl hosts`` of each): host -> {actors, link}."""
+    hosts: dict[str, Any] = {}
+    for a in reply["actors"]:
+        if a.get("kind") != "bridge" or a.get("state") != "running":
+            continue
+        try:
+            msg = bus_tools.ctl(zmq.Context.instance(), paths.endpoints.frontend, paths.endpoints.backend,
+                                a["name"], "hosts", timeout_s=5.0)
+        except bus_tools.NoReply as exc:
+            hosts.setdefault("?", {"error": str(exc)})
+            continue
+        for host, entry in (msg.body.get("result") or {}).items():
+            if entry.get("link") is not None or host not in hosts:
+                hosts[host] = dict(entry, via=a["name"])
+    return hosts
+
+
+def _format_hosts(hosts: dict[str, Any]) -> str:
+    rows = [("HOST", "ACTOR", "KIND", "STATE", "PID")]
+    links = []
+    for host, entry in sorted(hosts.items()):
+        for actor, info in sorted((entry.get("actors") or {}).items()):
+            rows.append((host, actor, str(info.get("kind", "")), str(info.get("state", "")), str(info.get("pid") or "-")))
+        link = entry.get("link")
+        if link:
+            rtt = f"{link['rtt_ms']:.2f} ms" if link.get("rtt_ms") is not None else "-"
+            offset = f"{link['clock_offset_ms']:+.2f} ms" if link.get("clock_offset_ms") is not None else "-"
+            links.append(f"link {link['host']} -> {host} ({link['role']}): {link['state']}, rtt {rtt}, "
+                         f"clock offset {offset}, in {link['msgs_in']:,} / out {link['msgs_out']:,} messages, "
+                         f"drops in {link['drops_in']:,} / out {link['drops_out']:,}, refused "
+                         f"{link['refused_handshakes']}")
+        if entry.get("error"):
+            links.append(f"bridge: {entry['error']}")
+    if len(rows) == 1 and not links:
+        return "no bridges running: no other hosts"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] + links)
+
+
 OWN_COMMANDS = {
     "run": "start the broker and every enabled actor (Ctrl-C stops them all)",
-    "status": "list the actors: name, kind, state, pid, restarts, uptime",
+    "status": "list the actors: name, kind, state, pid, restarts, uptime (--hosts: other hosts' too)",
     "start": "start one actor (also one configured with enabled = false)",
     "stop": "stop one actor (it stays stopped until started)",
     "restart": "stop one actor and start it again",
@@ -1043,6 +1086,8 @@ def delegated_commands(registry: Registry) -> list[CliCommand]:
     return [*BUS_COMMANDS,
             CliCommand("validate", "preflight checks before a run (exit 0 or 1)", "actors.preflight:main"),
             CliCommand("config", "configuration tools: config show", "config.cli:main"),
+            CliCommand("service", "run on boot under systemd: service install [--user], uninstall, status",
+                       "config.service:main"),
             *registry.commands()]
 
 
@@ -1096,6 +1141,8 @@ def _own_command(name: str, argv: list[str], config: Config) -> int:
     p = argparse.ArgumentParser(prog=f"sensorium {name}", description=OWN_COMMANDS[name])
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the supervisor's whole status reply as JSON")
+        p.add_argument("--hosts", action="store_true",
+                       help="also the hosts linked by this host's bridges: their actors and the links")
     if name in ("start", "stop", "restart"):
         p.add_argument("actor", help="the actor's name, as in the config (e.g. detector, probe@echo)")
         p.add_argument("--timeout", type=float, default=60.0, metavar="S",
@@ -1108,7 +1155,10 @@ def _own_command(name: str, argv: list[str], config: Config) -> int:
         token = control.read_token(paths.endpoints.control, paths.runtime_dir)
         if name == "status":
             reply = control.request(paths.endpoints.control, "status", token=token)
-            print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
+            if args.hosts:
+                reply["hosts"] = _hosts(paths, reply)
+            text = _format_status(reply) + ("\n" + _format_hosts(reply["hosts"]) if args.hosts else "")
+            print(json.dumps(reply, indent=2) if args.json else text)
             return 0
         # The supervisor answers at --timeout with the state then; the socket waits a little longer for it.
         reply = control.request(paths.endpoints.control, name, timeout_s=args.timeout + 5.0, token=token,
@@ -1136,6 +1186,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     config_path, rest = _split_global(argv)
     config_path = config_path or os.environ.get("SENSORIUM_CONFIG")
+    if config_path:  # a command that must name the file itself (service install writes it into a unit) reads this
+        os.environ["SENSORIUM_CONFIG"] = str(Path(config_path).resolve())
     name = next((a for a in rest if not a.startswith("-")), None)
     if name is None or rest[0].startswith("-"):  # no command, or --help before it
         _parser(delegated_commands(Registry.for_config())).parse_args(rest)

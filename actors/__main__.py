@@ -14,6 +14,7 @@ import sys
 from actors.registry import Registry, UnknownKind
 from bus.endpoints import runtime_paths
 from bus.envelope import Limits
+from bus.senders import set_origin_host
 from config.loader import ConfigError, load
 from config.logging import configure_logging
 from config.schema import ActorSpec
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name or args.kind[0]}: {exc}", file=sys.stderr)
         return 2
     configure_logging(name, config.log.level)
+    set_origin_host(config.bus.host)
     paths = runtime_paths(config)
     actor = cls(name, settings, paths.endpoints, hwm=config.bus.hwm,
                 limits=Limits(max_message_bytes=config.bus.max_message_bytes), heartbeat_s=actor_spec.heartbeat_s,

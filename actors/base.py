@@ -139,6 +139,8 @@ class Actor(Generic[S]):
             (t, getattr(self, m)) for t, m in self._handlers.items() if t.endswith(".")]
         self.pub: Publisher | None = None
         self.sub: Subscriber | None = None
+        self._watched: dict[zmq.Socket, Callable[[], None]] = {}
+        self._poller: zmq.Poller | None = None
 
     # -- what subclasses write -------------------------------------------
 
@@ -157,6 +159,18 @@ class Actor(Generic[S]):
     def every(self, interval_s: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` every ``interval_s`` seconds from the actor's loop."""
         self._timers.append(_Timer(interval_s, callback, time.monotonic() + interval_s))
+
+    def watch(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable()`` from the actor's loop whenever ``sock`` (a socket of the actor's own, such
+        as a bridge's link) has something to read; it should read what is waiting, up to a budget."""
+        self._watched[sock] = on_readable
+        if self._poller is not None:
+            self._poller.register(sock, zmq.POLLIN)
+
+    def unwatch(self, sock: zmq.Socket) -> None:
+        """Stop watching ``sock`` (before closing it)."""
+        if self._watched.pop(sock, None) is not None and self._poller is not None:
+            self._poller.unregister(sock)
 
     def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None, *, shm: bool = False) -> None:
         """Receive ``topic`` (exact, or a prefix ending in '.'), handled by
@@ -270,9 +284,11 @@ class Actor(Generic[S]):
 
     def _loop(self) -> None:
         assert self.sub is not None and self.pub is not None
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         poller.register(self.sub.sock, zmq.POLLIN)
         poller.register(self.pub.sock, zmq.POLLIN)
+        for sock in self._watched:
+            poller.register(sock, zmq.POLLIN)
         while not self._stop.is_set():
             now = time.monotonic()
             next_due = min((t.due for t in self._timers), default=now + 0.2)
@@ -282,7 +298,23 @@ class Actor(Generic[S]):
                 self._drain()
             if self.pub.sock in events:
                 self.pub.drain_subscriptions()
+            if self._watched:
+                self._run_watched(events)
             self._run_timers()
+
+    def _run_watched(self, events: dict[Any, int]) -> None:
+        for sock in [s for s in events if s in self._watched]:
+            callback = self._watched.get(sock)
+            if callback is None or self._stop.is_set():
+                continue
+            try:
+                callback()
+            except ActorExit as exc:
+                self.stop(str(exc), exc.code)
+            except Exception as exc:  # noqa: BLE001 - a socket handler bug must not kill the actor
+                self.counters.errors += 1
+                self._burst.error(f"w:{getattr(callback, '__name__', '?')}:{type(exc).__name__}", "socket_handler_failed",
+                                  exc_info=exc, handler=getattr(callback, "__name__", "?"), error=repr(exc))
 
     def _drain(self, budget: int = 256) -> None:
         """Handle what has arrived, up to ``budget`` messages, so timers stay on time."""

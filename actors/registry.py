@@ -42,6 +42,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "recorder": "actors.recorder:SPEC",
     "intent": "actors.intent:SPEC",
     "tracker": "actors.tracker:SPEC",
+    "bridge": "actors.bridge:SPEC",
 }
 """Kind -> ``"module:SPEC"`` of the kinds shipped in ``actors/``."""
 

@@ -19,6 +19,13 @@ class BurstLog:
     def error(self, key: str, event: str, exc_info: BaseException | None = None, **fields: Any) -> None:
         """Log ``event`` at error level unless ``key`` was logged within ``quiet_s``; ``exc_info``: an
         exception whose traceback goes with the line (a bug's, so that it can be found)."""
+        self._emit("error", key, event, exc_info, fields)
+
+    def warning(self, key: str, event: str, **fields: Any) -> None:
+        """The same at warning level: something outside (a peer, the network), not a fault here."""
+        self._emit("warning", key, event, None, fields)
+
+    def _emit(self, level: str, key: str, event: str, exc_info: BaseException | None, fields: dict[str, Any]) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._quiet_s:
@@ -30,4 +37,4 @@ class BurstLog:
             fields["suppressed_since_last"] = suppressed
         if exc_info is not None:
             fields["exc_info"] = exc_info
-        self._log.error(event, **fields)
+        getattr(self._log, level)(event, **fields)

@@ -48,5 +48,7 @@ BUS_COMMANDS: tuple[CliCommand, ...] = (
     CliCommand("info", "topics, counts, rates, duration, gaps and damage of a recording", "bus.recording.info:main"),
     CliCommand("topic", "live topics: list, hz, bw, info (publishers, subscribers), schema",
                "bus.introspect:main"),
+    CliCommand("keys", "this host's CURVE keypair and the trusted peer keys: init, show, trust, untrust, list",
+               "bus.security:main"),
     CliCommand("top", "live table of the actors and their figures (from monitor.health)", "bus.top:main"),
 )

@@ -2,8 +2,10 @@
 
 By default every socket is an ``ipc://`` socket in a folder only the user can
 open (0700). ``tcp://`` on a loopback address is allowed. Binding any other
-address needs CURVE keys and a client allow-list, which this version does not
-have yet, so it is refused (DESIGN.md, "Security").
+address is allowed only to a CURVE server (the bridge between hosts) whose
+host keypair exists and whose allow-list of trusted keys is not empty
+(``bus/security.py``); anything else is refused with one message
+(DESIGN.md, "Security").
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from config.paths import Locations, default_endpoint
 from config.schema import Config
+
+if TYPE_CHECKING:
+    from bus.security import KeyStore
 
 IPC_PATH_MAX_BYTES = 100
 """A unix socket path must fit sun_path (108 bytes on Linux) with margin."""
@@ -113,8 +120,13 @@ def ipc_path(endpoint: str) -> Path | None:
     return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
 
 
-def check_endpoint(endpoint: str, *, binding: bool) -> None:
-    """Raise EndpointError if ``endpoint`` may not be used; binding is stricter."""
+def check_endpoint(endpoint: str, *, binding: bool, curve_keys: "KeyStore | None" = None) -> None:
+    """Raise EndpointError if ``endpoint`` may not be used; binding is stricter.
+
+    ``curve_keys``: the caller binds a CURVE server with a ZAP authenticator
+    over these keys; only then may a non-loopback tcp address be bound, and
+    only when the keypair is usable and the trusted list is not empty.
+    """
     if endpoint.startswith("ipc://"):
         path = endpoint[len("ipc://"):]
         if len(path.encode()) > IPC_PATH_MAX_BYTES:
@@ -128,10 +140,16 @@ def check_endpoint(endpoint: str, *, binding: bool) -> None:
         host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
         if not binding or _is_loopback(host):
             return
-        raise EndpointError(
-            f"refusing to bind {endpoint}: binding a non-loopback address exposes the bus to the network "
-            "and requires CURVE keys with a client allow-list, which this version does not support; "
-            "use ipc:// (the default) or tcp://127.0.0.1")
+        if curve_keys is None:
+            raise EndpointError(
+                f"refusing to bind {endpoint}: a non-loopback address is only for a bridge between hosts "
+                "(CURVE-secured); the local bus uses ipc:// (the default) or tcp://127.0.0.1")
+        problem = curve_keys.ready_for_network()
+        if problem:
+            raise EndpointError(
+                f"refusing to bind {endpoint}: a non-loopback bind needs this host's CURVE keypair and a "
+                f"non-empty list of trusted peer keys; {problem}")
+        return
     raise EndpointError(f"unsupported endpoint {endpoint!r}: expected ipc://PATH or tcp://127.0.0.1:PORT")
 
 

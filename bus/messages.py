@@ -187,6 +187,8 @@ class Health(Body):
     """Per actor: state, pid, cpu_percent, rss (bytes), threads, counters, latency_ms, heartbeat_age_s."""
     bus: dict[str, Any]
     """Sums over actors: gaps, dropped, errors; messages in/out per second."""
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per peer host: the last ``sys.link`` of this host's bridge (state, rtt_ms, clock_offset_ms, counts)."""
 
 
 @dataclass
@@ -235,3 +237,42 @@ class CommandReply(Body):
     ok: bool
     result: Any = None
     error: str = ""
+
+
+@dataclass
+class LinkState(Body):
+    """One bridge link between this host and a peer host, on ``sys.link`` (latched by the monitor)."""
+
+    TOPIC: ClassVar[str] = "sys.link"
+
+    host: str
+    """This host (the reporting bridge's)."""
+    peer: str
+    """The peer host."""
+    state: str
+    """``up``, ``down`` (nothing heard within the heartbeat timeout), ``untrusted`` (its key was removed)."""
+    role: str = ""
+    """``client`` (this bridge dials the peer) or ``server`` (the peer dials this bridge)."""
+    endpoint: str = ""
+    """Where the link goes (the peer's endpoint, or this bridge's bind)."""
+    rtt_ms: float | None = None
+    """Last round trip of a ping, milliseconds (None before the first pong)."""
+    clock_offset_ms: float | None = None
+    """Peer clock minus this host's clock, milliseconds, from the same ping; cross-host latencies name the
+    clock they used."""
+    msgs_out: int = 0
+    bytes_out: int = 0
+    msgs_in: int = 0
+    bytes_in: int = 0
+    drops_out: int = 0
+    """Messages for the peer dropped here (link down or its queue full)."""
+    drops_in: int = 0
+    """Messages from the peer not imported: not covered by the imports, or not the peer's own (a relay)."""
+    refused_handshakes: int = 0
+    """Handshakes refused: by our ZAP for keys not trusted (host-wide), or by the peer for ours (this link)."""
+    downs: int = 0
+    """Times the link went down since the bridge started."""
+    since_s: float = 0.0
+    """Seconds in the current state."""
+    actors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The peer's actors from its last catalogue: name -> kind, state, pid (``top`` and ``status --hosts``)."""

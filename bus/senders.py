@@ -28,14 +28,25 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 _HOST: str | None = None
+HOST_ENV = "SENSORIUM_HOST"
+"""Overrides the machine's host name (the supervisor sets it for its actors from ``bus.host``)."""
 
 
 def origin_host() -> str:
-    """This machine's host name, as publishers put it in the header."""
+    """This host's name, as publishers put it in the header: ``set_origin_host``, else $SENSORIUM_HOST,
+    else the machine's host name."""
     global _HOST
     if _HOST is None:
-        _HOST = socket.gethostname() or "localhost"
+        _HOST = os.environ.get(HOST_ENV) or socket.gethostname() or "localhost"
     return _HOST
+
+
+def set_origin_host(host: str) -> None:
+    """Use ``host`` as this process's origin host ('' : back to the default), and pass it on to children."""
+    global _HOST
+    if host:
+        os.environ[HOST_ENV] = host
+    _HOST = None
 
 
 def new_instance_id() -> str:

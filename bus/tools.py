@@ -143,7 +143,13 @@ def ctl(ctx: zmq.Context, frontend: str, backend: str, actor: str, cmd: str, arg
     the command waits for the actor's subscription (the slow joiner), both
     within ``timeout_s``. Raises NoReply saying which of the two never came.
     """
-    topic = ctl_topic(actor)
+    host, _, remote_actor = actor.rpartition("/")
+    if host:  # HOST/ACTOR: through the bridge linked to HOST, when its link allows commands (ctl = true)
+        topic = validate_topic(f"ctl.to.{host.lower()}")
+        body = {"actor": remote_actor, "cmd": cmd, "args": dict(args or {})}
+    else:
+        topic = ctl_topic(actor)
+        body = Command(cmd, dict(args or {})).to_body()
     corr = uuid.uuid4().hex
     end = time.monotonic() + timeout_s
     sub = Subscriber(ctx, backend, topics=[CommandReply.TOPIC])
@@ -153,9 +159,12 @@ def ctl(ctx: zmq.Context, frontend: str, backend: str, actor: str, cmd: str, arg
             raise NoReply(f"the broker at {backend} did not take the {CommandReply.TOPIC} subscription within "
                           f"{timeout_s:g} s (is `sensorium run` running with the same config?)")
         if not pub.wait_for_subscriber(topic, max(end - time.monotonic(), 0.1)):
+            if host:
+                raise NoReply(f"nobody subscribes to {topic} within {timeout_s:g} s: no running bridge has a "
+                              f"peer {host!r} with ctl = true")
             raise NoReply(f"nobody subscribes to {topic} within {timeout_s:g} s: is actor {actor!r} running? "
                           "(`sensorium status` lists them)")
-        pub.publish(topic, Command(cmd, dict(args or {})).to_body(), corr=corr)
+        pub.publish(topic, body, corr=corr)
         while True:
             left = end - time.monotonic()
             if left <= 0:
@@ -224,7 +233,8 @@ def ctl_main(argv: list[str], config: Config) -> int:
         "ctl.reply, matched by corr) as one JSON line: actor, cmd, ok, result, error. Every actor answers stop, "
         "ping and stats; kinds add their own (e.g. the detector's heads, load_head, promote, rollback). Exit 0 "
         "when the reply is ok, 1 when it is an error, 2 when no reply came.")
-    p.add_argument("actor", help="the actor's name, as in the config (e.g. detector, probe@echo)")
+    p.add_argument("actor", help="the actor's name, as in the config (e.g. detector, probe@echo); HOST/ACTOR for "
+                   "an actor of another host, through a bridge whose link to HOST has ctl = true on both sides")
     p.add_argument("cmd", metavar="CMD", help="the command: stop, ping, stats or one of the kind's")
     p.add_argument("args", metavar="JSON", nargs="?", default="{}",
                    help='the command\'s arguments, a JSON object (default {}), e.g. \'{"signal": "wifi_24"}\'')

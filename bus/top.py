@@ -61,8 +61,20 @@ def render(health: dict[str, Any], alerts: dict[tuple[str, str], dict[str, Any]]
                      _num(a.get("heartbeat_age_s"))))
         if a.get("stale"):
             stale_rows.add(len(rows) - 1)
+    links = health.get("links", {})
+    for peer, link in sorted(links.items()):  # other hosts' actors, as their bridges last said
+        for name, a in sorted((link.get("actors") or {}).items()):
+            rows.append((f"{peer}/{name}", a.get("kind") or "-", a.get("state") or "?", str(a.get("pid") or "-"),
+                         *["-"] * (len(COLUMNS) - 4)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = [b(head), bus_line, ""]
+    lines = [b(head), bus_line]
+    for peer, link in sorted(links.items()):
+        rtt, offset = link.get("rtt_ms"), link.get("clock_offset_ms")
+        lines.append(f"link {peer}  {link.get('state', '?')}  rtt {_num(rtt, '{:.2f}')} ms  clock offset "
+                     f"{_num(offset, '{:+.2f}')} ms  in {link.get('msgs_in', 0)}  out {link.get('msgs_out', 0)}  "
+                     f"drops {link.get('drops_in', 0)}/{link.get('drops_out', 0)}  refused "
+                     f"{link.get('refused_handshakes', 0)}")
+    lines.append("")
     for i, r in enumerate(rows):
         line = "  ".join(cell.rjust(w) if 3 <= j else cell.ljust(w) for j, (cell, w) in enumerate(zip(r, widths)))
         line = line.rstrip()[:width]

@@ -121,6 +121,9 @@ class BusSettings(Strict):
     shm_slots: int = Field(8, ge=1, le=1024)
     """Slots of each publisher's shared-memory ring: a local reader more than this many large arrays
     behind counts drops."""
+    host: str = Field("", max_length=63, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
+    """This host's name in message headers and between bridges; '' means the machine's host name
+    (two hosts joined by bridges must have different names)."""
 
     def default_paths(self, where: Locations) -> dict[str, Any]:
         out: dict[str, Any] = {"runtime_dir": str(where.runtime_dir)}

@@ -119,21 +119,26 @@ class Collector:
 class SupervisorProcess:
     """``python supervisor.py run -c CONFIG`` as a real child process."""
 
-    def __init__(self, config_path: Path, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_path: Path, folder: Path, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:
+        """``prefix``: a command to run the supervisor under (``ip netns exec NS``: another network namespace)."""
         self.config_path = config_path
         self.folder = folder
         self.control = f"ipc://{folder}/control.sock"
         self.backend = f"ipc://{folder}/sub.sock"
         self.frontend = f"ipc://{folder}/pub.sock"
         self.out = open(folder / "supervisor.out", "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "run", "-c", str(config_path)],
+        self.prefix = list(prefix or [])
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(ROOT / "supervisor.py"), "run", "-c",
+                                      str(config_path)],
                                      cwd=ROOT, env=clean_env(**(env or {})), stdout=self.out,
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self.seen: dict[int, psutil.Process] = {}
 
     def cli(self, *args: str, timeout: float = WAIT_S, check: bool = False) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), *args, "-c", str(self.config_path)],
+        done = subprocess.run([*self.prefix, sys.executable, str(ROOT / "supervisor.py"), *args, "-c",
+                               str(self.config_path)],
                               cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"sensorium {' '.join(args)} exited {done.returncode}: {done.stderr}")

@@ -47,7 +47,7 @@ import psutil
 from actors.base import Actor, handles
 from actors.monitor.settings import MonitorSettings
 from bus.envelope import Message
-from bus.messages import ActiveAlerts, ActorEvent, Alert, Health, Heartbeat
+from bus.messages import ActiveAlerts, ActorEvent, Alert, Health, Heartbeat, LinkState
 from bus.senders import pid_of_iid
 
 
@@ -234,6 +234,7 @@ class MonitorActor(Actor[MonitorSettings]):
         self.states: dict[str, str] = {}
         self.processes: dict[int, psutil.Process] = {}
         self.failed_alerts: set[str] = set()
+        self.links: dict[str, dict[str, Any]] = {}
         self.alerts = AlertBook(s.alert_hold_s)
         self.active: dict[tuple[str, str], Alert] = {}
         """Every raised alert not cleared yet, any sender's, by (metric, actor): ``monitor.active_alerts``."""
@@ -304,6 +305,20 @@ class MonitorActor(Actor[MonitorSettings]):
                 self.sender_pids.clear()
             self.sender_pids[msg.header.sender] = hb.pid
 
+    @handles("sys.link")
+    def on_sys_link(self, msg: Message) -> None:
+        """A bridge's link to a peer host: kept for health and Prometheus; a link that goes down raises an
+        alert, cleared when it is up again."""
+        link = LinkState.from_body(msg.body)
+        before = self.links.get(link.peer, {}).get("state")
+        self.links[link.peer] = link.to_body()
+        if link.state != "up" and before == "up":
+            self.publish(Alert(level="warning", metric="link.down", value=0.0, threshold=1.0, actor=link.peer,
+                               message=f"link from {link.host} to {link.peer} is {link.state}"))
+        elif link.state == "up" and before not in (None, "up"):
+            self.publish(Alert(level="warning", metric="link.down", value=1.0, threshold=1.0, actor=link.peer,
+                               state="cleared", message=f"link from {link.host} to {link.peer} is up again"))
+
     @handles("sys.actor")
     def on_sys_actor(self, msg: Message) -> None:
         event = ActorEvent.from_body(msg.body)
@@ -345,7 +360,8 @@ class MonitorActor(Actor[MonitorSettings]):
             for key in totals:
                 totals[key] += int(hb.counters.get(key, 0))
         self._forget_dead_processes({hb.pid for hb, _ in self.heartbeats.values()})
-        health = Health(system=self._system_readings(), actors=actors, bus=self._bus_rates(totals, now))
+        health = Health(system=self._system_readings(), actors=actors, bus=self._bus_rates(totals, now),
+                        links=dict(self.links))
         self.last_health = health
         self.publish(health)
         for alert in self._check_thresholds(health, now):

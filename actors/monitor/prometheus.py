@@ -93,11 +93,39 @@ class HealthCollector:
         for key in ("gaps", "dropped", "errors"):
             yield CounterMetricFamily(f"sensorium_bus_{key}", f"Sum of the actors' {key} counters",
                                       value=health.bus.get(key, 0))
+        yield from link_metrics(getattr(health, "links", {}) or {})
         active = GaugeMetricFamily("sensorium_alert_active", "1 per alert currently raised",
                                    labels=["metric", "actor", "level"])
         for alert in self._alerts():
             active.add_metric([alert.metric, alert.actor, alert.level], 1.0)
         yield active
+
+
+def link_metrics(links: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """The bridge's links to peer hosts (``sys.link``), one label set per peer."""
+    up = GaugeMetricFamily("sensorium_link_up", "1 when the link to the peer host is up", labels=["peer"])
+    rtt = GaugeMetricFamily("sensorium_link_rtt_ms", "Round trip of the last ping, milliseconds", labels=["peer"])
+    offset = GaugeMetricFamily("sensorium_link_clock_offset_ms", "Peer clock minus this host's, milliseconds",
+                               labels=["peer"])
+    msgs = CounterMetricFamily("sensorium_link_messages", "Messages over the link", labels=["peer", "direction"])
+    nbytes = CounterMetricFamily("sensorium_link_bytes", "Bytes over the link", labels=["peer", "direction"])
+    drops = CounterMetricFamily("sensorium_link_drops", "Messages dropped at the link", labels=["peer", "direction"])
+    refused = CounterMetricFamily("sensorium_link_refused_handshakes", "Handshakes refused (untrusted keys)",
+                                  labels=["peer"])
+    downs = CounterMetricFamily("sensorium_link_downs", "Times the link went down", labels=["peer"])
+    for peer, link in sorted(links.items()):
+        up.add_metric([peer], 1.0 if link.get("state") == "up" else 0.0)
+        if link.get("rtt_ms") is not None:
+            rtt.add_metric([peer], link["rtt_ms"])
+        if link.get("clock_offset_ms") is not None:
+            offset.add_metric([peer], link["clock_offset_ms"])
+        for direction in ("out", "in"):
+            msgs.add_metric([peer, direction], link.get(f"msgs_{direction}", 0))
+            nbytes.add_metric([peer, direction], link.get(f"bytes_{direction}", 0))
+            drops.add_metric([peer, direction], link.get(f"drops_{direction}", 0))
+        refused.add_metric([peer], link.get("refused_handshakes", 0))
+        downs.add_metric([peer], link.get("downs", 0))
+    yield from (up, rtt, offset, msgs, nbytes, drops, refused, downs)
 
 
 def serve(port: int, health: Callable[[], Any], alerts: Callable[[], list[Any]]) -> Any:

@@ -16,7 +16,8 @@ from bus.bodies.audio import PartialTranscript, SpeechSoFar
 from bus.bodies.intent import (ActionInvoked, ActionResult, AssistantAnswer, ConfirmRequest, IntentCancelled,
                                IntentConfirmed, IntentQueued, IntentRecognized, IntentUnknown, StageTimeout)
 from bus.bodies.vision import Tracks
-from bus.messages import ActiveAlerts, ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, ModelSwitch
+from bus.messages import (ActiveAlerts, ActorEvent, Alert, Command, CommandReply, Health, Heartbeat, LinkState,
+                          ModelSwitch)
 from bus.schema import BODIES, body_for_topic, json_schema, jsonable, topic_of
 
 N = 5
@@ -46,6 +47,8 @@ EXAMPLES = {
     GestureUnknown: GestureUnknown(nearest="flick", reason="far", distance=0.9, threshold=0.6, margin=0.1),
     ActiveAlerts: ActiveAlerts(alerts=[Alert(level="critical", metric="actor.failed", value=1, threshold=0,
                                              actor="probe").to_body()]),
+    LinkState: LinkState(host="box", peer="cam", state="up", role="client", endpoint="tcp://192.168.1.20:7300",
+                         rtt_ms=0.41, clock_offset_ms=-2.5, msgs_out=0, bytes_out=0, msgs_in=1200, bytes_in=96000),
     ModelSwitch: ModelSwitch(actor="detector", model="circle", old_version="1", new_version="u1",
                              reason="registry changed"),
     SpeechSoFar: SpeechSoFar(pcm=np.zeros(1600, np.int16), t_start=0.1, segment_id=3),

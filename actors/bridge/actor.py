@@ -1,0 +1,649 @@
+"""The bridge: this host's bus joined to its peer hosts over tcp with CURVE.
+
+Story: setup loads this host's keypair and the peers' keys, starts the ZAP
+authenticator (before any bind), binds the CURVE server when ``bind`` is set,
+dials each peer that has an endpoint, and subscribes locally to the export
+prefixes (fixed: nothing is subscribed dynamically across a link). Then:
+
+* a local message under an export prefix that originates here goes, frames
+  unchanged, to each peer that is up and asked for it (its hello names its
+  imports); one from another host is never sent on (no loops);
+* a peer's message under our imports, if it is the peer's own, is published
+  on the local bus frames unchanged: its header keeps the peer's host, src,
+  iid and seq, so every subscriber here counts gaps per sender across the link;
+* every ``heartbeat_ivl_s`` each side pings (a hello that also carries its
+  imports, so a reconnected link is subscribed again at once) and the other
+  answers with its clock: round trip and clock offset per peer;
+* nothing heard for ``heartbeat_timeout_s``: the link is down; a dialer
+  closes its socket and dials again after the backoff;
+* every ``report_s``: ``sys.link`` per peer, and the catalogue (this host's
+  actors, from their heartbeats) to each peer;
+* every ``trust_check_s``: the trusted-keys folder is read again; a peer
+  whose key is gone is cut off (its socket closed, or the server socket
+  rebound so its connection ends while trusted peers reconnect).
+
+On the link one message is one ZeroMQ multipart message whose first frame
+says what it is: ``H`` hello/ping (msgpack map: host, t1, imports), ``O``
+pong (host, t1, t2, t3), ``C`` catalogue, ``D`` followed by the bus frames,
+``X`` a command for one of the receiver's actors and ``R`` its reply.
+
+Remote commands (``sensorium ctl HOST/ACTOR CMD``): the CLI publishes on
+``ctl.to.HOST`` a body {actor, cmd, args} with its corr; the bridge linked
+to HOST (with ``ctl = true`` for it) sends it across; the peer's bridge
+(also ``ctl = true`` for us) publishes the command on ``ctl.ACTOR`` there and
+sends back the one ``ctl.reply`` with that corr, which arrives here on
+``ctl.reply`` with ``actor`` = ``HOST/ACTOR``. Nothing else of ``ctl.``
+crosses unless an export prefix names it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from actors.base import Actor, ActorExit
+from actors.bridge.auth import BridgeAuthenticator, TrustedKeys, curve_client, curve_server
+from actors.bridge.link import ClockSample, LinkWatch, clock_sample, exports_to, imports_from
+from actors.bridge.settings import BridgeSettings, PeerSettings
+from bus.endpoints import EndpointError, check_endpoint
+from bus.envelope import EnvelopeError, Message, decode_header
+from bus.messages import Command, CommandReply, Heartbeat, LinkState
+from bus.topics import TopicError, validate_topic
+from bus.security import KeyFileError, KeyStore, fingerprint, parse_public_key
+from bus.senders import origin_host
+from config.backoff import BackoffPolicy
+
+HELLO, PONG, CATALOGUE, DATA, COMMAND, REPLY = b"H", b"O", b"C", b"D", b"X", b"R"
+PENDING_S = 120.0
+"""How long a command sent to this host's actor by a peer waits for its reply, seconds."""
+BUDGET = 512
+"""Messages read per socket per loop turn, so timers stay on time."""
+_MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+@dataclass
+class Peer:
+    """One configured peer host and its link, as this bridge sees it."""
+
+    settings: PeerSettings
+    key: bytes
+    """The peer's public key, Z85."""
+    watch: LinkWatch
+    sock: zmq.Socket | None = None
+    """Our DEALER to the peer (role client)."""
+    monitor: zmq.Socket | None = None
+    rid: bytes | None = None
+    """The peer's routing id on our server socket (role server), once it said hello."""
+    wants: list[str] = field(default_factory=list)
+    """The peer's imports, from its last hello: what it takes from us."""
+    trusted: bool = True
+    clock: ClockSample | None = None
+    catalogue: dict[str, Any] = field(default_factory=dict)
+    opened_at: float = 0.0
+    redial_at: float | None = None
+    attempt: int = 0
+    up_since: float = 0.0
+    msgs_out: int = 0
+    bytes_out: int = 0
+    msgs_in: int = 0
+    bytes_in: int = 0
+    drops_out: int = 0
+    drops_in: int = 0
+    refused: int = 0
+    downs: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def role(self) -> str:
+        return "client" if self.settings.endpoint else "server"
+
+
+class BridgeActor(Actor[BridgeSettings]):
+    kind = "bridge"
+
+    # -- setup ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        s = self.settings
+        self.host = origin_host()
+        self.rng = random.Random()
+        self.backoff = BackoffPolicy.from_settings(s.backoff)
+        self.store = KeyStore(s.keys_dir or None)
+        try:
+            self.keypair = self.store.keypair()
+        except KeyFileError as exc:
+            raise ActorExit(2, str(exc)) from exc
+        if s.bind:
+            try:
+                check_endpoint(s.bind, binding=True, curve_keys=self.store)
+            except EndpointError as exc:
+                raise ActorExit(2, str(exc)) from exc
+        trusted = self.store.trusted()
+        self.peers: dict[str, Peer] = {}
+        for ps in s.peers:
+            if ps.name == self.host:
+                raise ActorExit(2, f"peers: {ps.name!r} is this host's own name (set bus.host on each host)")
+            self.peers[ps.name] = Peer(ps, self._peer_key(ps, trusted), LinkWatch(s.heartbeat_timeout_s))
+        self.trusted_keys = TrustedKeys()
+        self.trusted_keys.replace(trusted)
+        self.ctx = zmq.Context.instance()
+        self.auth: BridgeAuthenticator | None = None
+        self.server: zmq.Socket | None = None
+        self.unknown_senders = 0
+        """Messages on the server socket from trusted hosts that are not configured server-role peers."""
+        self._routes: dict[str, list[Peer]] = {}
+        """Topic -> the peers it is exported to (``_route``)."""
+        self._accepts: dict[tuple[str, str], bool] = {}
+        """(peer, topic) -> imported or not."""
+        self.catalogue: dict[str, dict[str, Any]] = {}
+        if s.bind:
+            self.auth = BridgeAuthenticator(self.ctx, self.trusted_keys)
+            self.auth.start()  # before the bind: no handshake may happen without ZAP
+            self._open_server()
+        self.out = self.ctx.socket(zmq.PUB)
+        self.out.setsockopt(zmq.SNDHWM, self._hwm)
+        self.out.setsockopt(zmq.LINGER, 1000)
+        self.out.connect(self.endpoints.frontend)
+        self.local = self.ctx.socket(zmq.SUB)
+        self.local.setsockopt(zmq.RCVHWM, self._hwm)
+        self.local.setsockopt(zmq.LINGER, 0)
+        for prefix in sorted({p for peer in self.peers.values() for p in peer.settings.exports}):
+            self.local.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.local.connect(self.endpoints.backend)
+        self.watch(self.local, self.on_local)
+        for peer in self.peers.values():
+            if peer.role == "client":
+                self._dial(peer)
+        self.subscribe(Heartbeat.TOPIC, self.on_heartbeat)
+        self.pending: dict[str, tuple[Peer, float]] = {}
+        """corr -> (the peer that sent the command, when): replies of this host's actors to go back."""
+        for peer in self.peers.values():
+            if peer.settings.ctl:
+                try:
+                    self.subscribe(validate_topic(f"ctl.to.{peer.name.lower()}"), self.on_remote_command)
+                except TopicError as exc:
+                    self.log.warning("remote_ctl_unavailable", peer=peer.name, error=str(exc))
+        if any(p.settings.ctl for p in self.peers.values()):
+            self.subscribe(CommandReply.TOPIC, self.on_ctl_reply)
+        self.every(s.heartbeat_ivl_s, self.ping_peers)
+        self.every(min(0.1, s.heartbeat_ivl_s / 2), self.check_links)
+        self.every(s.report_s, self.report)
+        self.every(s.trust_check_s, self.check_trust)
+        self.log.info("bridge_ready", host=self.host, bind=s.bind, key=fingerprint(self.keypair.public),
+                      peers={p.name: p.role for p in self.peers.values()})
+
+    def _peer_key(self, ps: PeerSettings, trusted: dict[str, bytes]) -> bytes:
+        try:
+            if ps.public_key:
+                return parse_public_key(ps.public_key)
+            if ps.key_file:
+                return parse_public_key(Path(ps.key_file).expanduser().read_text())
+        except (OSError, KeyFileError) as exc:
+            raise ActorExit(2, f"peers {ps.name}: {exc}") from exc
+        if ps.name not in trusted:
+            raise ActorExit(2, f"peers {ps.name}: no key (public_key, key_file, or {self.store.trusted_dir}/"
+                               f"{ps.name}.key: `sensorium keys trust {ps.name} KEY`)")
+        return trusted[ps.name]
+
+    def _open_server(self) -> None:
+        sock = self.ctx.socket(zmq.ROUTER)
+        curve_server(sock, self.keypair.public, self.keypair.secret)
+        self._link_options(sock)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # Routing ids are the ROUTER's own (random): a peer is known by its ZAP User-Id (its trusted key), so one
+        # trusted host cannot take over another's connection by claiming its routing id.
+        deadline = time.monotonic() + 5.0
+        while True:  # a rebind right after a close may find the port still held for a moment
+            try:
+                sock.bind(self.settings.bind)
+                break
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    sock.close(0)
+                    raise ActorExit(1, f"cannot bind {self.settings.bind}: {exc}") from exc
+                time.sleep(0.05)
+        self.server = sock
+        self.watch(sock, self.on_server)
+
+    def _link_options(self, sock: zmq.Socket) -> None:
+        s = self.settings
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, s.hwm)
+        sock.setsockopt(zmq.RCVHWM, s.hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_message_bytes + 64 * 1024)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(s.heartbeat_ivl_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(s.heartbeat_timeout_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TTL, int(s.heartbeat_timeout_s * 1000))
+
+    def _dial(self, peer: Peer) -> None:
+        s = self.settings
+        sock = self.ctx.socket(zmq.DEALER)
+        curve_client(sock, peer.key, self.keypair.public, self.keypair.secret)
+        self._link_options(sock)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a link that is not there: a counted drop instead
+        sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(s.backoff.initial_s * 1000)))
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(s.backoff.max_s * 1000)))
+        peer.monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+        sock.connect(peer.settings.endpoint)
+        peer.sock = sock
+        peer.opened_at = time.monotonic()
+        peer.redial_at = None
+        self.watch(sock, lambda: self.on_client(peer))
+        self.watch(peer.monitor, lambda: self.on_monitor(peer))
+        self._hello(peer)
+
+    def _hang_up(self, peer: Peer) -> None:
+        for sock in (peer.sock, peer.monitor):
+            if sock is not None:
+                self.unwatch(sock)
+        if peer.sock is not None:
+            peer.sock.disable_monitor()
+            peer.sock.close(0)
+        if peer.monitor is not None:
+            peer.monitor.close(0)
+        peer.sock = peer.monitor = None
+
+    # -- the local bus -------------------------------------------------------
+
+    def on_local(self) -> None:
+        """Local messages under the export prefixes: this host's own go to every peer that wants them."""
+        recv = self.local.recv_multipart
+        for _ in range(BUDGET):
+            try:
+                frames = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                topic = frames[0].bytes.decode("utf-8")
+                origin = decode_header(frames[1].bytes, topic, self._limits).host
+            except (UnicodeDecodeError, EnvelopeError, IndexError):
+                self.counters.dropped += 1
+                continue
+            if origin != self.host:
+                continue  # imported from a peer (or another host): never exported again
+            targets = self._routes.get(topic)
+            if targets is None:
+                targets = self._route(topic)
+            if targets:
+                size = sum(map(len, frames))
+                for peer in targets:
+                    self._send_data(peer, frames, size)
+
+    def _route(self, topic: str) -> list[Peer]:
+        """The peers a local message of ``topic`` goes to (cached per topic; cleared when a peer's imports
+        change)."""
+        if len(self._routes) > 4096:
+            self._routes.clear()
+        targets = [p for p in self.peers.values()
+                   if exports_to(topic, self.host, self.host, p.settings.exports, p.wants)]
+        self._routes[topic] = targets
+        return targets
+
+    def _send_data(self, peer: Peer, frames: list[Any], size: int) -> None:
+        if peer.watch.state != "up" or not peer.trusted:
+            peer.drops_out += 1
+            return
+        try:
+            if peer.role == "client" and peer.sock is not None:
+                peer.sock.send_multipart([DATA, *frames], zmq.NOBLOCK, copy=False)
+            elif peer.rid is not None and self.server is not None:
+                self.server.send_multipart([peer.rid, DATA, *frames], zmq.NOBLOCK, copy=False)
+            else:
+                peer.drops_out += 1
+                return
+        except (zmq.Again, zmq.ZMQError):  # queue full, or (ROUTER_MANDATORY) the peer is gone
+            peer.drops_out += 1
+            return
+        peer.msgs_out += 1
+        peer.bytes_out += size
+
+    def on_heartbeat(self, msg: Message) -> None:
+        """This host's actors, for the catalogue the peers show in ``status --hosts``."""
+        if msg.header.host != self.host:
+            return
+        b = msg.body
+        self.catalogue[msg.header.src] = {"kind": b.get("kind", ""), "state": b.get("state", ""),
+                                          "pid": b.get("pid"), "uptime": b.get("uptime"),
+                                          "topics": sorted(b.get("topics", {})), "seen": time.time()}
+
+    # -- the links -----------------------------------------------------------
+
+    def on_client(self, peer: Peer) -> None:
+        sock = peer.sock
+        for _ in range(BUDGET):
+            if sock is None or sock is not peer.sock:
+                return
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._on_link_message(peer, frames)
+
+    def on_server(self) -> None:
+        sock = self.server
+        for _ in range(BUDGET):
+            if sock is None or sock is not self.server:
+                return
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            name = frames[1].get("User-Id")
+            peer = self.peers.get(name)
+            if peer is None or peer.role != "server" or not peer.trusted:
+                self.unknown_senders += 1
+                self._burst.warning(f"u:{name}", "message_from_unconfigured_peer", peer=name,
+                                    total=self.unknown_senders)
+                continue
+            if peer.rid != frames[0].bytes:
+                peer.rid = frames[0].bytes
+            self._on_link_message(peer, frames[1:])
+
+    def _on_link_message(self, peer: Peer, frames: list[Any]) -> None:
+        now = time.monotonic()
+        if peer.watch.heard(now):
+            self._link_changed(peer, now)
+        kind = frames[0].bytes
+        if kind == DATA:
+            self._on_data(peer, frames[1:])
+        elif kind == HELLO:
+            t2 = time.time_ns()
+            hello = self._unpack(peer, frames)
+            if hello is None:
+                return
+            imports = hello.get("imports", [])
+            wants = [p for p in imports if isinstance(p, str)] if isinstance(imports, list) else []
+            if wants != peer.wants:
+                peer.wants = wants
+                self._routes.clear()
+            self._send(peer, PONG, {"host": self.host, "t1": hello.get("t1", 0), "t2": t2, "t3": time.time_ns()})
+        elif kind == PONG:
+            t4 = time.time_ns()
+            pong = self._unpack(peer, frames)
+            if pong is not None and all(isinstance(pong.get(k), int) for k in ("t1", "t2", "t3")):
+                peer.clock = clock_sample(pong["t1"], pong["t2"], pong["t3"], t4)
+        elif kind in (COMMAND, REPLY):
+            body = self._unpack(peer, frames)
+            if body is None:
+                return
+            if not peer.settings.ctl:
+                peer.drops_in += 1
+                self._burst.warning(f"c:{peer.name}", "remote_ctl_refused", peer=peer.name,
+                                    reason=f"ctl is not enabled for peer {peer.name}")
+                if kind == COMMAND:  # the sender hears why, instead of waiting for its timeout
+                    refusal = CommandReply(actor=str(body.get("actor", "")), cmd=str(body.get("cmd", "")), ok=False,
+                                           error=f"{self.host} does not take commands from {peer.name} "
+                                                 f"(ctl = false for that peer)")
+                    self._send(peer, REPLY, {"corr": body.get("corr", ""), "body": refusal.to_body()})
+            elif kind == COMMAND:
+                self._run_remote_command(peer, body)
+            else:
+                self._deliver_remote_reply(peer, body)
+        elif kind == CATALOGUE:
+            cat = self._unpack(peer, frames)
+            if cat is not None:
+                peer.catalogue = cat.get("actors", {}) if isinstance(cat.get("actors"), dict) else {}
+        else:
+            peer.drops_in += 1
+
+    def _unpack(self, peer: Peer, frames: list[Any]) -> dict[str, Any] | None:
+        try:
+            body = msgpack.unpackb(frames[1].bytes) if len(frames) == 2 else None
+        except (ValueError, msgpack.UnpackException):
+            body = None
+        if not isinstance(body, dict):
+            peer.drops_in += 1
+            self._burst.warning(f"b:{peer.name}", "bad_link_message", peer=peer.name)
+            return None
+        return body
+
+    def _on_data(self, peer: Peer, frames: list[Any]) -> None:
+        try:
+            topic = frames[0].bytes.decode("utf-8")
+            origin = decode_header(frames[1].bytes, topic, self._limits).host
+        except (UnicodeDecodeError, EnvelopeError, IndexError):
+            peer.drops_in += 1
+            return
+        if origin != peer.name:  # a relay of another host's message: never taken (no loops)
+            peer.drops_in += 1
+            return
+        key = (peer.name, topic)
+        accepted = self._accepts.get(key)
+        if accepted is None:
+            if len(self._accepts) > 4096:
+                self._accepts.clear()
+            accepted = self._accepts[key] = imports_from(topic, origin, peer.name, peer.settings.imports)
+        if not accepted:
+            peer.drops_in += 1
+            return
+        self.out.send_multipart(frames, copy=False)
+        peer.msgs_in += 1
+        peer.bytes_in += sum(map(len, frames))
+
+    def _send(self, peer: Peer, kind: bytes, body: dict[str, Any]) -> None:
+        payload = msgpack.packb(body)
+        try:
+            if peer.role == "client" and peer.sock is not None:
+                peer.sock.send_multipart([kind, payload], zmq.NOBLOCK)
+            elif peer.rid is not None and self.server is not None:
+                self.server.send_multipart([peer.rid, kind, payload], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            pass  # a ping lost to a link that is down or full: the timeout tells
+
+    def _hello(self, peer: Peer) -> None:
+        self._send(peer, HELLO, {"host": self.host, "t1": time.time_ns(), "imports": peer.settings.imports})
+
+    def on_monitor(self, peer: Peer) -> None:
+        mon = peer.monitor
+        while mon is not None and mon is peer.monitor:
+            try:
+                event = recv_monitor_message(mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            code = event["event"]
+            if code == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._hello(peer)  # "resubscribe": the peer learns our imports at once after every reconnect
+            elif code in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                          zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                peer.refused += 1
+                self._burst.warning(f"r:{peer.name}", "handshake_refused_by_peer", peer=peer.name,
+                                    endpoint=peer.settings.endpoint, refused=peer.refused)
+
+    def ping_peers(self) -> None:
+        for peer in self.peers.values():
+            if peer.trusted and (peer.role == "client" or peer.rid is not None):
+                self._hello(peer)
+
+    def check_links(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings.heartbeat_timeout_s
+        for peer in self.peers.values():
+            if peer.watch.check(now):
+                self._link_changed(peer, now)
+            if peer.watch.state == "up" and now - peer.up_since > self.backoff.reset_after_s:
+                peer.attempt = 0  # healthy long enough: the next fall starts a new backoff streak
+            if peer.role != "client" or not peer.trusted:
+                continue
+            if peer.sock is not None and peer.watch.state == "down" and now - peer.opened_at > 2 * timeout:
+                # Nothing heard since the dial (or since the link fell): dial afresh after the backoff.
+                self._hang_up(peer)
+                peer.attempt += 1
+                peer.redial_at = now + self.backoff.delay_s(peer.attempt, self.rng)
+            if peer.sock is None and peer.redial_at is not None and now >= peer.redial_at:
+                self._dial(peer)
+        if self.auth is not None:
+            for fp, address in self.auth.take_refusals():
+                self.log.warning("handshake_refused", reason="key not trusted", key=fp, address=address,
+                                 refused_total=self.auth.refused)
+
+    def _link_changed(self, peer: Peer, now: float) -> None:
+        state = peer.watch.state
+        if state == "up":
+            peer.up_since = now
+            self.log.info("link_up", peer=peer.name, role=peer.role)
+        else:
+            peer.downs += 1
+            peer.rid = None if peer.role == "server" else peer.rid
+            self.log.warning("link_down", peer=peer.name, role=peer.role, silent_s=self.settings.heartbeat_timeout_s)
+            if peer.role == "client" and peer.sock is not None:
+                self._hang_up(peer)
+                peer.attempt += 1
+                peer.redial_at = now + self.backoff.delay_s(peer.attempt, self.rng)
+        self.publish(self._link_state(peer, now))
+
+    # -- remote commands -------------------------------------------------------
+
+    def _peer_of_ctl_topic(self, topic: str) -> Peer | None:
+        host = topic.removeprefix("ctl.to.")
+        return next((p for p in self.peers.values() if p.name.lower() == host and p.settings.ctl), None)
+
+    def on_remote_command(self, msg: Message) -> None:
+        """A command on ``ctl.to.PEER`` for one of the peer's actors: sent across, or answered with an error."""
+        peer = self._peer_of_ctl_topic(msg.topic)
+        body = msg.body
+        actor, cmd = str(body.get("actor", "")), str(body.get("cmd", ""))
+        if peer is None or not actor or not cmd:
+            self.counters.dropped += 1
+            return
+        if peer.watch.state != "up" or not peer.trusted:
+            self.publish(CommandReply(actor=f"{peer.name}/{actor}", cmd=cmd, ok=False,
+                                      error=f"the link to {peer.name} is {peer.watch.state}"), corr=msg.header.corr)
+            return
+        self._send(peer, COMMAND, {"actor": actor, "cmd": cmd, "args": body.get("args") or {},
+                                   "corr": msg.header.corr or ""})
+
+    def _run_remote_command(self, peer: Peer, body: dict[str, Any]) -> None:
+        corr = str(body.get("corr") or "")
+        try:
+            topic = validate_topic(f"ctl.{body.get('actor')}")
+        except TopicError:
+            peer.drops_in += 1
+            return
+        args = body.get("args") if isinstance(body.get("args"), dict) else {}
+        now = time.monotonic()
+        for c in [c for c, (_, t) in self.pending.items() if now - t > PENDING_S]:
+            del self.pending[c]
+        self.pending[corr] = (peer, now)
+        self.log.info("remote_command", peer=peer.name, topic=topic, cmd=body.get("cmd"), corr=corr)
+        self.publish(topic, Command(cmd=str(body.get("cmd")), args=args).to_body(), corr=corr)
+
+    def on_ctl_reply(self, msg: Message) -> None:
+        """A reply of this host's actor to a peer's command: back to that peer only."""
+        corr = msg.header.corr or ""
+        if msg.header.host != self.host or corr not in self.pending:
+            return
+        peer, _ = self.pending.pop(corr)
+        self._send(peer, REPLY, {"corr": corr, "body": dict(msg.body)})
+
+    def _deliver_remote_reply(self, peer: Peer, body: dict[str, Any]) -> None:
+        reply = body.get("body")
+        if not isinstance(reply, dict):
+            peer.drops_in += 1
+            return
+        reply = dict(reply, actor=f"{peer.name}/{reply.get('actor', '')}")
+        self.publish(CommandReply.TOPIC, reply, corr=str(body.get("corr") or "") or None)
+
+    # -- trust ---------------------------------------------------------------
+
+    def check_trust(self) -> None:
+        trusted = self.store.trusted()
+        if trusted == self._last_trusted():
+            return
+        self.trusted_keys.replace(trusted)
+        keys = set(trusted.values())
+        cut_server = False
+        now = time.monotonic()
+        for peer in self.peers.values():
+            if peer.trusted and peer.key not in keys:
+                peer.trusted = False
+                self.log.warning("peer_untrusted", peer=peer.name, key=fingerprint(peer.key))
+                if peer.role == "client":
+                    self._hang_up(peer)
+                    peer.redial_at = None
+                elif peer.rid is not None:
+                    cut_server = True
+                peer.rid = None
+                peer.watch.force_down(now)
+                peer.downs += 1
+                self.publish(self._link_state(peer, now))
+            elif not peer.trusted and peer.key in keys:
+                peer.trusted = True
+                self.log.info("peer_trusted_again", peer=peer.name)
+                if peer.role == "client":
+                    self._dial(peer)
+        if cut_server and self.server is not None:
+            # libzmq cannot close one accepted connection: rebind, and the trusted peers reconnect by themselves.
+            self.unwatch(self.server)
+            self.server.close(0)
+            self.server = None
+            self._open_server()
+
+    def _last_trusted(self) -> dict[str, bytes]:
+        return {name: key for key, name in self.trusted_keys.by_key.items()}
+
+    # -- reports -------------------------------------------------------------
+
+    def report(self) -> None:
+        now = time.monotonic()
+        cat = {"host": self.host, "actors": self.catalogue}
+        for peer in self.peers.values():
+            self.publish(self._link_state(peer, now))
+            if peer.watch.state == "up":
+                self._send(peer, CATALOGUE, cat)
+
+    def _link_state(self, peer: Peer, now: float) -> LinkState:
+        since = peer.watch.history[-1][0] if peer.watch.history else self._started
+        state = peer.watch.state if peer.trusted else "untrusted"
+        refused = peer.refused + (self.auth.refused if self.auth is not None and peer.role == "server" else 0)
+        return LinkState(host=self.host, peer=peer.name, state=state, role=peer.role,
+                         endpoint=peer.settings.endpoint or self.settings.bind,
+                         rtt_ms=None if peer.clock is None else round(peer.clock.rtt_ms, 3),
+                         clock_offset_ms=None if peer.clock is None else round(peer.clock.offset_ms, 3),
+                         msgs_out=peer.msgs_out, bytes_out=peer.bytes_out, msgs_in=peer.msgs_in,
+                         bytes_in=peer.bytes_in, drops_out=peer.drops_out, drops_in=peer.drops_in,
+                         refused_handshakes=refused, downs=peer.downs, since_s=round(now - since, 3),
+                         actors={name: {k: a.get(k) for k in ("kind", "state", "pid")}
+                                 for name, a in peer.catalogue.items() if isinstance(a, dict)})
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {"links": {p.name: self._link_state(p, now).to_body() for p in self.peers.values()},
+                "refused_handshakes": self.auth.refused if self.auth is not None else 0,
+                "unknown_senders": self.unknown_senders}
+
+    def ctl_links(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [self._link_state(p, now).to_body() for p in self.peers.values()]
+
+    def ctl_hosts(self) -> dict[str, Any]:
+        """Every host this bridge knows: this one and each peer, with its actors and the link."""
+        now = time.monotonic()
+        hosts = {self.host: {"actors": self.catalogue, "link": None}}
+        for peer in self.peers.values():
+            hosts[peer.name] = {"actors": peer.catalogue, "link": self._link_state(peer, now).to_body()}
+        return hosts
+
+    def teardown(self) -> None:
+        for peer in self.peers.values():
+            self._hang_up(peer)
+        for sock in (self.server, self.local):
+            if sock is not None:
+                self.unwatch(sock)
+                sock.close(0)
+        self.out.close(1000)
+        if self.auth is not None:
+            self.auth.stop()
+

@@ -1,0 +1,368 @@
+"""Bridge bench: two hosts (network namespaces joined by a veth pair), one supervisor and bridge each.
+
+In one run, between the same two namespaces (root needed; `ip netns`):
+
+* ``frames``: 640x480x3 uint8 frames from a publisher on host B to a subscriber
+  on host A through both bridges (B's broker -> B's bridge -> tcp+CURVE -> A's
+  bridge -> A's broker), against raw pyzmq PUB/SUB over tcp+CURVE between
+  the same namespaces. Target: >= 0.7x.
+* ``small``: small messages B -> A through the bridges, against the same
+  Sensorium publisher -> subscriber path on one host (both on B's broker).
+  Target: >= 0.7x.
+* throughput runs use the same flow control on both sides of each ratio: the
+  publisher keeps at most ``window`` messages unacknowledged by the
+  subscriber (acks go back through this process), so no queue overflows and
+  what is measured is the path, not a drop rate;
+* latency runs are paced (frames 30/s, small 1000/s): p50/p99 of receipt
+  time minus the header's ``ts`` (one machine, so one clock for both hosts);
+* losses: per run, sent minus received, against what the subscriber counted
+  (seq gaps, and missing head or tail by seq); ``unaccounted`` must be 0.
+
+    .venv/bin/python bench/bridge.py [--frames N] [--small N] [--out DIR]
+
+Prints the JSON and writes ``DIR/bridge.json`` (default ``bench/out``).
+"""
+
+from __future__ import annotations
+
+from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
+
+import argparse
+import json
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+FRAME_SHAPE = (480, 640, 3)
+PORT_BRIDGE, PORT_RAW = 7401, 7402
+
+
+# -- workers (run in a namespace as `bench/bridge.py worker ROLE ...`) -------------------------------------
+
+
+def _stdin_lines() -> list[str]:
+    lines = []
+    while select.select([sys.stdin], [], [], 0)[0]:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+    return lines
+
+
+def _payload(kind: str) -> Any:
+    if kind == "frame":
+        return np.random.default_rng(0).integers(0, 255, FRAME_SHAPE, dtype=np.uint8)
+    return 1234
+
+
+def worker_pub(a: argparse.Namespace) -> None:
+    """Publish ``n`` messages after the subscriber said go; at most ``window`` unacked, or at ``rate`` per s."""
+    ctx = zmq.Context.instance()
+    payload = _payload(a.kind)
+    if a.raw:
+        from zmq.utils import z85  # noqa: F401 - keys come as Z85 text
+        sock = ctx.socket(zmq.PUB)
+        sock.curve_server = True
+        sock.curve_publickey, sock.curve_secretkey = a.public.encode(), a.secret.encode()
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.bind(a.endpoint)
+        raw = payload.tobytes() if isinstance(payload, np.ndarray) else b"x" * 8
+
+        def send(topic: str, seq: int) -> None:
+            head = seq.to_bytes(8, "little") + time.time_ns().to_bytes(8, "little")
+            sock.send_multipart([topic.encode(), head, raw], copy=False)
+    else:
+        from bus.pubsub import Publisher
+        pub = Publisher(ctx, a.endpoint, "benchpub", hwm=100_000)
+
+        def send(topic: str, seq: int) -> None:
+            pub.publish(topic, {"v": payload} if a.kind == "frame" else {"i": seq, "v": payload})
+    topic = f"bench.{a.kind}"
+    go = False
+    while not go:  # warm-up: until the subscriber hears us and says go
+        send("bench.warm", 0)
+        for line in _stdin_lines():
+            go = go or line == "go"
+        time.sleep(0.02)
+    acked = -1
+    t0 = time.perf_counter()
+    for seq in range(a.n):
+        if a.rate:
+            due = t0 + seq / a.rate
+            while time.perf_counter() < due:
+                time.sleep(min(0.001, max(0.0, due - time.perf_counter())))
+        else:
+            while seq - acked > a.window:
+                select.select([sys.stdin], [], [], 0.5)
+                for line in _stdin_lines():
+                    if line.startswith("ack "):
+                        acked = max(acked, int(line[4:]))
+        send(topic, seq)
+    # Wait for the end (stdin closed) so the socket lingers long enough.
+    while True:
+        r, _, _ = select.select([sys.stdin], [], [], 30)
+        if not r or not sys.stdin.readline():
+            break
+
+
+def worker_sub(a: argparse.Namespace) -> None:
+    """Receive until seq n-1 or ``idle_s`` without a message; print acks, then one JSON result line."""
+    ctx = zmq.Context.instance()
+    topic = f"bench.{a.kind}"
+    if a.raw:
+        sock = ctx.socket(zmq.SUB)
+        sock.curve_serverkey = a.server.encode()
+        sock.curve_publickey, sock.curve_secretkey = a.public.encode(), a.secret.encode()
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        for t in (topic, "bench.warm"):
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        sock.connect(a.endpoint)
+
+        def recv(timeout_ms: int) -> tuple[str, int, int] | None:
+            if not sock.poll(timeout_ms):
+                return None
+            t, head, _body = sock.recv_multipart(copy=False)
+            hb = head.bytes
+            return t.bytes.decode(), int.from_bytes(hb[:8], "little"), int.from_bytes(hb[8:16], "little")
+
+        def counted() -> dict[str, int]:
+            return {"gaps": 0}  # raw has no seq accounting of its own: gaps come from our seq below
+    else:
+        from bus.pubsub import Subscriber
+        sub = Subscriber(ctx, a.endpoint, topics=[topic, "bench.warm"], hwm=100_000)
+        sub.wait_subscribed(a.frontend, 30)
+
+        def recv(timeout_ms: int) -> tuple[str, int, int] | None:
+            msg = sub.recv(timeout_ms=timeout_ms)
+            return None if msg is None else (msg.topic, msg.header.seq, msg.header.ts)
+
+        def counted() -> dict[str, int]:
+            return {"gaps": sum(v for (_sender, t), v in sub.stats.gaps_by_stream.items() if t == topic)}
+    warm = False
+    seqs: list[int] = []
+    lat_ms: list[float] = []
+    first_t = last_t = 0.0
+    since_ack = 0
+    while True:
+        got = recv(int(a.idle_s * 1000))
+        if got is None:
+            break
+        t, seq, ts = got
+        if t == "bench.warm":
+            if not warm:
+                warm = True
+                print("warm", flush=True)
+            continue
+        now = time.perf_counter()
+        lat_ms.append((time.time_ns() - ts) / 1e6)
+        if not seqs:
+            first_t = now
+        last_t = now
+        seqs.append(seq)
+        since_ack += 1
+        if since_ack >= max(1, a.window // 4):
+            print(f"ack {seq}", flush=True)
+            since_ack = 0
+        if seq == a.n - 1:
+            break
+    seen = set(seqs)
+    gaps_seen = sum(max(0, b - a_ - 1) for a_, b in zip(seqs, seqs[1:]))
+    result = {"received": len(seqs), "distinct": len(seen), "duplicates": len(seqs) - len(seen),
+              "first_seq": seqs[0] if seqs else None, "last_seq": seqs[-1] if seqs else None,
+              "gaps_counted": counted()["gaps"] if not a.raw else gaps_seen,
+              "elapsed_s": last_t - first_t,
+              "latency_ms": {"p50": float(np.percentile(lat_ms, 50)) if lat_ms else None,
+                             "p99": float(np.percentile(lat_ms, 99)) if lat_ms else None}}
+    print(json.dumps(result), flush=True)
+
+
+# -- the run ---------------------------------------------------------------------------------------------------
+
+
+def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_args: list[str],
+             timeout_s: float = 300) -> dict[str, Any]:
+    me = [sys.executable, str(Path(__file__).resolve()), "worker"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    sub = subprocess.Popen([*lab.exec_prefix(sub_host), *me, "sub", *sub_args], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, bufsize=1)
+    # The publisher is one of pub_host's senders: its header names that host, as the bridge there requires.
+    pub = subprocess.Popen([*lab.exec_prefix(pub_host), *me, "pub", *pub_args], stdin=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL, text=True, env=dict(env, SENSORIUM_HOST=pub_host), cwd=ROOT,
+                           bufsize=1)
+    result: dict[str, Any] = {}
+    end = time.monotonic() + timeout_s
+    try:
+        for line in sub.stdout:
+            line = line.strip()
+            if line == "warm":
+                pub.stdin.write("go\n")
+                pub.stdin.flush()
+            elif line.startswith("ack "):
+                pub.stdin.write(line + "\n")
+                pub.stdin.flush()
+            elif line.startswith("{"):
+                result = json.loads(line)
+                break
+            if time.monotonic() > end:
+                break
+    finally:
+        for p in (sub, pub):
+            if p.stdin:
+                try:
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    return result
+
+
+def summarize(name: str, n: int, r: dict[str, Any], nbytes: int) -> dict[str, Any]:
+    received = r.get("received", 0)
+    head = r.get("first_seq") or 0
+    tail = (n - 1 - r["last_seq"]) if r.get("last_seq") is not None else n
+    lost = n - r.get("distinct", 0)
+    counted = r.get("gaps_counted", 0) + head + tail
+    rate = (received - 1) / r["elapsed_s"] if r.get("elapsed_s") else 0.0
+    return {"path": name, "sent": n, "received": received, "msgs_per_s": round(rate, 1),
+            "mb_per_s": round(rate * nbytes / 1e6, 1), "lost": lost, "counted_losses": counted,
+            "unaccounted": lost - counted, "duplicates": r.get("duplicates", 0),
+            "latency_ms": {k: (round(v, 3) if v is not None else None) for k, v in r.get("latency_ms", {}).items()}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="Bridge bench between two network namespaces (root).")
+    p.add_argument("--frames", type=int, default=300, help="frames per throughput run")
+    p.add_argument("--small", type=int, default=20000, help="small messages per throughput run")
+    p.add_argument("--out", type=Path, default=HERE / "out", help="output folder")
+    args = p.parse_args()
+    from bus.security import KeyStore
+    from tests.net.netns import NetLab, remove_stale
+    from tests.support import Collector, SupervisorProcess, wait_until, write_config
+
+    why = NetLab.available()
+    if why:
+        print(f"bench/bridge.py: cannot make network namespaces here: {why}", file=sys.stderr)
+        return 2
+    remove_stale()
+    lab = NetLab()
+    folder = Path(f"/tmp/sbb-{secrets.token_hex(3)}")
+    folder.mkdir(mode=0o700)
+    sups: list[SupervisorProcess] = []
+    try:
+        for h in ("ba", "bb"):
+            lab.add_host(h)
+            (folder / h).mkdir()
+        addr_a, addr_b = lab.join("ba", "bb")
+        stores = {h: KeyStore(folder / h / "keys") for h in ("ba", "bb")}
+        for s in stores.values():
+            s.init()
+        stores["ba"].trust("bb", stores["bb"].keypair().public.decode())
+        stores["bb"].trust("ba", stores["ba"].keypair().public.decode())
+        common = 'hwm = 20000\n'
+        cfg_b = (f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\nbind = "tcp://{addr_b}:{PORT_BRIDGE}"\n'
+                 f'keys_dir = "{folder / "bb" / "keys"}"\n{common}[[actors.bridge.settings.peers]]\nname = "ba"\n'
+                 'exports = ["bench."]\n')
+        cfg_a = (f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\nkeys_dir = "{folder / "ba" / "keys"}"\n'
+                 f'{common}[[actors.bridge.settings.peers]]\nname = "bb"\n'
+                 f'endpoint = "tcp://{addr_b}:{PORT_BRIDGE}"\nimports = ["bench."]\n')
+        for h, cfg in (("bb", cfg_b), ("ba", cfg_a)):
+            path = write_config(folder / h, cfg, f'host = "{h}"')
+            sups.append(SupervisorProcess(path, folder / h, prefix=lab.exec_prefix(h)))
+        for sup in sups:
+            sup.wait_running("bridge")
+        sup_b, sup_a = sups
+        watch = Collector(sup_a.frontend, sup_a.backend, ["sys.link"])
+        wait_until(lambda: any(m.body["state"] == "up" for m in watch.messages), 60, "link up")
+        watch.close()
+
+        fb = int(np.prod(FRAME_SHAPE))
+        kb = stores["bb"].keypair()
+        ka = stores["ba"].keypair()
+        raw_pub = ["--raw", "--endpoint", f"tcp://{addr_b}:{PORT_RAW}", "--public", kb.public.decode(),
+                   "--secret", kb.secret.decode()]
+        raw_sub = ["--raw", "--endpoint", f"tcp://{addr_b}:{PORT_RAW}", "--server", kb.public.decode(),
+                   "--public", ka.public.decode(), "--secret", ka.secret.decode()]
+        bridged_pub = ["--endpoint", sup_b.frontend]
+        bridged_sub = ["--endpoint", sup_a.backend, "--frontend", sup_a.frontend]
+        local_sub = ["--endpoint", sup_b.backend, "--frontend", sup_b.frontend]
+        runs: dict[str, dict[str, Any]] = {}
+
+        def one(name: str, kind: str, n: int, pub: list[str], sub: list[str], sub_host: str, extra: list[str],
+                nbytes: int) -> None:
+            common_args = ["--kind", kind, "--n", str(n), *extra]
+            r = run_pair(lab, "bb", sub_host, [*pub, *common_args], [*sub, *common_args])
+            runs[name] = summarize(name, n, r, nbytes)
+            print(json.dumps(runs[name]), file=sys.stderr, flush=True)
+
+        win_f, win_s = ["--window", "64"], ["--window", "8000"]
+        one("frames_bridged", "frame", args.frames, bridged_pub, bridged_sub, "ba", win_f, fb)
+        one("frames_raw_curve", "frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)
+        one("small_bridged", "small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40)
+        one("small_one_host", "small", args.small, bridged_pub, local_sub, "bb", win_s, 40)
+        one("latency_frames_bridged", "frame", 90, bridged_pub, bridged_sub, "ba", ["--rate", "30"], fb)
+        one("latency_frames_raw_curve", "frame", 90, raw_pub, raw_sub, "ba", ["--rate", "30"], fb)
+        one("latency_small_bridged", "small", 2000, bridged_pub, bridged_sub, "ba", ["--rate", "1000"], 40)
+        one("latency_small_one_host", "small", 2000, bridged_pub, local_sub, "bb", ["--rate", "1000"], 40)
+
+        def ratio(a: str, b: str) -> float:
+            return round(runs[a]["msgs_per_s"] / runs[b]["msgs_per_s"], 3) if runs[b]["msgs_per_s"] else 0.0
+
+        report = {
+            "frames_ratio_bridged_vs_raw_curve": ratio("frames_bridged", "frames_raw_curve"),
+            "small_ratio_bridged_vs_one_host": ratio("small_bridged", "small_one_host"),
+            "target": 0.7,
+            "unaccounted_losses": sum(r["unaccounted"] for r in runs.values()),
+            "duplicates": sum(r["duplicates"] for r in runs.values()),
+            "clock": "one machine: both namespaces share the kernel clock, so latency = receipt - header ts",
+            "cpus": os.cpu_count(),
+            "load1": os.getloadavg()[0],
+            "runs": runs,
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bridge.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return 0
+    finally:
+        for sup in sups:
+            sup.cleanup()
+        lab.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=["pub", "sub"])
+    p.add_argument("--kind", choices=["frame", "small"], required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--frontend", default="")
+    p.add_argument("--window", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--idle-s", type=float, default=10.0)
+    p.add_argument("--raw", action="store_true")
+    p.add_argument("--public", default="")
+    p.add_argument("--secret", default="")
+    p.add_argument("--server", default="")
+    a = p.parse_args(argv)
+    (worker_pub if a.role == "pub" else worker_sub)(a)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker_main(sys.argv[2:])
+        sys.exit(0)
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The bridge's decisions, the keys, and the refusal rules (no namespaces needed: loopback only).
+
+The two- and three-host behaviour over real non-loopback addresses is in
+tests/net/test_bridge_netns.py. This module costs about 10 s.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import zmq
+
+from actors.bridge.link import LinkWatch, clock_sample, covers, exports_to, imports_from
+from actors.bridge.preflight import check_bridge
+from actors.bridge.settings import BridgeSettings
+from bus.endpoints import EndpointError, check_endpoint
+from bus.security import KeyFileError, KeyStore, fingerprint, main as keys_main
+from config.schema import Config
+from tests.support import ROOT, clean_env, wait_until, write_config
+
+
+def test_ctl_crosses_only_through_a_prefix_that_names_it():
+    assert covers(["sensor."], "sensor.imu")
+    assert not covers(["sensor."], "camera.frame")
+    assert covers([""], "camera.frame")
+    assert not covers([""], "ctl.detector") and not covers(["c"], "ctl.detector")
+    assert covers(["ctl."], "ctl.detector") and covers(["ctl.detector"], "ctl.detector")
+
+
+def test_only_this_hosts_own_messages_are_exported_and_only_the_peers_own_imported():
+    assert exports_to("sensor.imu", "ha", "ha", ["sensor."], ["sensor."])
+    assert not exports_to("sensor.imu", "hb", "ha", ["sensor."], ["sensor."]), "re-export: a loop"
+    assert not exports_to("sensor.imu", "ha", "ha", ["sensor."], ["camera."]), "the peer did not ask for it"
+    assert not exports_to("sensor.imu", "ha", "ha", ["camera."], ["sensor."]), "not exported"
+    assert imports_from("sensor.imu", "hb", "hb", ["sensor."])
+    assert not imports_from("sensor.imu", "hc", "hb", ["sensor."]), "a relay of a third host"
+    assert not imports_from("ctl.sensor", "hb", "hb", [""])
+
+
+def test_clock_sample_is_ntps_offset_and_delay():
+    # The peer's clock is 5 s ahead; 10 ms each way; the peer takes 2 ms to answer.
+    t1 = 1_000_000_000_000
+    t2 = t1 + 10_000_000 + 5_000_000_000
+    t3 = t2 + 2_000_000
+    t4 = t1 + 22_000_000
+    s = clock_sample(t1, t2, t3, t4)
+    assert s.rtt_ms == pytest.approx(20.0)
+    assert s.offset_ms == pytest.approx(5000.0)
+
+
+def test_link_watch_goes_down_after_the_timeout_and_up_on_the_next_word():
+    w = LinkWatch(timeout_s=2.0)
+    assert w.state == "down" and w.heard(0.0) and w.state == "up"
+    assert not w.check(1.9)
+    assert w.check(2.1) and w.state == "down"
+    assert not w.check(5.0), "down once, not again"
+    assert w.heard(6.0) and w.changes == 3
+
+
+def test_keys_init_show_trust_list_untrust(tmp_path, capsys):
+    folder = tmp_path / "keys"
+    assert keys_main(["--dir", str(folder), "init"], Config()) == 0
+    public = capsys.readouterr().out.strip()
+    assert len(public) == 40
+    store = KeyStore(folder)
+    assert oct(store.secret_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert keys_main(["--dir", str(folder), "init"], Config()) == 0, "a second init keeps the keypair"
+    capsys.readouterr()
+    assert store.keypair().public.decode() == public
+    assert keys_main(["--dir", str(folder), "show"], Config()) == 0
+    assert capsys.readouterr().out.strip() == public
+    other = KeyStore(tmp_path / "other")
+    other.init()
+    assert keys_main(["--dir", str(folder), "trust", "hb", str(other.public_file)], Config()) == 0
+    assert store.trusted() == {"hb": other.keypair().public}
+    capsys.readouterr()
+    assert keys_main(["--dir", str(folder), "list"], Config()) == 0
+    assert fingerprint(other.keypair().public) in capsys.readouterr().out
+    assert keys_main(["--dir", str(folder), "trust", "hc", "not a key"], Config()) == 1
+    assert keys_main(["--dir", str(folder), "untrust", "hb"], Config()) == 0
+    assert store.trusted() == {}
+
+
+def test_non_loopback_bind_needs_a_keypair_and_a_non_empty_trusted_list(tmp_path):
+    store = KeyStore(tmp_path / "keys")
+    with pytest.raises(EndpointError, match="only for a bridge"):
+        check_endpoint("tcp://10.203.9.1:7000", binding=True)
+    with pytest.raises(EndpointError, match="keys init"):
+        check_endpoint("tcp://10.203.9.1:7000", binding=True, curve_keys=store)
+    store.init()
+    with pytest.raises(EndpointError, match="keys trust"):
+        check_endpoint("tcp://10.203.9.1:7000", binding=True, curve_keys=store)
+    peer = KeyStore(tmp_path / "peer")
+    peer.init()
+    store.trust("hb", peer.keypair().public.decode())
+    check_endpoint("tcp://10.203.9.1:7000", binding=True, curve_keys=store)
+
+
+def test_a_secret_key_readable_by_others_is_refused_and_validate_says_so(tmp_path):
+    store = KeyStore(tmp_path / "keys")
+    store.init()
+    store.secret_file.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        store.keypair()
+    checks = check_bridge("bridge", BridgeSettings(keys_dir=str(store.folder), bind="tcp://10.203.9.1:7000",
+                                                   peers=[{"name": "hb"}]))
+    failed = {c.name: c.detail for c in checks if c.status == "fail"}
+    assert "chmod 600" in failed["bridge: host keypair"]
+    assert "bridge: bind" in failed and "keys trust hb" in failed["bridge: peer hb"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_bridge(ipc_dir: Path, settings_toml: str) -> subprocess.Popen:
+    config = write_config(ipc_dir, f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n{settings_toml}',
+                          'host = "ha"')
+    return subprocess.Popen([sys.executable, "-m", "actors", "bridge", "-c", str(config)], cwd=ROOT,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_bridge_binding_beyond_loopback_without_keys_refuses_to_start_with_one_message(ipc_dir, broker):
+    proc = _run_bridge(ipc_dir, f'bind = "tcp://10.203.9.1:7000"\nkeys_dir = "{ipc_dir / "keys"}"\n'
+                                '[[actors.bridge.settings.peers]]\nname = "hb"\npublic_key = "' + "x" * 40 + '"\n')
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    failed = [json.loads(line) for line in out.splitlines() if '"setup_failed"' in line]
+    assert len(failed) == 1 and "keys init" in failed[0]["error"]
+
+
+def test_an_unknown_key_is_refused_by_zap_counted_and_logged_with_its_fingerprint(ipc_dir, broker):
+    ours, peer, stranger = (KeyStore(ipc_dir / n) for n in ("keys", "peer", "stranger"))
+    for store in (ours, peer, stranger):
+        store.init()
+    ours.trust("hb", peer.keypair().public.decode())
+    port = _free_port()
+    proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\n'
+                                '[[actors.bridge.settings.peers]]\nname = "hb"\nexports = ["probe."]\n')
+    lines: list[str] = []
+    try:
+        wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
+        ctx = zmq.Context.instance()
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        pair = stranger.keypair()
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
+        s.connect(f"tcp://127.0.0.1:{port}")
+        s.send_multipart([b"H", b"\x80"])
+        assert s.poll(2000) == 0, "an untrusted client must receive nothing"
+        s.close()
+        refused = wait_until(lambda: _read_until(proc, lines, '"handshake_refused"'), 30, "handshake_refused")
+        event = json.loads(refused)
+        assert event["key"] == fingerprint(pair.public) and event["address"] == "127.0.0.1"
+        assert event["refused_total"] >= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _read_until(proc: subprocess.Popen, lines: list[str], marker: str) -> str | None:
+    """The first line so far holding ``marker``; the actor's output is read by a thread into ``lines``."""
+    if not lines:
+        lines.append("")
+
+        def pump() -> None:
+            for line in proc.stdout:
+                lines.append(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+    for line in list(lines):
+        if marker in line:
+            return line
+    if proc.poll() is not None:
+        raise AssertionError(f"bridge exited {proc.returncode}: {lines[-5:]}")
+    return None
+
+
+def test_prometheus_shows_each_link():
+    from actors.monitor.prometheus import HealthCollector
+
+    link = {"state": "up", "rtt_ms": 0.4, "clock_offset_ms": -1.5, "msgs_out": 3, "bytes_out": 300, "msgs_in": 7,
+            "bytes_in": 700, "drops_out": 1, "drops_in": 0, "refused_handshakes": 2, "downs": 1}
+    from bus.messages import Health
+
+    health = Health(system={}, actors={}, bus={}, links={"hb": link})
+    metrics = {m.name: m for m in HealthCollector(lambda: health, lambda: []).collect()}
+    assert metrics["sensorium_link_up"].samples[0].value == 1.0
+    assert metrics["sensorium_link_rtt_ms"].samples[0].value == 0.4
+    got = {(s.labels["direction"], s.value) for s in metrics["sensorium_link_messages"].samples
+           if s.name.endswith("_total")}
+    assert got == {("out", 3), ("in", 7)}
+    assert metrics["sensorium_link_refused_handshakes"].samples[0].value == 2
+
+
+def test_two_bridges_on_loopback_forward_one_way_and_refuse_commands_not_allowed(supervisor_factory, tmp_path):
+    """Without namespaces (no root needed): two hosts on one machine, each its own supervisor, linked on
+    127.0.0.1. hb's probe ticks reach ha; ha may not command hb's actors (ctl = false on hb's side)."""
+    import tempfile
+
+    from tests.support import Collector, SupervisorProcess
+
+    stores = {h: KeyStore(tmp_path / h) for h in ("ha", "hb")}
+    for s in stores.values():
+        s.init()
+    stores["ha"].trust("hb", stores["hb"].keypair().public.decode())
+    stores["hb"].trust("ha", stores["ha"].keypair().public.decode())
+    port = _free_port()
+    sups = []
+    try:
+        for host, settings in (
+                ("hb", f'bind = "tcp://127.0.0.1:{port}"\n[[actors.bridge.settings.peers]]\nname = "ha"\n'
+                       'exports = ["probe."]\n'),
+                ("ha", f'[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "tcp://127.0.0.1:{port}"\n'
+                       'imports = ["probe."]\nctl = true\n')):
+            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
+            probe = '[actors.probe]\nkind = "probe"\nsettings = { tick_hz = 20 }\n' if host == "hb" else ""
+            config = write_config(folder, f'{probe}[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
+                                          f'keys_dir = "{stores[host].folder}"\nheartbeat_ivl_s = 0.5\n{settings}',
+                                  f'host = "{host}"')
+            sups.append(SupervisorProcess(config, folder))
+        hb, ha = sups
+        hb.wait_running("bridge", "probe")
+        ha.wait_running("bridge")
+        c = Collector(ha.frontend, ha.backend, ["probe.tick", "sys.link"])
+        try:
+            tick = c.wait_for(lambda m: m.topic == "probe.tick", what="hb's ticks on ha")
+            assert tick.header.host == "hb"
+            done = ha.cli("ctl", "hb/probe", "ping")
+            assert done.returncode == 1, done.stderr
+            assert "ctl = false" in json.loads(done.stdout)["error"]
+            # hb withdraws its trust in ha: the link drops, and ha's redials are refused and counted on ha.
+            stores["hb"].untrust("ha")
+            mark = len(c.messages)
+            c.wait_for(lambda m: m.topic == "sys.link" and m.body["state"] == "down" and m.body["refused_handshakes"] > 0,
+                       after=mark, what="ha's link down, with hb's refusals counted")
+        finally:
+            c.close()
+    finally:
+        for sup in sups:
+            sup.cleanup()
+            shutil.rmtree(sup.folder, ignore_errors=True)
+
+
+def test_top_shows_the_links_and_the_other_hosts_actors():
+    from bus.top import render
+
+    link = {"state": "up", "rtt_ms": 0.41, "clock_offset_ms": -2.5, "msgs_in": 1200, "msgs_out": 3,
+            "actors": {"sensor": {"kind": "sensor", "state": "ready", "pid": 4242}}}
+    screen = render({"system": {}, "bus": {}, "actors": {}, "links": {"hb": link}}, {}, color=False)
+    assert "link hb  up  rtt 0.41 ms  clock offset -2.50 ms  in 1200  out 3" in screen
+    assert any(line.split()[:4] == ["hb/sensor", "sensor", "ready", "4242"] for line in screen.splitlines())

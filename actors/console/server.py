@@ -241,18 +241,19 @@ class WebServer:
         self.counts["requests"] += 1
         req_id = None
         try:
-            if not client.bucket.take():
-                raise ApiError("rate_limited", f"more than {self.settings.requests_per_s:g} requests per second; "
-                                               "this one was not run")
+            allowed = client.bucket.take()
             try:
                 req = protocol.parse_request(data, self.settings.max_request_bytes)
             except ApiError:
-                try:
+                try:  # the id, for the error reply (frames are at most 4 x max_request_bytes)
                     req_id = json.loads(data).get("id")
                 except (ValueError, AttributeError):
                     pass
                 raise
             req_id = req.id
+            if not allowed:
+                raise ApiError("rate_limited", f"more than {self.settings.requests_per_s:g} requests per second; "
+                                               "this one was not run")
             self._authorise(client, req)
             result = await getattr(self, "cmd_" + req.cmd.replace(".", "_"))(client, req.args)
             reply: dict[str, Any] = {"id": req_id, "ok": True, "result": jsonable(result)}

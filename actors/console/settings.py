@@ -29,7 +29,7 @@ class ConsoleSettings(Strict):
     origin is always allowed, every other one refused."""
     publish_prefixes: list[str] = ["test.", "speech.transcript", "console."]
     """Topics (exact, or prefixes ending in '.') that API clients may publish on."""
-    max_rate_hz: float = Field(10.0, gt=0, le=100)
+    max_rate_hz: float = Field(20.0, gt=0, le=100)
     """Most messages per second a client receives per subscribed topic: a faster topic gets its latest
     value only (a slow client never slows the bus)."""
     max_request_bytes: int = Field(65_536, ge=1024, le=1 << 24)

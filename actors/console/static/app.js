@@ -1,7 +1,8 @@
 // The Sensorium console page: plain JavaScript over the console's WebSocket API (docs/api.md).
 "use strict";
 const $ = (sel) => document.querySelector(sel);
-const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props);
+const el = (tag, props = {}, ...kids) => { const {dataset, ...rest} = props;
+  const e = Object.assign(document.createElement(tag), rest); Object.assign(e.dataset, dataset || {});
   kids.forEach(k => e.append(k)); return e; };
 let ws = null, nextId = 1;
 const waiting = new Map();

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class Console:
-    """A supervisor running the console (and ``actors_toml``) with a private data folder."""
+    """A supervisor running the console (and ``actors_toml``, where ``{gestures}`` stands for the console's
+    gesture store) with a private data folder."""
 
     def __init__(self, actors_toml: str, console_settings: str = "") -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="snc", dir="/tmp"))
@@ -35,7 +36,7 @@ class Console:
         self.gesture_store = self.data / "sensorium" / "gestures" / "store.gst"
         console = (f'[actors.console]\nsettings = {{ port = {self.port}, '
                    f'gestures = {{ path = "{self.gesture_store}" }}{console_settings} }}\n')
-        config = write_config(self.folder, console + actors_toml)
+        config = write_config(self.folder, console + actors_toml.replace("{gestures}", str(self.gesture_store)))
         self.sup = SupervisorProcess(config, self.folder, {"XDG_DATA_HOME": str(self.data)})
 
     def wait_ready(self, *names: str) -> None:

@@ -33,7 +33,7 @@ from bus.envelope import Message
 from bus.topics import ctl_topic
 from config.paths import Locations, default_data_dir
 
-REQUEST_TICK_S = 0.01
+REQUEST_TICK_S = 0.02
 """How often requests of the web thread are run on the actor's thread, seconds."""
 ALWAYS = ("sys.heartbeat", "sys.actor", "monitor.health", "monitor.alert", "ctl.reply")
 """Topics the console always follows (the actor table, alerts, ctl replies)."""

@@ -59,7 +59,7 @@ class Client:
         from websockets.sync.client import connect
 
         headers = {"Origin": origin} if origin else None
-        self.ws = connect(url, additional_headers=headers, max_size=1 << 24, open_timeout=20)
+        self.ws = connect(url, additional_headers=headers, max_size=1 << 24, open_timeout=20, legacy=True)
         self.events: list[dict[str, Any]] = []
         self.n = 0
 

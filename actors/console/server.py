@@ -161,7 +161,7 @@ class WebServer:
             self.thread.join(10.0)
 
     def stats(self) -> dict[str, Any]:
-        return {"clients": len(self.clients), **self.counts}
+        return {"url": self.url, "clients": len(self.clients), **self.counts}
 
     async def _start(self, ssl_ctx: ssl.SSLContext | None) -> str:
         from actors.console.gestures import GestureService  # noqa: PLC0415

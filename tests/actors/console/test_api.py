@@ -43,7 +43,9 @@ def client(console: Console) -> Iterator[Client]:
     c.close()
 
 
-def test_info_and_actors(client: Client) -> None:
+def test_info_and_actors(client: Client, console: Console) -> None:
+    wait_until(lambda: f'"url": "{console.url}"' in console.sup.output(), 30, "the console's address on the "
+               "supervisor's output")
     info = client.ok("info")
     assert info["loopback"] and not info["token_required"] and "models.promote" in info["destructive"]
     rows = {a["name"]: a for a in client.ok("actors")["actors"]}
@@ -207,3 +209,16 @@ def test_jobs_and_gestures_refuse_bad_input(client: Client, console: Console) ->
     assert client.ok("alerts") == [] or isinstance(client.ok("alerts"), list)
     time.sleep(0)  # noqa: the module's last request: the connection is still good
     assert client.ok("info")
+
+
+def test_off_loopback_without_tls_is_refused_at_start(supervisor_factory, ipc_dir) -> None:
+    from actors.console import check_address
+    from actors.console.settings import ConsoleSettings
+
+    checks = check_address("console", ConsoleSettings(host="0.0.0.0", port=0))
+    assert [c.status for c in checks] == ["fail"] and "tls_cert" in checks[0].detail
+    sup = supervisor_factory('[actors.console]\nrestart = "temporary"\nsettings = { host = "0.0.0.0", port = 0 }\n')
+    log = ipc_dir / "logs" / "console.log"
+    wait_until(lambda: log.exists() and "serves other machines only over TLS" in log.read_text(), 60,
+               "the console's refusal in its log")
+    wait_until(lambda: sup.actor("console")["state"] in ("exited", "failed", "stopped"), 60, "the console to end")

@@ -108,7 +108,7 @@ def measure(front: str, back: str, seconds: float, procs: dict[str, psutil.Proce
             "cpu_per_s": cpu}
 
 
-def run(phase_s: float, rounds: int) -> dict[str, Any]:
+def run(phase_s: float, rounds: int, width: int, height: int) -> dict[str, Any]:
     from bus import control
 
     folder = Path(tempfile.mkdtemp(prefix="scb", dir="/tmp"))
@@ -117,7 +117,8 @@ def run(phase_s: float, rounds: int) -> dict[str, Any]:
     config = folder / "bench.toml"
     config.write_text(
         f'replace_default_actors = true\n[bus]\nruntime_dir = "{folder}"\n[log]\nlevel = "warning"\n'
-        '[actors.camera]\nsettings = { source = "synthetic", min_fps = 1000.0, max_fps = 1000.0 }\n'
+        '[actors.camera]\nsettings = { source = "synthetic", min_fps = 1000.0, max_fps = 1000.0, '
+        f'width = {width}, height = {height} }}\n'
         '[actors.detector]\nafter = ["camera"]\nstart_timeout_s = 120.0\nsettings = { threads = 1 }\n'
         f'[actors.console]\nsettings = {{ port = {port} }}\n')
     env = {**__import__("os").environ, "XDG_DATA_HOME": str(folder / "xdg")}
@@ -176,7 +177,7 @@ def run(phase_s: float, rounds: int) -> dict[str, Any]:
     summary["ratios"] = {"detector_fps": round(t["detector_fps"] / b["detector_fps"], 3),
                          "latency_ms_p50": round(t["latency_ms_p50"] / b["latency_ms_p50"], 3)}
     summary["within_10_percent"] = all(abs(v - 1.0) <= TARGET for v in summary["ratios"].values())
-    return {"phase_s": phase_s, "rounds": rounds, "phases": phases, "summary": summary,
+    return {"phase_s": phase_s, "rounds": rounds, "frame": [width, height], "phases": phases, "summary": summary,
             "machine": {"cpus": psutil.cpu_count(), "load1": psutil.getloadavg()[0]}}
 
 
@@ -184,9 +185,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phase-s", type=float, default=20.0, help="seconds per phase (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (no client, three clients) (default 2)")
+    parser.add_argument("--width", type=int, default=320, help="camera frame width (default 320)")
+    parser.add_argument("--height", type=int, default=240, help="camera frame height (default 240)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args()
-    result = run(args.phase_s, args.rounds)
+    result = run(args.phase_s, args.rounds, args.width, args.height)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "console_cost.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result["summary"], indent=1))

@@ -222,3 +222,30 @@ def test_off_loopback_without_tls_is_refused_at_start(supervisor_factory, ipc_di
     wait_until(lambda: log.exists() and "serves other machines only over TLS" in log.read_text(), 60,
                "the console's refusal in its log")
     wait_until(lambda: sup.actor("console")["state"] in ("exited", "failed", "stopped"), 60, "the console to end")
+
+
+def test_tls_serves_https_and_wss(tmp_path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+    import urllib.request
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    for console in running_console("", console_settings=f', tls_cert = "{cert}", tls_key = "{key}"'):
+        trust = ssl.create_default_context(cafile=str(cert))
+        page = urllib.request.urlopen(f"https://127.0.0.1:{console.port}/", context=trust, timeout=30).read()
+        assert b"<title>Sensorium console</title>" in page
+        from websockets.sync.client import connect
+
+        ws = connect(f"wss://127.0.0.1:{console.port}/ws", ssl=trust, open_timeout=30, legacy=True)
+        ws.send(json.dumps({"id": 1, "cmd": "info"}))
+        info = json.loads(ws.recv(timeout=30))["result"]
+        assert info["url"].startswith("https://") and info["loopback"]
+        ws.close()
+        with pytest.raises(Exception):  # plain http to a TLS port is no page
+            urllib.request.urlopen(f"http://127.0.0.1:{console.port}/", timeout=10).read()

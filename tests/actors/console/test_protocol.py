@@ -103,3 +103,38 @@ def test_accuracy_by_day() -> None:
     assert accuracy_by_day(attempts) == [
         {"day": "2025-11-30", "attempts": 2, "correct": 1, "accuracy": 0.5},
         {"day": "2025-12-01", "attempts": 1, "correct": 1, "accuracy": 1.0}]
+
+
+def test_who_may_run_what(tmp_path) -> None:
+    pytest.importorskip("aiohttp")
+    from actors.console.server import Client, WebServer, load_or_make_token
+    from actors.console.settings import ConsoleSettings
+    from actors.console.protocol import Request
+
+    token, made = load_or_make_token(tmp_path / "console" / "token")
+    assert made and (tmp_path / "console" / "token").stat().st_mode & 0o777 == 0o600
+    assert load_or_make_token(tmp_path / "console" / "token") == (token, False)  # made once
+    server = WebServer(None, ConsoleSettings(), tmp_path, tmp_path)  # type: ignore[arg-type]
+    server.token = token
+
+    def allowed(cmd: str, args: dict, tok: str | None = None, authed: bool = False) -> bool | str:
+        client = Client(None, ConsoleSettings(), authed=authed)  # type: ignore[arg-type]
+        try:
+            server._authorise(client, Request(1, cmd, args, tok))
+        except ApiError as exc:
+            return exc.code
+        return True
+
+    # Loopback: reading and restarting need nothing; destructive commands need the token.
+    assert allowed("models.list", {}) is True
+    assert allowed("supervisor", {"command": "restart", "actor": "x"}) is True
+    assert allowed("supervisor", {"command": "stop", "actor": "x"}) == "unauthorized"
+    assert allowed("supervisor", {"command": "stop", "actor": "x"}, token) is True
+    assert allowed("models.promote", {"signal": "a", "version": "1"}, authed=True) is True
+    assert allowed("models.list", {}, "wrong") == "unauthorized"
+    # Off loopback: everything but info and auth needs the token.
+    server.loopback = False
+    assert allowed("info", {}) is True
+    assert allowed("models.list", {}) == "unauthorized"
+    assert allowed("actors", {}, token) is True
+    assert allowed("actors", {}, authed=True) is True

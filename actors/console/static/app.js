@@ -61,9 +61,10 @@ async function refreshActors() {
       el("td", {textContent: a.restarts ?? "", className: "restarts"}),
       el("td", {textContent: a.cpu_percent != null ? a.cpu_percent.toFixed(0) : ""}),
       el("td", {textContent: a.rss ? (a.rss / 1048576).toFixed(0) : ""}),
-      el("td", {textContent: rate ? rate.toFixed(1) : ""}), el("td"));
-    for (const c of ["start", "stop", "restart"]) {
-      tr.lastChild.append(el("button", {textContent: c, className: c, onclick: () =>
+      el("td", {textContent: rate ? rate.toFixed(1) : ""}), el("td", {className: "actions"}));
+    for (const c of a.supervised === false ? [] : ["start", "stop", "restart"]) {
+      tr.lastChild.append(el("button", {textContent: {start: "▶", stop: "■", restart: "↻"}[c], title: c,
+        ariaLabel: `${c} ${a.name}`, className: c, onclick: () =>
         act("supervisor", {command: c, actor: a.name}, () => `${c} ${a.name}: done`).then(refreshActors)}));
     }
     body.append(tr);

@@ -24,7 +24,9 @@ class Console:
     """A supervisor running the console (and ``actors_toml``, where ``{gestures}`` stands for the console's
     gesture store) with a private data folder."""
 
-    def __init__(self, actors_toml: str, console_settings: str = "") -> None:
+    def __init__(self, actors_toml: str | None, console_settings: str = "") -> None:
+        """``actors_toml`` None: the embedded default pipeline (every kind, Whisper and TensorFlow included),
+        with its ports and stores moved into this console's folder."""
         self.folder = Path(tempfile.mkdtemp(prefix="snc", dir="/tmp"))
         self.folder.chmod(0o700)
         self.data = self.folder / "xdg"
@@ -36,11 +38,18 @@ class Console:
         self.gesture_store = self.data / "sensorium" / "gestures" / "store.gst"
         console = (f'[actors.console]\nsettings = {{ port = {self.port}, '
                    f'gestures = {{ path = "{self.gesture_store}" }}{console_settings} }}\n')
-        config = write_config(self.folder, console + actors_toml.replace("{gestures}", str(self.gesture_store)))
-        self.sup = SupervisorProcess(config, self.folder, {"XDG_DATA_HOME": str(self.data)})
+        env = {"XDG_DATA_HOME": str(self.data)}
+        if actors_toml is None:
+            config = self.folder / "sensorium.toml"
+            config.write_text(f'[bus]\nruntime_dir = "{self.folder}"\n\n{console}'
+                              '[actors.monitor.settings]\nprometheus_port = 0\n'
+                              f'[actors.gesture.settings]\nstore = {{ path = "{self.gesture_store}" }}\n')
+        else:
+            config = write_config(self.folder, console + actors_toml.replace("{gestures}", str(self.gesture_store)))
+        self.sup = SupervisorProcess(config, self.folder, env)
 
-    def wait_ready(self, *names: str) -> None:
-        self.sup.wait_running("console", *names, timeout_s=WAIT_S)
+    def wait_ready(self, *names: str, wait_s: float = WAIT_S) -> None:
+        self.sup.wait_running("console", *names, timeout_s=wait_s)
         wait_until(self.token_path.exists, WAIT_S, "the console token file")
 
     @property
@@ -118,10 +127,11 @@ class Client:
         self.ws.close()
 
 
-def running_console(actors_toml: str, *names: str, console_settings: str = "") -> Iterator[Console]:
+def running_console(actors_toml: str | None, *names: str, console_settings: str = "",
+                    wait_s: float = WAIT_S) -> Iterator[Console]:
     c = Console(actors_toml, console_settings)
     try:
-        c.wait_ready(*names)
+        c.wait_ready(*names, wait_s=wait_s)
         yield c
     finally:
         c.close()

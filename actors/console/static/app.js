@@ -126,18 +126,22 @@ async function refreshModels() {
       el("strong", {textContent: m.name}), " active ", el("span", {className: "active", textContent: m.active || "-"}),
       " ", el("button", {textContent: "roll back", className: "rollback", onclick: () =>
         act("models.rollback", {signal: m.name}, x => x.reason).then(refreshModels)}));
-    const table = el("table"); const curve = el("canvas", {width: 320, height: 100});
+    const table = el("table"); const curve = el("canvas", {width: 320, height: 100, className: "curve"});
     for (const v of m.versions) {
       const tr = el("tr", {dataset: {version: v.version}},
         el("td", {textContent: (v.store === "shipped" ? "v" : "") + v.version + (v.active ? " (active)" : "")}),
         el("td", {textContent: v.f1 != null ? "F1 " + v.f1.toFixed(3) : ""}),
-        el("td", {textContent: v.created || ""}), el("td"));
+        el("td", {textContent: v.created || "", title: v.decision || ""}), el("td"));
       tr.lastChild.append(el("button", {textContent: "promote", className: "promote", disabled: v.active, onclick: () =>
         act("models.promote", {signal: m.name, version: v.version}, x => x.reason).then(refreshModels)}));
       if (v.curve) tr.lastChild.append(el("button", {textContent: "curve", onclick: () => drawCurve(curve, v.curve)}));
       table.append(tr);
     }
-    box.append(table, curve); list.append(box);
+    box.append(table);
+    const shown = m.versions.find(v => v.active && v.curve) || [...m.versions].reverse().find(v => v.curve);
+    if (shown) { box.append(curve, el("div", {className: "small", textContent:
+      `training curve of ${shown.version}: validation F1 (green), training loss (red), by epoch`})); drawCurve(curve, shown.curve); }
+    list.append(box);
   }
 }
 function drawCurve(c, curve, f1Key = "val_f1", lossKey = "train_loss") {

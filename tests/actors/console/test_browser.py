@@ -150,3 +150,20 @@ def test_record_a_gesture_from_the_page(page: object, console: Console, shots: P
     page.screenshot(path=str(shots / "gestures.png"), full_page=True)
     time.sleep(0)  # noqa: the session file is gone once the samples are in the store
     assert not list((console.data.parent).glob("**/sessions/page_wave.session"))
+
+
+def test_train_a_head_from_the_page(page: object, console: Console, shots: Path) -> None:
+    from actors.lib.scenes import write_dataset
+
+    data = console.folder / "crosses"
+    write_dataset(data, 40, ["circle", "cross"], seed=3)
+    tab(page, "models")
+    page.fill("#trainSignal", "cross")
+    page.fill("#trainData", str(data))
+    page.fill("#trainEpochs", "8")
+    page.click("#trainForm button")
+    job = page.locator(".job").first
+    sync_api.expect(job).to_have_attribute("data-state", "done", timeout=240_000)
+    sync_api.expect(job.locator(".decision")).to_contain_text("first version: promoted itself")
+    sync_api.expect(page.locator('.model[data-model="cross"] .active')).to_have_text("u1", timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "models-trained.png"), full_page=True)

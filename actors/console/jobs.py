@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import psutil
+import structlog
 
 from config.paths import REPO_ROOT
 from config.storage import write_atomic
@@ -36,6 +37,7 @@ DECISION_RE = re.compile(r"^(?P<signal>[a-z][a-z0-9_]*) (?P<version>v\d+|u\d+): 
 NEW_ROW_RE = re.compile(r"^new (?P<version>\S+)\s+(?P<p>[\d.]+)\s+(?P<r>[\d.]+)\s+(?P<f1>[\d.]+)$")
 FINAL_STATES = ("done", "failed", "cancelled", "lost")
 LOG_TAIL_LINES = 40
+log = structlog.get_logger("console")
 
 
 def parse_line(job: dict[str, Any], line: str) -> bool:
@@ -97,8 +99,11 @@ class JobManager:
         for path in sorted(self.folder.glob("*.json")):
             try:
                 job = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # a torn file cannot exist (atomic writes); anything else is not ours
+                job["id"], job["state"]  # noqa: B018 - a job file has both
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                # Not torn (atomic writes): not a job file of ours. Left where it is, and said so.
+                log.warning("job_file_skipped", path=str(path), error=repr(exc))
+                continue
             self.jobs[job["id"]] = job
             if job.get("state") == "running":
                 self._follow[job["id"]] = _Follow(offset=job.get("log_offset", 0))

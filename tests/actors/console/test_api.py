@@ -1,6 +1,7 @@
 """The console's WebSocket API against a real supervisor, console and actors (docs/api.md).
 
-One running pipeline for the module (console, monitor, probe@echo); ~25 s on a loaded 2-core machine.
+One running pipeline for the module (console, monitor, probe@echo), plus a TLS console and a refused one;
+~15-30 s on the shared 2-core machine.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The embedded default pipeline (every kind: Whisper and TensorFlow included; port
 a private folder) with its console; the page must list every actor, restart one, show a transcript (one
 injected, so the test does not wait on Whisper hearing the demo), the camera image with boxes, promote
 and roll back a model, and record a gesture with the synthetic sensor. Screenshots go under the test's
-output folder (printed). ~60-120 s, most of it the model loads.
+output folder (printed). ~30-120 s, most of it the model loads.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Gestures from the API with the synthetic sensor: a recording session that is stopped and resumed, then
-saved to the store; practice attempts kept across a console restart. ~40-60 s."""
+saved to the store; practice attempts kept across a console restart. ~20-40 s (the synthetic sensor performs a gesture every 2-4 s)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Training a head from the console: a ``sensorium models train`` job with live progress that survives a
-console restart, and the promotion decision at the end. ~40-60 s (torch import, 8 epochs on a 2-core machine)."""
+console restart, and the promotion decision at the end. ~10-40 s (torch import, 8 epochs of a head on
+40 images on a 2-core machine)."""
 
 from __future__ import annotations
 

@@ -250,3 +250,28 @@ def test_tls_serves_https_and_wss(tmp_path) -> None:
         ws.close()
         with pytest.raises(Exception):  # plain http to a TLS port is no page
             urllib.request.urlopen(f"http://127.0.0.1:{console.port}/", timeout=10).read()
+
+
+def test_a_client_that_does_not_read_holds_back_nothing(console: Console) -> None:
+    from websockets.sync.client import connect
+
+    stuck = connect(console.ws_url, max_queue=1, open_timeout=20, close_timeout=1, legacy=True)
+    stuck.send(json.dumps({"id": 1, "cmd": "subscribe", "args": {"topic": "test.flood", "max_hz": 20}}))
+    other = Client(console.ws_url)
+    other.ok("subscribe", topic="test.flood", max_hz=20)
+    pub = Publisher(zmq.Context.instance(), console.sup.frontend, "flood", linger_ms=1000)
+    try:
+        assert pub.wait_for_subscriber("test.flood", 30)
+        pad = "x" * 60_000
+        for n in range(300):  # ~18 MB the stuck client never reads
+            pub.publish("test.flood", {"n": n, "pad": pad})
+        pub.publish("test.flood", {"n": "last", "pad": ""})
+        other.wait_event(lambda e: e.get("topic") == "test.flood" and e["body"]["n"] == "last", 60,
+                         "the last flood message at the reading client")
+        assert other.ok("ctl", actor="probe@echo", command="ping")["result"] == "pong"
+        console_row = {a["name"]: a for a in other.ok("actors")["actors"]}["console"]
+        assert console_row["state"] == "running" and console_row["heard_s_ago"] < 5
+    finally:
+        pub.close()
+        stuck.close()
+        other.close()

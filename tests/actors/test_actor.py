@@ -243,7 +243,7 @@ def test_runner_rejects_unknown_kinds_and_bad_settings(ipc_dir):
 
 def test_every_kind_has_a_settings_model_and_a_class():
     specs = Registry.for_config().specs()
-    assert len(specs) == 11
+    assert len(specs) == 12
     for spec in specs:
         assert issubclass(spec.settings, BaseModel) and spec.description
         assert spec.actor_class().kind == spec.name

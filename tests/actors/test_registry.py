@@ -54,4 +54,4 @@ def test_listing_kinds_and_status_never_import_torch_or_tensorflow():
                           timeout=WAIT_S)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert len(result["kinds"]) == 11 and result["heavy"] == []
+    assert len(result["kinds"]) == 12 and result["heavy"] == []

@@ -864,7 +864,11 @@ class Supervisor:
                 self._burst.error(f"hb:{src}", "bad_heartbeat", src=src, error=str(exc), malformed=counts["malformed"])
                 continue
             counts["accepted"] += 1
+            was = watcher.state
             watcher.on_heartbeat(heartbeat, now)
+            url = heartbeat.extra.get("url")
+            if was is not watcher.state and watcher.state is ActorState.RUNNING and isinstance(url, str):
+                log.info("actor_url", name=src, url=url[:200])  # where to open it (the console's page)
         counts["budget_hits"] += 1
 
     def _publish_heartbeat(self, now: float) -> None:

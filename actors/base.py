@@ -186,6 +186,18 @@ class Actor(Generic[S]):
             else:
                 self._exact[topic] = handler
 
+    def unsubscribe(self, topic: str) -> None:
+        """Undo ``subscribe(topic, handler)`` (a topic the actor's own ``@handles`` names stays handled)."""
+        assert self.sub is not None
+        if topic in self._handlers:
+            return
+        prefix = topic.endswith(".")
+        self.sub.unsubscribe(topic, exact=not prefix)
+        if prefix:
+            self._prefixed = [(t, h) for t, h in self._prefixed if t != topic]
+        else:
+            self._exact.pop(topic, None)
+
     def publish(self, topic_or_body: str | Body, body: dict[str, Any] | None = None,
                 corr: str | None = None) -> int:
         """Publish a typed body (``publish(Heartbeat(...))``) or a topic and a map."""

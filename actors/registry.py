@@ -43,6 +43,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "intent": "actors.intent:SPEC",
     "tracker": "actors.tracker:SPEC",
     "bridge": "actors.bridge:SPEC",
+    "console": "actors.console:SPEC",
 }
 """Kind -> ``"module:SPEC"`` of the kinds shipped in ``actors/``."""
 

@@ -361,6 +361,14 @@ class Subscriber:
         raw = topic.encode()
         self.sock.setsockopt(zmq.SUBSCRIBE, LOCAL_MARKER + raw if local else raw)
 
+    def unsubscribe(self, topic: str, exact: bool = True) -> None:
+        """Undo ``subscribe(topic, exact)``; the socket keeps the prefix while the other form still needs it."""
+        if exact:
+            self._exact.discard(topic)
+        elif topic in self._prefixes:
+            self._prefixes.remove(topic)
+        self.sock.setsockopt(zmq.UNSUBSCRIBE, topic.encode())
+
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.
 

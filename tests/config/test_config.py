@@ -23,7 +23,7 @@ def test_embedded_default_is_valid_and_runs_anywhere():
 
 
 DEFAULT_ACTORS = ["monitor", "recorder", "probe@echo", "camera", "detector", "speech", "vad", "audio_events",
-                  "audio_source@demo", "sensor", "gesture"]
+                  "audio_source@demo", "sensor", "gesture", "console"]
 
 
 def user_file(tmp_path, text: str):

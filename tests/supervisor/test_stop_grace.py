@@ -30,6 +30,7 @@ def test_every_shipped_actor_stops_within_its_grace_period(supervisor_factory, i
         "SENSORIUM__REPLACE_DEFAULT_ACTORS": "false",
         "HOME": str(ipc_dir),  # the gesture store: a fresh copy here, not the user's
         "SENSORIUM__ACTORS__MONITOR__SETTINGS__PROMETHEUS_PORT": "0",
+        "SENSORIUM__ACTORS__CONSOLE__SETTINGS__PORT": "0",  # any free port: 8080 may be taken
         "SENSORIUM__ACTORS__RECORDER__ENABLED": "true"})
     names = [a["name"] for a in wait_until(lambda: status_or_none(sup), what="the control socket")["actors"]]
     assert {"detector", "speech", "audio_events", "recorder"} <= set(names)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path

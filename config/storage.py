@@ -180,11 +180,16 @@ class GuardedFile:
     corrupt file goes to ``FOLDER/.quarantine/`` only when a good backup
     replaces it: with none, it stays where it is (never a missing file) and
     ``load()`` raises.
+
+    ``read_only``: a file this process must never write (the shipped model
+    registry in the checkout): loads take no lock and no backup, corruption
+    is reported (``CorruptFileError``) and left as it is, ``save()`` refuses.
     """
 
     def __init__(self, path: Path | str, *, keep: int = 10, retention_days: float = 30.0, keep_min: int = 1,
-                 lock_timeout_s: float = 30.0) -> None:
+                 lock_timeout_s: float = 30.0, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.keep = keep
         self.retention_s = retention_days * 86400.0
         self.keep_min = keep_min
@@ -203,6 +208,8 @@ class GuardedFile:
 
     def save(self, payload: bytes, *, lock: bool = True, **meta: object) -> None:
         """Replace the file atomically; its new revision becomes the newest backup."""
+        if self.read_only:
+            raise PermissionError(f"{self.path} is read-only here (shipped with the product)")
         if lock:
             with self.locked():
                 self._save(payload, meta)
@@ -245,6 +252,14 @@ class GuardedFile:
         quarantine, restore the newest backup that verifies (``Loaded.recovered_from`` says which),
         and return it. Raises FileNotFoundError when there is neither file nor backup, and
         CorruptFileError when the file is bad and no backup verifies (the file is then left in place)."""
+        if self.read_only:
+            raw = self.path.read_bytes()
+            try:
+                payload, header = self._verify(raw, self.path, check)
+            except CorruptFileError as exc:
+                raise CorruptFileError(self.path, f"{exc.reason}; no good backup: this shipped file is read-only "
+                                       "here and left as it is (reinstall, or restore it from git)") from None
+            return Loaded(payload, header)
         if lock:
             with self.locked():
                 return self._load(check)

@@ -176,10 +176,11 @@ class ModelStore:
 
     def __init__(self, root: Path | str = DEFAULT_STORE, rules: VersionRules | None = None,
                  on_recovered: Callable[[str], None] | None = None, *, namespace: str = "",
-                 base: "ModelStore | None" = None) -> None:
+                 base: "ModelStore | None" = None, read_only: bool = False) -> None:
         self.root = Path(root)
         self.rules = rules or VersionRules()
-        self.registry = GuardedFile(self.root / "registry.json", keep=20)
+        # The shipped layer is read-only: reading it never writes a lock or a backup into the checkout.
+        self.registry = GuardedFile(self.root / "registry.json", keep=20, read_only=read_only)
         self._on_recovered = on_recovered
         self.namespace = namespace
         self.base = base
@@ -189,7 +190,7 @@ class ModelStore:
                 rules: VersionRules | None = None,
                 on_recovered: Callable[[str], None] | None = None) -> "ModelStore":
         """The user store (``user``, default ``user_models_dir()``) over the read-only shipped one."""
-        base = ModelStore(shipped, on_recovered=on_recovered)
+        base = ModelStore(shipped, on_recovered=on_recovered, read_only=True)
         return cls(user if user is not None else user_models_dir(), rules, on_recovered,
                    namespace=USER_NAMESPACE, base=base)
 

@@ -40,6 +40,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "sensor": "actors.sensor:SPEC",
     "gesture": "actors.gesture:SPEC",
     "recorder": "actors.recorder:SPEC",
+    "foxglove": "actors.foxglove:SPEC",
 }
 """Kind -> ``"module:SPEC"`` of the kinds shipped in ``actors/``."""
 

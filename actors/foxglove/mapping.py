@@ -223,9 +223,8 @@ class Converter:
         """``msg`` on each of its channels that ``wanted`` accepts (the live view asks: has it a viewer?).
 
         Raises ValueError (a body that does not fit its topic: a bad image, boxes of the wrong shape)."""
-        topic, body, ts = msg.topic, msg.body, msg.header.ts
-        if topic == "camera.frame" and isinstance(body.get("frame_id"), int):
-            self._remember_frame(body)  # even unwatched: the annotations of a later viewer need it
+        topic, ts = msg.topic, msg.header.ts
+        self.observe(msg)  # even unwatched: the annotations of a later viewer need the frame's time
         out: list[Output] = []
         for ch in self.channels(topic):
             if not wanted(ch):
@@ -255,8 +254,12 @@ class Converter:
 
     # -- images ---------------------------------------------------------------
 
-    def _remember_frame(self, body: dict[str, Any]) -> None:
-        self._frame_times[body["frame_id"]] = self._capture_ns(body, 0)
+    def observe(self, msg: Message) -> None:
+        """Remember a camera frame's capture time, to stamp its detections (cheap; call it for every frame)."""
+        body = msg.body
+        if msg.topic != "camera.frame" or not isinstance(body.get("frame_id"), int):
+            return
+        self._frame_times[body["frame_id"]] = self._capture_ns(body, msg.header.ts)
         while len(self._frame_times) > FRAME_MEMORY:
             self._frame_times.popitem(last=False)
 

@@ -58,6 +58,14 @@ class FoxgloveSettings(Strict):
             validate_prefix(p)
         return prefixes
 
+    @field_validator("client_publish")
+    @classmethod
+    def _no_control(cls, prefixes: list[str]) -> list[str]:
+        for p in prefixes:
+            if p.startswith(("ctl.", "sys.")) or p in ("ctl", "sys"):
+                raise ValueError(f"{p!r}: viewers may not publish control or system topics (use services)")
+        return prefixes
+
     @field_validator("services")
     @classmethod
     def _services(cls, services: list[str]) -> list[str]:

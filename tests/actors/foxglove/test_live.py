@@ -1,0 +1,130 @@
+"""The foxglove actor under a real supervisor, watched by a real WebSocket viewer (``foxglove.sdk.v1``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+
+import numpy as np
+import pytest
+import zmq
+
+from bus.bodies.audio import Transcript
+from bus.pubsub import Publisher
+from tests.actors.foxglove.protobuf_decode import decode
+from tests.actors.foxglove.viewer import SUBPROTOCOL, Viewer
+
+pytest.importorskip("foxglove")
+pytest.importorskip("cv2")
+websockets = pytest.importorskip("websockets")
+
+pytestmark = pytest.mark.slow
+
+WIDTH, HEIGHT = 64, 48
+
+
+def actors_toml(extra: str = "") -> str:
+    return f"""
+[actors.camera]
+settings = {{ source = "synthetic", width = {WIDTH}, height = {HEIGHT}, max_fps = 10.0 }}
+[actors.foxglove]
+settings = {{ port = 0, prefixes = ["camera.", "speech.", "monitor.", "sys.actor"] {extra} }}
+"""
+
+
+def foxglove_port(sup, collector_factory) -> int:
+    beats = collector_factory(sup, ["sys.heartbeat"])
+    sup.wait_running("camera", "foxglove")
+    hb = beats.wait_for(lambda m: m.header.src == "foxglove" and m.body["extra"].get("port"), what="the port")
+    return hb.body["extra"]["port"]
+
+
+async def keep_publishing(pub: Publisher, topic: str, body: dict) -> None:
+    """A transcript every 0.2 s: a channel is advertised at its topic's first message, and a viewer gets
+    what is sent after it subscribed."""
+    while True:
+        pub.publish(topic, body)
+        await asyncio.sleep(0.2)
+
+
+def test_a_viewer_decodes_the_camera_as_raw_image_and_a_transcript_as_json(supervisor_factory, collector_factory):
+    sup = supervisor_factory(actors_toml())
+    port = foxglove_port(sup, collector_factory)
+    pub = Publisher(zmq.Context.instance(), sup.frontend, "speech")
+    transcript = Transcript(text="turn left at the lights", segments=[], language="en", segment_id=1,
+                            latency_ms=80.0).to_body()
+
+    async def watch() -> None:
+        talker = asyncio.create_task(keep_publishing(pub, "speech.transcript", transcript))
+        try:
+            async with Viewer(f"ws://127.0.0.1:{port}") as viewer:
+                assert viewer.subprotocol == SUBPROTOCOL
+                await viewer.subscribe("camera.frame", "speech.transcript")
+                _, payload = await viewer.next_message("camera.frame")
+                name, encoding, schema = viewer.schema("camera.frame")
+                assert (name, encoding, viewer.channels["camera.frame"]["encoding"]) == (
+                    "foxglove.RawImage", "protobuf", "protobuf")
+                image = decode(name, schema, payload)
+                assert (image.width, image.height, image.encoding) == (WIDTH, HEIGHT, "bgr8")
+                pixels = np.frombuffer(image.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
+                assert pixels.std() > 1.0  # a synthetic scene, not a blank frame
+
+                _, payload = await viewer.next_message("speech.transcript")
+                name, encoding, schema = viewer.schema("speech.transcript")
+                assert (name, encoding) == ("sensorium.Transcript", "jsonschema")
+                assert "text" in json.loads(schema)["properties"]
+                body = json.loads(payload)
+                assert body["text"] == "turn left at the lights" and body["_bus"]["src"] == "speech"
+        finally:
+            talker.cancel()
+
+    try:
+        asyncio.run(watch())
+    finally:
+        pub.close()
+
+
+def test_off_loopback_without_tls_and_token_is_refused_at_start(supervisor_factory, collector_factory):
+    sup = supervisor_factory(actors_toml(', host = "0.0.0.0"'))
+    done = sup.cli("validate")
+    assert done.returncode != 0 and "refusing to listen on 0.0.0.0" in done.stdout + done.stderr
+
+
+@pytest.fixture
+def token_and_cert(tmp_path):
+    token = secrets.token_urlsafe(24)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return token, token_file, cert, key
+
+
+def test_with_a_token_only_a_viewer_that_has_it_gets_in_over_tls(supervisor_factory, collector_factory,
+                                                                 token_and_cert):
+    import ssl
+
+    token, token_file, cert, key = token_and_cert
+    sup = supervisor_factory(actors_toml(f', token_file = "{token_file}", tls_cert = "{cert}", tls_key = "{key}"'))
+    port = foxglove_port(sup, collector_factory)
+    tls = ssl.create_default_context(cafile=str(cert))
+
+    async def attempts() -> None:
+        for url in (f"wss://127.0.0.1:{port}", f"wss://127.0.0.1:{port}/?token=wrong{token}"):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with Viewer(url, ssl=tls):
+                    pass
+            assert refused.value.response.status_code == 401
+        async with Viewer(f"wss://127.0.0.1:{port}/?token={token}", ssl=tls) as viewer:
+            await viewer.subscribe("camera.frame")
+            _, payload = await viewer.next_message("camera.frame")
+            assert decode(*viewer.schema("camera.frame")[::2], payload).width == WIDTH
+
+    asyncio.run(attempts())
+    assert os.stat(token_file).st_mode & 0o077 == 0

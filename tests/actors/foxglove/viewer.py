@@ -1,0 +1,123 @@
+"""A minimal Foxglove WebSocket viewer (``foxglove.sdk.v1``), written from the protocol alone.
+
+Text frames are JSON (``serverInfo``, ``advertise``, ``unadvertise``...);
+binary frames start with an opcode: 0x01 message data = subscription id
+(u32 LE), log time (u64 LE, ns), payload. Used by the live tests and the
+bench: it reads as fast as it can, or (``read_delay_s``) like a slow viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections import defaultdict, deque
+from typing import Any
+
+import websockets
+
+SUBPROTOCOL = "foxglove.sdk.v1"
+MESSAGE_DATA = 0x01
+_DATA_HEAD = struct.Struct("<BIQ")
+
+
+class Viewer:
+    def __init__(self, url: str, *, read_delay_s: float = 0.0, keep: int = 64, **connect_kwargs: Any) -> None:
+        self.url = url
+        self.read_delay_s = read_delay_s
+        self.connect_kwargs = connect_kwargs
+        self.server_info: dict[str, Any] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        """Topic -> the advertised channel (id, encoding, schemaName, schema, schemaEncoding)."""
+        self.services: dict[str, dict[str, Any]] = {}
+        self.received: dict[str, deque[tuple[int, bytes]]] = defaultdict(lambda: deque(maxlen=keep))
+        self.counts: dict[str, int] = defaultdict(int)
+        self.status: list[dict[str, Any]] = []
+        self._subs: dict[int, str] = {}
+        self._changed = asyncio.Event()
+        self._ws: Any = None
+        self._reader: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Viewer":
+        self._ws = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL], max_size=None,  # type: ignore[list-item]
+                                            compression=None, **self.connect_kwargs)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self._ws.close()
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._ws.subprotocol
+
+    async def _read(self) -> None:
+        async for frame in self._ws:
+            if isinstance(frame, bytes):
+                if frame[0] == MESSAGE_DATA:
+                    _, sub_id, log_time = _DATA_HEAD.unpack_from(frame, 0)
+                    topic = self._subs.get(sub_id)
+                    if topic is not None:
+                        self.received[topic].append((log_time, frame[_DATA_HEAD.size:]))
+                        self.counts[topic] += 1
+                if self.read_delay_s:
+                    await asyncio.sleep(self.read_delay_s)
+            else:
+                msg = json.loads(frame)
+                op = msg.get("op")
+                if op == "serverInfo":
+                    self.server_info = msg
+                elif op == "advertise":
+                    for ch in msg["channels"]:
+                        self.channels[ch["topic"]] = ch
+                elif op == "unadvertise":
+                    gone = set(msg["channelIds"])
+                    self.channels = {t: c for t, c in self.channels.items() if c["id"] not in gone}
+                elif op == "advertiseServices":
+                    for svc in msg["services"]:
+                        self.services[svc["name"]] = svc
+                elif op == "status":
+                    self.status.append(msg)
+            self._changed.set()
+
+    async def wait(self, predicate: Any, timeout_s: float, what: str) -> Any:
+        async def until() -> Any:
+            while True:
+                found = predicate()
+                if found:
+                    return found
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(until(), timeout_s)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"viewer: timed out after {timeout_s:g} s waiting for {what}; channels: "
+                                 f"{sorted(self.channels)}, counts: {dict(self.counts)}") from None
+
+    async def subscribe(self, *topics: str, timeout_s: float = 30.0) -> None:
+        await self.wait(lambda: all(t in self.channels for t in topics), timeout_s, f"channels {topics}")
+        subs = []
+        for topic in topics:
+            sub_id = len(self._subs) + 1
+            self._subs[sub_id] = topic
+            subs.append({"id": sub_id, "channelId": self.channels[topic]["id"]})
+        await self._ws.send(json.dumps({"op": "subscribe", "subscriptions": subs}))
+
+    async def unsubscribe_all(self) -> None:
+        await self._ws.send(json.dumps({"op": "unsubscribe", "subscriptionIds": list(self._subs)}))
+        self._subs.clear()
+
+    async def next_message(self, topic: str, timeout_s: float = 30.0, after: int = 0) -> tuple[int, bytes]:
+        await self.wait(lambda: self.counts[topic] > after, timeout_s, f"a message on {topic}")
+        return self.received[topic][-1]
+
+    def schema(self, topic: str) -> tuple[str, str, bytes]:
+        """(schema name, schema encoding, schema bytes) of an advertised channel."""
+        ch = self.channels[topic]
+        enc = ch.get("schemaEncoding", "")
+        data = base64.b64decode(ch["schema"]) if enc == "protobuf" else ch["schema"].encode()
+        return ch["schemaName"], enc, data

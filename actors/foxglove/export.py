@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.foxglove.mapping import ChannelDef, Converter, ConverterOptions
+from actors.foxglove.mapping import GAP_SCHEMA, ChannelDef, Converter, ConverterOptions
 from bus.envelope import EnvelopeError
 from bus.recording import GAP_TOPIC, RecordingError, ScanReport, scan
 from config.schema import Config
@@ -86,7 +86,7 @@ def export(source: Path, target: Path, options: ConverterOptions | None = None,
                     cid = channel_ids[ch.topic] = out.register_channel(ch.topic, ch.message_encoding, sid)
                 return cid
 
-            gap_channel = ChannelDef(GAP_TOPIC, "json", "", "", b"")
+            gap_channel = ChannelDef(GAP_TOPIC, "json", GAP_SCHEMA["title"], "jsonschema", json.dumps(GAP_SCHEMA).encode())
             for rec in scan(source, scan_report):
                 report.messages_in += 1
                 if rec.kind == "gap":

@@ -22,8 +22,8 @@ JSON channels carry the body's JSON Schema from ``bus.schema`` (schema name
 lists for 2-D), or, beyond ``max_array_elements`` elements, a summary
 ``{dtype, shape, min, max, mean}``; non-finite floats become null (JSON has
 no NaN). Every JSON message also has ``_bus``: the envelope's ``src``,
-``seq``, ``ts`` (ns). A topic with no typed body gets a schemaless JSON
-channel.
+``seq``, ``ts`` (ns). A topic with no typed body gets the permissive schema
+``sensorium.Untyped``: every channel has a schema.
 
 Times: a message is logged at its envelope ``ts`` (when the sender
 published it). A RawImage's ``timestamp`` is the capture time, and the
@@ -156,10 +156,22 @@ def json_channel(topic: str, schema_of: str | None = None) -> ChannelDef:
     """The JSON channel of ``topic`` with the schema of ``schema_of``'s body (default: ``topic``)."""
     cls = body_for_topic(schema_of or topic)
     if cls is None:
-        return ChannelDef(topic, "json", "", "", b"")
+        return ChannelDef(topic, "json", UNTYPED_SCHEMA["title"], "jsonschema", json.dumps(UNTYPED_SCHEMA).encode())
     schema = foxglove_json_schema(cls)
     return ChannelDef(topic, "json", schema["title"], "jsonschema", json.dumps(schema).encode())
 
+
+UNTYPED_SCHEMA = {
+    "title": "sensorium.Untyped", "type": "object", "additionalProperties": True,
+    "description": "a topic with no typed body: the map as it was sent (arrays as lists or summaries)",
+    "properties": {"_bus": _BUS_SCHEMA},
+}
+GAP_SCHEMA = {
+    "title": "sensorium.Gap", "type": "object",
+    "description": "messages the recorder saw missing (a jump in one sender's seq on one topic)",
+    "properties": {"topic": {"type": "string"}, "src": {"type": "string"}, "after_seq": {"type": "integer"},
+                   "next_seq": {"type": "integer"}, "missed": {"type": "integer"}},
+}
 
 IMU_SAMPLE_SCHEMA = {
     "title": "sensorium.ImuSample", "type": "object",

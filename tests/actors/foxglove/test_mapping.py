@@ -134,6 +134,6 @@ def test_supervisor_events_and_alerts_are_logs():
     assert log_line("monitor.alert", {**alert, "state": "cleared"})[0] == "Info"
 
 
-def test_a_topic_without_a_typed_body_is_schemaless_json():
+def test_a_topic_without_a_typed_body_is_json_with_a_permissive_schema():
     out = Converter().convert(received("probe.tick", 0, {"n": 1}))
-    assert out[0].channel.schema_encoding == "" and json.loads(out[0].data)["n"] == 1
+    assert out[0].channel.schema_name == "sensorium.Untyped" and json_checked(out[0])["n"] == 1

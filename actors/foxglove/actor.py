@@ -36,7 +36,7 @@ from typing import Any
 from actors.base import Actor, ActorExit
 from actors.foxglove.exposure import exposure_problem, read_token
 from actors.foxglove.mapping import ChannelDef, Converter, ConverterOptions
-from actors.foxglove.settings import DESTRUCTIVE_COMMANDS, FoxgloveSettings
+from actors.foxglove.settings import FoxgloveSettings, is_destructive
 from bus.envelope import Message
 from bus.messages import Command, CommandReply
 from bus.topics import TopicError, ctl_topic, validate_topic
@@ -182,7 +182,7 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
         except (ValueError, KeyError, TypeError) as exc:
             self.stats["service_refused"] += 1
             raise ValueError(f"ctl/{cmd}: the request must be JSON {{\"actor\": NAME, \"args\": {{...}}}} ({exc})")
-        if cmd in DESTRUCTIVE_COMMANDS:
+        if is_destructive(cmd):
             given = payload.get("token")
             if self.token is None or not isinstance(given, str) or not hmac.compare_digest(given, self.token):
                 self.stats["service_refused"] += 1

@@ -7,8 +7,13 @@ from pydantic import Field, field_validator, model_validator
 from bus.topics import validate_prefix
 from config.schema import Strict
 
-DESTRUCTIVE_COMMANDS = frozenset({"stop", "unload", "delete"})
-"""ctl commands that are offered as services only behind the token (they stop or remove something)."""
+DESTRUCTIVE_WORDS = frozenset({"stop", "unload", "delete", "remove"})
+"""A ctl command with one of these words (``stop``, ``unload_head``) stops or removes something: it is offered
+as a service only with a token, and each call must carry it."""
+
+
+def is_destructive(cmd: str) -> bool:
+    return bool(DESTRUCTIVE_WORDS & set(cmd.lower().split("_")))
 
 
 class FoxgloveSettings(Strict):
@@ -34,7 +39,7 @@ class FoxgloveSettings(Strict):
     message_backlog_size)."""
     services: list[str] = []
     """ctl commands offered as Foxglove services (``ctl/CMD``; request ``{"actor": NAME, "args": {...}}``);
-    empty: none. stop, unload and delete need ``token_file``."""
+    empty: none. Commands that stop, unload, delete or remove need ``token_file``."""
     service_timeout_s: float = Field(5.0, gt=0, le=60)
     """How long a service call waits for the actor's ctl.reply, seconds."""
     client_publish: list[str] = []
@@ -76,7 +81,7 @@ class FoxgloveSettings(Strict):
 
     @model_validator(mode="after")
     def _guarded(self) -> "FoxgloveSettings":
-        destructive = sorted(DESTRUCTIVE_COMMANDS & set(self.services))
+        destructive = sorted(c for c in self.services if is_destructive(c))
         if destructive and not self.token_file:
             raise ValueError(f"services {destructive} stop or remove things: they need token_file")
         if bool(self.tls_cert) != bool(self.tls_key):

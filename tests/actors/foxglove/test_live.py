@@ -128,3 +128,45 @@ def test_with_a_token_only_a_viewer_that_has_it_gets_in_over_tls(supervisor_fact
 
     asyncio.run(attempts())
     assert os.stat(token_file).st_mode & 0o077 == 0
+
+
+def test_services_and_client_publishing_only_as_configured(supervisor_factory, collector_factory, tmp_path):
+    token = secrets.token_urlsafe(24)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    sup = supervisor_factory(actors_toml(f', services = ["ping", "stop"], client_publish = ["test."], '
+                                         f'token_file = "{token_file}"'))
+    port = foxglove_port(sup, collector_factory)
+    bus = collector_factory(sup, ["test.", "ctl."])
+
+    async def use() -> None:
+        async with Viewer(f"ws://127.0.0.1:{port}/?token={token}") as viewer:
+            ok, reply = await viewer.call("ctl/ping", {"actor": "camera"}, call_id=1)
+            assert ok and json.loads(reply) == {"actor": "camera", "cmd": "ping", "ok": True, "result": "pong",
+                                                "error": ""}
+            ok, why = await viewer.call("ctl/stop", {"actor": "camera"}, call_id=2)  # no token in the request
+            assert not ok and "token" in why
+            assert "ctl/status" not in viewer.services
+            await viewer.advertise(1, "test.from_viewer")
+            await viewer.advertise(2, "ctl.camera")  # not configured: refused
+            await viewer.publish(2, {"cmd": "stop"})
+            await viewer.publish(1, {"n": 7})
+            bus.wait_for(lambda m: m.topic == "test.from_viewer", what="the viewer's message")
+
+    asyncio.run(use())
+    assert [m.body for m in bus.messages if m.topic == "test.from_viewer"] == [{"n": 7}]
+    assert not [m for m in bus.messages if m.topic == "ctl.camera" and m.body.get("cmd") == "stop"]
+    assert sup.actor("camera")["state"] == "running"
+
+
+def test_destructive_services_and_control_topics_need_the_token_in_the_settings():
+    from pydantic import ValidationError
+
+    from actors.foxglove.settings import FoxgloveSettings
+
+    with pytest.raises(ValidationError, match="token_file"):
+        FoxgloveSettings(services=["ping", "unload_head"])
+    with pytest.raises(ValidationError, match="control"):
+        FoxgloveSettings(client_publish=["ctl."])
+    assert FoxgloveSettings(services=["ping", "stats"]).services == ["ping", "stats"]

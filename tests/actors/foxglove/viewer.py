@@ -19,6 +19,9 @@ import websockets
 
 SUBPROTOCOL = "foxglove.sdk.v1"
 MESSAGE_DATA = 0x01
+SERVICE_CALL_RESPONSE = 0x03
+CLIENT_MESSAGE_DATA = 0x01
+SERVICE_CALL_REQUEST = 0x02
 _DATA_HEAD = struct.Struct("<BIQ")
 
 
@@ -34,6 +37,8 @@ class Viewer:
         self.received: dict[str, deque[tuple[int, bytes]]] = defaultdict(lambda: deque(maxlen=keep))
         self.counts: dict[str, int] = defaultdict(int)
         self.status: list[dict[str, Any]] = []
+        self.replies: dict[int, tuple[bool, bytes | str]] = {}
+        """Service call id -> (ok, response payload or failure message)."""
         self._subs: dict[int, str] = {}
         self._changed = asyncio.Event()
         self._ws: Any = None
@@ -63,6 +68,9 @@ class Viewer:
                     if topic is not None:
                         self.received[topic].append((log_time, frame[_DATA_HEAD.size:]))
                         self.counts[topic] += 1
+                elif frame[0] == SERVICE_CALL_RESPONSE:
+                    _, call_id, enc_len = struct.unpack_from("<III", frame, 1)
+                    self.replies[call_id] = (True, frame[13 + enc_len:])
                 if self.read_delay_s:
                     await asyncio.sleep(self.read_delay_s)
             else:
@@ -79,6 +87,8 @@ class Viewer:
                 elif op == "advertiseServices":
                     for svc in msg["services"]:
                         self.services[svc["name"]] = svc
+                elif op == "serviceCallFailure":
+                    self.replies[msg["callId"]] = (False, msg["message"])
                 elif op == "status":
                     self.status.append(msg)
             self._changed.set()
@@ -114,6 +124,23 @@ class Viewer:
     async def next_message(self, topic: str, timeout_s: float = 30.0, after: int = 0) -> tuple[int, bytes]:
         await self.wait(lambda: self.counts[topic] > after, timeout_s, f"a message on {topic}")
         return self.received[topic][-1]
+
+    async def advertise(self, channel_id: int, topic: str) -> None:
+        """Offer a JSON channel to publish on (the server must allow client publishing)."""
+        await self._ws.send(json.dumps({"op": "advertise", "channels": [
+            {"id": channel_id, "topic": topic, "encoding": "json", "schemaName": "test"}]}))
+
+    async def publish(self, channel_id: int, body: dict[str, Any]) -> None:
+        await self._ws.send(struct.pack("<BI", CLIENT_MESSAGE_DATA, channel_id) + json.dumps(body).encode())
+
+    async def call(self, service: str, request: dict[str, Any], call_id: int, timeout_s: float = 30.0,
+                   ) -> tuple[bool, bytes | str]:
+        """Call a service with a JSON request: (ok, the response payload or the failure message)."""
+        svc = await self.wait(lambda: self.services.get(service), timeout_s, f"service {service}")
+        encoding = b"json"
+        await self._ws.send(struct.pack("<BIII", SERVICE_CALL_REQUEST, svc["id"], call_id, len(encoding)) + encoding
+                            + json.dumps(request).encode())
+        return await self.wait(lambda: self.replies.get(call_id), timeout_s, f"the reply to call {call_id}")
 
     def schema(self, topic: str) -> tuple[str, str, bytes]:
         """(schema name, schema encoding, schema bytes) of an advertised channel."""

@@ -10,16 +10,17 @@ client publishes, which arrive on the SDK's threads, into bus messages;
 
 A viewer never slows the bus: the actor's handler only stores the message
 (a newer one of the same topic replaces it, counted as ``conflated``), a
-channel nobody subscribed to costs no conversion (``has_sinks``), and the
-SDK's server sends on its own threads from a queue per viewer of
-``backlog`` messages that drops the oldest when that viewer falls behind.
-A slow viewer thus sees the latest frames, never a growing delay, and the
-bus side never waits for it.
+channel nobody subscribed to costs no conversion (``has_sinks``), the SDK's
+server sends on its own threads, and viewers connect through the gate
+(``gate.py``), which reads the SDK's server as fast as it sends and keeps,
+per viewer, only the newest undelivered message of each channel
+(``replaced_for_slow_viewers``). A slow viewer thus sees the latest frames,
+never a growing delay, and the bus side never waits for it.
 
-Exposure: the server listens on 127.0.0.1 unless ``host`` says otherwise;
-off loopback it starts only with ``tls_cert``/``tls_key`` and ``token_file``,
-and then the SDK's server stays on loopback behind the token gate
-(``gate.py``, wss:// with the token checked before the WebSocket opens).
+Exposure: the gate listens on 127.0.0.1 unless ``host`` says otherwise; off
+loopback it starts only with ``tls_cert``/``tls_key`` and ``token_file``
+(wss://, the token checked before the WebSocket opens). The SDK's server
+itself always listens on 127.0.0.1, on a free port.
 """
 
 from __future__ import annotations
@@ -94,22 +95,24 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
             services = [self._service(cmd) for cmd in s.services]
         if s.client_publish:
             capabilities.append(Capability.ClientPublish)
-        gated = self.token is not None
+        # The SDK's server on loopback, reached only through the gate (token, TLS, newest message per channel).
         self.server = foxglove.start_server(
-            name=s.name, host="127.0.0.1" if gated else s.host, port=0 if gated else s.port,
-            capabilities=capabilities, server_listener=self.viewer, services=services or None,
-            supported_encodings=["json"], context=self.context, message_backlog_size=s.backlog)
-        self.gate = None
-        if gated:
-            from actors.foxglove.gate import TokenGate  # noqa: PLC0415 - only a gated server needs websockets
+            name=s.name, host="127.0.0.1", port=0, capabilities=capabilities, server_listener=self.viewer,
+            services=services or None, supported_encodings=["json"], context=self.context,
+            message_backlog_size=s.backlog)
+        from actors.foxglove.gate import Gate  # noqa: PLC0415 - websockets, part of the foxglove extra
 
-            self.gate = TokenGate(s.host, s.port, backend_port=self.server.port, token=self.token,
-                                  tls_cert=resolve_path(s.tls_cert) if s.tls_cert else None,
-                                  tls_key=resolve_path(s.tls_key) if s.tls_key else None, log=self.log).start()
-        self.port = self.gate.port if self.gate else self.server.port
+        try:
+            self.gate = Gate(s.host, s.port, backend_port=self.server.port, token=self.token,
+                             tls_cert=resolve_path(s.tls_cert) if s.tls_cert else None,
+                             tls_key=resolve_path(s.tls_key) if s.tls_key else None, log=self.log).start()
+        except OSError as exc:
+            self.server.stop()
+            raise ActorExit(2, f"cannot listen on {s.host}:{s.port}: {exc}") from None
+        self.port = self.gate.port
         scheme = "wss" if s.tls_cert else "ws"
         self.log.info("foxglove_listening", url=f"{scheme}://{s.host}:{self.port}", sdk_port=self.server.port,
-                      token=gated, tls=bool(s.tls_cert))
+                      token=self.token is not None, tls=bool(s.tls_cert))
 
         for prefix in s.prefixes:
             self.subscribe(prefix, self.on_bus_message)
@@ -220,33 +223,21 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
     # -- heartbeat, teardown ------------------------------------------------------
 
     def heartbeat_extra(self) -> dict[str, Any]:
-        return {"port": self.port, "viewers": len(self.viewer.clients), "channels": len(self.channels), **self.stats}
+        return {"port": self.port, "viewers": self.gate.viewers, "channels": len(self.channels),
+                "replaced_for_slow_viewers": self.gate.replaced, "refused_viewers": self.gate.refused, **self.stats}
 
     def teardown(self) -> None:
-        if self.gate is not None:
-            self.gate.stop()
+        self.gate.stop()
         self.server.stop()
 
 
 class ViewerListener:
-    """The SDK's server listener: who watches, and what viewers may publish. Runs on the SDK's threads."""
+    """The SDK's server listener: what viewers may publish. Runs on the SDK's threads."""
 
     def __init__(self, actor: FoxgloveActor) -> None:
         self.actor = actor
-        self.clients: dict[int, int] = {}
-        """Client id -> channels it subscribes to."""
         self.advertised: dict[tuple[int, int], str] = {}
         """(client id, client channel id) -> bus topic, for channels a viewer may publish on."""
-
-    def on_subscribe(self, client: Any, channel: Any) -> None:
-        self.clients[client.id] = self.clients.get(client.id, 0) + 1
-
-    def on_unsubscribe(self, client: Any, channel: Any) -> None:
-        left = self.clients.get(client.id, 0) - 1
-        if left > 0:
-            self.clients[client.id] = left
-        else:
-            self.clients.pop(client.id, None)
 
     def on_client_advertise(self, client: Any, channel: Any) -> None:
         allowed = self.actor.settings.client_publish

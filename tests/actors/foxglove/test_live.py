@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -170,3 +171,37 @@ def test_destructive_services_and_control_topics_need_the_token_in_the_settings(
     with pytest.raises(ValidationError, match="control"):
         FoxgloveSettings(client_publish=["ctl."])
     assert FoxgloveSettings(services=["ping", "stats"]).services == ["ping", "stats"]
+
+
+def test_a_slow_viewer_gets_the_newest_frame_not_a_backlog_and_the_bus_does_not_wait(supervisor_factory,
+                                                                                    collector_factory):
+    # 320x240 frames (230 kB) at 20/s to a viewer that reads 4 a second: without the newest-only relay it would
+    # fall further behind every second (the SDK's queue alone holds 64 messages: 16 s of this viewer's reading).
+    # The viewer's own buffers are kept small (a 64 kB socket buffer, a one-message queue) so that what it
+    # measures is what the server side holds back.
+    sup = supervisor_factory(actors_toml().replace(f"width = {WIDTH}, height = {HEIGHT}, max_fps = 10.0",
+                                                   "width = 320, height = 240, max_fps = 20.0"))
+    port = foxglove_port(sup, collector_factory)
+    frames = collector_factory(sup, ["camera.frame", "sys.heartbeat"])
+
+    async def watch_slowly() -> list[float]:
+        async with Viewer(f"ws://127.0.0.1:{port}", read_delay_s=0.25, rcvbuf=64 * 1024,
+                          max_queue=1) as viewer:
+            await viewer.subscribe("camera.frame")
+            await viewer.next_message("camera.frame")
+            start = viewer.counts["camera.frame"]
+            await viewer.wait(lambda: viewer.counts["camera.frame"] >= start + 24, 60.0, "24 more frames")
+            return [(arrival - log_time) / 1e9 for arrival, log_time in list(viewer.arrival_ns["camera.frame"])[-8:]]
+
+    first = len(frames.messages)
+    t0 = time.monotonic()
+    late_s = asyncio.run(watch_slowly())
+    elapsed = time.monotonic() - t0
+    assert max(late_s) < 3.0, f"the slow viewer got frames {late_s} s old"
+    hb = frames.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "foxglove"
+                         and m.body["extra"]["replaced_for_slow_viewers"] > 0, after=first,
+                         what="frames replaced for the slow viewer").body
+    assert hb["extra"]["logged"] > 0
+    # The camera kept its pace while the viewer lagged: the bus did not wait for the viewer.
+    published = [m for m in frames.messages[first:] if m.topic == "camera.frame"]
+    assert len(published) > 0.5 * 20 * elapsed, (len(published), elapsed)

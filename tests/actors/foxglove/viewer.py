@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import struct
+import time
 from collections import defaultdict, deque
 from typing import Any
 
@@ -26,8 +28,11 @@ _DATA_HEAD = struct.Struct("<BIQ")
 
 
 class Viewer:
-    def __init__(self, url: str, *, read_delay_s: float = 0.0, keep: int = 64, **connect_kwargs: Any) -> None:
+    def __init__(self, url: str, *, read_delay_s: float = 0.0, keep: int = 64, rcvbuf: int = 0,
+                 **connect_kwargs: Any) -> None:
+        """``rcvbuf``: a small kernel receive buffer (bytes), so that a slow reader's backlog shows where it is."""
         self.url = url
+        self.rcvbuf = rcvbuf
         self.read_delay_s = read_delay_s
         self.connect_kwargs = connect_kwargs
         self.server_info: dict[str, Any] = {}
@@ -35,6 +40,8 @@ class Viewer:
         """Topic -> the advertised channel (id, encoding, schemaName, schema, schemaEncoding)."""
         self.services: dict[str, dict[str, Any]] = {}
         self.received: dict[str, deque[tuple[int, bytes]]] = defaultdict(lambda: deque(maxlen=keep))
+        self.arrival_ns: dict[str, deque[tuple[int, int]]] = defaultdict(lambda: deque(maxlen=keep))
+        """Topic -> (when this viewer read it, its log time), ns."""
         self.counts: dict[str, int] = defaultdict(int)
         self.status: list[dict[str, Any]] = []
         self.replies: dict[int, tuple[bool, bytes | str]] = {}
@@ -45,6 +52,12 @@ class Viewer:
         self._reader: asyncio.Task | None = None
 
     async def __aenter__(self) -> "Viewer":
+        if self.rcvbuf:
+            host, port = self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.connect((host, int(port)))
+            self.connect_kwargs["sock"] = sock
         self._ws = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL], max_size=None,  # type: ignore[list-item]
                                             compression=None, **self.connect_kwargs)
         self._reader = asyncio.create_task(self._read())
@@ -67,6 +80,7 @@ class Viewer:
                     topic = self._subs.get(sub_id)
                     if topic is not None:
                         self.received[topic].append((log_time, frame[_DATA_HEAD.size:]))
+                        self.arrival_ns[topic].append((time.time_ns(), log_time))
                         self.counts[topic] += 1
                 elif frame[0] == SERVICE_CALL_RESPONSE:
                     _, call_id, enc_len = struct.unpack_from("<III", frame, 1)

@@ -20,7 +20,8 @@ class FoxgloveSettings(Strict):
     """Serves the bus to Foxglove over the Foxglove WebSocket protocol (foxglove-sdk)."""
 
     host: str = "127.0.0.1"
-    """Address to listen on. Off loopback only with ``tls_cert``, ``tls_key`` and ``token_file``: refused at start."""
+    """Address viewers connect to (the gate). Off loopback only with ``tls_cert``, ``tls_key`` and ``token_file``:
+    refused at start. foxglove-sdk's own server always listens on 127.0.0.1."""
     port: int = Field(8765, ge=0, le=65535)
     """TCP port; 0 picks a free one (the actor logs it and puts it in its heartbeat)."""
     prefixes: list[str] = ["camera.", "detect.", "sensor.", "speech.", "gesture.", "audio.vad", "audio.event",
@@ -35,8 +36,8 @@ class FoxgloveSettings(Strict):
     """Arrays of JSON channels up to this many elements go as lists; bigger ones as a summary
     (dtype, shape, min, max, mean)."""
     backlog: int = Field(64, ge=1, le=100_000)
-    """Messages the server queues per viewer; a slow viewer loses the oldest (foxglove-sdk's
-    message_backlog_size)."""
+    """Messages foxglove-sdk's server queues per connection (message_backlog_size; oldest dropped when full).
+    Its only connections are the gate's relays, which drain it as fast as it fills."""
     services: list[str] = []
     """ctl commands offered as Foxglove services (``ctl/CMD``; request ``{"actor": NAME, "args": {...}}``);
     empty: none. Commands that stop, unload, delete or remove need ``token_file``."""

@@ -54,6 +54,7 @@ async def keep_publishing(pub: Publisher, topic: str, body: dict) -> None:
 def test_a_viewer_decodes_the_camera_as_raw_image_and_a_transcript_as_json(supervisor_factory, collector_factory):
     sup = supervisor_factory(actors_toml())
     port = foxglove_port(sup, collector_factory)
+    watch_beats = collector_factory(sup, ["sys.heartbeat"])
     pub = Publisher(zmq.Context.instance(), sup.frontend, "speech")
     transcript = Transcript(text="turn left at the lights", segments=[], language="en", segment_id=1,
                             latency_ms=80.0).to_body()
@@ -84,6 +85,10 @@ def test_a_viewer_decodes_the_camera_as_raw_image_and_a_transcript_as_json(super
 
     try:
         asyncio.run(watch())
+    except AssertionError as exc:
+        beats = [m.body["extra"] for m in list(watch_beats.messages) if m.header.src == "foxglove"]
+        raise AssertionError(f"{exc}; the foxglove actor's last heartbeat: {beats[-1:]}; "
+                             f"camera: {sup.actor('camera')}") from None
     finally:
         pub.close()
 

@@ -39,6 +39,7 @@ from actors.foxglove.exposure import exposure_problem, read_token
 from actors.foxglove.mapping import ChannelDef, Converter, ConverterOptions
 from actors.foxglove.settings import FoxgloveSettings, is_destructive
 from bus.envelope import Message
+from bus.schema import BODIES, topic_of
 from bus.messages import Command, CommandReply
 from bus.topics import TopicError, ctl_topic, validate_topic
 from config.paths import resolve_path
@@ -100,6 +101,7 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
             name=s.name, host="127.0.0.1", port=0, capabilities=capabilities, server_listener=self.viewer,
             services=services or None, supported_encodings=["json"], context=self.context,
             message_backlog_size=s.backlog)
+        self._advertise_known_topics()  # before the gate opens: no viewer is there yet
         from actors.foxglove.gate import Gate  # noqa: PLC0415 - websockets, part of the foxglove extra
 
         try:
@@ -145,14 +147,30 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
                 self.channels[out.channel.topic].log(out.data, log_time=out.log_time_ns)
                 self.stats["logged"] += 1
 
-    def _watched(self, ch: ChannelDef) -> bool:
+    def _channel(self, ch: ChannelDef) -> Any:
+        """The SDK channel of ``ch``, created (and so advertised to viewers) on first use."""
         channel = self.channels.get(ch.topic)
-        if channel is None:  # first message of the topic: advertise the channel, so a viewer can pick it
+        if channel is None:
             schema = (self.fg.Schema(name=ch.schema_name, encoding=ch.schema_encoding, data=ch.schema_data)
                       if ch.schema_encoding else None)
             channel = self.channels[ch.topic] = self.fg.Channel(
                 ch.topic, schema=schema, message_encoding=ch.message_encoding, context=self.context)
-        if channel.has_sinks():
+        return channel
+
+    def _advertise_known_topics(self) -> None:
+        """Channels of every typed topic the prefixes cover, before any viewer connects: a viewer sees them at
+        once, and no subscription meets a channel being advertised at that moment (foxglove-sdk 0.30 can
+        lose such a subscription; channels of topics known only when they arrive, detect.<signal>, still can)."""
+        prefixes = self.settings.prefixes
+        for cls in BODIES:
+            topic = topic_of(cls)
+            if not topic.endswith(".") and any(topic == p or (p.endswith(".") and topic.startswith(p))
+                                               for p in prefixes):
+                for ch in self.converter.channels(topic):
+                    self._channel(ch)
+
+    def _watched(self, ch: ChannelDef) -> bool:
+        if self._channel(ch).has_sinks():
             return True
         self.stats["unwatched"] += 1
         return False

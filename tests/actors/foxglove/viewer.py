@@ -120,7 +120,9 @@ class Viewer:
             return await asyncio.wait_for(until(), timeout_s)
         except asyncio.TimeoutError:
             raise AssertionError(f"viewer: timed out after {timeout_s:g} s waiting for {what}; channels: "
-                                 f"{sorted(self.channels)}, counts: {dict(self.counts)}") from None
+                                 f"{sorted(self.channels)}, counts: {dict(self.counts)}, subscriptions: {self._subs}, "
+                                 f"channel ids: {({t: c['id'] for t, c in self.channels.items()})}, "
+                                 f"status: {self.status[-5:]}") from None
 
     async def subscribe(self, *topics: str, timeout_s: float = 30.0) -> None:
         await self.wait(lambda: all(t in self.channels for t in topics), timeout_s, f"channels {topics}")

@@ -44,6 +44,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "tracker": "actors.tracker:SPEC",
     "bridge": "actors.bridge:SPEC",
     "console": "actors.console:SPEC",
+    "foxglove": "actors.foxglove:SPEC",
 }
 """Kind -> ``"module:SPEC"`` of the kinds shipped in ``actors/``."""
 

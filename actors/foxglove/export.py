@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sensorium export",
         description="Convert a recording into an MCAP file Foxglove decodes (every channel with a schema, camera "
-                    "frames as foxglove.RawImage). The recording itself stays the input of `sensorium replay`.")
-    p.add_argument("source", type=Path, help="the recording (MCAP written by the recorder or `sensorium record`)")
+                    "frames as foxglove.RawImage). The recording itself stays the input of 'sensorium replay'.")
+    p.add_argument("source", type=Path, help="the recording (MCAP written by the recorder or 'sensorium record')")
     p.add_argument("target", type=Path, help="the file to write (must not exist)")
     p.add_argument("--jpeg", action="store_true",
                    help="also write camera frames as JPEG foxglove.CompressedImage (TOPIC/compressed)")

@@ -22,8 +22,8 @@ def test_embedded_default_is_valid_and_runs_anywhere():
     assert runtime_paths(config).endpoints.frontend.startswith("ipc://")
 
 
-DEFAULT_ACTORS = ["monitor", "recorder", "probe@echo", "camera", "detector", "speech", "vad", "audio_events",
-                  "audio_source@demo", "sensor", "gesture", "console"]
+DEFAULT_ACTORS = ["monitor", "recorder", "foxglove", "probe@echo", "camera", "detector", "tracker", "speech", "vad",
+                  "audio_events", "audio_source@demo", "sensor", "gesture", "intent", "console"]
 
 
 def user_file(tmp_path, text: str):

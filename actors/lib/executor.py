@@ -24,7 +24,7 @@ The Dask executor (the ``cluster`` extra, ``distributed``):
 * Dask has no per-task time-out: ``Deadline`` is checked by the job between
   decode chunks (a file over its limit is one error line), and a watchdog
   ends the worker process when a task is still running at twice its limit
-  (a decoder stuck in C code never returns to check), which Dask then
+  plus 30 s (a decoder stuck in C code never returns to check), which Dask then
   handles as a died worker;
 * a scheduler address off loopback must be ``tls://`` with certificates
   (``check_scheduler_address``, ``security_for``): a plain ``tcp://`` one is
@@ -53,9 +53,15 @@ import psutil
 
 CRASH_MARKER_ENV = "SENSORIUM_TEST_CRASH_MARKER"
 HARD_LIMIT_FACTOR = 2.0
-"""A task still running at this many times its time limit has its worker process ended."""
+HARD_LIMIT_GRACE_S = 30.0
+"""A task still running at ``HARD_LIMIT_FACTOR`` x its time limit + this has its worker process ended."""
 DEFAULT_ALLOWED_FAILURES = 3
 """Worker deaths a task may cause before it is given up (Dask's own default)."""
+SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0}
+"""One file at a time per worker thread: with more queued on a worker, a poisoned file's deaths would count
+against the innocent files queued beside it (a died worker marks all it was processing), and after
+``allowed_failures`` they would be given up with it. A scheduler started for Sensorium needs the same
+(README, 'Many users, many machines')."""
 EXTRA_HINT = "pip install 'sensorium[cluster]' (the 'cluster' extra: Dask's distributed)"
 
 
@@ -189,7 +195,7 @@ def _on_worker(name: str, task: Task, limit_s: float | None) -> tuple[dict[str, 
     plugin = get_worker().plugins[name]
     watchdog = None
     if limit_s is not None:
-        watchdog = threading.Timer(limit_s * HARD_LIMIT_FACTOR, _stuck, (task.path,))
+        watchdog = threading.Timer(limit_s * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE_S, _stuck, (task.path,))
         watchdog.daemon = True
         watchdog.start()
     try:
@@ -201,8 +207,8 @@ def _on_worker(name: str, task: Task, limit_s: float | None) -> tuple[dict[str, 
 
 
 def _stuck(path: str) -> None:
-    logging.getLogger("sensorium.batch").error("%s: still running at %gx its time limit: ending this worker",
-                                               path, HARD_LIMIT_FACTOR)
+    logging.getLogger("sensorium.batch").error("%s: still running at %gx its time limit + %g s: ending this worker",
+                                               path, HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE_S)
     os._exit(71)
 
 
@@ -282,8 +288,9 @@ class DaskExecutor:
                 self.client = self._stack.enter_context(distributed.Client(scheduler, security=security,
                                                                            timeout="30s"))
             else:
-                # The scheduler runs in this process: its allowed-failures is read from the config at start.
-                with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+                # The scheduler runs in this process and reads these at start (SCHEDULER_CONFIG).
+                with dask.config.set({**SCHEDULER_CONFIG,
+                                      "distributed.scheduler.allowed-failures": allowed_failures}):
                     cluster = self._stack.enter_context(distributed.LocalCluster(
                         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                         dashboard_address=None, memory_limit=memory_limit, silence_logs=logging.ERROR))

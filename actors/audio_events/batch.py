@@ -26,6 +26,9 @@ Exit code 0 when every file has an ok line, 1 when a file failed (in this run, o
 in an earlier one and skipped), 2 when the classifier cannot be loaded (the
 message names the file). At the end the results file holds one line per file
 and per user (a retried file's newest).
+
+``--workers N`` / ``--scheduler ADDRESS`` run the files on a Dask cluster
+(``actors.lib.executor``): the same lines, in the order files finish.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ run, a lock keeps two runs from writing the same FILE, and at the end FILE
 holds one line per file (a retried file's newest). Progress goes to stderr
 (a bar on a terminal, lines otherwise). Exit code 0 when every file has an ok
 line, 1 otherwise (a file that failed in an earlier run and was skipped counts).
+
+``--workers N`` / ``--scheduler ADDRESS`` run the files on a Dask cluster
+(``actors.lib.executor``): the same lines, in the order files finish.
 """
 
 from __future__ import annotations

@@ -14,12 +14,13 @@ Output, JSON lines (``--out FILE`` makes it resumable, see ``actors.lib.batch``)
   DIR belong to user ``.``), after a user's last file: ``kind = "user"``,
   ``file = "user:NAME"``, ``files``, ``failed``, ``duration_s``, ``counts``
   and ``seconds`` per label, ``times`` per label (file, t_start, t_end; the
-  first ``--max-times``), ``events_per_hour``, ``rss_bytes`` (RSS after the
-  user: what stays for the next). A user's summary is built
+  first ``--max-times`` by file path and time), ``events_per_hour``,
+  ``rss_bytes`` (RSS after the user: what stays for the next; on a cluster,
+  of the worker that ran the user's last file). A user's summary is built
   from its file lines, those of an earlier interrupted run included.
 
 A bad file is one error line (and one line on stderr); the run goes on.
-``--cleanup`` runs what the product this replaces did between users
+``--cleanup`` runs what the product this replaces did between users (one process only)
 (``gc``, ``clear_session``, ``malloc_trim``); bench/events.py measures
 whether any of it helps (it does not, so the default is none).
 Exit code 0 when every file has an ok line, 1 when a file failed (in this run, or

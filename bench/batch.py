@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _bootstrap import HERE, ROOT  # first: the repository root on sys.path (bench/_bootstrap.py)
+from _bootstrap import HERE  # first: the repository root on sys.path (bench/_bootstrap.py)
 
 import argparse
 import contextlib
@@ -37,10 +37,8 @@ import resource
 import shutil
 import tempfile
 import time
-import wave
 from typing import Any, Callable
 
-import numpy as np
 
 from bench.events import make_users, write_minutes
 from config.schema import Config

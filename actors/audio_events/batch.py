@@ -281,7 +281,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     try:
         executor = executor_from_args(args, PROG)
     except ClusterError as exc:
-        print(exc, file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     failed = 0
     local = not (args.workers or args.scheduler)

@@ -262,11 +262,11 @@ def security_for(address: str, ca_file: str = "", cert: str = "", key: str = "")
     return security
 
 
-def import_distributed(prog: str) -> Any:
+def import_distributed() -> Any:
     try:
         import distributed  # noqa: PLC0415
     except ImportError as exc:
-        raise ClusterError(f"{prog}: --workers/--scheduler need Dask's distributed: {EXTRA_HINT}") from exc
+        raise ClusterError(f"--workers/--scheduler need Dask's distributed: {EXTRA_HINT}") from exc
     return distributed
 
 
@@ -277,7 +277,7 @@ class DaskExecutor:
     def __init__(self, prog: str, *, workers: int = 0, scheduler: str = "", security: Any = None,
                  file_timeout_s: float | None = None, memory_limit: str = "auto",
                  allowed_failures: int = DEFAULT_ALLOWED_FAILURES, in_flight: int = 0) -> None:
-        distributed = import_distributed(prog)
+        distributed = import_distributed()
         import dask  # noqa: PLC0415
 
         self.prog, self.file_timeout_s = prog, file_timeout_s
@@ -382,17 +382,17 @@ def add_cluster_args(parser: Any) -> None:
 
 
 def executor_from_args(args: Any, prog: str) -> LocalExecutor | DaskExecutor:
-    """The executor the options ask for; raises ClusterError with what to do."""
+    """The executor the options ask for; raises ClusterError with what to do (the caller prefixes ``prog``)."""
     if args.workers < 0:
-        raise ClusterError(f"{prog}: --workers {args.workers}: expected a positive number")
+        raise ClusterError(f"--workers {args.workers}: expected a positive number")
     if not args.workers and not args.scheduler:
         return LocalExecutor(args.file_timeout_s)
     timeout = args.file_timeout_s if args.file_timeout_s is not None else 3600.0
     if args.scheduler:
         why = check_scheduler_address(args.scheduler)
         if why:
-            raise ClusterError(f"{prog}: {why}")
-        import_distributed(prog)
+            raise ClusterError(why)
+        import_distributed()
         security = security_for(args.scheduler, args.tls_ca_file, args.tls_cert, args.tls_key)
         return DaskExecutor(prog, scheduler=args.scheduler, security=security, file_timeout_s=timeout)
     return DaskExecutor(prog, workers=args.workers, file_timeout_s=timeout, memory_limit=args.worker_memory,

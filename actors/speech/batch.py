@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     try:
         executor = executor_from_args(args, "batch audio")
     except ClusterError as exc:
-        print(exc, file=sys.stderr)
+        print(f"batch audio: {exc}", file=sys.stderr)
         return 2
     failed = 0
     try:

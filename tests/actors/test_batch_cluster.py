@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
 
@@ -169,6 +168,18 @@ def test_audio_on_the_cluster_is_the_single_process_lines_and_a_slow_file_is_an_
                         lc.scheduler_address, "--file-timeout-s", "0.001"], Config())
     (record,) = lines(slow)
     assert code == 1 and record["status"] == "error" and "over its time limit of 0.001 s" in record["error"], record
+
+
+def test_a_corrupt_head_on_the_workers_stops_the_batch_with_its_name(cluster, tmp_path, capsys):
+    lc, _client = cluster
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "a.wav", np.zeros(16_000, np.int16))
+    bad = tmp_path / "head.sealed"
+    bad.write_bytes(b"SENSORIUM-SEALED 1 {}\nnot weights")
+    plugins = set(lc.scheduler.worker_plugins)
+    code, err = events(capsys, str(tmp_path / "in"), "--head", str(bad), "--scheduler", lc.scheduler_address)
+    assert code == 2 and f"batch events: {bad}: bad header" in err, err
+    assert set(lc.scheduler.worker_plugins) == plugins  # the failed one is not set up again on each restart
 
 
 def slow_files(folder: Path, n: int, seconds: int) -> list[Path]:

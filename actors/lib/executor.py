@@ -38,11 +38,13 @@ as a decoder crash would be. Unset (always, outside the tests), it does nothing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import ipaddress
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -182,7 +184,27 @@ class ModelPlugin(_PluginBase):  # type: ignore[misc,valid-type]
 
     def setup(self, worker: Any) -> None:
         if self.name not in _STATES:
+            relax_malloc_trim()
             _STATES[self.name] = self.job.setup()
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def relax_malloc_trim() -> None:
+    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` for a model worker: set in the environment, it also freezes
+    glibc's mmap threshold at 128 KiB, so every buffer of a model call over that is mmapped, page-faulted and
+    unmapped again. Measured on Whisper: +1.5 CPU s per 35 s file (a third more) in system time. A worker's
+    memory here is the model plus one file (flat), so returning every free page buys nothing; trim at 64 MiB,
+    mmap from 32 MiB (glibc's own dynamic ceiling)."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
 
 
 def _on_worker(name: str, task: Task, limit_s: float | None) -> tuple[dict[str, Any], int]:

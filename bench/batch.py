@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 users x 3 minutes, 6 files")
     parser.add_argument("--kinds", default="events", help="events, audio or events,audio")
     parser.add_argument("--files", type=int, default=12, help="files in the throughput folder")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each events file (s)")
+    parser.add_argument("--seconds", type=float, default=600.0,
+                        help="length of each events file (s): long enough that a run is not start-up")
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--skip-memory", action="store_true")

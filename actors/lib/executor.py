@@ -307,8 +307,11 @@ class DaskExecutor:
         self._plugin: ModelPlugin | None = None
         try:
             if scheduler:
-                self.client = self._stack.enter_context(distributed.Client(scheduler, security=security,
-                                                                           timeout="30s"))
+                try:
+                    client = distributed.Client(scheduler, security=security, timeout="30s")
+                except (OSError, TimeoutError) as exc:  # refused, unreachable, TLS handshake failed
+                    raise ClusterError(f"cannot connect to the scheduler {scheduler}: {exc}") from exc
+                self.client = self._stack.enter_context(client)
             else:
                 # The scheduler runs in this process and reads these at start (SCHEDULER_CONFIG).
                 with dask.config.set({**SCHEDULER_CONFIG,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,49 @@ def test_scheduler_addresses_off_loopback_need_tls(tmp_path, capsys):
     write_wav(tmp_path / "in" / "a.wav", np.zeros(16_000, np.int16))
     code, err = events(capsys, str(tmp_path / "in"), "--scheduler", "tcp://192.0.2.7:8786")
     assert code == 2 and "plain tcp:// off loopback is refused" in err and "tls://HOST:8786" in err, err
+
+
+def make_certificates(folder: Path) -> None:
+    """The README's openssl recipe: one CA, a certificate each for the scheduler, the worker and the client."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=WAIT_S)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sensorium-ca",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    for who in ("scheduler", "worker", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout", f"{who}.key",
+                "-out", f"{who}.csr")
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{who}.pem")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_tls_scheduler_needs_the_clients_certificate(tmp_path, capsys):
+    make_certificates(tmp_path)
+    c = {name: str(tmp_path / name) for name in os.listdir(tmp_path)}
+    security = distributed.Security(tls_ca_file=c["ca.pem"], tls_scheduler_cert=c["scheduler.pem"],
+                                    tls_scheduler_key=c["scheduler.key"], tls_worker_cert=c["worker.pem"],
+                                    tls_worker_key=c["worker.key"], tls_client_cert=c["client.pem"],
+                                    tls_client_key=c["client.key"], require_encryption=True)
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "a.wav", scene(seed=31)[0][: 7 * 16_000])
+    out = tmp_path / "out.jsonl"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, protocol="tls",
+                                  host="127.0.0.1", dashboard_address=None, security=security) as lc:
+        address = lc.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        code, err = events(capsys, str(tmp_path / "in"), "--out", str(out), "--scheduler", address,
+                           "--tls-ca-file", c["ca.pem"], "--tls-cert", c["client.pem"], "--tls-key", c["client.key"])
+        assert code == 0, err
+        (record,) = lines(out)
+        assert record["counts"] == {"alarm": 1}
+        # A certificate the CA did not sign is turned away: a clear error, exit 2.
+        (tmp_path / "other").mkdir()
+        make_certificates(tmp_path / "other")
+        code, err = events(capsys, str(tmp_path / "in"), "--out", str(tmp_path / "other.jsonl"), "--scheduler",
+                           address, "--tls-ca-file", c["ca.pem"], "--tls-cert", str(tmp_path / "other" / "client.pem"),
+                           "--tls-key", str(tmp_path / "other" / "client.key"))
+        assert code == 2 and f"cannot connect to the scheduler {address}" in err, err
 
 
 def test_without_the_extra_the_command_names_it(tmp_path):

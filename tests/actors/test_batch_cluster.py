@@ -239,7 +239,7 @@ def slow_files(folder: Path, n: int, seconds: int) -> list[Path]:
 
 def test_resume_after_the_client_is_killed_mid_run(cluster, tmp_path):
     lc, _client = cluster
-    files = slow_files(tmp_path / "in", 16, 30)
+    files = slow_files(tmp_path / "in", 32, 60)
     out = tmp_path / "out.jsonl"
     args = cli("events", str(tmp_path / "in"), "--out", str(out), "--scheduler", lc.scheduler_address)
     client = subprocess.Popen(args, cwd=ROOT, env=clean_env(), stderr=subprocess.PIPE, text=True)
@@ -262,7 +262,7 @@ def test_resume_after_the_client_is_killed_mid_run(cluster, tmp_path):
 
 def test_a_worker_killed_mid_run_has_its_files_retried(cluster, tmp_path):
     lc, client = cluster
-    files = slow_files(tmp_path / "in", 16, 30)
+    files = slow_files(tmp_path / "in", 32, 60)
     out = tmp_path / "out.jsonl"
     run = subprocess.Popen(cli("events", str(tmp_path / "in"), "--out", str(out), "--scheduler",
                                lc.scheduler_address), cwd=ROOT, env=clean_env(), stderr=subprocess.PIPE, text=True)

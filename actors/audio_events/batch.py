@@ -14,28 +14,34 @@ Output, JSON lines (``--out FILE`` makes it resumable, see ``actors.lib.batch``)
   DIR belong to user ``.``), after a user's last file: ``kind = "user"``,
   ``file = "user:NAME"``, ``files``, ``failed``, ``duration_s``, ``counts``
   and ``seconds`` per label, ``times`` per label (file, t_start, t_end; the
-  first ``--max-times``), ``events_per_hour``, ``rss_bytes`` (RSS after the
-  user: what stays for the next). A user's summary is built
+  first ``--max-times`` by file path and time), ``events_per_hour``,
+  ``rss_bytes`` (RSS after the user: what stays for the next; on a cluster,
+  of the worker that ran the user's last file). A user's summary is built
   from its file lines, those of an earlier interrupted run included.
 
 A bad file is one error line (and one line on stderr); the run goes on.
-``--cleanup`` runs what the product this replaces did between users
+``--cleanup`` runs what the product this replaces did between users (one process only)
 (``gc``, ``clear_session``, ``malloc_trim``); bench/events.py measures
 whether any of it helps (it does not, so the default is none).
 Exit code 0 when every file has an ok line, 1 when a file failed (in this run, or
 in an earlier one and skipped), 2 when the classifier cannot be loaded (the
 message names the file). At the end the results file holds one line per file
 and per user (a retried file's newest).
+
+``--workers N`` / ``--scheduler ADDRESS`` run the files on a Dask cluster
+(``actors.lib.executor``): the same lines, in the order files finish.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import ctypes
 import gc
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,6 +49,8 @@ import psutil
 
 from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decode_file
 from actors.lib.batch import Done, iter_records, run_with_output, write_record
+from actors.lib.executor import (BatchSetupError, ClusterError, Deadline, Task, add_cluster_args,
+                                 executor_from_args)
 from actors.lib.progress import progress as progress_bar
 from actors.audio_events.settings import AudioEventsSettings
 from config.schema import Config
@@ -78,6 +86,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-times", type=int, default=200, help="event times kept per label in a user summary")
     parser.add_argument("--cleanup", default="", help=f"between users, comma-separated: {', '.join(CLEANUPS)}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_cluster_args(parser)
     args = parser.parse_args(argv)
     try:
         args.thresholds = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in args.thresholds.split(",") if p)}
@@ -101,8 +110,10 @@ def users_of(folder: Path, per_user: bool) -> dict[str, list[Path]]:
     return dict(sorted(users.items()))
 
 
-def process_file(path: Path, user: str, detector_factory: Any, progress: Any = None) -> dict[str, Any]:
-    """One file's record; an AudioInputError becomes status 'error' with the events found before it."""
+def process_file(path: Path, user: str, detector_factory: Any, progress: Any = None,
+                 deadline: Deadline | None = None) -> dict[str, Any]:
+    """One file's record; an AudioInputError becomes status 'error' with the events found before it.
+    ``deadline`` is checked after each chunk (``FileTimeLimit`` goes to the executor)."""
     detector = detector_factory(path.name)
     events = []
     decoded = 0
@@ -112,6 +123,8 @@ def process_file(path: Path, user: str, detector_factory: Any, progress: Any = N
         for pcm in decode_file(path, CHUNK_SAMPLES):
             decoded += pcm.size
             events.extend(detector.feed(pcm))
+            if deadline is not None:
+                deadline.check()
             if progress is not None:
                 progress.set_postfix_str(f"{user}/{path.name} {decoded / RATE_HZ:.0f} s", refresh=False)
     except AudioInputError as exc:
@@ -127,7 +140,10 @@ def process_file(path: Path, user: str, detector_factory: Any, progress: Any = N
 
 
 class UserSummary:
-    """Accumulates a user's file records into the per-user line (bounded: ``max_times`` times per label)."""
+    """Accumulates a user's file records into the per-user line (bounded: ``max_times`` times per label).
+
+    The times kept are the first ``max_times`` by (file path, t_start), whatever order the files finish in
+    (one process: file order; a cluster: as they complete), so a summary does not depend on the executor."""
 
     def __init__(self, user: str, max_times: int) -> None:
         self.user, self.max_times = user, max_times
@@ -135,18 +151,22 @@ class UserSummary:
         self.duration_s = 0.0
         self.counts: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
-        self.times: dict[str, list[list[Any]]] = defaultdict(list)
+        self.times: dict[str, list[tuple[str, float, float, str]]] = defaultdict(list)
 
     def add(self, record: dict[str, Any]) -> None:
         self.files += 1
         self.failed += record.get("status") != "ok"
         self.duration_s += record.get("duration_s", 0.0)
-        name = Path(record["file"]).name
+        path = record["file"]
+        name = Path(path).name
         for e in record.get("events", []):
             self.counts[e["label"]] += 1
             self.seconds[e["label"]] += e["t_end"] - e["t_start"]
-            if len(self.times[e["label"]]) < self.max_times:
-                self.times[e["label"]].append([name, e["t_start"], e["t_end"]])
+            kept = self.times[e["label"]]
+            entry = (path, e["t_start"], e["t_end"], name)
+            if len(kept) < self.max_times or entry < kept[-1]:
+                bisect.insort(kept, entry)
+                del kept[self.max_times:]
 
     def record(self) -> dict[str, Any]:
         hours = self.duration_s / 3600
@@ -157,7 +177,47 @@ class UserSummary:
                 "counts": dict(sorted(self.counts.items())),
                 "seconds": {k: round(v, 2) for k, v in sorted(self.seconds.items())},
                 "events_per_hour": {k: round(v / hours, 2) for k, v in sorted(self.counts.items())} if hours else {},
-                "times": dict(sorted(self.times.items()))}
+                "times": {label: [[name, t0, t1] for _path, t0, t1, name in kept]
+                          for label, kept in sorted(self.times.items())}}
+
+
+@dataclass(frozen=True)
+class EventsJob:
+    """The classifier settings of a run (picklable: on a cluster each worker loads the classifier from them)."""
+
+    model: str
+    head: str
+    yamnet_weights: str
+    yamnet_class_map: str
+    threads: int
+    thresholds: tuple[tuple[str, float], ...]
+    threshold: float
+
+    def setup(self) -> tuple[Any, Any]:
+        from actors.audio_events.detector import TrackerParams  # noqa: PLC0415 - imports TensorFlow
+        from actors.audio_events.model import ModelFileError, load_classifier  # noqa: PLC0415
+        from actors.audio_events.yamnet import YamnetWeightsError  # noqa: PLC0415
+
+        d = AudioEventsSettings()
+        try:
+            classifier = load_classifier(self.model, self.head, self.yamnet_weights, self.yamnet_class_map,
+                                         self.threads, 1)
+            params = TrackerParams.build(classifier.labels, dict(self.thresholds), self.threshold, d.report,
+                                         d.ignore, d.min_patches, self.model)
+        except (CorruptFileError, ModelFileError, YamnetWeightsError, ValueError) as exc:
+            raise BatchSetupError(str(exc)) from exc
+        return classifier, params
+
+    def run(self, state: tuple[Any, Any], task: Task, deadline: Deadline, progress: Any = None) -> dict[str, Any]:
+        from actors.audio_events.detector import EventDetector  # noqa: PLC0415
+
+        classifier, params = state
+        return process_file(Path(task.path), task.user, lambda name: EventDetector(classifier, params, stream=name),
+                            progress, deadline)
+
+    def failed(self, task: Task, error: str) -> dict[str, Any]:
+        return {"kind": "file", "user": task.user, "file": task.path, "status": "error", "error": error,
+                "duration_s": 0.0, "events": [], "counts": {}, "patches": 0, "wall_s": 0.0, "rtf": None}
 
 
 def cleanup(steps: list[str]) -> None:
@@ -195,45 +255,68 @@ def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     if not n_todo and not (args.per_user and todo):  # per user, a summary an interrupted run left out is due
         return 1 if failed_before else 0
 
-    from actors.audio_events.detector import EventDetector, TrackerParams  # noqa: PLC0415 - imports TensorFlow
-    from actors.audio_events.model import ModelFileError, load_classifier  # noqa: PLC0415
-    from actors.audio_events.yamnet import YamnetWeightsError  # noqa: PLC0415
+    out_path = Path(args.out) if args.out != "-" else None
 
-    d = AudioEventsSettings()
+    def summary_of(user: str) -> UserSummary:
+        """A user's summary, started from its file lines of an earlier (interrupted) run."""
+        summary = UserSummary(user, args.max_times)
+        if args.per_user and out_path is not None and len(todo[user]) < len(users[user]):
+            redo = {str(f.resolve()) for f in todo[user]}
+            earlier: dict[str, dict] = {}  # the last line per file: a retried file has two
+            for rec in iter_records(out_path, PROG):  # this user's files from an earlier run
+                if rec.get("kind") == "file" and rec.get("user") == user and rec["file"] not in redo:
+                    earlier[rec["file"]] = rec
+            for rec in earlier.values():
+                summary.add(rec)
+        return summary
+
+    def user_done(summary: UserSummary, rss_bytes: int) -> None:
+        if args.per_user:
+            # RSS after the user (and the cleanup) in the process that ran its last file: what one user
+            # leaves behind for the next.
+            write_record(sink, {**summary.record(), "rss_bytes": rss_bytes})
+
+    job = EventsJob(args.model, args.head, args.yamnet_weights, args.yamnet_class_map, args.threads,
+                    tuple(sorted(args.thresholds.items())), args.threshold)
     try:
-        classifier = load_classifier(args.model, args.head, args.yamnet_weights, args.yamnet_class_map,
-                                     args.threads, 1)
-        params = TrackerParams.build(classifier.labels, args.thresholds, args.threshold, d.report, d.ignore,
-                                     d.min_patches, args.model)
-    except (CorruptFileError, ModelFileError, YamnetWeightsError, ValueError) as exc:
+        executor = executor_from_args(args, PROG)
+    except ClusterError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     failed = 0
-    out_path = Path(args.out) if args.out != "-" else None
-    with progress_bar(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress, desc=PROG) as progress:
-        for user, files in todo.items():
-            summary = UserSummary(user, args.max_times)
-            if args.per_user and out_path is not None and len(files) < len(users[user]):
-                redo = {str(f.resolve()) for f in files}
-                earlier: dict[str, dict] = {}  # the last line per file: a retried file has two
-                for rec in iter_records(out_path, PROG):  # this user's files from an earlier run
-                    if rec.get("kind") == "file" and rec.get("user") == user and rec["file"] not in redo:
-                        earlier[rec["file"]] = rec
-                for rec in earlier.values():
-                    summary.add(rec)
-            for path in files:
-                record = process_file(path, user, lambda name: EventDetector(classifier, params, stream=name),
-                                      progress)
+    local = not (args.workers or args.scheduler)
+    try:
+        try:
+            executor.prepare(job)
+        except BatchSetupError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        for user in [u for u, files in todo.items() if not files]:  # only the summary is due
+            user_done(summary_of(user), psutil.Process().memory_info().rss)
+        remaining = {u: len(files) for u, files in todo.items() if files}
+        open_users: dict[str, UserSummary] = {}
+        tasks = (Task(str(f.resolve()), user) for user, files in todo.items() for f in files)
+        with progress_bar(total=n_todo, unit="file", file=sys.stderr, disable=args.no_progress,
+                          desc=PROG) as progress:
+            for outcome in executor.results(tasks, progress):
+                record, user = outcome.record, outcome.task.user
                 if record["status"] != "ok":
                     failed += 1
                     progress.write(f"{PROG}: {record['error']}", file=sys.stderr)
                 write_record(sink, record)
-                summary.add(record)
+                if user not in open_users:
+                    open_users[user] = summary_of(user)
+                open_users[user].add(record)
                 progress.update(1)
-            cleanup(args.cleanup)
-            if args.per_user:
-                # RSS after the user (and the cleanup): what one user leaves behind for the next.
-                write_record(sink, {**summary.record(), "rss_bytes": psutil.Process().memory_info().rss})
+                remaining[user] -= 1
+                if not remaining[user]:
+                    rss = outcome.rss_bytes
+                    if local:  # a cluster's workers run many users at once: no "between users" there
+                        cleanup(args.cleanup)
+                        rss = psutil.Process().memory_info().rss
+                    user_done(open_users.pop(user), rss)
+    finally:
+        executor.close()
     print(f"{PROG}: {n_todo - failed} ok, {failed} failed", file=sys.stderr)
     return 1 if failed or failed_before else 0
 

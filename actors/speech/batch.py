@@ -16,6 +16,9 @@ run, a lock keeps two runs from writing the same FILE, and at the end FILE
 holds one line per file (a retried file's newest). Progress goes to stderr
 (a bar on a terminal, lines otherwise). Exit code 0 when every file has an ok
 line, 1 otherwise (a file that failed in an earlier run and was skipped counts).
+
+``--workers N`` / ``--scheduler ADDRESS`` run the files on a Dask cluster
+(``actors.lib.executor``): the same lines, in the order files finish.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,6 +34,7 @@ from actors.lib.audio.decode import RATE_HZ, AudioInputError, audio_files, decod
 from actors.lib.audio.segmenter import SegmenterParams, SpeechSegmenter
 from actors.speech.transcriber import Transcriber, TranscriberParams
 from actors.lib.batch import Done, run_with_output, write_record
+from actors.lib.executor import ClusterError, Deadline, Task, add_cluster_args, executor_from_args
 from actors.lib.progress import progress as progress_bar
 from bus.bodies.audio import SpeechSegment
 from actors.speech.settings import SpeechSettings
@@ -63,11 +68,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-segment-s", type=float, default=v.max_segment_s,
                         help="longest speech segment in seconds before it is cut (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_cluster_args(parser)
     return parser.parse_args(argv)
 
 
-def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, progress: Any = None) -> dict[str, Any]:
-    """One file's result line; an AudioInputError becomes status 'error' (with what was found before it)."""
+def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, progress: Any = None,
+                 deadline: Deadline | None = None) -> dict[str, Any]:
+    """One file's result line; an AudioInputError becomes status 'error' (with what was found before it).
+    ``deadline`` is checked after each chunk (``FileTimeLimit`` goes to the executor)."""
     segmenter = SpeechSegmenter(params, stream=path.name)
     texts: list[str] = []
     segments: list[dict[str, Any]] = []
@@ -93,6 +101,8 @@ def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, 
         for pcm in decode_file(path, CHUNK_SAMPLES):
             decoded += pcm.size
             take(segmenter.feed(pcm))
+            if deadline is not None:
+                deadline.check()
             if progress is not None:
                 progress.set_postfix_str(f"{path.name} {decoded / RATE_HZ:.0f} s", refresh=False)
     except AudioInputError as exc:
@@ -106,6 +116,24 @@ def process_file(path: Path, params: SegmenterParams, transcriber: Transcriber, 
                   wall_s=round(time.monotonic() - started, 3),
                   rtf=round(transcribe_s / duration_s, 4) if duration_s else None)
     return record
+
+
+@dataclass(frozen=True)
+class AudioJob:
+    """The segmenter and Whisper settings of a run (picklable: on a cluster each worker loads Whisper once)."""
+
+    params: SegmenterParams
+    speech: SpeechSettings
+
+    def setup(self) -> Transcriber:
+        return Transcriber(TranscriberParams.from_settings(self.speech))
+
+    def run(self, state: Transcriber, task: Task, deadline: Deadline, progress: Any = None) -> dict[str, Any]:
+        return process_file(Path(task.path), self.params, state, progress, deadline)
+
+    def failed(self, task: Task, error: str) -> dict[str, Any]:
+        return {"file": task.path, "status": "error", "error": error, "duration_s": 0.0, "text": "",
+                "segments": [], "vad": {}, "suspect_segments": 0, "transcribe_s": 0.0, "wall_s": 0.0, "rtf": None}
 
 
 def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
@@ -126,17 +154,25 @@ def run(args: argparse.Namespace, sink: TextIO, done: Done) -> int:
     speech = SpeechSettings(model_path=args.model, device=args.device, threads=args.threads,
                             beam_size=args.beam_size, language=args.language,
                             temperature_fallback=args.temperature_fallback)
-    transcriber = Transcriber(TranscriberParams.from_settings(speech))
+    try:
+        executor = executor_from_args(args, "batch audio")
+    except ClusterError as exc:
+        print(f"batch audio: {exc}", file=sys.stderr)
+        return 2
     failed = 0
-    with progress_bar(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
-                      desc="batch audio") as progress:
-        for path in todo:
-            record = process_file(path, params, transcriber, progress)
-            if record["status"] != "ok":
-                failed += 1
-                progress.write(f"batch audio: {record['error']}", file=sys.stderr)
-            write_record(sink, record)
-            progress.update(1)
+    try:
+        executor.prepare(AudioJob(params, speech))
+        with progress_bar(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
+                          desc="batch audio") as progress:
+            for outcome in executor.results((Task(str(f.resolve())) for f in todo), progress):
+                record = outcome.record
+                if record["status"] != "ok":
+                    failed += 1
+                    progress.write(f"batch audio: {record['error']}", file=sys.stderr)
+                write_record(sink, record)
+                progress.update(1)
+    finally:
+        executor.close()
     print(f"batch audio: {len(todo) - failed} ok, {failed} failed", file=sys.stderr)
     return 1 if failed or failed_before else 0
 

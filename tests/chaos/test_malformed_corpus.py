@@ -43,6 +43,7 @@ class Target:
         wait_until(lambda: self.raw.poll(100) and self.raw.recv().startswith(b"\x01chaos."),
                    what="the probe's subscription at the raw sender")
         self.good = Publisher(ctx, sup.frontend, "corpus-good")
+        assert self.good.wait_for_subscriber("chaos.marker", WAIT_S)
         self.refused = 0
         self.markers = itertools.count()
 
@@ -114,3 +115,15 @@ def test_generated_messages_are_counted_exactly_as_the_codec_refuses_them(target
     for frames in batch:
         target.send(frames)
     target.still_handles_and_counts()
+
+
+def test_forged_sequence_numbers_cannot_silence_the_heartbeat(target):
+    """Found by bench/chaos.py: two well-formed messages whose seq jumped to 2**64 - 1 made ``gaps`` exceed
+    uint64; every heartbeat after failed to encode, and the supervisor killed the probe as hung."""
+    for src in ("forger-a", "forger-b", "forger-c"):
+        for seq in (0, 2**64 - 1):
+            target.send([TOPIC, msgpack.packb({"v": 1, "src": src, "seq": seq, "ts": 1}), msgpack.packb({})])
+    target.still_handles_and_counts()
+    beats = target.out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == PROBE
+                                and m.body["uptime"] > 6.0, what="heartbeats past the liveness timeout").body
+    assert beats["pid"] == target.pid and beats["counters"]["gaps"] == 0

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import zmq
 
-from bus.envelope import Header, encode
+from bus.envelope import Header, encode, encode_header
 from tests.support import ROOT, WAIT_S, Collector, SupervisorProcess, actor_pids, clean_env
 
 
@@ -68,8 +69,8 @@ def kill_loop(sup: SupervisorProcess, events: Collector, names: list[str], kills
 def topic_flood(frontend: str, topic: str, body: dict[str, Any], seconds: float, *, rate_hz: float = 0.0,
                 src: str = "flooder") -> dict[str, Any]:
     """Flood ``topic`` with ``body`` from ``python -m tests.chaos.flood topic`` (its own process: no shared
-    GIL) for ``seconds``; its figures: ``sent`` (seq 0..sent-1, then one last message, seq ``sent``, after
-    a pause, so that tail losses show as gaps: a consumer's ``in + gaps`` ends at ``sent + 1``), ``rate_hz``."""
+    GIL) for ``seconds``; its figures: ``sent`` (seq 0..sent-1), ``rate_hz``, and the sender (``src``,
+    ``iid``, ``parts``) for ``account_flood``."""
     frames = [bytes(memoryview(f)) for f in encode(topic, Header(src, 0, 0), body)]
     parts = [frames[0], *frames[2:]]  # the topic, the body, the arrays: the flooder writes its own headers
     proc = subprocess.Popen([sys.executable, "-m", "tests.chaos.flood", "topic", frontend, str(seconds),
@@ -81,4 +82,35 @@ def topic_flood(frontend: str, topic: str, body: dict[str, Any], seconds: float,
         proc.kill()
     if proc.returncode != 0:
         raise AssertionError(f"the flood of {topic} exited {proc.returncode}")
-    return json.loads(out)
+    return dict(json.loads(out), src=src, parts=parts)
+
+
+def account_flood(frontend: str, out: Collector, actor: str, flood: dict[str, Any],
+                  timeout_s: float = 2 * WAIT_S) -> tuple[int, dict[str, Any]]:
+    """After a flood, continue its sequence (same sender) one message at a time until a heartbeat of
+    ``actor`` accounts for every message up to the last one sent: ``in + gaps == total``. A message
+    sent while the consumer's queues are still full may be dropped like any other, so one is sent
+    every half second until one gets through: then every earlier loss shows as a gap. Returns
+    (total, that heartbeat's body). ``out`` collects ``sys.heartbeat``."""
+    topic, body, *arrays = flood["parts"]
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(frontend)
+    seq = flood["sent"]
+    end = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < end:
+            mark = len(out.messages)
+            head = encode_header(Header(flood["src"], seq, time.time_ns(), iid=flood["iid"]))
+            sock.send_multipart([topic, head, body, *arrays])
+            total = seq + 1
+            try:
+                beat = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == actor
+                                    and m.body["counters"]["in"] + m.body["counters"]["gaps"] >= total,
+                                    timeout_s=0.5, after=mark, what="")
+                return total, beat.body
+            except AssertionError:
+                seq += 1
+    finally:
+        sock.close()
+    raise AssertionError(f"{actor} never accounted for the flood of {topic!r} within {timeout_s:g} s")

@@ -27,7 +27,7 @@ settings = { setup_delay_s = 300.0 }
 [actors."probe@hung"]
 liveness_timeout_s = 300.0
 heartbeat_s = 0.2
-settings = { hang_after_s = 0.5 }
+settings = { hang_after_s = 3.0 }
 [actors.sensor]
 settings = { source = "synthetic", calibration = { enabled = false } }
 [actors.monitor]
@@ -37,8 +37,8 @@ settings = { prometheus_port = -1, gpu = "off" }
 
 def test_actors_loading_hung_or_busy_all_exit_when_the_supervisor_is_killed(supervisor_factory, collector_factory):
     sup = supervisor_factory(ACTORS)
+    beats = collector_factory(sup, ["sys.heartbeat"])  # before probe@hung hangs, 3 s after its ready
     sup.wait_running("probe@hung", "sensor", "monitor")
-    beats = collector_factory(sup, ["sys.heartbeat"])
     beats.wait_for(lambda m: m.header.src == "probe@hung", what="a heartbeat of probe@hung")
 
     def hung() -> bool:  # no heartbeat of probe@hung for a while: it is inside its endless loop

@@ -5,7 +5,7 @@ monitor; 15 times a random one of them is SIGKILLed, and the next kill waits
 for the supervisor's ``ready`` of its successor. The intensity rule is set
 generously (100 restarts a minute), so no actor may end FAILED; afterwards
 the monitor's view (``monitor.health``) names every actor's new process,
-none stale, and no ``actor.failed`` alert is active. Costs ~30-60 s.
+none stale, and no ``actor.failed`` alert is active. Costs ~12-30 s.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ field, bad array records, unreferenced frames, oversize header and body) to a
 probe echoing ``chaos.``; then hypothesis makes more (bounded), judged by the
 codec itself. The probe's heartbeat ``dropped`` must count exactly the
 messages the codec refuses, the probe must keep its pid, and a good message
-sent after them must still be echoed. Costs ~20-40 s.
+sent after them must still be echoed. Costs ~15-25 s.
 """
 
 from __future__ import annotations

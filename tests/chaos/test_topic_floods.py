@@ -12,7 +12,7 @@ vad, sensor.imu -> gesture, speech.transcript -> intent, ctl.<actor> -> a
 probe. camera.frame -> detector is left to none: the detector takes frames
 only through shared memory (``@shm/camera.frame``), which an outside flood
 cannot fill, and its model load alone costs more than this suite's budget.
-Costs ~60-90 s.
+Costs ~25-35 s.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ from bus.topics import validate_prefix
 
 DEFAULT_HWM = 10_000
 """Messages queued per socket before dropping."""
+MAX_GAP = 1 << 32
+"""The longest seq jump counted as lost messages. A longer jump forward is no loss a publisher could have
+made (4 billion messages) but a writer that renumbered, or a forged seq: counted as a reset, so that one
+message cannot make ``gaps`` exceed what a heartbeat can carry (uint64)."""
 SUBSCRIPTIONS_EVERY_NS = 20_000_000
 """How often a publisher reads the subscriptions forwarded to it (which forms to send), ns."""
 
@@ -558,12 +562,12 @@ class Subscriber:
         seq = header.seq
         last = self._last_seq.get(key)
         if last is not None:
-            if seq > last + 1:
+            if last + 1 < seq <= last + 1 + MAX_GAP:
                 missed = seq - last - 1
                 self.stats.gaps += missed
                 stream = (header.sender, msg.topic)
                 self.stats.gaps_by_stream[stream] = self.stats.gaps_by_stream.get(stream, 0) + missed
-            elif seq <= last:
+            elif seq != last + 1:  # backwards, or a jump too long to be loss
                 self.stats.resets += 1
         elif len(self._last_seq) >= self.MAX_STREAMS:
             self._last_seq.clear()

@@ -44,6 +44,7 @@ import msgpack
 import structlog
 
 from bus.envelope import Message, frame_parts
+from bus.pubsub import MAX_GAP
 from bus.recording.mcapwriter import McapStreamWriter
 from config.storage import fsync_dir
 
@@ -146,7 +147,7 @@ class RecordingWriter:
         header = msg.header
         key = (header.sender, msg.topic)  # per sender (host, src, iid): a restart is no gap
         last = self._last_seq.get(key)
-        if last is not None and header.seq > last + 1:
+        if last is not None and last + 1 < header.seq <= last + 1 + MAX_GAP:  # a longer jump: no loss (bus.pubsub)
             self._write_gap(msg.topic, header.src, last, header.seq, log_time_ns)
         self._last_seq[key] = header.seq
         parts, size = frame_parts(msg.frames)  # the frames themselves, uncopied, behind their msgpack framing

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from bus.envelope import Header, Limits, encode
-from bus.pubsub import Publisher, Subscriber
+from bus.pubsub import MAX_GAP, Publisher, Subscriber
 from bus.tools import message_to_json
 
 WAIT_MS = 20_000
@@ -246,3 +246,20 @@ def test_at_the_high_water_mark_a_slow_subscriber_loses_alone_and_counts_every_l
         pub.close(), fast.close(), slow.close()
     finally:
         broker.stop()
+
+
+def test_a_forged_seq_jump_is_a_reset_not_a_gap_so_the_counts_stay_encodable(broker):
+    """Issue 14: two messages with seq 2**64 - 1 once made ``gaps`` exceed uint64, and the heartbeat
+    carrying it could no longer be encoded: the actor fell silent and was killed as hung."""
+    sub = Subscriber(broker.ctx, broker.backend, prefixes=["test."])
+    raw = _raw_publisher(broker)
+    for src in ("a", "b"):
+        for seq in (0, 2**64 - 1, 2**64 - 1 - MAX_GAP):
+            raw.send_multipart(encode("test.x", Header(src=src, seq=seq, ts=0), {}), copy=False)
+    raw.send_multipart(encode("test.x", Header(src="c", seq=0, ts=0), {}), copy=False)
+    raw.send_multipart(encode("test.x", Header(src="c", seq=MAX_GAP + 1, ts=0), {}), copy=False)  # a real gap
+    for _ in range(8):
+        assert sub.recv(WAIT_MS) is not None
+    assert sub.stats.gaps == MAX_GAP and sub.stats.resets == 4
+    msgpack.packb(sub.stats.gaps)
+    raw.close(), sub.close()

@@ -139,7 +139,7 @@ class Actor(Generic[S]):
             (t, getattr(self, m)) for t, m in self._handlers.items() if t.endswith(".")]
         self.pub: Publisher | None = None
         self.sub: Subscriber | None = None
-        self._watched: dict[zmq.Socket, Callable[[], None]] = {}
+        self._socket_callbacks: dict[zmq.Socket, Callable[[], None]] = {}
         self._poller: zmq.Poller | None = None
 
     # -- what subclasses write -------------------------------------------
@@ -163,13 +163,13 @@ class Actor(Generic[S]):
     def watch(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
         """Call ``on_readable()`` from the actor's loop whenever ``sock`` (a socket of the actor's own, such
         as a bridge's link) has something to read; it should read what is waiting, up to a budget."""
-        self._watched[sock] = on_readable
+        self._socket_callbacks[sock] = on_readable
         if self._poller is not None:
             self._poller.register(sock, zmq.POLLIN)
 
     def unwatch(self, sock: zmq.Socket) -> None:
         """Stop watching ``sock`` (before closing it)."""
-        if self._watched.pop(sock, None) is not None and self._poller is not None:
+        if self._socket_callbacks.pop(sock, None) is not None and self._poller is not None:
             self._poller.unregister(sock)
 
     def subscribe(self, topic: str, handler: Callable[[Message], None] | None = None, *, shm: bool = False) -> None:
@@ -299,7 +299,7 @@ class Actor(Generic[S]):
         poller = self._poller = zmq.Poller()
         poller.register(self.sub.sock, zmq.POLLIN)
         poller.register(self.pub.sock, zmq.POLLIN)
-        for sock in self._watched:
+        for sock in self._socket_callbacks:
             poller.register(sock, zmq.POLLIN)
         while not self._stop.is_set():
             now = time.monotonic()
@@ -310,13 +310,13 @@ class Actor(Generic[S]):
                 self._drain()
             if self.pub.sock in events:
                 self.pub.drain_subscriptions()
-            if self._watched:
-                self._run_watched(events)
+            if self._socket_callbacks:
+                self._run_socket_callbacks(events)
             self._run_timers()
 
-    def _run_watched(self, events: dict[Any, int]) -> None:
-        for sock in [s for s in events if s in self._watched]:
-            callback = self._watched.get(sock)
+    def _run_socket_callbacks(self, events: dict[Any, int]) -> None:
+        for sock in [s for s in events if s in self._socket_callbacks]:
+            callback = self._socket_callbacks.get(sock)
             if callback is None or self._stop.is_set():
                 continue
             try:

@@ -136,7 +136,7 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
         latest, self.latest = self.latest, {}
         for topic, msg in latest.items():
             try:
-                outputs = self.converter.convert(msg, wanted=self._watched)
+                outputs = self.converter.convert(msg, wanted=self._has_viewers)
             except ValueError as exc:
                 self.stats["bad"] += 1
                 self.counters.dropped += 1
@@ -169,7 +169,7 @@ class FoxgloveActor(Actor[FoxgloveSettings]):
                 for ch in self.converter.channels(topic):
                     self._channel(ch)
 
-    def _watched(self, ch: ChannelDef) -> bool:
+    def _has_viewers(self, ch: ChannelDef) -> bool:
         if self._channel(ch).has_sinks():
             return True
         self.stats["unwatched"] += 1

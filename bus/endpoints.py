@@ -153,6 +153,11 @@ def check_endpoint(endpoint: str, *, binding: bool, curve_keys: "KeyStore | None
     raise EndpointError(f"unsupported endpoint {endpoint!r}: expected ipc://PATH or tcp://127.0.0.1:PORT")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host (name or address) is this machine's loopback: what may listen without security."""
+    return _is_loopback(host)
+
+
 def _is_loopback(host: str) -> bool:
     """localhost, ::1, or any address of 127.0.0.0/8 in a notation inet_aton takes (127.1, 0x7f.0.0.1...)."""
     if host == "localhost":

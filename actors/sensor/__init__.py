@@ -15,8 +15,17 @@ def check_source(name: str, settings: SensorSettings) -> list[Check]:
         return [Check(f"{name} source", "ok" if path.is_file() else "fail",
                       f"replay {path}" + ("" if path.is_file() else ": no such file"))]
     if settings.source == "http":
+        token = "no token (loopback only)"
+        if settings.http.token_file:
+            from actors.sensor.sources import read_token_file  # noqa: PLC0415 - aiohttp only for this check
+
+            try:
+                read_token_file(settings.http.token_file)
+            except ValueError as exc:
+                return [Check(f"{name} source", "fail", str(exc))]
+            token = "token required"
         return [Check(f"{name} source", "ok",
-                      f"HTTP push on {settings.http.host}:{settings.http.port}{settings.http.path}")]
+                      f"HTTP push on {settings.http.host}:{settings.http.port}{settings.http.path}, {token}")]
     if settings.source in ("udp", "tcp"):
         where = getattr(settings, settings.source)
         return [Check(f"{name} source", "ok", f"{settings.source} {where.host}:{where.port}")]

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from bus.endpoints import is_loopback
 from config.paths import Locations
 from config.schema import BackoffSettings, Strict
 
@@ -42,6 +43,10 @@ class HttpSourceSettings(Strict):
     """Most header fields in a request; more get HTTP 400."""
     backlog: int = Field(512, ge=1)
     """Connections the kernel queues before they are accepted."""
+    token_file: str = ""
+    """A file (mode 0600) holding the token every push must carry, as ``?token=...`` in Sensor Logger's push
+    URL or an ``Authorization: Bearer ...`` header (others get HTTP 401); required when ``host`` is not a
+    loopback address, since anything that listens off loopback needs a token; '' : no token (loopback only)."""
 
 
 class LineSourceSettings(Strict):
@@ -124,4 +129,7 @@ class SensorSettings(Strict):
     def _replay_needs_a_file(self) -> "SensorSettings":
         if self.source == "replay" and not self.replay.path:
             raise ValueError("source 'replay' needs replay.path (a JSON-lines file)")
+        if self.source == "http" and not is_loopback(self.http.host) and not self.http.token_file:
+            raise ValueError(f"http.host = {self.http.host!r} listens off loopback: set http.token_file (a 0600 file "
+                             "holding the token each push carries as ?token=...), or keep host = '127.0.0.1'")
         return self

@@ -23,6 +23,7 @@ retry under the same backoff.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import random
 import socket
 import threading
@@ -41,6 +42,7 @@ from actors.lib.imu.synthetic import ScriptedStream
 from bus.burstlog import BurstLog
 from bus.bodies.imu import ConnectionState
 from config.backoff import BackoffPolicy
+from config.paths import resolve_path
 
 log = structlog.get_logger("sensor")
 
@@ -155,6 +157,30 @@ class ThreadedSource(Source):
             self._stopping.wait(delay)
 
 
+def read_token_file(path: str) -> str:
+    """The token in ``path`` (whitespace stripped); ValueError when it is empty or readable by others."""
+    file = resolve_path(path)
+    try:
+        mode = file.stat().st_mode & 0o077
+        token = file.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"http.token_file {file}: {exc.strerror or exc}") from None
+    if mode:
+        raise ValueError(f"http.token_file {file} is readable by other users: chmod 600 it")
+    if len(token) < 16:
+        raise ValueError(f"http.token_file {file}: the token is shorter than 16 characters")
+    return token
+
+
+def token_matches(request: "web.Request", token: str) -> bool:
+    """The request carries ``token`` as ``?token=`` or ``Authorization: Bearer`` (compared in constant time)."""
+    given = request.query.get("token", "")
+    auth = request.headers.get("Authorization", "")
+    if not given and auth.startswith("Bearer "):
+        given = auth[len("Bearer "):].strip()
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 class HttpPushSource(ThreadedSource):
     """The Sensor Logger push receiver: an aiohttp server on its own asyncio loop, in the source's thread.
 
@@ -170,7 +196,8 @@ class HttpPushSource(ThreadedSource):
     Sensor Logger push (not JSON, numbers too large for a float, nesting
     too deep, the wrong shape) gets 400 with the reason as JSON. Every
     rejection is counted (``rejected``, and ``rejected_<code>``) and logged
-    once per burst.
+    once per burst. With ``token_file`` set (required off loopback), a push
+    without that token (``?token=`` or ``Authorization: Bearer``) gets 401.
     """
 
     kind = "http"
@@ -178,6 +205,7 @@ class HttpPushSource(ThreadedSource):
     def __init__(self, parser: EntryParser, stale_after_s: float, backoff: BackoffPolicy, settings: Any) -> None:
         super().__init__(parser, stale_after_s, backoff)
         self.s = settings
+        self.token = read_token_file(settings.token_file) if settings.token_file else None
         self.last_rejection = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -220,6 +248,8 @@ class HttpPushSource(ThreadedSource):
             return web.Response(status=405, headers={"Allow": "POST"})
         if request.path != self.s.path:
             return self._answer(404, {"error": f"no such path {request.path!r}; post to {self.s.path!r}"})
+        if self.token is not None and not token_matches(request, self.token):
+            return self.reject(request, 401, "no valid token: add ?token=... to the push URL", close=True)
         length = request.content_length
         if length is not None and length > self.s.max_body_bytes:
             return self.reject(request, 413, f"body of {length} bytes exceeds {self.s.max_body_bytes}", close=True)

@@ -208,3 +208,39 @@ settings.reconnect = {{ initial_s = 0.2, factor = 1.5, max_s = 1.0, jitter = 0.0
     t = np.concatenate([b.t for b in replayed])
     np.testing.assert_allclose(t, T0_NS / 1e9 + np.arange(150) * 0.01)
     assert len(replayed) >= 2       # played over time (1.5 s at 5x: ~0.3 s), not in one lump
+
+
+def test_the_http_source_off_loopback_needs_a_token_and_with_one_refuses_pushes_without_it(
+        supervisor_factory, collector_factory, tmp_path):
+    from actors.registry import load_config
+    from config import ConfigError
+
+    bad = tmp_path / "open.toml"
+    bad.write_text('[actors.sensor]\nsettings = { source = "http", http = { host = "0.0.0.0" } }\n')
+    with pytest.raises(ConfigError, match="token_file"):
+        load_config(bad, environ={})
+
+    token = "t0k3n-" + "x" * 20
+    token_file = tmp_path / "push.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    sup = supervisor_factory(f"""
+[actors.sensor]
+settings = {{ source = "http", http = {{ port = 0, token_file = "{token_file}" }}, calibration = {{ enabled = false }} }}
+""")
+    out = collector_factory(sup, ["sensor.state"])
+    sup.wait_running("sensor")
+    address = out.wait_for(lambda m: m.topic == "sensor.state" and m.body["state"] == "listening").body["address"]
+    batch = sensor_logger_batch(1, 0, 5)
+    assert push(address, batch)[0] == 401
+    assert push(address, batch, path="/data?token=wrong")[0] == 401
+    status, reply = push(address, batch, path=f"/data?token={token}")
+    assert status == 200 and reply["readings"] == 10
+    data = json.dumps(batch).encode()
+    req = urllib.request.Request(f"http://{address}/data", data=data, method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+    token_file.chmod(0o644)   # readable by others: validate names the file
+    done = sup.cli("validate")
+    assert done.returncode == 1 and "readable by other users" in done.stdout

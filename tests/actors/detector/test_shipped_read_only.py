@@ -38,3 +38,15 @@ def test_a_read_only_guarded_file_refuses_to_write_and_reports_corruption_in_pla
     with pytest.raises(CorruptFileError, match="read-only"):
         ro.load()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.json"]
+
+
+def test_validate_checks_the_shipped_store_without_writing_into_it(tmp_path):
+    from actors.detector import check_model_store
+    from actors.detector.settings import DetectorSettings
+
+    shipped = tmp_path / "models"
+    shutil.copytree(ROOT / "models", shipped, ignore=shutil.ignore_patterns(".backups", ".quarantine", "*.lock"))
+    before = tree(shipped)
+    [check] = check_model_store("detector", DetectorSettings(models_dir=str(shipped)))
+    assert check.status == "ok", check.detail
+    assert tree(shipped) == before and not (shipped / ".backups").exists()

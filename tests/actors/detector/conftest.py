@@ -22,7 +22,7 @@ SIGNALS = ("circle", "square", "triangle")
 
 @pytest.fixture(scope="session")
 def shipped_store() -> ModelStore:
-    store = ModelStore(DEFAULT_STORE)
+    store = ModelStore(DEFAULT_STORE, read_only=True)  # reading the shipped store writes nothing into the checkout
     if not store.registry.exists():
         pytest.fail(f"{DEFAULT_STORE}: no shipped models; run python -m actors.detector.make_weights")
     return store

@@ -107,7 +107,7 @@ def test_the_shipped_manifest_matches_the_committed_models():
     manifest = read_manifest(DEFAULT_STORE)
     assert manifest is not None and not needs_migration(DEFAULT_STORE), \
         "models/registry.json differs from models/shipped.json: rerun make_weights (it writes both)"
-    shipped = ModelStore(DEFAULT_STORE)
+    shipped = ModelStore(DEFAULT_STORE, read_only=True)
     doc = shipped.read_own()
     listed = {rel for e in doc["models"].values() for m in e["versions"].values()
               for rel in [m["file"], *(f["file"] for f in m.get("files", {}).values())]}

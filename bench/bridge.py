@@ -18,7 +18,7 @@ In one run, between the same two namespaces (root needed; `ip netns`):
 * losses: per run, sent minus received, against what the subscriber counted
   (seq gaps, and missing head or tail by seq); ``unaccounted`` must be 0.
 
-    .venv/bin/python bench/bridge.py [--frames N] [--small N] [--out DIR]
+    .venv/bin/python bench/bridge.py [--frames N] [--small N] [--repeat N] [--out DIR]
 
 Prints the JSON and writes ``DIR/bridge.json`` (default ``bench/out``).
 """
@@ -83,11 +83,12 @@ def worker_pub(a: argparse.Namespace) -> None:
             sock.send_multipart([topic.encode(), head, raw], copy=False)
     else:
         from bus.pubsub import Publisher
-        pub = Publisher(ctx, a.endpoint, "benchpub", hwm=100_000)
+        # A ring as deep as the flow-control window: a frame is never overwritten before its reader's turn.
+        pub = Publisher(ctx, a.endpoint, "benchpub", hwm=100_000, shm_slots=max(8, a.window + 8))
 
         def send(topic: str, seq: int) -> None:
             pub.publish(topic, {"v": payload} if a.kind == "frame" else {"i": seq, "v": payload})
-    topic = f"bench.{a.kind}"
+    topic = a.topic
     go = False
     while not go:  # warm-up: until the subscriber hears us and says go
         send("bench.warm", 0)
@@ -118,7 +119,7 @@ def worker_pub(a: argparse.Namespace) -> None:
 def worker_sub(a: argparse.Namespace) -> None:
     """Receive until seq n-1 or ``idle_s`` without a message; print acks, then one JSON result line."""
     ctx = zmq.Context.instance()
-    topic = f"bench.{a.kind}"
+    topic = a.topic
     if a.raw:
         sock = ctx.socket(zmq.SUB)
         sock.curve_serverkey = a.server.encode()
@@ -139,7 +140,8 @@ def worker_sub(a: argparse.Namespace) -> None:
             return {"gaps": 0}  # raw has no seq accounting of its own: gaps come from our seq below
     else:
         from bus.pubsub import Subscriber
-        sub = Subscriber(ctx, a.endpoint, topics=[topic, "bench.warm"], hwm=100_000)
+        # shm: a local subscriber as the detector is (frames from the bridge's ring, read-only views).
+        sub = Subscriber(ctx, a.endpoint, topics=[topic, "bench.warm"], hwm=100_000, shm=a.shm, shm_views=a.shm)
         sub.wait_subscribed(a.frontend, 30)
 
         def recv(timeout_ms: int) -> tuple[str, int, int] | None:
@@ -190,7 +192,9 @@ def worker_sub(a: argparse.Namespace) -> None:
 
 
 def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_args: list[str],
-             timeout_s: float = 300) -> dict[str, Any]:
+             hosts: dict[str, int], timeout_s: float = 300) -> dict[str, Any]:
+    """One publisher -> subscriber run; ``hosts``: name -> supervisor pid, whose process trees' CPU is counted
+    (with the workers') from "go" to the subscriber's result."""
     me = [sys.executable, str(Path(__file__).resolve()), "worker"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     sub = subprocess.Popen([*lab.exec_prefix(sub_host), *me, "sub", *sub_args], stdin=subprocess.DEVNULL,
@@ -200,11 +204,18 @@ def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_ar
                            stdout=subprocess.DEVNULL, text=True, env=dict(env, SENSORIUM_HOST=pub_host), cwd=ROOT,
                            bufsize=1)
     result: dict[str, Any] = {}
+    start: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def snapshot() -> dict[str, float]:
+        return {"publisher": _cpu_s(pub.pid), "subscriber": _cpu_s(sub.pid),
+                **{f"{h} (supervisor, broker, bridge)": _tree_cpu_s(pid) for h, pid in hosts.items()}}
     end = time.monotonic() + timeout_s
     try:
         for line in sub.stdout:
             line = line.strip()
             if line == "warm":
+                start = snapshot()
                 pub.stdin.write("go\n")
                 pub.stdin.flush()
             elif line.startswith("ack "):
@@ -212,6 +223,8 @@ def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_ar
                 pub.stdin.flush()
             elif line.startswith("{"):
                 result = json.loads(line)
+                # Both workers are still alive (the publisher waits for its stdin to close): their CPU so far.
+                cpu = {k: v - start.get(k, 0.0) for k, v in snapshot().items()}
                 break
             if time.monotonic() > end:
                 break
@@ -227,7 +240,30 @@ def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_ar
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+    result["cpu_s"] = cpu
     return result
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process, all its threads (ZeroMQ's I/O threads count)."""
+    import psutil
+
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a supervisor (its broker thread included) and of its actors."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    return sum(_cpu_s(p.pid) for p in procs)
 
 
 def summarize(name: str, n: int, r: dict[str, Any], nbytes: int) -> dict[str, Any]:
@@ -240,13 +276,15 @@ def summarize(name: str, n: int, r: dict[str, Any], nbytes: int) -> dict[str, An
     return {"path": name, "sent": n, "received": received, "msgs_per_s": round(rate, 1),
             "mb_per_s": round(rate * nbytes / 1e6, 1), "lost": lost, "counted_losses": counted,
             "unaccounted": lost - counted, "duplicates": r.get("duplicates", 0),
-            "latency_ms": {k: (round(v, 3) if v is not None else None) for k, v in r.get("latency_ms", {}).items()}}
+            "latency_ms": {k: (round(v, 3) if v is not None else None) for k, v in r.get("latency_ms", {}).items()},
+            "cpu_s": {k: round(v, 3) for k, v in r.get("cpu_s", {}).items()}}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description="Bridge bench between two network namespaces (root).")
     p.add_argument("--frames", type=int, default=300, help="frames per throughput run")
     p.add_argument("--small", type=int, default=20000, help="small messages per throughput run")
+    p.add_argument("--repeat", type=int, default=3, help="tries per throughput path (the median counts)")
     p.add_argument("--out", type=Path, default=HERE / "out", help="output folder")
     args = p.parse_args()
     from bus.security import KeyStore
@@ -280,7 +318,8 @@ def main() -> int:
                  f'{common}[[actors.bridge.settings.peers]]\nname = "bb"\n'
                  f'endpoint = "tcp://{addr_b}:{PORT_BRIDGE}"\nimports = ["bench."]\n')
         for h, cfg in (("bb", cfg_b), ("ba", cfg_a)):
-            path = write_config(folder / h, cfg, f'host = "{h}"')
+            # Rings as deep as the frames' flow-control window (64), as in the publisher (worker_pub).
+            path = write_config(folder / h, cfg, f'host = "{h}"\nshm_slots = 72')
             sups.append(SupervisorProcess(path, folder / h, prefix=lab.exec_prefix(h)))
         for sup in sups:
             sup.wait_running("bridge")
@@ -289,6 +328,11 @@ def main() -> int:
         wait_until(lambda: any(m.body["state"] == "up" for m in watch.messages), 60, "link up")
         watch.close()
 
+        # What the two idle systems cost: the floor under every CPU figure below.
+        idle_before = {h: _tree_cpu_s(sup.pid) for h, sup in (("host B", sup_b), ("host A", sup_a))}
+        time.sleep(3.0)
+        idle_cpu = {f"{h} (supervisor, broker, bridge)": round((_tree_cpu_s(sup.pid) - idle_before[h]) / 3.0, 4)
+                    for h, sup in (("host B", sup_b), ("host A", sup_a))}
         fb = int(np.prod(FRAME_SHAPE))
         kb = stores["bb"].keypair()
         ka = stores["ba"].keypair()
@@ -298,25 +342,54 @@ def main() -> int:
                    "--public", ka.public.decode(), "--secret", ka.secret.decode()]
         bridged_pub = ["--endpoint", sup_b.frontend]
         bridged_sub = ["--endpoint", sup_a.backend, "--frontend", sup_a.frontend]
+        bridged_frame_sub = [*bridged_sub, "--shm"]
         local_sub = ["--endpoint", sup_b.backend, "--frontend", sup_b.frontend]
         runs: dict[str, dict[str, Any]] = {}
 
         def one(name: str, kind: str, n: int, pub: list[str], sub: list[str], sub_host: str, extra: list[str],
-                nbytes: int) -> None:
-            common_args = ["--kind", kind, "--n", str(n), *extra]
-            r = run_pair(lab, "bb", sub_host, [*pub, *common_args], [*sub, *common_args])
-            runs[name] = summarize(name, n, r, nbytes)
-            print(json.dumps(runs[name]), file=sys.stderr, flush=True)
+                nbytes: int) -> dict[str, Any]:
+            # The one-host baseline uses a topic the bridge does not export: it runs without the bridge's load.
+            topic = f"solo.{kind}" if sub_host == "bb" else f"bench.{kind}"
+            common_args = ["--kind", kind, "--topic", topic, "--n", str(n), *extra]
+            r = run_pair(lab, "bb", sub_host, [*pub, *common_args], [*sub, *common_args],
+                         {"host B": sup_b.pid, "host A": sup_a.pid})
+            result = summarize(name, n, r, nbytes)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+            return result
+
+        def median_of(name: str, tries: list[dict[str, Any]]) -> None:
+            """The run with the median rate stands for the path; every try's rate and losses are kept."""
+            ranked = sorted(tries, key=lambda r: r["msgs_per_s"])
+            runs[name] = dict(ranked[len(ranked) // 2], tries_msgs_per_s=[r["msgs_per_s"] for r in tries],
+                              unaccounted=sum(r["unaccounted"] for r in tries),
+                              duplicates=sum(r["duplicates"] for r in tries))
 
         win_f, win_s = ["--window", "64"], ["--window", "8000"]
-        one("frames_bridged", "frame", args.frames, bridged_pub, bridged_sub, "ba", win_f, fb)
-        one("frames_raw_curve", "frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)
-        one("small_bridged", "small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40)
-        one("small_one_host", "small", args.small, bridged_pub, local_sub, "bb", win_s, 40)
-        one("latency_frames_bridged", "frame", 90, bridged_pub, bridged_sub, "ba", ["--rate", "30"], fb)
-        one("latency_frames_raw_curve", "frame", 90, raw_pub, raw_sub, "ba", ["--rate", "30"], fb)
-        one("latency_small_bridged", "small", 2000, bridged_pub, bridged_sub, "ba", ["--rate", "1000"], 40)
-        one("latency_small_one_host", "small", 2000, bridged_pub, local_sub, "bb", ["--rate", "1000"], 40)
+        # Throughput: each pair of paths alternates, `repeat` times (the machine's other load drifts).
+        pairs = {
+            ("frames_bridged", "frames_raw_curve"): (
+                ("frame", args.frames, bridged_pub, bridged_frame_sub, "ba", win_f, fb),
+                ("frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)),
+            ("small_bridged", "small_one_host"): (
+                ("small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40),
+                ("small", args.small, bridged_pub, local_sub, "bb", win_s, 40)),
+        }
+        for names, specs in pairs.items():
+            tries: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for i in range(args.repeat):
+                order = list(zip(names, specs)) if i % 2 == 0 else list(zip(names, specs))[::-1]
+                for name, spec in order:
+                    tries[name].append(one(name, *spec))
+            for name in names:
+                median_of(name, tries[name])
+        runs["latency_frames_bridged"] = one("latency_frames_bridged", "frame", 90, bridged_pub, bridged_frame_sub,
+                                             "ba", ["--rate", "30"], fb)
+        runs["latency_frames_raw_curve"] = one("latency_frames_raw_curve", "frame", 90, raw_pub, raw_sub, "ba",
+                                               ["--rate", "30"], fb)
+        runs["latency_small_bridged"] = one("latency_small_bridged", "small", 2000, bridged_pub, bridged_sub, "ba",
+                                            ["--rate", "1000"], 40)
+        runs["latency_small_one_host"] = one("latency_small_one_host", "small", 2000, bridged_pub, local_sub, "bb",
+                                             ["--rate", "1000"], 40)
 
         def ratio(a: str, b: str) -> float:
             return round(runs[a]["msgs_per_s"] / runs[b]["msgs_per_s"], 3) if runs[b]["msgs_per_s"] else 0.0
@@ -330,6 +403,7 @@ def main() -> int:
             "clock": "one machine: both namespaces share the kernel clock, so latency = receipt - header ts",
             "cpus": os.cpu_count(),
             "load1": os.getloadavg()[0],
+            "idle_cpu_s_per_s": idle_cpu,
             "runs": runs,
         }
         args.out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +421,8 @@ def worker_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("role", choices=["pub", "sub"])
     p.add_argument("--kind", choices=["frame", "small"], required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--shm", action="store_true", help="subscribe in the local form (shared-memory arrays)")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--endpoint", required=True)
     p.add_argument("--frontend", default="")

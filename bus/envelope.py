@@ -383,6 +383,18 @@ def decode_header(head_raw: Any, topic: str = "", limits: Limits = DEFAULT_LIMIT
     return _decode_header(head_raw, topic)
 
 
+def header_host(head_raw: bytes, topic: str = "", limits: Limits = DEFAULT_LIMITS) -> str:
+    """The origin host of a header frame: for a header an ``Encoder`` wrote (its constant prefix seen before)
+    a dictionary lookup, else the strict ``decode_header``; raises EnvelopeError. For a reader that routes by
+    origin (the bridge) on every message."""
+    n = len(head_raw)
+    if 20 < n <= limits.max_header_bytes:
+        known = _CANONICAL.get(head_raw[:n - 20])
+        if known is not None and head_raw[n - 12:n - 8] == _TS_KEY:
+            return known[1]
+    return decode_header(head_raw, topic, limits).host
+
+
 def _decode_header(head_raw: Any, topic: str) -> Header:
     n = len(head_raw)
     if n > 20:
@@ -522,6 +534,106 @@ def _array_from_shm(data: bytes, shm: ShmReader, topic: str) -> np.ndarray:
         return shm.take(segment, slot, gen, np.dtype(dtype_str), shape)
     except (ValueError, TypeError, OSError) as exc:
         raise EnvelopeError(f"bad shared-memory reference: {exc}", topic) from exc
+
+
+# -- the two forms of one message (a bridge between them) ---------------------
+#
+# A process that passes other senders' messages on (the bridge) changes only
+# the form: the header (src, host, iid, seq, ts) and every other body field
+# stay as they were, so receivers count gaps per original sender.
+
+SEGMENT_MARK = b"sensorium-"
+"""Every shared-memory reference names a segment ``sensorium-...``: a body without these bytes has none
+(a cheap test before the real decode; a string that happens to hold them only costs that decode)."""
+
+
+def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """The plain form of a local-form message (topic frame ``@shm/TOPIC``): the topic frame without the
+    marker, each shared-memory array copied out (``shm`` must copy, not hand out views: the generation
+    is checked after the copy) into an array frame. Raises EnvelopeError on a bad message and
+    ``bus.shm.ShmDropped`` when a slot was overwritten (the message is lost: its seq becomes a gap)."""
+    if len(frames) < 3:
+        raise EnvelopeError(f"expected at least 3 frames (topic, header, body), got {len(frames)}")
+    topic_raw = bytes(_buffer(frames[0]))
+    if topic_raw.startswith(LOCAL_MARKER):
+        topic_raw = topic_raw[len(LOCAL_MARKER):]
+    topic = _decode_topic(topic_raw)
+    body_raw = _buffer(frames[2])
+    if len(frames) == 3 and SEGMENT_MARK not in body_raw:
+        return [topic_raw, frames[1], frames[2]]
+    if len(body_raw) > limits.max_body_bytes:
+        raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
+    old = [_buffer(f) for f in frames[3:]]
+    if len(old) > limits.max_arrays:
+        raise EnvelopeError(f"{len(old)} array frames exceed {limits.max_arrays}", topic)
+    used = [False] * len(old)
+    arrays: list[Any] = []
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == ARRAY_EXT:
+            arr = _array_from_ref(data, old, used, topic)
+        elif code == SHM_EXT:
+            arr = _array_from_shm(data, shm, topic)
+        else:
+            raise EnvelopeError(f"unknown extension type {code}", topic)
+        arrays.append(arr.reshape(-1).view(np.uint8))
+        return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1]))
+
+    body = _unpack_body(body_raw, ext_hook, topic)
+    if not all(used):
+        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    return [topic_raw, frames[1], msgpack.packb(body), *arrays]
+
+
+def local_from_plain(frames: Sequence[Any], put: Any, threshold: int,
+                     limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """The local form of a plain message: topic frame ``@shm/TOPIC``; each array frame of ``threshold``
+    bytes or more handed to ``put(uint8 view)``, which returns (segment, slot, generation) or None (the
+    array then stays an array frame), and referenced from the body. Header unchanged; raises
+    EnvelopeError on a bad message."""
+    if len(frames) < 3:
+        raise EnvelopeError(f"expected at least 3 frames (topic, header, body), got {len(frames)}")
+    topic_raw = bytes(_buffer(frames[0]))
+    if len(frames) == 3:
+        return [LOCAL_MARKER + topic_raw, frames[1], frames[2]]
+    topic = _decode_topic(topic_raw)
+    body_raw = _buffer(frames[2])
+    if len(body_raw) > limits.max_body_bytes:
+        raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
+    old = [_buffer(f) for f in frames[3:]]
+    if len(old) > limits.max_arrays:
+        raise EnvelopeError(f"{len(old)} array frames exceed {limits.max_arrays}", topic)
+    used = [False] * len(old)
+    inline: list[Any] = []
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code != ARRAY_EXT:
+            raise EnvelopeError(f"unknown extension type {code}", topic)
+        arr = _array_from_ref(data, old, used, topic)
+        flat = arr.reshape(-1).view(np.uint8)
+        where = put(flat) if arr.nbytes >= threshold else None
+        if where is not None:
+            segment, slot, gen = where
+            return msgpack.ExtType(SHM_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), segment, slot, gen]))
+        inline.append(flat)
+        return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), len(inline) - 1]))
+
+    body = _unpack_body(body_raw, ext_hook, topic)
+    if not all(used):
+        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    return [LOCAL_MARKER + topic_raw, frames[1], msgpack.packb(body), *inline]
+
+
+def _unpack_body(body_raw: Any, ext_hook: Any, topic: str) -> dict[str, Any]:
+    try:
+        body = msgpack.unpackb(body_raw, ext_hook=ext_hook)
+    except EnvelopeError as exc:
+        raise EnvelopeError(exc.reason, topic) from exc
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad body: {exc}", topic) from exc
+    if type(body) is not dict:
+        raise EnvelopeError(f"body is not a map but a {type(body).__name__}", topic)
+    return body
 
 
 # -- raw frames: recording and replay -----------------------------------------

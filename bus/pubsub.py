@@ -35,7 +35,7 @@ import zmq
 
 from bus.burstlog import BurstLog
 from bus.envelope import (DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
-                          decode_parts, encode, now_ns, restamp)
+                          decode_parts, encode, local_from_plain, now_ns, restamp)
 from bus.latched import is_news, latch_key, latched
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
@@ -218,6 +218,62 @@ class Publisher:
             self.sock.send_multipart(out, copy=False)
         self.sent += 1
         return seq
+
+    def forward(self, frames: list[Any]) -> None:
+        """Pass on another sender's message (what a bridge imports): header, body and arrays as they came,
+        in the forms someone subscribed to. For local subscribers, array frames of ``shm_threshold`` bytes or
+        more go through this publisher's ring (``local_from_plain``). Not counted in ``topic_counts`` (not
+        this sender's messages). Raises EnvelopeError on a message that cannot be put in the local form."""
+        t = frames[0]
+        ts = time.time_ns()
+        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+            if self.drain_subscriptions():
+                self._forms.clear()
+        topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
+        forms = self._forms.get(topic)
+        if forms is None:
+            forms = self._forms[topic] = self._forms_for(topic)
+        send = self.sock.send
+        if len(frames) == 3:
+            if forms[1]:
+                send(LOCAL_MARKER + bytes(t), _SNDMORE)
+                send(frames[1], _SNDMORE)
+                send(frames[2])
+            if forms[0]:
+                send(t, _SNDMORE)
+                send(frames[1], _SNDMORE)
+                send(frames[2])
+        else:
+            if forms[1]:
+                self.sock.send_multipart(local_from_plain(frames, self._shm_put, self.shm_threshold), copy=False)
+            if forms[0]:
+                self.sock.send_multipart(frames, copy=False)
+        self.sent += 1
+
+    def forward_small(self, messages: list[list[bytes]]) -> None:
+        """``forward`` for many messages of three frames each (topic, header, body), as bytes."""
+        ts = time.time_ns()
+        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+            if self.drain_subscriptions():
+                self._forms.clear()
+        send = self.sock.send
+        all_forms = self._forms
+        for t, h, b in messages:
+            topic = t.decode("utf-8", "replace")
+            forms = all_forms.get(topic)
+            if forms is None:
+                forms = all_forms[topic] = self._forms_for(topic)
+            if forms[1]:
+                send(LOCAL_MARKER + t, _SNDMORE)
+                send(h, _SNDMORE)
+                send(b)
+            if forms[0]:
+                send(t, _SNDMORE)
+                send(h, _SNDMORE)
+                send(b)
+        self.sent += len(messages)
 
     def topic_counts(self) -> dict[str, dict[str, int]]:
         """Per topic sent: ``out`` (messages) and ``bytes`` (all frames), since this publisher was made."""

@@ -53,18 +53,23 @@ from actors.bridge.auth import BridgeAuthenticator, TrustedKeys, curve_client, c
 from actors.bridge.link import ClockSample, LinkWatch, clock_sample, exports_to, imports_from
 from actors.bridge.settings import BridgeSettings, PeerSettings
 from bus.endpoints import EndpointError, check_endpoint
-from bus.envelope import EnvelopeError, Message, decode_header
+from bus.envelope import (LOCAL_MARKER, SEGMENT_MARK, EnvelopeError, Message, decode_header, header_host,
+                          plain_from_local)
+from bus.pubsub import Publisher
+from bus.shm import ShmDropped, ShmReader
 from bus.messages import Command, CommandReply, Heartbeat, LinkState
 from bus.topics import TopicError, validate_topic
 from bus.security import KeyFileError, KeyStore, fingerprint, parse_public_key
 from bus.senders import origin_host
 from config.backoff import BackoffPolicy
 
-HELLO, PONG, CATALOGUE, DATA, COMMAND, REPLY = b"H", b"O", b"C", b"D", b"X", b"R"
+HELLO, PONG, CATALOGUE, DATA, BATCH, COMMAND, REPLY = b"H", b"O", b"C", b"D", b"B", b"X", b"R"
 PENDING_S = 120.0
 """How long a command sent to this host's actor by a peer waits for its reply, seconds."""
 BUDGET = 512
 """Messages read per socket per loop turn, so timers stay on time."""
+BATCH_BYTES = 256 * 1024
+"""A batch of small messages to one peer is sent once it holds this many bytes (or the queue is empty)."""
 _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
@@ -151,15 +156,18 @@ class BridgeActor(Actor[BridgeSettings]):
             self.auth = BridgeAuthenticator(self.ctx, self.trusted_keys)
             self.auth.start()  # before the bind: no handshake may happen without ZAP
             self._open_server()
-        self.out = self.ctx.socket(zmq.PUB)
-        self.out.setsockopt(zmq.SNDHWM, self._hwm)
-        self.out.setsockopt(zmq.LINGER, 1000)
-        self.out.connect(self.endpoints.frontend)
+        # Imports are passed on under their senders' headers, in the forms this host's subscribers asked for:
+        # large arrays through this bridge's shared-memory ring for local (``shm``) subscribers.
+        self.out = Publisher(self.ctx, self.endpoints.frontend, f"{self.name}.imports", hwm=self._hwm,
+                             host=self.host, shm_threshold=self._shm[0], shm_slots=self._shm[1])
+        # Exports are read in the local form: every Sensorium publisher sends it to whoever asks, and its
+        # large arrays come from the publisher's ring (one copy here) instead of through the broker.
+        self.shm_reader = ShmReader()
         self.local = self.ctx.socket(zmq.SUB)
         self.local.setsockopt(zmq.RCVHWM, self._hwm)
         self.local.setsockopt(zmq.LINGER, 0)
         for prefix in sorted({p for peer in self.peers.values() for p in peer.settings.exports}):
-            self.local.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+            self.local.setsockopt(zmq.SUBSCRIBE, LOCAL_MARKER + prefix.encode())
         self.local.connect(self.endpoints.backend)
         self.watch(self.local, self.on_local)
         for peer in self.peers.values():
@@ -257,28 +265,84 @@ class BridgeActor(Actor[BridgeSettings]):
     # -- the local bus -------------------------------------------------------
 
     def on_local(self) -> None:
-        """Local messages under the export prefixes: this host's own go to every peer that wants them."""
-        recv = self.local.recv_multipart
+        """Local messages under the export prefixes: this host's own go to every peer that wants them.
+
+        What is queued is read in one go (up to ``BUDGET``); the small messages for one peer leave as one
+        batch (``B``: one frame, one CURVE box, one syscall for many messages), a message with array
+        frames as one ``D`` message, zero-copy, after the batch before it (order kept per peer)."""
+        sock = self.local
+        recv = sock.recv
+        limits = self._limits
+        host = self.host
+        routes = self._routes
+        batches: dict[str, list[list[Any]]] = {}
+        sizes: dict[str, int] = {}
+        marker = len(LOCAL_MARKER)
         for _ in range(BUDGET):
+            # Frame objects only where the "more" flag is needed (a getsockopt costs more than a frame).
             try:
-                frames = recv(zmq.NOBLOCK, copy=False)
+                f = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                break
             try:
-                topic = frames[0].bytes.decode("utf-8")
-                origin = decode_header(frames[1].bytes, topic, self._limits).host
-            except (UnicodeDecodeError, EnvelopeError, IndexError):
+                if not f.more:
+                    raise zmq.Again
+                # NOBLOCK: a message cut short (fewer than 3 frames) must not stall the loop; if another
+                # message follows, its frames are misread once (counted), and the "more" loop resyncs.
+                h = recv(zmq.NOBLOCK)
+                b = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
                 self.counters.dropped += 1
                 continue
-            if origin != self.host:
+            frames: list[Any] = [f.bytes, h, b.bytes]
+            while b.more:
+                b = recv(copy=False)
+                frames.append(b)
+            try:
+                t = frames[0][marker:]
+                topic = t.decode("utf-8")
+                origin = header_host(h, topic, limits)
+            except (UnicodeDecodeError, EnvelopeError):
+                self.counters.dropped += 1
+                continue
+            if origin != host:
                 continue  # imported from a peer (or another host): never exported again
-            targets = self._routes.get(topic)
+            targets = routes.get(topic)
             if targets is None:
                 targets = self._route(topic)
-            if targets:
-                size = sum(map(len, frames))
+            if not targets:
+                continue
+            if len(frames) == 3 and SEGMENT_MARK not in frames[2]:
+                frames[0] = t
+                size = len(t) + len(frames[1]) + len(frames[2])
                 for peer in targets:
-                    self._send_data(peer, frames, size)
+                    name = peer.name
+                    batch = batches.get(name)
+                    if batch is None:
+                        batch = batches[name] = []
+                        sizes[name] = 0
+                    batch.append(frames)
+                    sizes[name] += size
+                    if sizes[name] >= BATCH_BYTES:
+                        self._send_batch(peer, batches.pop(name), sizes.pop(name))
+                continue
+            try:  # shared-memory arrays copied out (generation checked): the peer gets the plain form
+                frames = plain_from_local(frames, self.shm_reader, limits)
+            except ShmDropped as exc:
+                for peer in targets:
+                    peer.drops_out += 1
+                self._burst.warning(f"s:{topic}", "export_shm_drop", topic=topic, reason=exc.reason)
+                continue
+            except EnvelopeError:
+                self.counters.dropped += 1
+                continue
+            size = sum(len(memoryview(x)) for x in frames)
+            for peer in targets:
+                if peer.name in batches:
+                    self._send_batch(peer, batches.pop(peer.name), sizes.pop(peer.name))
+                self._send_data(peer, [DATA, *frames], 1, size)
+        for name, batch in batches.items():
+            self._send_batch(self.peers[name], batch, sizes[name])
 
     def _route(self, topic: str) -> list[Peer]:
         """The peers a local message of ``topic`` goes to (cached per topic; cleared when a peer's imports
@@ -290,22 +354,29 @@ class BridgeActor(Actor[BridgeSettings]):
         self._routes[topic] = targets
         return targets
 
-    def _send_data(self, peer: Peer, frames: list[Any], size: int) -> None:
+    def _send_batch(self, peer: Peer, batch: list[list[bytes]], size: int) -> None:
+        if len(batch) == 1:
+            self._send_data(peer, [DATA, *batch[0]], 1, size)
+        else:
+            self._send_data(peer, [BATCH, msgpack.packb(batch)], len(batch), size)
+
+    def _send_data(self, peer: Peer, frames: list[Any], count: int, size: int) -> None:
+        """One link message carrying ``count`` bus messages of ``size`` bytes in all (counted as such)."""
         if peer.watch.state != "up" or not peer.trusted:
-            peer.drops_out += 1
+            peer.drops_out += count
             return
         try:
             if peer.role == "client" and peer.sock is not None:
-                peer.sock.send_multipart([DATA, *frames], zmq.NOBLOCK, copy=False)
+                peer.sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
             elif peer.rid is not None and self.server is not None:
-                self.server.send_multipart([peer.rid, DATA, *frames], zmq.NOBLOCK, copy=False)
+                self.server.send_multipart([peer.rid, *frames], zmq.NOBLOCK, copy=False)
             else:
-                peer.drops_out += 1
+                peer.drops_out += count
                 return
         except (zmq.Again, zmq.ZMQError):  # queue full, or (ROUTER_MANDATORY) the peer is gone
-            peer.drops_out += 1
+            peer.drops_out += count
             return
-        peer.msgs_out += 1
+        peer.msgs_out += count
         peer.bytes_out += size
 
     def on_heartbeat(self, msg: Message) -> None:
@@ -357,7 +428,9 @@ class BridgeActor(Actor[BridgeSettings]):
         if peer.watch.heard(now):
             self._link_changed(peer, now)
         kind = frames[0].bytes
-        if kind == DATA:
+        if kind == BATCH:
+            self._on_batch(peer, frames)
+        elif kind == DATA:
             self._on_data(peer, frames[1:])
         elif kind == HELLO:
             t2 = time.time_ns()
@@ -410,6 +483,51 @@ class BridgeActor(Actor[BridgeSettings]):
             return None
         return body
 
+    def _on_batch(self, peer: Peer, frames: list[Any]) -> None:
+        """``B``: a msgpack array of [topic, header, body] messages, each taken as a ``D`` would be."""
+        try:
+            batch = msgpack.unpackb(frames[1].buffer, use_list=True, max_map_len=0, max_ext_len=0) \
+                if len(frames) == 2 else None
+        except (ValueError, msgpack.UnpackException):
+            batch = None
+        if not isinstance(batch, list):
+            peer.drops_in += 1
+            self._burst.warning(f"b:{peer.name}", "bad_link_message", peer=peer.name)
+            return
+        limits = self._limits
+        accepts = self._accepts
+        name = peer.name
+        taken: list[list[bytes]] = []
+        size = 0
+        for msg in batch:
+            try:
+                t, h, b = msg
+                if type(t) is not bytes or type(h) is not bytes or type(b) is not bytes:
+                    raise TypeError("a batched message is three bins")
+                topic = t.decode("utf-8")
+                origin = header_host(h, topic, limits)
+            except (ValueError, TypeError, UnicodeDecodeError, EnvelopeError):
+                peer.drops_in += 1
+                continue
+            accepted = accepts.get((name, topic)) if origin == name else False
+            if accepted is None:
+                accepted = self._accepted(peer, topic)
+            if not accepted:  # a relay of another host's message, or not under our imports
+                peer.drops_in += 1
+                continue
+            taken.append(msg)
+            size += len(t) + len(h) + len(b)
+        self.out.forward_small(taken)
+        peer.msgs_in += len(taken)
+        peer.bytes_in += size
+
+    def _accepted(self, peer: Peer, topic: str) -> bool:
+        if len(self._accepts) > 4096:
+            self._accepts.clear()
+        accepted = self._accepts[(peer.name, topic)] = imports_from(topic, peer.name, peer.name,
+                                                                    peer.settings.imports)
+        return accepted
+
     def _on_data(self, peer: Peer, frames: list[Any]) -> None:
         try:
             topic = frames[0].bytes.decode("utf-8")
@@ -420,16 +538,17 @@ class BridgeActor(Actor[BridgeSettings]):
         if origin != peer.name:  # a relay of another host's message: never taken (no loops)
             peer.drops_in += 1
             return
-        key = (peer.name, topic)
-        accepted = self._accepts.get(key)
+        accepted = self._accepts.get((peer.name, topic))
         if accepted is None:
-            if len(self._accepts) > 4096:
-                self._accepts.clear()
-            accepted = self._accepts[key] = imports_from(topic, origin, peer.name, peer.settings.imports)
+            accepted = self._accepted(peer, topic)
         if not accepted:
             peer.drops_in += 1
             return
-        self.out.send_multipart(frames, copy=False)
+        try:
+            self.out.forward(frames)
+        except EnvelopeError:
+            peer.drops_in += 1
+            return
         peer.msgs_in += 1
         peer.bytes_in += sum(map(len, frames))
 
@@ -643,7 +762,8 @@ class BridgeActor(Actor[BridgeSettings]):
             if sock is not None:
                 self.unwatch(sock)
                 sock.close(0)
-        self.out.close(1000)
+        self.out.close()
+        self.shm_reader.close()
         if self.auth is not None:
             self.auth.stop()
 

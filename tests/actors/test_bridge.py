@@ -260,3 +260,96 @@ def test_top_shows_the_links_and_the_other_hosts_actors():
     screen = render({"system": {}, "bus": {}, "actors": {}, "links": {"hb": link}}, {}, color=False)
     assert "link hb  up  rtt 0.41 ms  clock offset -2.50 ms  in 1200  out 3" in screen
     assert any(line.split()[:4] == ["hb/sensor", "sensor", "ready", "4242"] for line in screen.splitlines())
+
+
+def test_a_burst_and_frames_cross_in_batches_to_plain_and_shared_memory_subscribers(tmp_path):
+    """hb's publisher sends 2,000 small messages at once (they cross in batches) and 6 frames (read by hb's
+    bridge from the publisher's ring); on ha a plain subscriber and a shared-memory one each get every
+    message once, under the sender's own header, the frames' bytes intact, the shm one through ha's bridge's
+    ring."""
+    import tempfile
+
+    import numpy as np
+
+    from bus.pubsub import Publisher, Subscriber
+    from tests.support import Collector, SupervisorProcess
+
+    stores = {h: KeyStore(tmp_path / h) for h in ("ha", "hb")}
+    for s in stores.values():
+        s.init()
+    stores["ha"].trust("hb", stores["hb"].keypair().public.decode())
+    stores["hb"].trust("ha", stores["ha"].keypair().public.decode())
+    port = _free_port()
+    sups = []
+    ctx = zmq.Context.instance()
+    try:
+        for host, settings in (
+                ("hb", f'bind = "tcp://127.0.0.1:{port}"\n[[actors.bridge.settings.peers]]\nname = "ha"\n'
+                       'exports = ["bench."]\n'),
+                ("ha", f'[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "tcp://127.0.0.1:{port}"\n'
+                       'imports = ["bench."]\n')):
+            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
+            config = write_config(folder, f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
+                                          f'keys_dir = "{stores[host].folder}"\nhwm = 5000\n{settings}',
+                                  f'host = "{host}"\nshm_slots = 16')
+            sups.append(SupervisorProcess(config, folder))
+        hb, ha = sups
+        hb.wait_running("bridge")
+        ha.wait_running("bridge")
+        links = Collector(ha.frontend, ha.backend, ["sys.link"])
+        plain = Subscriber(ctx, ha.backend, hwm=10_000)
+        local = Subscriber(ctx, ha.backend, hwm=10_000, shm=True, shm_views=True)
+        for sub in (plain, local):
+            sub.subscribe("bench.", exact=False)
+        pub = Publisher(ctx, hb.frontend, "burst", host="hb", hwm=10_000, shm_slots=16)
+        try:
+            links.wait_for(lambda m: m.body["state"] == "up", what="the link up")
+            assert plain.wait_subscribed(ha.frontend, 30) and local.wait_subscribed(ha.frontend, 30)
+            # Warm-up until ha hears hb (hb's bridge subscribed here, ha's imports in place).
+            got: dict[str, list] = {"plain": [], "local": []}
+
+            def drain() -> None:
+                for name, sub in (("plain", plain), ("local", local)):
+                    while (msg := sub.recv(timeout_ms=0)) is not None:
+                        got[name].append(msg)
+
+            def heard() -> bool:
+                pub.publish("bench.warm", {"n": 0})
+                drain()
+                return all(any(m.topic == "bench.warm" for m in v) for v in got.values())
+            wait_until(heard, 60, "hb's messages on ha")
+            images = [np.random.default_rng(i).integers(0, 255, (480, 640, 3), dtype=np.uint8) for i in range(6)]
+            for i in range(2000):
+                pub.publish("bench.small", {"i": i})
+            for i, image in enumerate(images):
+                pub.publish("bench.frame", {"i": i, "image": image})
+                wait_until(lambda: (drain() or True) and all(
+                    sum(m.topic == "bench.frame" for m in v) > i for v in got.values()), 60, f"frame {i} on ha")
+
+            def complete() -> bool:
+                drain()
+                return all(sum(m.topic == "bench.small" for m in v) >= 2000 for v in got.values())
+            wait_until(complete, 60, "2,000 small messages on ha, in both forms")
+            for name, msgs in got.items():
+                small = [m for m in msgs if m.topic == "bench.small"]
+                assert [m.body["i"] for m in small] == list(range(2000)), f"{name}: each once, in order"
+                assert {(m.header.host, m.header.src, m.header.iid) for m in small} == {("hb", "burst", pub.iid)}
+                assert [m.header.seq for m in small] == list(range(2000))
+                frames = [m for m in msgs if m.topic == "bench.frame"]
+                assert [m.body["i"] for m in frames] == list(range(6))
+                for m in frames:
+                    assert np.array_equal(m.body["image"], images[m.body["i"]]), f"{name}: frame bytes"
+                if name == "local":
+                    assert all(m.shm_taken for m in frames), "the shm subscriber reads ha's bridge's ring"
+                    assert all(local.still_valid(m) for m in frames[-2:])
+            stats = {"plain": plain.stats, "local": local.stats}
+            assert all(s.gaps == 0 and s.malformed == 0 for s in stats.values()), stats
+            link = links.wait_for(lambda m: m.body["msgs_in"] >= 2006, what="the link's count of messages in")
+            assert link.body["drops_in"] == 0
+        finally:
+            for closable in (links, plain, local, pub):
+                closable.close()
+    finally:
+        for sup in sups:
+            sup.cleanup()
+            shutil.rmtree(sup.folder, ignore_errors=True)

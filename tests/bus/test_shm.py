@@ -240,3 +240,69 @@ def test_one_subscription_can_opt_in_while_the_others_stay_plain(broker):
     assert len(_mine(os.getpid())) == 1  # the frame went through shared memory
     assert sub.recv(300) is None and sub.stats.received == 2
     pub.close(), sub.close()
+
+
+# -- the two forms of one message, as a bridge passes others' messages on -------------------------------------
+
+
+def test_a_plain_message_put_in_the_local_form_and_back_keeps_header_body_and_bytes():
+    from bus.envelope import Encoder, decode, decode_parts, local_from_plain, plain_from_local
+
+    ring = shm.ShmRing(f"sensorium-{os.getpid()}-f0-{id(object()) % 10**6}", 4, 1 << 20)
+
+    image, small = _image(3), np.arange(12, dtype="<f4").reshape(3, 4)
+    plain = Encoder("cam", host="hb", iid="cam-1").encode("camera.frame", 7, 99, {"image": image, "k": small,
+                                                                                  "n": "x"})
+    put = lambda view: (ring.name, *ring.put(view))  # noqa: E731
+    local = local_from_plain(plain, put, threshold=64 * 1024)
+    assert local[0] == LOCAL_MARKER + b"camera.frame" and local[1] == plain[1]
+    assert len(local) == 4, "the big array went to the ring, the small one stays an array frame"
+    reader = shm.ShmReader()
+    try:
+        msg = decode_parts(local[0], local[1], local[2], local[3:], shm=reader)
+        assert (msg.body["image"] == image).all() and (msg.body["k"] == small).all() and msg.body["n"] == "x"
+        back = decode(plain_from_local(local, reader))
+        assert back.topic == "camera.frame" and back.header == decode(plain).header
+        assert (back.body["image"] == image).all() and (back.body["k"] == small).all()
+        for _ in range(ring.slots):  # the ring goes round: the reference is stale now
+            ring.put(np.zeros(16, np.uint8))
+        with pytest.raises(shm.ShmDropped):
+            plain_from_local(local, reader)
+    finally:
+        reader.close()
+        ring.close()
+
+
+def test_a_small_message_changes_only_its_topic_frame_between_the_forms():
+    from bus.envelope import Encoder, local_from_plain, plain_from_local
+
+    plain = Encoder("imu", host="hb").encode("sensor.imu", 1, 2, {"ax": 0.5})
+    local = local_from_plain(plain, lambda view: None, threshold=0)
+    assert local == [LOCAL_MARKER + plain[0], plain[1], plain[2]]
+    assert plain_from_local(local, shm.ShmReader()) == plain
+
+
+def test_bad_messages_are_refused_by_both_conversions():
+    from bus.envelope import Encoder, EnvelopeError, local_from_plain, plain_from_local
+
+    plain = Encoder("cam", host="hb").encode("camera.frame", 0, 0, {"image": _image()})
+    with pytest.raises(EnvelopeError, match="not referenced"):
+        local_from_plain([*plain, b"extra"], lambda view: None, threshold=0)
+    with pytest.raises(EnvelopeError, match="expected at least 3 frames"):
+        plain_from_local(plain[:2], shm.ShmReader())
+    ref = msgpack.ExtType(SHM_EXT, msgpack.packb(["|u1", [4], "sensorium-1-ab-0", 99, 0]))
+    forged = [LOCAL_MARKER + b"camera.frame", plain[1], msgpack.packb({"image": ref})]
+    with pytest.raises((EnvelopeError, shm.ShmDropped)):
+        plain_from_local(forged, shm.ShmReader())
+
+
+def test_header_host_reads_known_and_unknown_headers_alike():
+    from bus.envelope import Encoder, EnvelopeError, decode_header, encode_header, header_host
+
+    enc = Encoder("cam", host="hb", iid="cam-2")
+    for frames in (enc.encode("a.b", 1, 2, {}), enc.encode("a.b", 1, 2, {}), enc.encode("a.b", 1, 2, {}, corr="c")):
+        assert header_host(frames[1]) == decode_header(frames[1]).host == "hb"
+    other = decode_header(enc.encode("a.b", 1, 2, {})[1])._replace(host="hc", src="zz")
+    assert header_host(encode_header(other)) == "hc"
+    with pytest.raises(EnvelopeError):
+        header_host(b"\x81\xa1v\x02")

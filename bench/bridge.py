@@ -192,15 +192,19 @@ def worker_sub(a: argparse.Namespace) -> None:
 
 
 def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_args: list[str],
-             hosts: dict[str, int], timeout_s: float = 300) -> dict[str, Any]:
+             hosts: dict[str, int], cpus: dict[str, set[int]], timeout_s: float = 300) -> dict[str, Any]:
     """One publisher -> subscriber run; ``hosts``: name -> supervisor pid, whose process trees' CPU is counted
-    (with the workers') from "go" to the subscriber's result."""
+    (with the workers') from "go" to the subscriber's result; ``cpus``: namespace -> the CPUs its processes
+    run on."""
     me = [sys.executable, str(Path(__file__).resolve()), "worker"]
+
+    def pinned(host: str) -> list[str]:
+        return [*lab.exec_prefix(host), "taskset", "-c", ",".join(map(str, sorted(cpus[host])))]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    sub = subprocess.Popen([*lab.exec_prefix(sub_host), *me, "sub", *sub_args], stdin=subprocess.DEVNULL,
+    sub = subprocess.Popen([*pinned(sub_host), *me, "sub", *sub_args], stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, bufsize=1)
     # The publisher is one of pub_host's senders: its header names that host, as the bridge there requires.
-    pub = subprocess.Popen([*lab.exec_prefix(pub_host), *me, "pub", *pub_args], stdin=subprocess.PIPE,
+    pub = subprocess.Popen([*pinned(pub_host), *me, "pub", *pub_args], stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, text=True, env=dict(env, SENSORIUM_HOST=pub_host), cwd=ROOT,
                            bufsize=1)
     result: dict[str, Any] = {}
@@ -208,8 +212,11 @@ def run_pair(lab: Any, pub_host: str, sub_host: str, pub_args: list[str], sub_ar
     cpu: dict[str, float] = {}
 
     def snapshot() -> dict[str, float]:
-        return {"publisher": _cpu_s(pub.pid), "subscriber": _cpu_s(sub.pid),
-                **{f"{h} (supervisor, broker, bridge)": _tree_cpu_s(pid) for h, pid in hosts.items()}}
+        cpu = {"publisher": _cpu_s(pub.pid), "subscriber": _cpu_s(sub.pid)}
+        for h, pid in hosts.items():
+            cpu[f"{h} supervisor+broker"] = _cpu_s(pid)
+            cpu[f"{h} bridge"] = _tree_cpu_s(pid) - cpu[f"{h} supervisor+broker"]
+        return cpu
     end = time.monotonic() + timeout_s
     try:
         for line in sub.stdout:
@@ -255,8 +262,20 @@ def _cpu_s(pid: int) -> float:
     return t.user + t.system
 
 
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Every thread of a process and of its descendants onto ``cpus``."""
+    import psutil
+
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        for thread in proc.threads():
+            try:
+                os.sched_setaffinity(thread.id, cpus)
+            except OSError:
+                pass  # a thread that just ended
+
+
 def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a supervisor (its broker thread included) and of its actors."""
+    """CPU seconds of a supervisor (its broker thread included) and of its actors (here: the bridge)."""
     import psutil
 
     try:
@@ -285,6 +304,9 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=300, help="frames per throughput run")
     p.add_argument("--small", type=int, default=20000, help="small messages per throughput run")
     p.add_argument("--repeat", type=int, default=3, help="tries per throughput path (the median counts)")
+    p.add_argument("--only", choices=["frames", "small"], help="one throughput pair only (no latency runs)")
+    p.add_argument("--cpus", choices=["both", "per-host", "shared"], default="both",
+                   help="CPU models: each host on its own CPU, all on all CPUs, or both in turn")
     p.add_argument("--out", type=Path, default=HERE / "out", help="output folder")
     args = p.parse_args()
     from bus.security import KeyStore
@@ -344,68 +366,91 @@ def main() -> int:
         bridged_sub = ["--endpoint", sup_a.backend, "--frontend", sup_a.frontend]
         bridged_frame_sub = [*bridged_sub, "--shm"]
         local_sub = ["--endpoint", sup_b.backend, "--frontend", sup_b.frontend]
-        runs: dict[str, dict[str, Any]] = {}
 
-        def one(name: str, kind: str, n: int, pub: list[str], sub: list[str], sub_host: str, extra: list[str],
-                nbytes: int) -> dict[str, Any]:
-            # The one-host baseline uses a topic the bridge does not export: it runs without the bridge's load.
-            topic = f"solo.{kind}" if sub_host == "bb" else f"bench.{kind}"
-            common_args = ["--kind", kind, "--topic", topic, "--n", str(n), *extra]
-            r = run_pair(lab, "bb", sub_host, [*pub, *common_args], [*sub, *common_args],
-                         {"host B": sup_b.pid, "host A": sup_a.pid})
-            result = summarize(name, n, r, nbytes)
-            print(json.dumps(result), file=sys.stderr, flush=True)
-            return result
+        def measure(cpus: dict[str, set[int]]) -> dict[str, Any]:
+            """Every path once per model (throughput: the median of ``repeat`` alternating tries)."""
+            runs: dict[str, dict[str, Any]] = {}
 
-        def median_of(name: str, tries: list[dict[str, Any]]) -> None:
-            """The run with the median rate stands for the path; every try's rate and losses are kept."""
-            ranked = sorted(tries, key=lambda r: r["msgs_per_s"])
-            runs[name] = dict(ranked[len(ranked) // 2], tries_msgs_per_s=[r["msgs_per_s"] for r in tries],
-                              unaccounted=sum(r["unaccounted"] for r in tries),
-                              duplicates=sum(r["duplicates"] for r in tries))
+            def one(name: str, kind: str, n: int, pub: list[str], sub: list[str], sub_host: str, extra: list[str],
+                    nbytes: int) -> dict[str, Any]:
+                # The one-host baseline uses a topic the bridge does not export: it runs without the bridge's load.
+                topic = f"solo.{kind}" if sub_host == "bb" else f"bench.{kind}"
+                common_args = ["--kind", kind, "--topic", topic, "--n", str(n), *extra]
+                r = run_pair(lab, "bb", sub_host, [*pub, *common_args], [*sub, *common_args],
+                             {"host B": sup_b.pid, "host A": sup_a.pid}, cpus)
+                result = summarize(name, n, r, nbytes)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+                return result
 
-        win_f, win_s = ["--window", "64"], ["--window", "8000"]
-        # Throughput: each pair of paths alternates, `repeat` times (the machine's other load drifts).
-        pairs = {
-            ("frames_bridged", "frames_raw_curve"): (
-                ("frame", args.frames, bridged_pub, bridged_frame_sub, "ba", win_f, fb),
-                ("frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)),
-            ("small_bridged", "small_one_host"): (
-                ("small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40),
-                ("small", args.small, bridged_pub, local_sub, "bb", win_s, 40)),
-        }
-        for names, specs in pairs.items():
-            tries: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-            for i in range(args.repeat):
-                order = list(zip(names, specs)) if i % 2 == 0 else list(zip(names, specs))[::-1]
-                for name, spec in order:
-                    tries[name].append(one(name, *spec))
-            for name in names:
-                median_of(name, tries[name])
-        runs["latency_frames_bridged"] = one("latency_frames_bridged", "frame", 90, bridged_pub, bridged_frame_sub,
-                                             "ba", ["--rate", "30"], fb)
-        runs["latency_frames_raw_curve"] = one("latency_frames_raw_curve", "frame", 90, raw_pub, raw_sub, "ba",
-                                               ["--rate", "30"], fb)
-        runs["latency_small_bridged"] = one("latency_small_bridged", "small", 2000, bridged_pub, bridged_sub, "ba",
-                                            ["--rate", "1000"], 40)
-        runs["latency_small_one_host"] = one("latency_small_one_host", "small", 2000, bridged_pub, local_sub, "bb",
-                                             ["--rate", "1000"], 40)
+            def median_of(name: str, tries: list[dict[str, Any]]) -> None:
+                """The run with the median rate stands for the path; every try's rate and losses are kept."""
+                ranked = sorted(tries, key=lambda r: r["msgs_per_s"])
+                runs[name] = dict(ranked[len(ranked) // 2], tries_msgs_per_s=[r["msgs_per_s"] for r in tries],
+                                  unaccounted=sum(r["unaccounted"] for r in tries),
+                                  duplicates=sum(r["duplicates"] for r in tries))
 
-        def ratio(a: str, b: str) -> float:
-            return round(runs[a]["msgs_per_s"] / runs[b]["msgs_per_s"], 3) if runs[b]["msgs_per_s"] else 0.0
+            def ratio(a: str, b: str) -> float:
+                return round(runs[a]["msgs_per_s"] / runs[b]["msgs_per_s"], 3) if runs[b]["msgs_per_s"] else 0.0
 
-        report = {
-            "frames_ratio_bridged_vs_raw_curve": ratio("frames_bridged", "frames_raw_curve"),
-            "small_ratio_bridged_vs_one_host": ratio("small_bridged", "small_one_host"),
+            win_f, win_s = ["--window", "64"], ["--window", "8000"]
+            # Throughput: each pair of paths alternates, `repeat` times (the machine's other load drifts).
+            pairs = {
+                ("frames_bridged", "frames_raw_curve"): (
+                    ("frame", args.frames, bridged_pub, bridged_frame_sub, "ba", win_f, fb),
+                    ("frame", args.frames, raw_pub, raw_sub, "ba", win_f, fb)),
+                ("small_bridged", "small_one_host"): (
+                    ("small", args.small, bridged_pub, bridged_sub, "ba", win_s, 40),
+                    ("small", args.small, bridged_pub, local_sub, "bb", win_s, 40)),
+            }
+            for names, specs in pairs.items():
+                if args.only and not names[0].startswith(args.only):
+                    continue
+                tries: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                for i in range(args.repeat):
+                    order = list(zip(names, specs)) if i % 2 == 0 else list(zip(names, specs))[::-1]
+                    for name, spec in order:
+                        tries[name].append(one(name, *spec))
+                for name in names:
+                    median_of(name, tries[name])
+            if args.only:
+                return {"runs": runs, **{f"{args.only}_ratio": ratio(*[n for n in runs])}}
+            runs["latency_frames_bridged"] = one("latency_frames_bridged", "frame", 90, bridged_pub, bridged_frame_sub,
+                                                 "ba", ["--rate", "30"], fb)
+            runs["latency_frames_raw_curve"] = one("latency_frames_raw_curve", "frame", 90, raw_pub, raw_sub, "ba",
+                                                   ["--rate", "30"], fb)
+            runs["latency_small_bridged"] = one("latency_small_bridged", "small", 2000, bridged_pub, bridged_sub, "ba",
+                                                ["--rate", "1000"], 40)
+            runs["latency_small_one_host"] = one("latency_small_one_host", "small", 2000, bridged_pub, local_sub, "bb",
+                                                 ["--rate", "1000"], 40)
+
+            return {
+                "frames_ratio_bridged_vs_raw_curve": ratio("frames_bridged", "frames_raw_curve"),
+                "small_ratio_bridged_vs_one_host": ratio("small_bridged", "small_one_host"),
+                "unaccounted_losses": sum(r["unaccounted"] for r in runs.values()),
+                "duplicates": sum(r["duplicates"] for r in runs.values()),
+                "runs": runs,
+            }
+
+        models = {"one_cpu_per_host": {"bb": {1}, "ba": {0}}, "shared_cpus": {"bb": {0, 1}, "ba": {0, 1}}}
+        if os.cpu_count() < 2 or args.cpus == "shared":
+            del models["one_cpu_per_host"]
+        if args.cpus == "per-host":
+            del models["shared_cpus"]
+        report: dict[str, Any] = {
             "target": 0.7,
-            "unaccounted_losses": sum(r["unaccounted"] for r in runs.values()),
-            "duplicates": sum(r["duplicates"] for r in runs.values()),
             "clock": "one machine: both namespaces share the kernel clock, so latency = receipt - header ts",
             "cpus": os.cpu_count(),
-            "load1": os.getloadavg()[0],
+            "load1_before": os.getloadavg()[0],
             "idle_cpu_s_per_s": idle_cpu,
-            "runs": runs,
         }
+        for model, cpus in models.items():
+            for h, sup in (("bb", sup_b), ("ba", sup_a)):
+                pin_tree(sup.pid, cpus[h])
+            print(f"-- CPU model {model}: host B on CPUs {sorted(cpus['bb'])}, host A on {sorted(cpus['ba'])}",
+                  file=sys.stderr, flush=True)
+            report[model] = measure(cpus)
+        report["load1_after"] = os.getloadavg()[0]
+
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bridge.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))

@@ -107,8 +107,9 @@ class Publisher:
         """Why no segment could be made ('' : none tried yet or all well); the local form is then inline."""
         self._ring: ShmRing | None = None
         self._rings_made = 0
-        self._forms: dict[str, tuple[bool, bool]] = {}
-        """Per topic: (send the plain form, send the local form), from the subscriptions."""
+        self._forms: dict[str | bytes, tuple[bool, bool]] = {}
+        """Per topic (or topic frame, for ``forward_small``): (send the plain form, send the local form), from
+        the subscriptions."""
         self._subs_due = 0
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
@@ -261,10 +262,9 @@ class Publisher:
         send = self.sock.send
         all_forms = self._forms
         for t, h, b in messages:
-            topic = t.decode("utf-8", "replace")
-            forms = all_forms.get(topic)
+            forms = all_forms.get(t)
             if forms is None:
-                forms = all_forms[topic] = self._forms_for(topic)
+                forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)
                 send(h, _SNDMORE)

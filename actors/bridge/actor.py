@@ -147,10 +147,10 @@ class BridgeActor(Actor[BridgeSettings]):
         self.server: zmq.Socket | None = None
         self.unknown_senders = 0
         """Messages on the server socket from trusted hosts that are not configured server-role peers."""
-        self._routes: dict[str, list[Peer]] = {}
-        """Topic -> the peers it is exported to (``_route``)."""
-        self._accepts: dict[tuple[str, str], bool] = {}
-        """(peer, topic) -> imported or not."""
+        self._routes: dict[bytes, tuple[bytes, str, list[Peer]]] = {}
+        """Local-form topic frame -> (plain topic frame, topic, the peers it is exported to) (``_route``)."""
+        self._accepts: dict[tuple[str, bytes], bool] = {}
+        """(peer, topic frame) -> under our imports or not."""
         self.catalogue: dict[str, dict[str, Any]] = {}
         if s.bind:
             self.auth = BridgeAuthenticator(self.ctx, self.trusted_keys)
@@ -162,7 +162,7 @@ class BridgeActor(Actor[BridgeSettings]):
                              host=self.host, shm_threshold=self._shm[0], shm_slots=self._shm[1])
         # Exports are read in the local form: every Sensorium publisher sends it to whoever asks, and its
         # large arrays come from the publisher's ring (one copy here) instead of through the broker.
-        self.shm_reader = ShmReader()
+        self.shm_reader = ShmReader(views=True)
         self.local = self.ctx.socket(zmq.SUB)
         self.local.setsockopt(zmq.RCVHWM, self._hwm)
         self.local.setsockopt(zmq.LINGER, 0)
@@ -277,7 +277,6 @@ class BridgeActor(Actor[BridgeSettings]):
         routes = self._routes
         batches: dict[str, list[list[Any]]] = {}
         sizes: dict[str, int] = {}
-        marker = len(LOCAL_MARKER)
         for _ in range(BUDGET):
             # Frame objects only where the "more" flag is needed (a getsockopt costs more than a frame).
             try:
@@ -294,27 +293,31 @@ class BridgeActor(Actor[BridgeSettings]):
             except zmq.Again:
                 self.counters.dropped += 1
                 continue
-            frames: list[Any] = [f.bytes, h, b.bytes]
+            raw = f.bytes
+            body = b.bytes
+            frames: list[Any] = [raw, h, body]
             while b.more:
                 b = recv(copy=False)
                 frames.append(b)
+            route = routes.get(raw)
+            if route is None:
+                route = self._route(raw)
+            if route is None:
+                self.counters.dropped += 1
+                continue
+            t, topic, targets = route
+            if not targets:
+                continue
             try:
-                t = frames[0][marker:]
-                topic = t.decode("utf-8")
                 origin = header_host(h, topic, limits)
-            except (UnicodeDecodeError, EnvelopeError):
+            except EnvelopeError:
                 self.counters.dropped += 1
                 continue
             if origin != host:
                 continue  # imported from a peer (or another host): never exported again
-            targets = routes.get(topic)
-            if targets is None:
-                targets = self._route(topic)
-            if not targets:
-                continue
-            if len(frames) == 3 and SEGMENT_MARK not in frames[2]:
+            if len(frames) == 3 and SEGMENT_MARK not in body:
                 frames[0] = t
-                size = len(t) + len(frames[1]) + len(frames[2])
+                size = len(t) + len(h) + len(body)
                 for peer in targets:
                     name = peer.name
                     batch = batches.get(name)
@@ -326,8 +329,15 @@ class BridgeActor(Actor[BridgeSettings]):
                     if sizes[name] >= BATCH_BYTES:
                         self._send_batch(peer, batches.pop(name), sizes.pop(name))
                 continue
-            try:  # shared-memory arrays copied out (generation checked): the peer gets the plain form
-                frames = plain_from_local(frames, self.shm_reader, limits)
+            # The peer gets the plain form: shared-memory arrays copied (once, into ZeroMQ messages) out of
+            # views whose generations are checked after the copy, as a copying reader does.
+            reader = self.shm_reader
+            reader.taken = []
+            try:
+                frames = plain_from_local(frames, reader, limits)
+                frames[3:] = [zmq.Frame(a, copy=True) for a in frames[3:]]
+                if not reader.still_valid(reader.taken):
+                    raise ShmDropped("slot overwritten during the read", "", -1)
             except ShmDropped as exc:
                 for peer in targets:
                     peer.drops_out += 1
@@ -344,15 +354,21 @@ class BridgeActor(Actor[BridgeSettings]):
         for name, batch in batches.items():
             self._send_batch(self.peers[name], batch, sizes[name])
 
-    def _route(self, topic: str) -> list[Peer]:
-        """The peers a local message of ``topic`` goes to (cached per topic; cleared when a peer's imports
-        change)."""
+    def _route(self, raw: bytes) -> tuple[bytes, str, list[Peer]] | None:
+        """For a local-form topic frame: the plain topic frame, the topic, and the peers a message of it goes
+        to (cached per topic frame; cleared when a peer's imports change); None for a frame that is no
+        topic."""
+        t = raw[len(LOCAL_MARKER):] if raw.startswith(LOCAL_MARKER) else raw
+        try:
+            topic = t.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
         if len(self._routes) > 4096:
             self._routes.clear()
         targets = [p for p in self.peers.values()
                    if exports_to(topic, self.host, self.host, p.settings.exports, p.wants)]
-        self._routes[topic] = targets
-        return targets
+        route = self._routes[raw] = (t, topic, targets)
+        return route
 
     def _send_batch(self, peer: Peer, batch: list[list[bytes]], size: int) -> None:
         if len(batch) == 1:
@@ -504,15 +520,14 @@ class BridgeActor(Actor[BridgeSettings]):
                 t, h, b = msg
                 if type(t) is not bytes or type(h) is not bytes or type(b) is not bytes:
                     raise TypeError("a batched message is three bins")
-                topic = t.decode("utf-8")
-                origin = header_host(h, topic, limits)
+                accepted = accepts.get((name, t))
+                if accepted is None:
+                    accepted = self._accepted(peer, t.decode("utf-8"), t)
+                origin = header_host(h, "", limits)
             except (ValueError, TypeError, UnicodeDecodeError, EnvelopeError):
                 peer.drops_in += 1
                 continue
-            accepted = accepts.get((name, topic)) if origin == name else False
-            if accepted is None:
-                accepted = self._accepted(peer, topic)
-            if not accepted:  # a relay of another host's message, or not under our imports
+            if not accepted or origin != name:  # not under our imports, or a relay of another host's message
                 peer.drops_in += 1
                 continue
             taken.append(msg)
@@ -521,11 +536,12 @@ class BridgeActor(Actor[BridgeSettings]):
         peer.msgs_in += len(taken)
         peer.bytes_in += size
 
-    def _accepted(self, peer: Peer, topic: str) -> bool:
+    def _accepted(self, peer: Peer, topic: str, raw: bytes) -> bool:
+        """Whether ``topic`` (topic frame ``raw``) is under our imports from ``peer`` (cached per frame)."""
         if len(self._accepts) > 4096:
             self._accepts.clear()
-        accepted = self._accepts[(peer.name, topic)] = imports_from(topic, peer.name, peer.name,
-                                                                    peer.settings.imports)
+        accepted = self._accepts[(peer.name, raw)] = imports_from(topic, peer.name, peer.name,
+                                                                  peer.settings.imports)
         return accepted
 
     def _on_data(self, peer: Peer, frames: list[Any]) -> None:
@@ -538,9 +554,9 @@ class BridgeActor(Actor[BridgeSettings]):
         if origin != peer.name:  # a relay of another host's message: never taken (no loops)
             peer.drops_in += 1
             return
-        accepted = self._accepts.get((peer.name, topic))
+        accepted = self._accepts.get((peer.name, frames[0].bytes))
         if accepted is None:
-            accepted = self._accepted(peer, topic)
+            accepted = self._accepted(peer, topic, frames[0].bytes)
         if not accepted:
             peer.drops_in += 1
             return

@@ -301,8 +301,8 @@ def summarize(name: str, n: int, r: dict[str, Any], nbytes: int) -> dict[str, An
 
 def main() -> int:
     p = argparse.ArgumentParser(description="Bridge bench between two network namespaces (root).")
-    p.add_argument("--frames", type=int, default=300, help="frames per throughput run")
-    p.add_argument("--small", type=int, default=20000, help="small messages per throughput run")
+    p.add_argument("--frames", type=int, default=3000, help="frames per throughput run")
+    p.add_argument("--small", type=int, default=100000, help="small messages per throughput run")
     p.add_argument("--repeat", type=int, default=3, help="tries per throughput path (the median counts)")
     p.add_argument("--only", choices=["frames", "small"], help="one throughput pair only (no latency runs)")
     p.add_argument("--cpus", choices=["both", "per-host", "shared"], default="both",
@@ -454,12 +454,80 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bridge.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
+        if not args.only:
+            summary(report)
+            if plot(report, args.out / "bridge.png"):
+                print(f"plot: {args.out / 'bridge.png'}")
         return 0
     finally:
         for sup in sups:
             sup.cleanup()
         lab.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+MODEL_TITLES = {"one_cpu_per_host": "one CPU per host (host B: CPU 1, host A: CPU 0)",
+                "shared_cpus": "shared CPUs (both hosts on all CPUs)"}
+
+
+def summary(report: dict[str, Any]) -> None:
+    """The targets, per CPU model."""
+    print(f"\nload average {report['load1_before']:.2f} before, {report['load1_after']:.2f} after, "
+          f"{report['cpus']} CPUs")
+    for model, title in MODEL_TITLES.items():
+        if model not in report:
+            continue
+        r = report[model]
+        print(f"{title}:")
+        for key, what in (("frames_ratio_bridged_vs_raw_curve", "640x480x3 frames, bridged vs raw tcp+CURVE"),
+                          ("small_ratio_bridged_vs_one_host", "small messages, bridged vs one host")):
+            print(f"  [{'PASS' if r[key] >= report['target'] else 'MISS'}] {what} >= {report['target']}x: "
+                  f"{r[key]:.3f}x")
+        print(f"  [{'PASS' if r['unaccounted_losses'] == 0 else 'MISS'}] unaccounted losses: "
+              f"{r['unaccounted_losses']}")
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Throughput bars (bridged against its baseline) and latency p50/p99, one row per CPU model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not importable, skipping the plot (bridge.json has every number)")
+        return False
+    models = [m for m in MODEL_TITLES if m in report]
+    fig, axes = plt.subplots(len(models), 4, figsize=(12, 3.4 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        runs = report[model]["runs"]
+        panels = (("frames/s", "frames_bridged", "frames_raw_curve", "raw tcp+CURVE", "msgs_per_s"),
+                  ("small msg/s", "small_bridged", "small_one_host", "one host", "msgs_per_s"),
+                  ("frame latency @30/s, ms", "latency_frames_bridged", "latency_frames_raw_curve",
+                   "raw tcp+CURVE", "latency_ms"),
+                  ("small latency @1000/s, ms", "latency_small_bridged", "latency_small_one_host", "one host",
+                   "latency_ms"))
+        for ax, (title, bridged, base, base_name, key) in zip(row, panels):
+            if key == "msgs_per_s":
+                values = [runs[base][key], runs[bridged][key]]
+                bars = ax.bar([base_name, "bridged"], values, color=["#888888", "#2a7ab0"])
+                ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+                ratio = values[1] / values[0] if values[0] else 0.0
+                ax.set_xlabel(f"{ratio:.2f}x (target {report['target']}x)", fontsize=8,
+                              color="green" if ratio >= report["target"] else "red")
+            else:
+                for i, (name, run) in enumerate(((base_name, runs[base]), ("bridged", runs[bridged]))):
+                    p50, p99 = run[key]["p50"] or 0.0, run[key]["p99"] or 0.0
+                    ax.bar([i - 0.2, i + 0.2], [p50, p99], width=0.4, color=["#2a7ab0", "#9ec9e2"])
+                ax.set_xticks([0, 1], [base_name, "bridged"])
+                ax.set_xlabel("p50 (dark), p99 (light)", fontsize=8)
+            ax.set_title(f"{title}\n{MODEL_TITLES[model]}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.suptitle("Two hosts (network namespaces) through two bridges, CURVE on the link", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def worker_main(argv: list[str]) -> None:

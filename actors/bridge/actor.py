@@ -3,14 +3,20 @@
 Story: setup loads this host's keypair and the peers' keys, starts the ZAP
 authenticator (before any bind), binds the CURVE server when ``bind`` is set,
 dials each peer that has an endpoint, and subscribes locally to the export
-prefixes (fixed: nothing is subscribed dynamically across a link). Then:
+prefixes in the local form (``@shm/PREFIX``: fixed, nothing is subscribed
+dynamically across a link). Then:
 
-* a local message under an export prefix that originates here goes, frames
-  unchanged, to each peer that is up and asked for it (its hello names its
-  imports); one from another host is never sent on (no loops);
+* a local message under an export prefix that originates here goes in the
+  plain form (header, body and arrays as sent; shared-memory arrays copied
+  once out of the publisher's ring, the slot's generation checked after the
+  copy) to each peer that is up and asked for it (its hello names its
+  imports); one from another host is never sent on (no loops). What is
+  queued leaves together: the small messages for a peer as one batch;
 * a peer's message under our imports, if it is the peer's own, is published
-  on the local bus frames unchanged: its header keeps the peer's host, src,
-  iid and seq, so every subscriber here counts gaps per sender across the link;
+  on the local bus under its own header (the peer's host, src, iid and seq,
+  so every subscriber here counts gaps per sender across the link), in the
+  forms this host's subscribers asked for: plain, and the local form with
+  large arrays through this bridge's own ring (``Publisher.forward``);
 * every ``heartbeat_ivl_s`` each side pings (a hello that also carries its
   imports, so a reconnected link is subscribed again at once) and the other
   answers with its clock: round trip and clock offset per peer;
@@ -24,8 +30,10 @@ prefixes (fixed: nothing is subscribed dynamically across a link). Then:
 
 On the link one message is one ZeroMQ multipart message whose first frame
 says what it is: ``H`` hello/ping (msgpack map: host, t1, imports), ``O``
-pong (host, t1, t2, t3), ``C`` catalogue, ``D`` followed by the bus frames,
-``X`` a command for one of the receiver's actors and ``R`` its reply.
+pong (host, t1, t2, t3), ``C`` catalogue, ``D`` followed by one message's
+bus frames, ``B`` a batch (one msgpack array of [topic, header, body] bins:
+one frame, one CURVE box, for many small messages), ``X`` a command for one
+of the receiver's actors and ``R`` its reply.
 
 Remote commands (``sensorium ctl HOST/ACTOR CMD``): the CLI publishes on
 ``ctl.to.HOST`` a body {actor, cmd, args} with its corr; the bridge linked

@@ -353,3 +353,59 @@ def test_a_burst_and_frames_cross_in_batches_to_plain_and_shared_memory_subscrib
         for sup in sups:
             sup.cleanup()
             shutil.rmtree(sup.folder, ignore_errors=True)
+
+
+def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(ipc_dir, broker):
+    """A trusted peer's ``B`` batch: its own message under our imports is published here under its header; a
+    batch that is no msgpack, a relay of a third host's message, an item that is not three bins and a topic we
+    do not import are each counted in ``drops_in`` and published nowhere."""
+    import time
+
+    import msgpack
+
+    from bus.envelope import Encoder
+    from bus.pubsub import Subscriber
+
+    ours, peer = KeyStore(ipc_dir / "keys"), KeyStore(ipc_dir / "peer")
+    for store in (ours, peer):
+        store.init()
+    ours.trust("hb", peer.keypair().public.decode())
+    port = _free_port()
+    ctx = zmq.Context.instance()
+    sub = Subscriber(ctx, broker.backend, hwm=1000)
+    sub.subscribe("", exact=False)
+    proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\nreport_s = 0.2\n'
+                                '[[actors.bridge.settings.peers]]\nname = "hb"\nimports = ["bench."]\n')
+    lines: list[str] = []
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    try:
+        wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
+        pair = peer.keypair()
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
+        s.connect(f"tcp://127.0.0.1:{port}")
+        s.send_multipart([b"H", msgpack.packb({"host": "hb", "t1": time.time_ns(), "imports": []})])
+        assert s.poll(30_000), "a pong for the trusted peer's hello"
+        good = Encoder("imu", host="hb", iid="imu-1").encode("bench.imu", 0, time.time_ns(), {"ax": 1.0})
+        relayed = Encoder("imu", host="hc").encode("bench.imu", 0, time.time_ns(), {"ax": 2.0})
+        other = Encoder("imu", host="hb").encode("other.imu", 0, time.time_ns(), {"ax": 3.0})
+        s.send_multipart([b"B", b"\xc1"])
+        s.send_multipart([b"B", msgpack.packb([relayed, [b"bench.imu", 1], other, good])])
+
+        def link_counts() -> dict | None:
+            while (msg := sub.recv(timeout_ms=100)) is not None:
+                if msg.topic == "bench.imu":
+                    got.append(msg)
+                elif msg.topic == "sys.link" and msg.body["msgs_in"] >= 1 and msg.body["drops_in"] >= 4:
+                    return msg.body
+            return None
+        got: list = []
+        link = wait_until(link_counts, 60, "sys.link counting the batch")
+        assert link["msgs_in"] == 1 and link["drops_in"] == 4, link
+        assert [(m.header.host, m.header.src, m.header.iid, m.body["ax"]) for m in got] == [("hb", "imu", "imu-1",
+                                                                                            1.0)]
+    finally:
+        s.close()
+        sub.close()
+        proc.terminate()
+        proc.wait(timeout=30)

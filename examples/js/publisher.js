@@ -6,7 +6,10 @@
 // Connects an XPUB to the broker's frontend, waits until a subscription that
 // matches the topic arrives (else the messages would be lost), then sends
 // --count messages with a float32 2x3 array and an int16 array, under its own
-// sender name (--src, default js-client), host and a fresh instance id.
+// sender name (--src, default js-client), host and a fresh instance id. Each
+// message goes in the forms someone subscribed to: plain, and the local form
+// (section 12: "@shm/" before the topic, arrays inline) that Sensorium's
+// shared-memory subscribers and bridges ask for: a bridge exports only that.
 const zmq = require("zeromq");
 const { NDArray, Encoder, toJSON, parseArgs } = require("./wire");
 
@@ -17,15 +20,25 @@ async function main() {
   sock.connect(args.frontend);
   const deadline = Date.now() + Number(args.wait) * 1000;
   sock.receiveTimeout = 200;
-  let subscribed = false;
-  while (!subscribed && Date.now() < deadline) {
-    try {
-      const [sub] = await sock.receive();
-      subscribed = sub[0] === 1 && args.topic.startsWith(sub.subarray(1).toString("utf8"));
-    } catch (err) {
-      if (err.code !== "EAGAIN") throw err;
+  const local = "@shm/" + args.topic;
+  const forms = { plain: false, local: false };
+  const readSubscriptions = async (untilMs) => {
+    for (;;) {
+      try {
+        const [sub] = await sock.receive();
+        if (sub[0] !== 1) continue;
+        const prefix = sub.subarray(1).toString("utf8");
+        if (prefix.startsWith("@")) forms.local = forms.local || local.startsWith(prefix);
+        else forms.plain = forms.plain || args.topic.startsWith(prefix);
+      } catch (err) {
+        if (err.code !== "EAGAIN") throw err;
+        if (Date.now() >= untilMs) return;
+      }
     }
-  }
+  };
+  while (!forms.plain && !forms.local && Date.now() < deadline) await readSubscriptions(0);
+  await readSubscriptions(Date.now() + 200); // the other form's subscriptions, forwarded together
+  const subscribed = forms.plain || forms.local;
   if (!subscribed) {
     process.stderr.write(`publisher: nobody subscribed to ${args.topic} within ${args.wait} s\n`);
     sock.close();
@@ -40,7 +53,9 @@ async function main() {
       samples: new NDArray("<f4", [2, 3], Float32Array.from([0.5, 1, 1.5, 2, 2.5, n])),
       pcm: new NDArray("<i2", [4], Int16Array.from([1, -2, 300, -32768])),
     };
-    await sock.send(encoder.encode(args.topic, body));
+    const frames = encoder.encode(args.topic, body);
+    if (forms.local) await sock.send([Buffer.from(local), ...frames.slice(1)]);
+    if (forms.plain) await sock.send(frames);
     process.stdout.write(toJSON({ topic: args.topic, src: encoder.src, iid: encoder.iid, n }) + "\n");
   }
   sock.close();

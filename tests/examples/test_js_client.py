@@ -79,6 +79,31 @@ def test_a_js_publisher_is_received_by_a_python_subscriber(js_client, broker):
     np.testing.assert_array_equal(body["pcm"], np.array([1, -2, 300, -32768], np.int16))
 
 
+def test_a_js_publisher_answers_a_local_form_subscription_as_a_bridge_needs(js_client, broker):
+    """A bridge (and a shared-memory subscriber) asks for the local form only: the JS publisher sends it too,
+    arrays inline, each message once per form."""
+    plain = Subscriber(broker.ctx, broker.backend, ["test.js"])
+    local = Subscriber(broker.ctx, broker.backend, ["test.js"], shm=True)
+    assert plain.wait_subscribed(broker.frontend, 30) and local.wait_subscribed(broker.frontend, 30)
+    proc = node(js_client, "publisher.js", "--frontend", broker.frontend, "--topic", "test.js", "--count", "3")
+    try:
+        got = {name: [sub.recv(TIMEOUT_S * 1000) for _ in range(3)] for name, sub in (("plain", plain),
+                                                                                       ("local", local))}
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+        extra = [sub.recv(500) for sub in (plain, local)]
+    finally:
+        proc.kill()
+        plain.close()
+        local.close()
+    assert proc.returncode == 0, err
+    for name, msgs in got.items():
+        assert all(m is not None for m in msgs), f"{name}: missing messages; publisher said: {out} {err}"
+        assert [m.header.seq for m in msgs] == [0, 1, 2], name
+        np.testing.assert_array_equal(msgs[2].body["pcm"], np.array([1, -2, 300, -32768], np.int16))
+    assert extra == [None, None], "each form once"
+    assert local.stats.local_skipped == 0 and plain.stats.malformed == local.stats.malformed == 0
+
+
 def test_a_js_subscriber_prints_what_a_python_publisher_sent_arrays_included(js_client, broker):
     proc = node(js_client, "subscriber.js", "--backend", broker.backend, "--count", "2", "test.py")
     pub = Publisher(broker.ctx, broker.frontend, "py-sender")

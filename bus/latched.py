@@ -38,7 +38,7 @@ import zmq
 
 from bus import bodies
 from bus.burstlog import BurstLog
-from bus.envelope import EnvelopeError, Message, mark_latched
+from bus.envelope import LOCAL_MARKER, EnvelopeError, Message, mark_latched
 from bus.messages import Body
 
 log = structlog.get_logger("latched")
@@ -140,7 +140,13 @@ class LastValueCache:
         return True
 
     def matching(self, prefix: bytes) -> list[list[bytes]]:
-        """The values a subscription to ``prefix`` receives (ZeroMQ prefix match on the topic frame)."""
+        """The values a subscription to ``prefix`` receives (ZeroMQ prefix match on the topic frame). A
+        local-form subscription (``@shm/PREFIX``: a shared-memory subscriber, a bridge's exports) gets them in
+        the local form, their arrays inline (docs/wire.md, section 12)."""
+        if prefix.startswith(LOCAL_MARKER):
+            plain = prefix[len(LOCAL_MARKER):]
+            return [[LOCAL_MARKER + frames[0], *frames[1:]] for frames in self._values.values()
+                    if frames[0].startswith(plain)]
         return [frames for frames in self._values.values() if frames[0].startswith(prefix)]
 
     def subscriptions(self) -> list[str]:

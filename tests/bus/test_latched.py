@@ -15,11 +15,12 @@ import pytest
 import zmq
 
 from bus.broker import Broker
-from bus.envelope import EnvelopeError, Header, decode, encode, mark_latched
+from bus.envelope import LOCAL_MARKER, EnvelopeError, Header, decode, decode_parts, encode, mark_latched
 from bus.latched import LastValueCache, is_news, latched_topics
 from bus.messages import ActiveAlerts, ActorEvent
 from bus.bodies.imu import SensorState
 from bus.pubsub import Publisher, Subscriber
+from bus.shm import ShmReader
 from tests.support import WAIT_S, json_lines, wait_until
 
 
@@ -80,6 +81,11 @@ def test_the_cache_keeps_one_value_per_sender_and_key_and_answers_a_prefix():
     assert decode(actor).body["event"] == "exited" and decode(actor).header.latched
     assert len(cache.matching(b"")) == 3 and cache.matching(b"sensor.imu") == []
     assert (cache.stats.values, cache.stats.refused) == (3, 1)
+    # A local-form subscription (a shared-memory subscriber, a bridge's exports): the same values, local form.
+    local = cache.matching(LOCAL_MARKER + b"sensor.")
+    assert [f[0] for f in local] == [LOCAL_MARKER + b"sensor.state"] * 2
+    assert sorted(decode_parts(f[0], f[1], f[2], [], shm=ShmReader()).body["state"] for f in local) == states
+    assert cache.matching(b"@") == [] and len(cache.matching(LOCAL_MARKER)) == 3
 
 
 def test_a_replay_is_delivered_only_when_it_is_news_and_never_counts_as_a_gap_or_restart():

@@ -56,7 +56,7 @@ from bus.burstlog import BurstLog
 from bus.envelope import EnvelopeError, Limits, decode, decode_header
 from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
 from bus.pubsub import Publisher
-from bus.senders import set_origin_host
+from bus.senders import origin_host, set_origin_host
 from bus.topics import ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
@@ -676,6 +676,8 @@ class Supervisor:
         self.config_path = config_path
         self.ctx = zmq.Context.instance()
         self.rng = random.Random(seed)
+        self.host = origin_host()
+        """This host's name in headers: heartbeats from another host's actors are not ours."""
         self.actors = config.actors
         self.order = start_order(config.actors)
         self.watchers: dict[str, Watcher] = {}
@@ -846,14 +848,16 @@ class Supervisor:
                 counts["malformed"] += 1  # an array frame, or a topic that only starts with sys.heartbeat
                 continue
             try:
-                src = decode_header(frames[1], Heartbeat.TOPIC, self.limits).src
+                header = decode_header(frames[1], Heartbeat.TOPIC, self.limits)
             except EnvelopeError as exc:
                 counts["malformed"] += 1
                 self._burst.error("hb", "bad_heartbeat", error=str(exc), malformed=counts["malformed"])
                 continue
-            watcher = self.watchers.get(src)
+            src = header.src
+            # Another host's actor of the same name (imported by a bridge) never feeds a local watcher.
+            watcher = self.watchers.get(src) if header.host in ("", self.host) else None
             if watcher is None:
-                if src != SUPERVISOR_SRC:
+                if src != SUPERVISOR_SRC or header.host not in ("", self.host):
                     counts["foreign"] += 1
                 continue
             try:

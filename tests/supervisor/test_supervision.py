@@ -107,6 +107,41 @@ def test_hung_actor_is_detected_killed_and_restarted(supervisor_factory, collect
     assert not psutil.pid_exists(actor_pids(first)["probe@h"]) or gone([actor_pids(first)["probe@h"]])
 
 
+def test_another_hosts_heartbeats_under_the_same_name_keep_no_hung_actor_alive(supervisor_factory,
+                                                                                collector_factory):
+    """A bridge may import another host's ``sys.heartbeat``: an actor there with the same name (and, by chance,
+    the same pid) must not feed this host's watcher."""
+    import threading
+
+    import zmq
+
+    from bus.messages import Heartbeat
+    from bus.pubsub import Publisher
+
+    sup = supervisor_factory('[actors."probe@h"]\nliveness_timeout_s = 2.0\nsettings = { hang_after_s = 1.0 }\n',
+                             FAST)
+    pid = actor_pids(sup.wait_running("probe@h"))["probe@h"]
+    events = collector_factory(sup, ["sys.actor"])
+    stop = threading.Event()
+    pub = Publisher(zmq.Context.instance(), sup.frontend, "probe@h", host="elsewhere")
+
+    def beat() -> None:
+        body = Heartbeat(state="ready", pid=pid, uptime=1.0, counters={}, latency_ms={}, rss=1).to_body()
+        while not stop.wait(0.2):
+            pub.publish(Heartbeat.TOPIC, body)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        exited = events.wait_event("probe@h", "exited")[0]
+        assert exited["reason"].startswith("hung"), exited
+        assert sup.status()["heartbeats"]["foreign"] > 0
+    finally:
+        stop.set()
+        beater.join(5)
+        pub.close()
+
+
 def test_slow_start_is_killed_after_the_start_timeout(supervisor_factory, collector_factory):
     sup = supervisor_factory('[actors."probe@s"]\nstart_timeout_s = 1.5\nsettings = { setup_delay_s = 30.0 }\n',
                              FAST)

@@ -48,7 +48,7 @@ from actors.base import Actor, handles
 from actors.monitor.settings import MonitorSettings
 from bus.envelope import Message
 from bus.messages import ActiveAlerts, ActorEvent, Alert, Health, Heartbeat, LinkState
-from bus.senders import pid_of_iid
+from bus.senders import origin_host, pid_of_iid
 
 
 @dataclass
@@ -229,6 +229,9 @@ class MonitorActor(Actor[MonitorSettings]):
     def setup(self) -> None:
         s = self.settings
         self.heartbeats: dict[str, tuple[Heartbeat, float]] = {}
+        self.host = origin_host()
+        self.remote: set[str] = set()
+        """Names (``HOST/NAME``) of other hosts' actors heard of through a bridge."""
         self.sender_pids: dict[tuple[str, str, str], int] = {}
         self.duplicates = DuplicateSenders()
         self.states: dict[str, str] = {}
@@ -298,7 +301,15 @@ class MonitorActor(Actor[MonitorSettings]):
 
     @handles("sys.heartbeat")
     def on_sys_heartbeat(self, msg: Message) -> None:
+        """An actor's heartbeat; one of another host's (a bridge imported ``sys.``) is that host's actor,
+        ``HOST/NAME`` as ``ctl`` names it, never this host's actor of the same name."""
         hb = Heartbeat.from_body(msg.body)
+        host = msg.header.host
+        if host not in ("", self.host):
+            name = f"{host}/{msg.header.src}"
+            self.remote.add(name)
+            self.heartbeats[name] = (hb, time.monotonic())
+            return  # its pid is another machine's: no process readings, no duplicate-sender pids
         self.heartbeats[msg.header.src] = (hb, time.monotonic())
         if msg.header.sender not in self.sender_pids:
             if len(self.sender_pids) >= 4096:
@@ -322,20 +333,23 @@ class MonitorActor(Actor[MonitorSettings]):
     @handles("sys.actor")
     def on_sys_actor(self, msg: Message) -> None:
         event = ActorEvent.from_body(msg.body)
-        self.states[event.actor] = event.event
+        host = msg.header.host
+        actor = event.actor if host in ("", self.host) else f"{host}/{event.actor}"  # another host's: HOST/NAME
+        self.states[actor] = event.event
         if event.event == "failed":
-            self.failed_alerts.add(event.actor)
+            self.failed_alerts.add(actor)
             self.raise_or_clear(Alert(level="critical", metric="actor.failed", value=float(event.attempt),
-                                      threshold=0.0, actor=event.actor, message=f"{event.actor} failed "
+                                      threshold=0.0, actor=actor, message=f"{actor} failed "
                                       f"({event.reason}); next try in {event.delay:.0f} s"))
-        elif event.event == "ready" and event.actor in self.failed_alerts:
-            self.failed_alerts.discard(event.actor)
+        elif event.event == "ready" and actor in self.failed_alerts:
+            self.failed_alerts.discard(actor)
             self.raise_or_clear(Alert(level="critical", metric="actor.failed", value=0.0, threshold=0.0,
-                                      actor=event.actor, state="cleared", message=f"{event.actor} is running again"))
+                                      actor=actor, state="cleared", message=f"{actor} is running again"))
         if event.event == "stopped":
-            self.heartbeats.pop(event.actor, None)
-            self._last_counters.pop(event.actor, None)
-            for alert in self.alerts.forget_actor(event.actor):
+            self.heartbeats.pop(actor, None)
+            self.remote.discard(actor)
+            self._last_counters.pop(actor, None)
+            for alert in self.alerts.forget_actor(actor):
                 self.raise_or_clear(alert)
 
     # -- health ------------------------------------------------------------
@@ -352,14 +366,14 @@ class MonitorActor(Actor[MonitorSettings]):
                 "heartbeat_age_s": round(age, 3), "stale": age > self.settings.stale_after_s,
             }
             entry.update(self._rates(name, hb, now))
-            entry.update(self._process_readings(hb.pid) if not entry["stale"] else
+            entry.update(self._process_readings(hb.pid) if not entry["stale"] and name not in self.remote else
                          {"cpu_percent": None, "rss": hb.rss, "threads": None, "open_files": None})
             if hb.extra:
                 entry["extra"] = hb.extra
             actors[name] = entry
             for key in totals:
                 totals[key] += int(hb.counters.get(key, 0))
-        self._forget_dead_processes({hb.pid for hb, _ in self.heartbeats.values()})
+        self._forget_dead_processes({hb.pid for name, (hb, _) in self.heartbeats.items() if name not in self.remote})
         health = Health(system=self._system_readings(), actors=actors, bus=self._bus_rates(totals, now),
                         links=dict(self.links))
         self.last_health = health

@@ -63,6 +63,41 @@ def test_monitor_publishes_health_from_heartbeats_and_process_readings(superviso
     assert sup.actor("probe@bad")["state"] == "failed"
 
 
+def test_another_hosts_actor_of_the_same_name_is_host_slash_name_in_health(supervisor_factory, collector_factory):
+    """Heartbeats a bridge imported from host ``cam`` (same actor name, a pid of that machine) are cam's actor:
+    ``cam/probe@w`` in the health, without this machine's process readings; this host's probe@w is untouched."""
+    import threading
+
+    import zmq
+
+    from bus.pubsub import Publisher
+
+    sup = supervisor_factory(CONFIG)
+    sup.wait_running("monitor", "probe@w")
+    health = collector_factory(sup, ["monitor.health"])
+    pub = Publisher(zmq.Context.instance(), sup.frontend, "probe@w", host="cam")
+    stop = threading.Event()
+
+    def beat() -> None:
+        body = Heartbeat(state="ready", pid=1, uptime=5.0, counters={"in": 0, "out": 7}, latency_ms={}, rss=1234,
+                         kind="probe").to_body()
+        while not stop.wait(0.2):
+            pub.publish(Heartbeat.TOPIC, body)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        body = health.wait_for(lambda m: {"probe@w", "cam/probe@w"} <= set(m.body["actors"]),
+                               what="both hosts' probe@w in the health").body
+    finally:
+        stop.set()
+        beater.join(5)
+        pub.close()
+    remote, local = body["actors"]["cam/probe@w"], body["actors"]["probe@w"]
+    assert remote["pid"] == 1 and remote["rss"] == 1234 and remote["cpu_percent"] is None
+    assert local["pid"] == sup.actor("probe@w")["pid"] and local["cpu_percent"] is not None
+
+
 # -- the full monitor: alerts with hysteresis, Prometheus, sensorium top ----------
 
 FULL = """

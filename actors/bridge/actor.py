@@ -295,7 +295,7 @@ class BridgeActor(Actor[BridgeSettings]):
                 if not f.more:
                     raise zmq.Again
                 # NOBLOCK: a message cut short (fewer than 3 frames) must not stall the loop; if another
-                # message follows, its frames are misread once (counted), and the "more" loop resyncs.
+                # message follows, it is read to its end below and both are counted as dropped.
                 h = recv(zmq.NOBLOCK)
                 b = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -307,6 +307,11 @@ class BridgeActor(Actor[BridgeSettings]):
             while b.more:
                 b = recv(copy=False)
                 frames.append(b)
+            if body[:1].isalpha() or body[:1] == b"@":
+                # A body is a msgpack map, never a letter: this was a two-frame message, and "body" the
+                # topic of the next one, read to its end above. Both are dropped, not sent on malformed.
+                self.counters.dropped += 2
+                continue
             route = routes.get(raw)
             if route is None:
                 route = self._route(raw)

@@ -409,3 +409,67 @@ def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(
         sub.close()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_malformed_local_messages_are_dropped_not_exported(ipc_dir, broker):
+    """On the export side a local message of one or two frames is counted and never sent on; a good message
+    after it comes through (or, read as the cut message's missing part, is dropped with it)."""
+    import time
+
+    import msgpack
+
+    from bus.envelope import LOCAL_MARKER, Encoder
+    from bus.pubsub import Publisher
+
+    ours, peer = KeyStore(ipc_dir / "keys"), KeyStore(ipc_dir / "peer")
+    for store in (ours, peer):
+        store.init()
+    ours.trust("hb", peer.keypair().public.decode())
+    port = _free_port()
+    ctx = zmq.Context.instance()
+    proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\n'
+                                '[[actors.bridge.settings.peers]]\nname = "hb"\nexports = ["bench."]\n')
+    lines: list[str] = []
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    raw = ctx.socket(zmq.XPUB)
+    raw.linger = 0
+    raw.connect(broker.frontend)
+    pub = Publisher(ctx, broker.frontend, "good", host="ha")
+    try:
+        wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
+        pair = peer.keypair()
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
+        s.connect(f"tcp://127.0.0.1:{port}")
+        s.send_multipart([b"H", msgpack.packb({"host": "hb", "t1": time.time_ns(), "imports": ["bench."]})])
+        assert s.poll(30_000), "a pong: the link is up"
+        assert pub.wait_for_subscriber("bench.x", 30), "the bridge's local-form subscription"
+        wait_until(lambda: raw.poll(100) and raw.recv().startswith(b"\x01" + LOCAL_MARKER), 30,
+                   "the raw publisher sees the bridge's subscription")
+        head = Encoder("bad", host="ha").encode("bench.x", 0, time.time_ns(), {})[1]
+        raw.send(LOCAL_MARKER + b"bench.x")                                 # one frame
+        raw.send_multipart([LOCAL_MARKER + b"bench.x", head])               # two frames ...
+        raw.send_multipart([LOCAL_MARKER + b"bench.x", head, b"\x80"])      # ... then a good one: taken as its part
+        for i in range(3):
+            pub.publish("bench.x", {"i": i})
+        got: list[int] = []
+        end = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < end:
+            if not s.poll(500):
+                continue
+            frames = s.recv_multipart()
+            if frames[0] == b"O":
+                continue
+            items = msgpack.unpackb(frames[1]) if frames[0] == b"B" else [frames[1:]]
+            for topic, header, body in items:
+                assert topic == b"bench.x", topic
+                decoded = msgpack.unpackb(body)
+                assert isinstance(decoded, dict), f"a malformed body went out: {body!r}"
+                got.append(decoded.get("i", -1))
+        assert got == [0, 1, 2], got
+    finally:
+        for sock in (s, raw):
+            sock.close()
+        pub.close()
+        proc.terminate()
+        proc.wait(timeout=30)

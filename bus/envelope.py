@@ -547,6 +547,25 @@ SEGMENT_MARK = b"sensorium-"
 (a cheap test before the real decode; a string that happens to hold them only costs that decode)."""
 
 
+def refers_to_shm(body_raw: Any) -> bool:
+    """Whether a body holds a shared-memory reference (ext 2), i.e. is not in the plain form: a message from
+    another host that did would make a local reader read this host's memory. A body with the segment mark
+    that cannot be decoded counts as one (it is dropped either way)."""
+    body = bytes(body_raw)  # ``in`` finds nothing in a memoryview
+    if SEGMENT_MARK not in body:
+        return False
+    found: list[bool] = []
+
+    def ext_hook(code: int, data: bytes) -> None:
+        found.append(code == SHM_EXT)
+
+    try:
+        msgpack.unpackb(body, ext_hook=ext_hook)
+    except _UNPACK_ERRORS:
+        return True
+    return any(found)
+
+
 def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
     """The plain form of a local-form message (topic frame ``@shm/TOPIC``): the topic frame without the
     marker, each shared-memory array copied out (``shm`` must copy, not hand out views: the generation
@@ -559,15 +578,16 @@ def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEF
         topic_raw = topic_raw[len(LOCAL_MARKER):]
     topic = _decode_topic(topic_raw)
     body_raw = _buffer(frames[2])
-    if len(frames) == 3 and SEGMENT_MARK not in body_raw:
-        return [topic_raw, frames[1], frames[2]]
     if len(body_raw) > limits.max_body_bytes:
         raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
+    if len(frames) == 3 and SEGMENT_MARK not in bytes(body_raw):
+        return [topic_raw, frames[1], frames[2]]
     old = [_buffer(f) for f in frames[3:]]
     if len(old) > limits.max_arrays:
         raise EnvelopeError(f"{len(old)} array frames exceed {limits.max_arrays}", topic)
     used = [False] * len(old)
     arrays: list[Any] = []
+    total = [len(topic_raw) + len(frames[1]) + len(body_raw)]
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == ARRAY_EXT:
@@ -576,6 +596,11 @@ def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEF
             arr = _array_from_shm(data, shm, topic)
         else:
             raise EnvelopeError(f"unknown extension type {code}", topic)
+        # An array from shared memory never passed the broker's size limit: the plain form must fit the
+        # receiver's (a frame over it would make the peer drop the whole connection).
+        total[0] += arr.nbytes
+        if total[0] > limits.max_message_bytes:
+            raise EnvelopeError(f"message of more than {limits.max_message_bytes} bytes with its arrays", topic)
         arrays.append(arr.reshape(-1).view(np.uint8))
         return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1]))
 

@@ -35,7 +35,7 @@ import zmq
 
 from bus.burstlog import BurstLog
 from bus.envelope import (DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
-                          decode_parts, encode, local_from_plain, now_ns, restamp)
+                          decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
 from bus.latched import is_news, latch_key, latched
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
@@ -53,6 +53,8 @@ SUBSCRIPTIONS_EVERY_NS = 20_000_000
 
 # Plain ints: pyzmq's enum members cost a conversion on every call of the hot path.
 _SNDMORE = int(zmq.SNDMORE)
+_FORMS_MAX = 4096
+"""Topics whose forms a publisher remembers; beyond it the cache starts again (forwarded topics are many)."""
 _NOBLOCK = int(zmq.NOBLOCK)
 
 log = structlog.get_logger("bus")
@@ -232,8 +234,12 @@ class Publisher:
             if self.drain_subscriptions():
                 self._forms.clear()
         topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
+        if topic[:1] == "@" or refers_to_shm(frames[2]):
+            raise EnvelopeError("not in the plain form (a local-form topic or a shared-memory reference)", topic)
         forms = self._forms.get(topic)
         if forms is None:
+            if len(self._forms) > _FORMS_MAX:
+                self._forms.clear()
             forms = self._forms[topic] = self._forms_for(topic)
         send = self.sock.send
         if len(frames) == 3:
@@ -253,7 +259,8 @@ class Publisher:
         self.sent += 1
 
     def forward_small(self, messages: list[list[bytes]]) -> None:
-        """``forward`` for many messages of three frames each (topic, header, body), as bytes."""
+        """``forward`` for many messages of three frames each (topic, header, body), as bytes, already
+        known to be in the plain form (the caller checked: ``refers_to_shm``, a valid topic)."""
         ts = time.time_ns()
         if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
             self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
@@ -264,6 +271,8 @@ class Publisher:
         for t, h, b in messages:
             forms = all_forms.get(t)
             if forms is None:
+                if len(all_forms) > _FORMS_MAX:  # topics come from another host: keep the cache bounded
+                    all_forms.clear()
                 forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)

@@ -62,7 +62,7 @@ from actors.bridge.link import ClockSample, LinkWatch, clock_sample, exports_to,
 from actors.bridge.settings import BridgeSettings, PeerSettings
 from bus.endpoints import EndpointError, check_endpoint
 from bus.envelope import (LOCAL_MARKER, SEGMENT_MARK, EnvelopeError, Message, decode_header, header_host,
-                          plain_from_local)
+                          plain_from_local, refers_to_shm)
 from bus.pubsub import Publisher
 from bus.shm import ShmDropped, ShmReader
 from bus.messages import Command, CommandReply, Heartbeat, LinkState
@@ -308,9 +308,9 @@ class BridgeActor(Actor[BridgeSettings]):
                 b = recv(copy=False)
                 frames.append(b)
             if body[:1].isalpha() or body[:1] == b"@":
-                # A body is a msgpack map, never a letter: this was a two-frame message, and "body" the
-                # topic of the next one, read to its end above. Both are dropped, not sent on malformed.
-                self.counters.dropped += 2
+                # A body is a msgpack map, never a letter: a malformed body, or this was a two-frame message
+                # and "body" the topic of the next one, read to its end above. Dropped, not sent on.
+                self.counters.dropped += 2 if len(frames) > 3 else 1
                 continue
             route = routes.get(raw)
             if route is None:
@@ -328,6 +328,9 @@ class BridgeActor(Actor[BridgeSettings]):
                 continue
             if origin != host:
                 continue  # imported from a peer (or another host): never exported again
+            if len(body) > limits.max_body_bytes:
+                self.counters.dropped += 1
+                continue
             if len(frames) == 3 and SEGMENT_MARK not in body:
                 frames[0] = t
                 size = len(t) + len(h) + len(body)
@@ -373,8 +376,8 @@ class BridgeActor(Actor[BridgeSettings]):
         topic."""
         t = raw[len(LOCAL_MARKER):] if raw.startswith(LOCAL_MARKER) else raw
         try:
-            topic = t.decode("utf-8")
-        except UnicodeDecodeError:
+            topic = validate_topic(t.decode("utf-8"))
+        except (UnicodeDecodeError, TopicError):
             return None
         if len(self._routes) > 4096:
             self._routes.clear()
@@ -543,6 +546,9 @@ class BridgeActor(Actor[BridgeSettings]):
             if not accepted or origin != name:  # not under our imports, or a relay of another host's message
                 peer.drops_in += 1
                 continue
+            if SEGMENT_MARK in b and refers_to_shm(b):  # another host's shared memory means nothing here
+                peer.drops_in += 1
+                continue
             taken.append(msg)
             size += len(t) + len(h) + len(b)
         self.out.forward_small(taken)
@@ -550,11 +556,16 @@ class BridgeActor(Actor[BridgeSettings]):
         peer.bytes_in += size
 
     def _accepted(self, peer: Peer, topic: str, raw: bytes) -> bool:
-        """Whether ``topic`` (topic frame ``raw``) is under our imports from ``peer`` (cached per frame)."""
+        """Whether ``topic`` (topic frame ``raw``) is a valid topic under our imports from ``peer`` (cached per
+        frame): a local-form frame (``@shm/...``) never is."""
         if len(self._accepts) > 4096:
             self._accepts.clear()
-        accepted = self._accepts[(peer.name, raw)] = imports_from(topic, peer.name, peer.name,
-                                                                  peer.settings.imports)
+        try:
+            validate_topic(topic)
+            accepted = imports_from(topic, peer.name, peer.name, peer.settings.imports)
+        except TopicError:
+            accepted = False
+        self._accepts[(peer.name, raw)] = accepted
         return accepted
 
     def _on_data(self, peer: Peer, frames: list[Any]) -> None:

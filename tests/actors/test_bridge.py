@@ -357,8 +357,9 @@ def test_a_burst_and_frames_cross_in_batches_to_plain_and_shared_memory_subscrib
 
 def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(ipc_dir, broker):
     """A trusted peer's ``B`` batch: its own message under our imports is published here under its header; a
-    batch that is no msgpack, a relay of a third host's message, an item that is not three bins and a topic we
-    do not import are each counted in ``drops_in`` and published nowhere."""
+    batch that is no msgpack, a relay of a third host's message, an item that is not three bins, a topic we
+    do not import and a body referring to shared memory are each counted in ``drops_in`` and published
+    nowhere."""
     import time
 
     import msgpack
@@ -389,19 +390,22 @@ def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(
         good = Encoder("imu", host="hb", iid="imu-1").encode("bench.imu", 0, time.time_ns(), {"ax": 1.0})
         relayed = Encoder("imu", host="hc").encode("bench.imu", 0, time.time_ns(), {"ax": 2.0})
         other = Encoder("imu", host="hb").encode("other.imu", 0, time.time_ns(), {"ax": 3.0})
+        # A reference to shared memory means this host's memory here: never passed on.
+        ref = msgpack.ExtType(2, msgpack.packb(["|u1", [4], "sensorium-1-ab-0", 0, 2]))
+        sneaky = [good[0], good[1], msgpack.packb({"img": ref})]
         s.send_multipart([b"B", b"\xc1"])
-        s.send_multipart([b"B", msgpack.packb([relayed, [b"bench.imu", 1], other, good])])
+        s.send_multipart([b"B", msgpack.packb([relayed, [b"bench.imu", 1], other, sneaky, good])])
 
         def link_counts() -> dict | None:
             while (msg := sub.recv(timeout_ms=100)) is not None:
                 if msg.topic == "bench.imu":
                     got.append(msg)
-                elif msg.topic == "sys.link" and msg.body["msgs_in"] >= 1 and msg.body["drops_in"] >= 4:
+                elif msg.topic == "sys.link" and msg.body["msgs_in"] >= 1 and msg.body["drops_in"] >= 5:
                     return msg.body
             return None
         got: list = []
         link = wait_until(link_counts, 60, "sys.link counting the batch")
-        assert link["msgs_in"] == 1 and link["drops_in"] == 4, link
+        assert link["msgs_in"] == 1 and link["drops_in"] == 5, link
         assert [(m.header.host, m.header.src, m.header.iid, m.body["ax"]) for m in got] == [("hb", "imu", "imu-1",
                                                                                             1.0)]
     finally:

@@ -306,3 +306,41 @@ def test_header_host_reads_known_and_unknown_headers_alike():
     assert header_host(encode_header(other)) == "hc"
     with pytest.raises(EnvelopeError):
         header_host(b"\x81\xa1v\x02")
+
+
+def test_conversions_bound_the_size_and_find_references_in_any_buffer():
+    from bus.envelope import Encoder, EnvelopeError, Limits, local_from_plain, plain_from_local, refers_to_shm
+
+    ring = shm.ShmRing(f"sensorium-{os.getpid()}-f1-{id(object()) % 10**6}", 2, 1 << 20)
+    reader = shm.ShmReader()
+    try:
+        plain = Encoder("cam", host="hb").encode("camera.frame", 0, 0, {"image": _image()})
+        local = local_from_plain(plain, lambda view: (ring.name, *ring.put(view)), threshold=1024)
+        assert len(local) == 3 and refers_to_shm(local[2]) and refers_to_shm(memoryview(local[2]))
+        assert not refers_to_shm(plain[2]) and not refers_to_shm(msgpack.packb({"note": "sensorium-1-ab-0"}))
+        # Received frames arrive as memoryviews: the reference is found, the array copied out all the same.
+        back = plain_from_local([local[0], local[1], memoryview(local[2])], reader)
+        assert len(back) == 4 and bytes(back[3]) == _image().tobytes()
+        # An array from shared memory passed no broker's limit: the plain form must fit the receiver's.
+        with pytest.raises(EnvelopeError, match="bytes with its arrays"):
+            plain_from_local(local, reader, Limits(max_message_bytes=100_000))
+    finally:
+        reader.close()
+        ring.close()
+
+
+def test_forward_refuses_what_is_not_in_the_plain_form(broker):
+    from bus.envelope import Encoder, EnvelopeError
+
+    pub = Publisher(zmq.Context.instance(), broker.frontend, "bridge.imports")
+    try:
+        frames = Encoder("cam", host="hb").encode("camera.frame", 0, 0, {"n": 1})
+        ref = msgpack.ExtType(SHM_EXT, msgpack.packb(["|u1", [4], "sensorium-1-ab-0", 0, 2]))
+        with pytest.raises(EnvelopeError, match="not in the plain form"):
+            pub.forward([LOCAL_MARKER + frames[0], frames[1], frames[2]])
+        with pytest.raises(EnvelopeError, match="not in the plain form"):
+            pub.forward([frames[0], frames[1], msgpack.packb({"img": ref})])
+        pub.forward(frames)  # the plain form passes
+        assert pub.sent == 1
+    finally:
+        pub.close()

@@ -150,8 +150,7 @@ def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
             raise TypeError(f"array of dtype {obj.dtype} and {obj.ndim} dims cannot cross the bus")
         arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
         arrays.append(arr)
-        ref = msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1])
-        return msgpack.ExtType(ARRAY_EXT, ref)
+        return _array_record(arr, len(arrays) - 1)
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode a {type(obj).__name__}")
@@ -470,16 +469,8 @@ def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str, shm: ShmReader
     else:
         used = []
         ext_hook = _no_extension
-    try:
-        body = msgpack.unpackb(buf, ext_hook=ext_hook)
-    except EnvelopeError as exc:
-        raise EnvelopeError(exc.reason, topic) from exc
-    except _UNPACK_ERRORS as exc:
-        raise EnvelopeError(f"bad body: {exc}", topic) from exc
-    if type(body) is not dict:
-        raise EnvelopeError(f"body is not a map but a {type(body).__name__}", topic)
-    if not all(used):
-        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    body = _unpack_body(buf, ext_hook, topic)
+    _check_all_used(used, topic)
     return body
 
 
@@ -577,14 +568,9 @@ def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEF
     if topic_raw.startswith(LOCAL_MARKER):
         topic_raw = topic_raw[len(LOCAL_MARKER):]
     topic = _decode_topic(topic_raw)
-    body_raw = _buffer(frames[2])
-    if len(body_raw) > limits.max_body_bytes:
-        raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
-    if len(frames) == 3 and SEGMENT_MARK not in bytes(body_raw):
+    body_raw, old = _bounded_parts(frames, topic, limits)
+    if not old and SEGMENT_MARK not in bytes(body_raw):
         return [topic_raw, frames[1], frames[2]]
-    old = [_buffer(f) for f in frames[3:]]
-    if len(old) > limits.max_arrays:
-        raise EnvelopeError(f"{len(old)} array frames exceed {limits.max_arrays}", topic)
     used = [False] * len(old)
     arrays: list[Any] = []
     total = [len(topic_raw) + len(frames[1]) + len(body_raw)]
@@ -602,11 +588,10 @@ def plain_from_local(frames: Sequence[Any], shm: ShmReader, limits: Limits = DEF
         if total[0] > limits.max_message_bytes:
             raise EnvelopeError(f"message of more than {limits.max_message_bytes} bytes with its arrays", topic)
         arrays.append(arr.reshape(-1).view(np.uint8))
-        return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), len(arrays) - 1]))
+        return _array_record(arr, len(arrays) - 1)
 
     body = _unpack_body(body_raw, ext_hook, topic)
-    if not all(used):
-        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    _check_all_used(used, topic)
     return [topic_raw, frames[1], msgpack.packb(body), *arrays]
 
 
@@ -622,12 +607,7 @@ def local_from_plain(frames: Sequence[Any], put: Any, threshold: int,
     if len(frames) == 3:
         return [LOCAL_MARKER + topic_raw, frames[1], frames[2]]
     topic = _decode_topic(topic_raw)
-    body_raw = _buffer(frames[2])
-    if len(body_raw) > limits.max_body_bytes:
-        raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
-    old = [_buffer(f) for f in frames[3:]]
-    if len(old) > limits.max_arrays:
-        raise EnvelopeError(f"{len(old)} array frames exceed {limits.max_arrays}", topic)
+    body_raw, old = _bounded_parts(frames, topic, limits)
     used = [False] * len(old)
     inline: list[Any] = []
 
@@ -641,15 +621,15 @@ def local_from_plain(frames: Sequence[Any], put: Any, threshold: int,
             segment, slot, gen = where
             return msgpack.ExtType(SHM_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), segment, slot, gen]))
         inline.append(flat)
-        return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), len(inline) - 1]))
+        return _array_record(arr, len(inline) - 1)
 
     body = _unpack_body(body_raw, ext_hook, topic)
-    if not all(used):
-        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+    _check_all_used(used, topic)
     return [LOCAL_MARKER + topic_raw, frames[1], msgpack.packb(body), *inline]
 
 
 def _unpack_body(body_raw: Any, ext_hook: Any, topic: str) -> dict[str, Any]:
+    """A body map, its extension records resolved by ``ext_hook``; raises EnvelopeError naming ``topic``."""
     try:
         body = msgpack.unpackb(body_raw, ext_hook=ext_hook)
     except EnvelopeError as exc:
@@ -659,6 +639,26 @@ def _unpack_body(body_raw: Any, ext_hook: Any, topic: str) -> dict[str, Any]:
     if type(body) is not dict:
         raise EnvelopeError(f"body is not a map but a {type(body).__name__}", topic)
     return body
+
+
+def _check_all_used(used: list[bool], topic: str) -> None:
+    if not all(used):
+        raise EnvelopeError(f"{used.count(False)} array frame(s) not referenced by the body", topic)
+
+
+def _bounded_parts(frames: Sequence[Any], topic: str, limits: Limits) -> tuple[Any, list[Any]]:
+    """Body and array buffers of a message whose form is being changed, within ``limits``."""
+    body_raw = _buffer(frames[2])
+    if len(body_raw) > limits.max_body_bytes:
+        raise EnvelopeError(f"body of {len(body_raw)} bytes exceeds {limits.max_body_bytes}", topic)
+    if len(frames) - 3 > limits.max_arrays:
+        raise EnvelopeError(f"{len(frames) - 3} array frames exceed {limits.max_arrays}", topic)
+    return body_raw, [_buffer(f) for f in frames[3:]]
+
+
+def _array_record(arr: np.ndarray, index: int) -> msgpack.ExtType:
+    """The body's reference to array frame ``index`` (section 6 of docs/wire.md)."""
+    return msgpack.ExtType(ARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), index]))
 
 
 # -- raw frames: recording and replay -----------------------------------------

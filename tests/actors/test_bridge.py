@@ -6,6 +6,7 @@ tests/net/test_bridge_netns.py. This module costs about 10 s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import zmq
@@ -123,6 +125,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _keys(folder: Path, *names: str, trust: tuple[tuple[str, str], ...] = ()) -> dict[str, KeyStore]:
+    """A keypair per name under ``folder``; ``trust``: (truster, trusted) pairs, the trusted one by its name."""
+    stores = {name: KeyStore(folder / name) for name in names}
+    for store in stores.values():
+        store.init()
+    for truster, trusted in trust:
+        stores[truster].trust(trusted, stores[trusted].keypair().public.decode())
+    return stores
+
+
+@contextlib.contextmanager
+def _two_hosts(stores: dict[str, KeyStore], hb_actors: str, hb_bridge: str, ha_bridge: str,
+               bus_extra: str = "") -> Iterator[tuple[Any, Any]]:
+    """Hosts hb (it listens) and ha (it dials) on loopback, each its own supervisor with a bridge; yields
+    (hb, ha) once both bridges run. ``*_bridge``: the rest of each bridge's settings table (its peer)."""
+    import tempfile
+
+    from tests.support import SupervisorProcess
+
+    port = _free_port()
+    sups = []
+    try:
+        for host, actors, settings in (
+                ("hb", hb_actors, f'bind = "tcp://127.0.0.1:{port}"\n{hb_bridge}'),
+                ("ha", "", ha_bridge.replace("ENDPOINT", f"tcp://127.0.0.1:{port}"))):
+            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
+            config = write_config(folder, f'{actors}[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
+                                          f'keys_dir = "{stores[host].folder}"\n{settings}',
+                                  f'host = "{host}"\n{bus_extra}')
+            sups.append(SupervisorProcess(config, folder))
+        hb, ha = sups
+        hb.wait_running("bridge")
+        ha.wait_running("bridge")
+        yield hb, ha
+    finally:
+        for sup in sups:
+            sup.cleanup()
+            shutil.rmtree(sup.folder, ignore_errors=True)
+
+
+def _peer_client(server: KeyStore, client: KeyStore, port: int) -> zmq.Socket:
+    """A DEALER dialing a bridge on loopback as the host whose keys are ``client`` (CURVE, as a bridge does)."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.linger = 0
+    pair = client.keypair()
+    s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server.keypair().public, pair.public, pair.secret
+    s.connect(f"tcp://127.0.0.1:{port}")
+    return s
+
+
 def _run_bridge(ipc_dir: Path, settings_toml: str) -> subprocess.Popen:
     config = write_config(ipc_dir, f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n{settings_toml}',
                           'host = "ha"')
@@ -140,22 +192,16 @@ def test_a_bridge_binding_beyond_loopback_without_keys_refuses_to_start_with_one
 
 
 def test_an_unknown_key_is_refused_by_zap_counted_and_logged_with_its_fingerprint(ipc_dir, broker):
-    ours, peer, stranger = (KeyStore(ipc_dir / n) for n in ("keys", "peer", "stranger"))
-    for store in (ours, peer, stranger):
-        store.init()
-    ours.trust("hb", peer.keypair().public.decode())
+    stores = _keys(ipc_dir, "ours", "hb", "stranger", trust=(("ours", "hb"),))
+    ours, stranger = stores["ours"], stores["stranger"]
     port = _free_port()
     proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\n'
                                 '[[actors.bridge.settings.peers]]\nname = "hb"\nexports = ["probe."]\n')
     lines: list[str] = []
     try:
         wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
-        ctx = zmq.Context.instance()
-        s = ctx.socket(zmq.DEALER)
-        s.linger = 0
+        s = _peer_client(ours, stranger, port)
         pair = stranger.keypair()
-        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
-        s.connect(f"tcp://127.0.0.1:{port}")
         s.send_multipart([b"H", b"\x80"])
         assert s.poll(2000) == 0, "an untrusted client must receive nothing"
         s.close()
@@ -206,32 +252,14 @@ def test_prometheus_shows_each_link():
 def test_two_bridges_on_loopback_forward_one_way_and_refuse_commands_not_allowed(supervisor_factory, tmp_path):
     """Without namespaces (no root needed): two hosts on one machine, each its own supervisor, linked on
     127.0.0.1. hb's probe ticks reach ha; ha may not command hb's actors (ctl = false on hb's side)."""
-    import tempfile
+    from tests.support import Collector
 
-    from tests.support import Collector, SupervisorProcess
-
-    stores = {h: KeyStore(tmp_path / h) for h in ("ha", "hb")}
-    for s in stores.values():
-        s.init()
-    stores["ha"].trust("hb", stores["hb"].keypair().public.decode())
-    stores["hb"].trust("ha", stores["ha"].keypair().public.decode())
-    port = _free_port()
-    sups = []
-    try:
-        for host, settings in (
-                ("hb", f'bind = "tcp://127.0.0.1:{port}"\n[[actors.bridge.settings.peers]]\nname = "ha"\n'
-                       'exports = ["probe."]\n'),
-                ("ha", f'[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "tcp://127.0.0.1:{port}"\n'
-                       'imports = ["probe."]\nctl = true\n')):
-            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
-            probe = '[actors.probe]\nkind = "probe"\nsettings = { tick_hz = 20 }\n' if host == "hb" else ""
-            config = write_config(folder, f'{probe}[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
-                                          f'keys_dir = "{stores[host].folder}"\nheartbeat_ivl_s = 0.5\n{settings}',
-                                  f'host = "{host}"')
-            sups.append(SupervisorProcess(config, folder))
-        hb, ha = sups
-        hb.wait_running("bridge", "probe")
-        ha.wait_running("bridge")
+    stores = _keys(tmp_path, "ha", "hb", trust=(("ha", "hb"), ("hb", "ha")))
+    with _two_hosts(stores, '[actors.probe]\nkind = "probe"\nsettings = { tick_hz = 20 }\n',
+                    'heartbeat_ivl_s = 0.5\n[[actors.bridge.settings.peers]]\nname = "ha"\nexports = ["probe."]\n',
+                    'heartbeat_ivl_s = 0.5\n[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "ENDPOINT"\n'
+                    'imports = ["probe."]\nctl = true\n') as (hb, ha):
+        hb.wait_running("probe")
         c = Collector(ha.frontend, ha.backend, ["probe.tick", "sys.link"])
         try:
             tick = c.wait_for(lambda m: m.topic == "probe.tick", what="hb's ticks on ha")
@@ -246,10 +274,6 @@ def test_two_bridges_on_loopback_forward_one_way_and_refuse_commands_not_allowed
                        after=mark, what="ha's link down, with hb's refusals counted")
         finally:
             c.close()
-    finally:
-        for sup in sups:
-            sup.cleanup()
-            shutil.rmtree(sup.folder, ignore_errors=True)
 
 
 def test_top_shows_the_links_and_the_other_hosts_actors():
@@ -267,35 +291,16 @@ def test_a_burst_and_frames_cross_in_batches_to_plain_and_shared_memory_subscrib
     bridge from the publisher's ring); on ha a plain subscriber and a shared-memory one each get every
     message once, under the sender's own header, the frames' bytes intact, the shm one through ha's bridge's
     ring."""
-    import tempfile
-
     import numpy as np
 
     from bus.pubsub import Publisher, Subscriber
-    from tests.support import Collector, SupervisorProcess
+    from tests.support import Collector
 
-    stores = {h: KeyStore(tmp_path / h) for h in ("ha", "hb")}
-    for s in stores.values():
-        s.init()
-    stores["ha"].trust("hb", stores["hb"].keypair().public.decode())
-    stores["hb"].trust("ha", stores["ha"].keypair().public.decode())
-    port = _free_port()
-    sups = []
+    stores = _keys(tmp_path, "ha", "hb", trust=(("ha", "hb"), ("hb", "ha")))
     ctx = zmq.Context.instance()
-    try:
-        for host, settings in (
-                ("hb", f'bind = "tcp://127.0.0.1:{port}"\n[[actors.bridge.settings.peers]]\nname = "ha"\n'
-                       'exports = ["bench."]\n'),
-                ("ha", f'[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "tcp://127.0.0.1:{port}"\n'
-                       'imports = ["bench."]\n')):
-            folder = Path(tempfile.mkdtemp(prefix="snb", dir="/tmp"))
-            config = write_config(folder, f'[actors.bridge]\nkind = "bridge"\n[actors.bridge.settings]\n'
-                                          f'keys_dir = "{stores[host].folder}"\nhwm = 5000\n{settings}',
-                                  f'host = "{host}"\nshm_slots = 16')
-            sups.append(SupervisorProcess(config, folder))
-        hb, ha = sups
-        hb.wait_running("bridge")
-        ha.wait_running("bridge")
+    with _two_hosts(stores, "", 'hwm = 5000\n[[actors.bridge.settings.peers]]\nname = "ha"\nexports = ["bench."]\n',
+                    'hwm = 5000\n[[actors.bridge.settings.peers]]\nname = "hb"\nendpoint = "ENDPOINT"\n'
+                    'imports = ["bench."]\n', bus_extra="shm_slots = 16") as (hb, ha):
         links = Collector(ha.frontend, ha.backend, ["sys.link"])
         plain = Subscriber(ctx, ha.backend, hwm=10_000)
         local = Subscriber(ctx, ha.backend, hwm=10_000, shm=True, shm_views=True)
@@ -349,10 +354,6 @@ def test_a_burst_and_frames_cross_in_batches_to_plain_and_shared_memory_subscrib
         finally:
             for closable in (links, plain, local, pub):
                 closable.close()
-    finally:
-        for sup in sups:
-            sup.cleanup()
-            shutil.rmtree(sup.folder, ignore_errors=True)
 
 
 def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(ipc_dir, broker):
@@ -367,10 +368,8 @@ def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(
     from bus.envelope import Encoder
     from bus.pubsub import Subscriber
 
-    ours, peer = KeyStore(ipc_dir / "keys"), KeyStore(ipc_dir / "peer")
-    for store in (ours, peer):
-        store.init()
-    ours.trust("hb", peer.keypair().public.decode())
+    stores = _keys(ipc_dir, "ours", "hb", trust=(("ours", "hb"),))
+    ours, peer = stores["ours"], stores["hb"]
     port = _free_port()
     ctx = zmq.Context.instance()
     sub = Subscriber(ctx, broker.backend, hwm=1000)
@@ -378,13 +377,9 @@ def test_an_imported_batch_is_taken_message_by_message_and_bad_ones_are_counted(
     proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\nreport_s = 0.2\n'
                                 '[[actors.bridge.settings.peers]]\nname = "hb"\nimports = ["bench."]\n')
     lines: list[str] = []
-    s = ctx.socket(zmq.DEALER)
-    s.linger = 0
+    s = _peer_client(ours, peer, port)
     try:
         wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
-        pair = peer.keypair()
-        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
-        s.connect(f"tcp://127.0.0.1:{port}")
         s.send_multipart([b"H", msgpack.packb({"host": "hb", "t1": time.time_ns(), "imports": []})])
         assert s.poll(30_000), "a pong for the trusted peer's hello"
         good = Encoder("imu", host="hb", iid="imu-1").encode("bench.imu", 0, time.time_ns(), {"ax": 1.0})
@@ -425,26 +420,20 @@ def test_malformed_local_messages_are_dropped_not_exported(ipc_dir, broker):
     from bus.envelope import LOCAL_MARKER, Encoder
     from bus.pubsub import Publisher
 
-    ours, peer = KeyStore(ipc_dir / "keys"), KeyStore(ipc_dir / "peer")
-    for store in (ours, peer):
-        store.init()
-    ours.trust("hb", peer.keypair().public.decode())
+    stores = _keys(ipc_dir, "ours", "hb", trust=(("ours", "hb"),))
+    ours, peer = stores["ours"], stores["hb"]
     port = _free_port()
     ctx = zmq.Context.instance()
     proc = _run_bridge(ipc_dir, f'bind = "tcp://127.0.0.1:{port}"\nkeys_dir = "{ours.folder}"\n'
                                 '[[actors.bridge.settings.peers]]\nname = "hb"\nexports = ["bench."]\n')
     lines: list[str] = []
-    s = ctx.socket(zmq.DEALER)
-    s.linger = 0
+    s = _peer_client(ours, peer, port)
     raw = ctx.socket(zmq.XPUB)
     raw.linger = 0
     raw.connect(broker.frontend)
     pub = Publisher(ctx, broker.frontend, "good", host="ha")
     try:
         wait_until(lambda: _read_until(proc, lines, '"bridge_ready"'), 60, "bridge ready")
-        pair = peer.keypair()
-        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = ours.keypair().public, pair.public, pair.secret
-        s.connect(f"tcp://127.0.0.1:{port}")
         s.send_multipart([b"H", msgpack.packb({"host": "hb", "t1": time.time_ns(), "imports": ["bench."]})])
         assert s.poll(30_000), "a pong: the link is up"
         assert pub.wait_for_subscriber("bench.x", 30), "the bridge's local-form subscription"

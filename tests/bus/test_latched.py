@@ -165,6 +165,27 @@ def test_a_new_subscriber_gets_the_last_value_at_once_and_an_existing_one_ignore
                 sock.close()
 
 
+def test_a_shared_memory_subscriber_gets_the_last_value_in_the_local_form(broker):
+    """A local-form subscription (``@shm/``: a shared-memory subscriber, a bridge's exports) is answered too."""
+    ctx = broker.ctx
+    pub = Publisher(ctx, broker.frontend, "sensor")
+    local = None
+    try:
+        assert pub.wait_for_subscriber("sensor.state", WAIT_S)
+        pub.publish("sensor.state", SensorState(state="listening").to_body())
+        wait_until(lambda: broker.broker.stats()["latched_stored"] == 1, what="the cache to store the state")
+        local = Subscriber(ctx, broker.backend, ["sensor.state"], shm=True)
+        assert local.wait_subscribed(broker.frontend, WAIT_S)
+        got = local.recv(timeout_ms=int(WAIT_S * 1000))
+        assert got is not None, "no replay for a local-form subscription"
+        assert got.topic == "sensor.state" and got.body["state"] == "listening" and got.header.latched
+        assert local.stats.malformed == local.stats.local_skipped == 0
+    finally:
+        for sock in (local, pub):
+            if sock is not None:
+                sock.close()
+
+
 def test_every_actor_state_is_replayed_and_a_bare_broker_replays_nothing(broker, ipc_dir):
     ctx = broker.ctx
     pub = Publisher(ctx, broker.frontend, "supervisor")

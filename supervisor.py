@@ -56,7 +56,7 @@ from bus.burstlog import BurstLog
 from bus.envelope import EnvelopeError, Limits, decode, decode_header
 from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
 from bus.pubsub import Publisher
-from bus.senders import origin_host, set_origin_host
+from bus.senders import from_this_host, set_origin_host
 from bus.topics import ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
@@ -676,8 +676,6 @@ class Supervisor:
         self.config_path = config_path
         self.ctx = zmq.Context.instance()
         self.rng = random.Random(seed)
-        self.host = origin_host()
-        """This host's name in headers: heartbeats from another host's actors are not ours."""
         self.actors = config.actors
         self.order = start_order(config.actors)
         self.watchers: dict[str, Watcher] = {}
@@ -854,10 +852,11 @@ class Supervisor:
                 self._burst.error("hb", "bad_heartbeat", error=str(exc), malformed=counts["malformed"])
                 continue
             src = header.src
+            local = from_this_host(header.host)
             # Another host's actor of the same name (imported by a bridge) never feeds a local watcher.
-            watcher = self.watchers.get(src) if header.host in ("", self.host) else None
+            watcher = self.watchers.get(src) if local else None
             if watcher is None:
-                if src != SUPERVISOR_SRC or header.host not in ("", self.host):
+                if src != SUPERVISOR_SRC or not local:
                     counts["foreign"] += 1
                 continue
             try:

@@ -41,6 +41,12 @@ def origin_host() -> str:
     return _HOST
 
 
+def from_this_host(host: str) -> bool:
+    """Whether a header's origin ``host`` is this one ('' : a sender that set none, taken as local). A
+    bridge imports other hosts' messages under their own host: this tells them apart by name."""
+    return not host or host == origin_host()
+
+
 def set_origin_host(host: str) -> None:
     """Use ``host`` as this process's origin host ('' : back to the default), and pass it on to children."""
     global _HOST

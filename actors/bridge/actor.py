@@ -61,7 +61,7 @@ from actors.bridge.auth import BridgeAuthenticator, TrustedKeys, curve_client, c
 from actors.bridge.link import ClockSample, LinkWatch, clock_sample, exports_to, imports_from
 from actors.bridge.settings import BridgeSettings, PeerSettings
 from bus.endpoints import EndpointError, check_endpoint
-from bus.envelope import (LOCAL_MARKER, SEGMENT_MARK, EnvelopeError, Message, decode_header, header_host,
+from bus.envelope import (LOCAL_MARKER, SEGMENT_MARK, EnvelopeError, Message, header_host,
                           plain_from_local, refers_to_shm)
 from bus.pubsub import Publisher
 from bus.shm import ShmDropped, ShmReader
@@ -571,7 +571,7 @@ class BridgeActor(Actor[BridgeSettings]):
     def _on_data(self, peer: Peer, frames: list[Any]) -> None:
         try:
             topic = frames[0].bytes.decode("utf-8")
-            origin = decode_header(frames[1].bytes, topic, self._limits).host
+            origin = header_host(frames[1].bytes, topic, self._limits)
         except (UnicodeDecodeError, EnvelopeError, IndexError):
             peer.drops_in += 1
             return

@@ -48,7 +48,7 @@ from actors.base import Actor, handles
 from actors.monitor.settings import MonitorSettings
 from bus.envelope import Message
 from bus.messages import ActiveAlerts, ActorEvent, Alert, Health, Heartbeat, LinkState
-from bus.senders import origin_host, pid_of_iid
+from bus.senders import from_this_host, pid_of_iid
 
 
 @dataclass
@@ -229,7 +229,6 @@ class MonitorActor(Actor[MonitorSettings]):
     def setup(self) -> None:
         s = self.settings
         self.heartbeats: dict[str, tuple[Heartbeat, float]] = {}
-        self.host = origin_host()
         self.remote: set[str] = set()
         """Names (``HOST/NAME``) of other hosts' actors heard of through a bridge."""
         self.sender_pids: dict[tuple[str, str, str], int] = {}
@@ -305,7 +304,7 @@ class MonitorActor(Actor[MonitorSettings]):
         ``HOST/NAME`` as ``ctl`` names it, never this host's actor of the same name."""
         hb = Heartbeat.from_body(msg.body)
         host = msg.header.host
-        if host not in ("", self.host):
+        if not from_this_host(host):
             name = f"{host}/{msg.header.src}"
             self.remote.add(name)
             self.heartbeats[name] = (hb, time.monotonic())
@@ -334,7 +333,7 @@ class MonitorActor(Actor[MonitorSettings]):
     def on_sys_actor(self, msg: Message) -> None:
         event = ActorEvent.from_body(msg.body)
         host = msg.header.host
-        actor = event.actor if host in ("", self.host) else f"{host}/{event.actor}"  # another host's: HOST/NAME
+        actor = event.actor if from_this_host(host) else f"{host}/{event.actor}"  # another host's: HOST/NAME
         self.states[actor] = event.event
         if event.event == "failed":
             self.failed_alerts.add(actor)

@@ -73,3 +73,11 @@ def test_instance_ids_are_fresh_and_carry_the_pid():
     a, b = new_instance_id(), new_instance_id()
     assert a != b and pid_of_iid(a) == os.getpid()
     assert pid_of_iid("js-client") is None and pid_of_iid("") is None
+
+
+def test_a_header_host_is_this_hosts_when_empty_or_its_name(monkeypatch):
+    from bus import senders
+
+    monkeypatch.setattr(senders, "_HOST", "box")
+    assert senders.from_this_host("") and senders.from_this_host("box")
+    assert not senders.from_this_host("cam") and not senders.from_this_host("Box")

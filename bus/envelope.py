@@ -470,7 +470,8 @@ def _decode_body(buf: Any, array_bufs: Sequence[Any], topic: str, shm: ShmReader
         used = []
         ext_hook = _no_extension
     body = _unpack_body(buf, ext_hook, topic)
-    _check_all_used(used, topic)
+    if used:  # the common message has no arrays: no call on the receive path
+        _check_all_used(used, topic)
     return body
 
 

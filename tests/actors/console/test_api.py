@@ -241,13 +241,20 @@ def test_tls_serves_https_and_wss(tmp_path) -> None:
         trust = ssl.create_default_context(cafile=str(cert))
         page = urllib.request.urlopen(f"https://127.0.0.1:{console.port}/", context=trust, timeout=30).read()
         assert b"<title>Sensorium console</title>" in page
-        from websockets.sync.client import connect
+        import asyncio
 
-        ws = connect(f"wss://127.0.0.1:{console.port}/ws", ssl=trust, open_timeout=30, legacy=True)
-        ws.send(json.dumps({"id": 1, "cmd": "info"}))
-        info = json.loads(ws.recv(timeout=30))["result"]
+        import aiohttp
+
+        async def info_over_wss() -> dict:
+            # aiohttp's client: every step bounded by one timeout (a stuck TLS handshake fails, never hangs).
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.ws_connect(f"wss://127.0.0.1:{console.port}/ws", ssl=trust) as ws:
+                    await ws.send_str(json.dumps({"id": 1, "cmd": "info"}))
+                    return json.loads((await ws.receive(timeout=30)).data)["result"]
+
+        info = asyncio.run(info_over_wss())
         assert info["url"].startswith("https://") and info["loopback"]
-        ws.close()
         with pytest.raises(Exception):  # plain http to a TLS port is no page
             urllib.request.urlopen(f"http://127.0.0.1:{console.port}/", timeout=10).read()
 

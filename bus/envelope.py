@@ -39,6 +39,12 @@ LOCAL_MARKER = b"@shm/"
 """Topic frame prefix of the *local form* of a message: same header, large arrays as shared-memory
 references. No valid topic starts with '@', so only subscribers that ask for it (``@shm/TOPIC``) and
 subscribers of everything ('') receive it (docs/wire.md, section 12)."""
+BATCH_MARKER = b"@b/"
+"""Topic frame prefix of the *batched form* (envelope version 2, ``bus/batched.py``): one or more messages of
+one sender and topic in one frame, large arrays as shared-memory references; for subscribers that ask for it
+(``@b/TOPIC``) only (docs/wire.md, section 13)."""
+BATCH_VERSION = 2
+"""Envelope version of the batched form."""
 
 # byte order, kind (bool, int, uint, float, complex), item size: no objects,
 # strings or structured dtypes ever cross the bus.
@@ -156,10 +162,10 @@ def _array_ref(obj: Any, arrays: list[np.ndarray]) -> Any:
     raise TypeError(f"cannot encode a {type(obj).__name__}")
 
 
-def _header_fixed(src: str, host: str = "", iid: str = "") -> bytes:
+def _header_fixed(src: str, host: str = "", iid: str = "", version: int = ENVELOPE_VERSION) -> bytes:
     """The constant part of an ``Encoder``'s header map, up to the seq value: v, src, host and iid when
     set, the seq key."""
-    fixed = b"\xa1v" + msgpack.packb(ENVELOPE_VERSION) + b"\xa3src" + msgpack.packb(src)
+    fixed = b"\xa1v" + msgpack.packb(version) + b"\xa3src" + msgpack.packb(src)
     if host:
         fixed += b"\xa4host" + msgpack.packb(host)
     if iid:
@@ -196,7 +202,7 @@ class Encoder:
     """
 
     __slots__ = ("src", "host", "iid", "_prefix", "_prefix_corr", "_packer", "_arrays", "_topics", "_local_packer",
-                 "_local")
+                 "_local", "_batch_prefix", "_rec_local", "_rec_packer")
 
     _SEQ_TS = _SEQ_TS
     _TS_KEY = _TS_KEY
@@ -217,10 +223,16 @@ class Encoder:
         arrays = self._arrays
         self._packer = msgpack.Packer(default=lambda obj: _array_ref(obj, arrays), use_bin_type=True)
         self._topics: dict[str, bytes] = {}
-        self._local: list[Any] = [None, 0]
-        """The shared-memory writer and threshold of the ``encode_local`` call under way."""
+        self._local: list[Any] = [None, 0, False]
+        """The shared-memory writer and threshold of the ``encode_local`` or ``record`` call under way, and
+        whether it put an array into shared memory."""
         local = self._local
         self._local_packer = msgpack.Packer(default=lambda obj: _local_ref(obj, arrays, local), use_bin_type=True)
+        self._rec_local: list[Any] = [_no_shm, 0, False]
+        """``_local`` of ``record``: set once (``record_shm``), the flag cleared per record."""
+        rec_local = self._rec_local
+        self._rec_packer = msgpack.Packer(default=lambda obj: _local_ref(obj, arrays, rec_local), use_bin_type=True)
+        self._batch_prefix = _map_head(3 + bool(host) + bool(iid)) + _header_fixed(src, host, iid, BATCH_VERSION)
 
     def topic_bytes(self, topic: str) -> bytes:
         """The topic frame; validates a topic the first time it is seen."""
@@ -285,6 +297,57 @@ class Encoder:
         return frames
 
 
+    def record_shm(self, put: Any, threshold: int) -> None:
+        """Where ``record`` puts arrays of ``threshold`` bytes or more: ``put(uint8 view)`` returns
+        (segment, slot, generation) or None (the array then goes inline)."""
+        self._rec_local[0], self._rec_local[1] = put, threshold
+
+    def record(self, topic: str, ts: int, body: dict[str, Any],
+               corr: str | None = None) -> tuple[bytes, bytes, list[Any], bool]:
+        """One record of the batched form (docs/wire.md, section 13): ``[ts, body]`` or ``[ts, body, corr]``,
+        arrays as in ``encode_local`` (``record_shm``). Returns (topic frame, record bytes, inline array frames,
+        whether any array went to shared memory). Validates the topic as ``encode`` does."""
+        topic_raw = self._topics.get(topic)
+        if topic_raw is None:
+            topic_raw = self.topic_bytes(topic)
+        if type(body) is not dict and not isinstance(body, dict):
+            raise EnvelopeError(f"body must be a map, got {type(body).__name__}", topic)
+        rec_local = self._rec_local
+        rec_local[2] = False
+        arrays = self._arrays
+        try:
+            if corr is None:
+                rec = _REC2 + _TS.pack(ts) + self._rec_packer.pack(body)
+            else:
+                if not isinstance(corr, str):
+                    raise TypeError(f"corr must be a str, got {type(corr).__name__}")
+                rec = _REC3 + _TS.pack(ts) + self._rec_packer.pack(body) + msgpack.packb(corr)
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            self._rec_packer.reset()
+            arrays.clear()
+            raise EnvelopeError(f"cannot encode: {exc}", topic) from exc
+        if not arrays:
+            return topic_raw, rec, _NO_FRAMES, rec_local[2]
+        frames = [a.reshape(-1).view(np.uint8) for a in arrays]
+        arrays.clear()
+        return topic_raw, rec, frames, rec_local[2]
+
+    def batch_head(self, seq: int) -> bytes:
+        """The head map of a batch of this sender's messages whose first has ``seq``."""
+        return self._batch_prefix + _TS.pack(seq)
+
+
+_REC2 = b"\x92\xcf"
+"""A record [ts, body]: array of 2, then ts as a msgpack uint64."""
+_REC3 = b"\x93\xcf"
+_TS = struct.Struct(">Q")
+_NO_FRAMES: list[Any] = []
+
+
+def _no_shm(_flat: Any) -> None:
+    return None
+
+
 def _local_ref(obj: Any, arrays: list[np.ndarray], local: list[Any]) -> Any:
     """msgpack ``default`` of the local form: a large array goes to shared memory, others as ``_array_ref``."""
     if isinstance(obj, np.ndarray) and obj.nbytes >= local[1] and obj.dtype.kind in "biufc" \
@@ -292,6 +355,7 @@ def _local_ref(obj: Any, arrays: list[np.ndarray], local: list[Any]) -> Any:
         arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
         where = local[0](arr.reshape(-1).view(np.uint8))
         if where is not None:
+            local[2] = True
             segment, slot, gen = where
             return msgpack.ExtType(SHM_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), segment, slot, gen]))
     return _array_ref(obj, arrays)
@@ -758,7 +822,7 @@ def peek_version(frames: Sequence[Any]) -> Any:
 
 def encode_header(header: Header) -> bytes:
     """The header frame of ``header``."""
-    head: dict[str, Any] = {"v": header.v, "src": header.src}
+    head: dict[str, Any] = {"v": ENVELOPE_VERSION, "src": header.src}  # a v1 header, whatever form it came in
     if header.host:
         head["host"] = header.host
     if header.iid:

@@ -38,7 +38,8 @@ import zmq
 
 from bus import bodies
 from bus.burstlog import BurstLog
-from bus.envelope import LOCAL_MARKER, EnvelopeError, Message, mark_latched
+from bus.batched import batch_from_plain
+from bus.envelope import BATCH_MARKER, LOCAL_MARKER, EnvelopeError, Message, mark_latched
 from bus.messages import Body
 
 log = structlog.get_logger("latched")
@@ -142,7 +143,11 @@ class LastValueCache:
     def matching(self, prefix: bytes) -> list[list[bytes]]:
         """The values a subscription to ``prefix`` receives (ZeroMQ prefix match on the topic frame). A
         local-form subscription (``@shm/PREFIX``: a shared-memory subscriber, a bridge's exports) gets them in
-        the local form, their arrays inline (docs/wire.md, section 12)."""
+        the local form, their arrays inline (docs/wire.md, section 12); a batched-form one (``@b/PREFIX``) each
+        as a batch of one (section 13)."""
+        if prefix.startswith(BATCH_MARKER):
+            plain = prefix[len(BATCH_MARKER):]
+            return [batch_from_plain(frames) for frames in self._values.values() if frames[0].startswith(plain)]
         if prefix.startswith(LOCAL_MARKER):
             plain = prefix[len(LOCAL_MARKER):]
             return [[LOCAL_MARKER + frames[0], *frames[1:]] for frames in self._values.values()

@@ -24,8 +24,10 @@ or an older one), and never counts it in the seq accounting.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,8 +35,9 @@ from typing import Any, Iterable
 import structlog
 import zmq
 
+from bus.batched import GATHER_NS, Gatherer, batch_from_plain, batch_frames, decode_batch
 from bus.burstlog import BurstLog
-from bus.envelope import (DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
+from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
                           decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
 from bus.latched import is_news, latch_key, latched
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
@@ -56,6 +59,7 @@ _SNDMORE = int(zmq.SNDMORE)
 _FORMS_MAX = 4096
 """Topics whose forms a publisher remembers; beyond it the cache starts again (forwarded topics are many)."""
 _NOBLOCK = int(zmq.NOBLOCK)
+_monotonic_ns = time.monotonic_ns
 
 log = structlog.get_logger("bus")
 
@@ -84,12 +88,23 @@ class Publisher:
     skipped only when a local subscriber is known and no plain one. When no
     segment can be made (/dev/shm missing, small or full), the local form
     carries its arrays inline and the publisher says so once.
+
+    A third form, the *batched* form (envelope version 2, ``bus/batched.py``,
+    docs/wire.md section 13: topic frame ``@b/TOPIC``), goes to subscribers
+    that asked for it (``Subscriber(batched=True)``): a message goes at once
+    when this publisher sent nothing for ``gather_ns``, else it waits at most
+    that long for the ones that follow and leaves with them in one frame
+    (``bus.batched.Gatherer``; a thread of this publisher sends what is
+    still gathered when the time is up). Order holds per topic.
+
+    Not thread-safe for callers (one thread publishes); its own flushing
+    thread shares the socket under a lock.
     """
 
     def __init__(self, ctx: zmq.Context, endpoint: str, src: str, *, hwm: int = DEFAULT_HWM,
                  linger_ms: int = 1000, iid: str | None = None, host: str | None = None,
                  shm_threshold: int = DEFAULT_THRESHOLD_BYTES, shm_slots: int = DEFAULT_SLOTS,
-                 shm_dir: Path = SHM_DIR) -> None:
+                 shm_dir: Path = SHM_DIR, gather_ns: int = GATHER_NS) -> None:
         self.src = src
         self.iid = new_instance_id() if iid is None else iid
         self.host = origin_host() if host is None else host
@@ -100,6 +115,7 @@ class Publisher:
         self._seq: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._encoder = Encoder(src, host=self.host, iid=self.iid)
+        self._encoder.record_shm(self._shm_put, shm_threshold)
         self.sent = 0
         self.subscriptions: set[bytes] = set()
         self.shm_threshold = shm_threshold
@@ -109,35 +125,108 @@ class Publisher:
         """Why no segment could be made ('' : none tried yet or all well); the local form is then inline."""
         self._ring: ShmRing | None = None
         self._rings_made = 0
-        self._forms: dict[str | bytes, tuple[bool, bool]] = {}
-        """Per topic (or topic frame, for ``forward_small``): (send the plain form, send the local form), from
-        the subscriptions."""
+        self._forms: dict[str | bytes, tuple[bool, bool, bool]] = {}
+        """Per topic (or topic frame, for ``forward_small``): (send the plain form, the local form, the batched
+        form), from the subscriptions."""
         self._subs_due = 0
+        self._gather = Gatherer(gather_ns)
+        self._lock = threading.Lock()
+        """Held around every use of the socket: the flusher thread sends gathered batches."""
+        self._wake = threading.Event()
+        """Set while something is gathered: the flusher sends it at the deadline."""
+        self._flusher: threading.Thread | None = None
+        self._armed = False
+        """The flusher was woken for what is gathered (read and written under the lock)."""
+        self._closed = False
+        self._batch_bytes: dict[bytes, int] = {}
+        """Bytes sent in the batched form per topic frame (``topic_counts``)."""
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
-        seq = self._seq.get(topic, 0)
-        ts = time.time_ns()
-        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-            if self.drain_subscriptions():
-                self._forms.clear()
-        forms = self._forms.get(topic)
-        if forms is None:
-            forms = self._forms[topic] = self._forms_for(topic)
-        if forms[1]:
-            local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
-            if not forms[0]:
-                self._seq[topic] = seq + 1
-                self._send(topic, local)
-                self.sent += 1
-                return seq
-            self._send(topic, local)
-        frames = self._encoder.encode(topic, seq, ts, body, corr)
-        self._seq[topic] = seq + 1
-        self._send(topic, frames)
-        self.sent += 1
-        return seq
+        with self._lock:
+            seq = self._seq.get(topic, 0)
+            ts = time.time_ns()
+            if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+                self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+                if self.drain_subscriptions():
+                    self._forms.clear()
+            forms = self._forms.get(topic)
+            if forms is None:
+                forms = self._forms[topic] = self._forms_for(topic)
+            if forms[2]:
+                topic_raw, rec, arrays, in_shm = self._encoder.record(topic, ts, body, corr)
+                if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
+                    self._send_batches(self._gather.take_all(_monotonic_ns()))
+                    self._send_batch(topic_raw, seq, [rec], arrays)
+                else:
+                    out = self._gather.add(topic_raw, seq, rec, _monotonic_ns())
+                    if out is not None:
+                        self._send_batches(out)
+                    elif not self._armed:
+                        self._arm()
+            if forms[1]:
+                self._send(topic, self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put,
+                                                             self.shm_threshold))
+            if forms[0]:
+                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
+            self._seq[topic] = seq + 1
+            self.sent += 1
+            return seq
+
+    def _arm(self) -> None:
+        """Something is gathered: have the flusher send it at the deadline (the thread starts on first use)."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name=f"flush-{self.src}", daemon=True)
+            self._flusher.start()
+        self._armed = True
+        self._wake.set()
+
+    def _send_batches(self, batches: list[tuple[bytes, int, list[bytes]]] | None) -> None:
+        if batches:
+            for topic_raw, seq, records in batches:
+                self._send_batch(topic_raw, seq, records, ())
+
+    def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any) -> None:
+        frames = batch_frames(topic_raw, self._encoder.batch_head(seq), records, arrays)
+        self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0) + len(frames[0]) + len(frames[1])
+                                        + sum(a.nbytes for a in arrays))
+        send = self.sock.send
+        send(frames[0], _SNDMORE)
+        if not arrays:
+            send(frames[1])
+            return
+        send(frames[1], _SNDMORE)
+        last = len(frames) - 1
+        for i in range(2, last):
+            send(frames[i], _SNDMORE, copy=False)
+        send(frames[last], 0, copy=False)
+
+    def _flush_loop(self) -> None:
+        """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
+        wake = self._wake
+        gather = self._gather
+        while True:
+            wake.wait()
+            with self._lock:
+                if self._closed:
+                    return
+                deadline = gather.deadline_ns
+                now = time.monotonic_ns()
+                if deadline is None or now >= deadline:
+                    try:
+                        self._send_batches(gather.due(now))
+                    except zmq.ZMQError as exc:  # the socket closed under us: nothing left to send to
+                        log.warning("batch_flush_failed", src=self.src, error=str(exc))
+                        return
+                    self._armed = False
+                    wake.clear()
+                    continue
+            time.sleep((deadline - now) / 1e9)
+
+    def flush(self) -> None:
+        """Send everything gathered now (the flusher would within ``gather_ns``)."""
+        with self._lock:
+            self._send_batches(self._gather.take_all(time.monotonic_ns()))
 
     def _send(self, topic: str, frames: list[Any]) -> None:
         send = self.sock.send
@@ -158,18 +247,21 @@ class Publisher:
                 send(frames[i], _SNDMORE, copy=False)
             send(frames[last], 0, copy=False)
 
-    def _forms_for(self, topic: str) -> tuple[bool, bool]:
-        """Which forms of ``topic`` someone subscribed to: (plain, local). Plain unless only local
-        subscribers are known: before any subscription is seen a publisher sends what it always did."""
+    def _forms_for(self, topic: str) -> tuple[bool, bool, bool]:
+        """Which forms of ``topic`` someone subscribed to: (plain, local, batched). Plain unless only
+        subscribers of the other forms are known: before any subscription is seen a publisher sends what it
+        always did."""
         plain_t = topic.encode()
         local_t = LOCAL_MARKER + plain_t
-        plain = local = False
+        batch_t = BATCH_MARKER + plain_t
+        plain = local = batched = False
         for s in self.subscriptions:
-            if s.startswith(LOCAL_MARKER):
+            if s[:1] == b"@":
                 local = local or local_t.startswith(s)
+                batched = batched or batch_t.startswith(s)
             elif plain_t.startswith(s):
                 plain = True
-        return (plain or not local), local
+        return (plain or not (local or batched)), local, batched
 
     def _shm_put(self, data: Any) -> tuple[str, int, int] | None:
         """Write one array's bytes into the ring; None when shared memory is unavailable or off (inline)."""
@@ -211,22 +303,31 @@ class Publisher:
         seq = self._seq.get(topic, 0)
         out = restamp(frames, Header(self.src, seq, now_ns() if ts is None else ts, corr, iid=self.iid,
                                      host=self.host))
-        self._seq[topic] = seq + 1
-        self._bytes[topic] = self._bytes.get(topic, 0) + sum(len(memoryview(f)) for f in out)
-        self.drain_subscriptions()
-        forms = self._forms_for(topic)
-        if forms[1]:  # the local form may carry its arrays inline: no copy into shared memory for a replay
-            self.sock.send_multipart([LOCAL_MARKER + bytes(out[0]), *out[1:]], copy=False)
-        if forms[0]:
-            self.sock.send_multipart(out, copy=False)
-        self.sent += 1
-        return seq
+        with self._lock:
+            self._seq[topic] = seq + 1
+            self._bytes[topic] = self._bytes.get(topic, 0) + sum(len(memoryview(f)) for f in out)
+            self.drain_subscriptions()
+            forms = self._forms_for(topic)
+            # The other forms may carry their arrays inline: no copy into shared memory for a replay.
+            if forms[2]:
+                self._send_batches(self._gather.take_all(time.monotonic_ns()))
+                self.sock.send_multipart(batch_from_plain(out), copy=False)
+            if forms[1]:
+                self.sock.send_multipart([LOCAL_MARKER + bytes(out[0]), *out[1:]], copy=False)
+            if forms[0]:
+                self.sock.send_multipart(out, copy=False)
+            self.sent += 1
+            return seq
 
     def forward(self, frames: list[Any]) -> None:
         """Pass on another sender's message (what a bridge imports): header, body and arrays as they came,
         in the forms someone subscribed to. For local subscribers, array frames of ``shm_threshold`` bytes or
         more go through this publisher's ring (``local_from_plain``). Not counted in ``topic_counts`` (not
         this sender's messages). Raises EnvelopeError on a message that cannot be put in the local form."""
+        with self._lock:
+            self._forward(frames)
+
+    def _forward(self, frames: list[Any]) -> None:
         t = frames[0]
         ts = time.time_ns()
         if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
@@ -241,6 +342,8 @@ class Publisher:
             if len(self._forms) > _FORMS_MAX:
                 self._forms.clear()
             forms = self._forms[topic] = self._forms_for(topic)
+        if forms[2]:
+            self.sock.send_multipart(batch_from_plain(frames, self._shm_put, self.shm_threshold), copy=False)
         send = self.sock.send
         if len(frames) == 3:
             if forms[1]:
@@ -261,6 +364,10 @@ class Publisher:
     def forward_small(self, messages: list[list[bytes]]) -> None:
         """``forward`` for many messages of three frames each (topic, header, body), as bytes, already
         known to be in the plain form (the caller checked: ``refers_to_shm``, a valid topic)."""
+        with self._lock:
+            self._forward_small(messages)
+
+    def _forward_small(self, messages: list[list[bytes]]) -> None:
         ts = time.time_ns()
         if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
             self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
@@ -274,6 +381,8 @@ class Publisher:
                 if len(all_forms) > _FORMS_MAX:  # topics come from another host: keep the cache bounded
                     all_forms.clear()
                 forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
+            if forms[2]:
+                self.sock.send_multipart(batch_from_plain([t, h, b]))
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)
                 send(h, _SNDMORE)
@@ -285,8 +394,10 @@ class Publisher:
         self.sent += len(messages)
 
     def topic_counts(self) -> dict[str, dict[str, int]]:
-        """Per topic sent: ``out`` (messages) and ``bytes`` (all frames), since this publisher was made."""
-        return {topic: {"out": n, "bytes": self._bytes.get(topic, 0)} for topic, n in self._seq.items()}
+        """Per topic sent: ``out`` (messages) and ``bytes`` (all frames, every form), since this publisher was
+        made."""
+        return {topic: {"out": n, "bytes": self._bytes.get(topic, 0) + self._batch_bytes.get(topic.encode(), 0)}
+                for topic, n in self._seq.items()}
 
     def drain_subscriptions(self) -> bool:
         """Read subscription changes forwarded by the broker (non-blocking); True if any came."""
@@ -306,24 +417,39 @@ class Publisher:
                 changed = True
 
     def has_subscriber(self, topic: str) -> bool:
-        """Someone subscribed to ``topic``, in either form."""
+        """Someone subscribed to ``topic``, in any form."""
         t = topic.encode()
-        lt = LOCAL_MARKER + t
-        return any(t.startswith(s) or (s.startswith(LOCAL_MARKER) and lt.startswith(s)) for s in self.subscriptions)
+        local_t, batch_t = LOCAL_MARKER + t, BATCH_MARKER + t
+        return any(t.startswith(s) or (s[:1] == b"@" and (local_t.startswith(s) or batch_t.startswith(s)))
+                   for s in self.subscriptions)
 
     def wait_for_subscriber(self, topic: str, timeout_s: float) -> bool:
         """Block until some subscriber's prefix matches ``topic``, or the timeout."""
         end = time.monotonic() + timeout_s
         while True:
-            self.drain_subscriptions()
-            if self.has_subscriber(topic):
-                return True
+            with self._lock:
+                self.drain_subscriptions()
+                if self.has_subscriber(topic):
+                    return True
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            self.sock.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLIN)
+            with self._lock:
+                self.sock.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLIN)
 
     def close(self) -> None:
+        """Send what is gathered, stop the flusher, close the socket (queued messages go within the linger)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._send_batches(self._gather.take_all(time.monotonic_ns()))
+            except zmq.ZMQError as exc:
+                log.warning("batch_flush_failed", src=self.src, error=str(exc))
+            self._closed = True
+            self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
         self.sock.close()
         if self._ring is not None:
             self._ring.close()
@@ -376,6 +502,13 @@ class Subscriber:
     False means the slot was overwritten while you read (the message then
     counts as a drop, not as received) and what you read must be thrown
     away. Keep a ``copy()`` of anything you hold longer.
+
+    ``batched=True`` (implies ``shm``) opts in to the batched form (envelope
+    version 2, docs/wire.md section 13): subscriptions are made for
+    ``@b/TOPIC``, and a publisher sends many small messages in one frame,
+    which ``recv`` hands out one by one. Senders that only speak the first
+    envelope (an outside publisher that does not answer ``@b/``
+    subscriptions) are not heard by such a subscription.
     """
 
     MAX_STREAMS = 65_536
@@ -383,8 +516,13 @@ class Subscriber:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
-                 shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR) -> None:
+                 shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR,
+                 batched: bool = False) -> None:
         self.limits = limits
+        self._batched = batched
+        self._ready: deque[Message] = deque()
+        """Messages of a received batch not handed out yet."""
+        shm = shm or batched
         self._shm_default = shm
         self._shm_views = shm_views
         self._shm_dir = shm_dir
@@ -428,7 +566,8 @@ class Subscriber:
         if local and self._shm is None:
             self._shm = ShmReader(self._shm_dir, views=self._shm_views)
         raw = topic.encode()
-        self.sock.setsockopt(zmq.SUBSCRIBE, LOCAL_MARKER + raw if local else raw)
+        marker = (BATCH_MARKER if self._batched else LOCAL_MARKER) if local else b""
+        self.sock.setsockopt(zmq.SUBSCRIBE, marker + raw)
 
     def unsubscribe(self, topic: str, exact: bool = True) -> None:
         """Undo ``subscribe(topic, exact)``; the socket keeps the prefix while the other form still needs it."""
@@ -436,7 +575,9 @@ class Subscriber:
             self._exact.discard(topic)
         elif topic in self._prefixes:
             self._prefixes.remove(topic)
-        self.sock.setsockopt(zmq.UNSUBSCRIBE, topic.encode())
+        raw = topic.encode()
+        for marker in (b"", LOCAL_MARKER, BATCH_MARKER):  # a form never subscribed is ignored by ZeroMQ
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, marker + raw)
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.
@@ -466,6 +607,8 @@ class Subscriber:
         """The next wanted message, or None when nothing came within ``timeout_ms``
         (``0``: do not wait; ``None``: wait forever). Malformed messages are
         counted, logged once per burst and skipped."""
+        if self._ready:
+            return self._ready.popleft()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             try:
@@ -493,18 +636,22 @@ class Subscriber:
         that frame is kept as the start of the next message, so a malformed
         message never takes a good one with it.
         """
+        if self._ready:
+            return self._ready.popleft()
         recv = self.sock.recv
         topic_raw = self._next_topic
         if topic_raw is None:
             topic_raw = recv(_NOBLOCK)
         else:
             self._next_topic = None
+        if topic_raw[:3] == BATCH_MARKER:
+            return self._recv_batch(topic_raw)
         try:
             head = recv(_NOBLOCK, copy=False)
         except zmq.Again:
             return self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
         head_raw = head.bytes
-        if head_raw[:1].isalpha():
+        if head_raw[:1].isalpha() or head_raw[:1] == b"@":  # a topic (of any form): this message had one frame
             if head.more:
                 self._next_topic = head_raw
             else:  # the next message is a lone frame too
@@ -542,6 +689,62 @@ class Subscriber:
             msg.frames = ([topic_raw, head_raw, body_raw, *array_bufs] if topic_raw[:1] != b"@"
                           else encode(msg.topic, msg.header, msg.body))
         return self._deliver(msg)
+
+    def _recv_batch(self, topic_raw: bytes) -> Message | None:
+        """The rest of a batched-form message (``@b/TOPIC``, batch, arrays): its first message; the others
+        wait in ``_ready``."""
+        recv = self.sock.recv
+        try:
+            batch = recv(_NOBLOCK, copy=False)
+        except zmq.Again:
+            return self._malformed(EnvelopeError("batched message of 1 frame; expected topic, batch"))
+        batch_raw = batch.bytes
+        if batch_raw[:1].isalpha() or batch_raw[:1] == b"@":  # a topic: the batch frame is missing
+            if batch.more:
+                self._next_topic = batch_raw
+            else:
+                self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
+            return self._malformed(EnvelopeError("batched message of 1 frame; expected topic, batch"))
+        array_bufs: list[Any] = []
+        more = batch.more
+        while more:
+            frame = recv(_NOBLOCK, copy=False)
+            array_bufs.append(frame.buffer)
+            more = frame.more
+        if not self._batched:
+            self.stats.local_skipped += 1
+            return None
+        shm = self._shm
+        if shm is not None and shm.views:
+            shm.taken = []
+        try:
+            msgs = decode_batch(topic_raw[len(BATCH_MARKER):], batch_raw, array_bufs, self.limits, shm)
+        except EnvelopeError as exc:
+            return self._malformed(exc)
+        except ShmDropped as exc:
+            return self._shm_dropped(exc)
+        first = msgs[0]
+        if shm is not None and shm.views and shm.taken:
+            first.shm_taken = shm.taken
+        topic = first.topic
+        if topic not in self._exact and not self._matches_prefix(topic):
+            return None
+        if self.keep_frames:
+            for msg in msgs:  # a recorder keeps bytes: each message re-encoded in the plain form
+                msg.frames = encode(msg.topic, msg.header, msg.body)
+        if len(msgs) == 1 or topic in self._latched_topics:
+            out = self._deliver(first)
+            for msg in msgs[1:]:
+                if self._deliver(msg) is not None:
+                    self._ready.append(msg)
+            return out
+        # One sender, one topic, consecutive seqs: account the batch as its first and last message.
+        self._account(first)
+        last = msgs[-1]
+        self._last_seq[(last.header.host, last.header.src, last.header.iid, topic)] = last.header.seq
+        self.stats.received += len(msgs)
+        self._ready.extend(msgs[1:])
+        return first
 
     def decode(self, frames: list[Any]) -> Message | None:
         """Decode and account one received multipart message; None if malformed or unwanted."""

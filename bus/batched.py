@@ -1,0 +1,254 @@
+"""The batched form (envelope version 2): many small messages of one sender and topic in one frame.
+
+A message of the first envelope is three ZeroMQ frames, and every frame
+costs each hop (publisher, broker, subscriber) a call and a wake-up: a
+CPython reader cannot take more than ~250,000 such messages a second. The
+batched form (docs/wire.md, section 13) carries one or more messages in two
+frames:
+
+1. topic frame ``@b/TOPIC``;
+2. batch: a msgpack array ``[head, record, record, ...]`` where ``head`` is
+   ``{v: 2, src, host?, iid?, seq, latched?}`` (``seq``: the first record's;
+   record k has ``seq + k``) and a record is ``[ts, body]`` or
+   ``[ts, body, corr]``;
+3. array frames, only in a batch of one record (arrays of that message, as
+   in the local form: large ones are shared-memory references).
+
+Only subscribers that ask for it receive it (``Subscriber(batched=True)``
+subscribes to ``@b/PREFIX``): like the local form it is opt-in, so outside
+readers written against version 1 keep receiving version 1. It is a local
+form (its references point into this host's memory): a bridge, a recorder
+and ``tap --full`` never ask for it.
+
+``Gatherer`` is the publisher's batching policy, kept pure so it can be
+tested on its own: a message is sent at once when the publisher has sent
+nothing for ``gather_ns``; otherwise it waits (at most ``gather_ns``) for
+the ones that follow. At 1,000 messages a second every message goes alone,
+with no added latency; in a burst, a batch leaves every ``gather_ns`` or
+when it reaches ``max_records`` or ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import msgpack
+
+from bus.envelope import (ARRAY_EXT, BATCH_MARKER, BATCH_VERSION, DEFAULT_LIMITS, MAX_HOST_BYTES, MAX_IID_BYTES,
+                          SHM_EXT, EnvelopeError, Header, Limits, Message, _array_from_ref, _array_from_shm,
+                          _array_prefix, _buffer, _bounded_parts, _check_all_used, _check_optional_str,
+                          _decode_header, _decode_topic, _UNPACK_ERRORS, local_from_plain)
+from bus.shm import ShmDropped, ShmReader
+
+GATHER_NS = 100_000
+"""Longest a message waits for others to share its batch, ns (0.1 ms); and the shortest time between two
+sends of a publisher before it starts gathering."""
+MAX_RECORDS = 1024
+"""Messages per batch."""
+MAX_BYTES = 256 * 1024
+"""Bytes of records per batch; a batch over it leaves at once."""
+MAX_RECORDS_READ = 65_535
+"""The most records a reader accepts in one batch."""
+
+_new_header = tuple.__new__  # Header is a NamedTuple: building it from a tuple skips its __new__'s argument parsing
+
+
+def batch_frames(topic_raw: bytes, head: bytes, records: Sequence[bytes], arrays: Sequence[Any] = ()) -> list[Any]:
+    """The frames of one batch: ``@b/TOPIC``, the batch, array frames (only with one record)."""
+    return [BATCH_MARKER + topic_raw, b"".join((_array_prefix(len(records) + 1), head, *records)), *arrays]
+
+
+def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], limits: Limits = DEFAULT_LIMITS,
+                 shm: ShmReader | None = None) -> list[Message]:
+    """The messages of one batch (``topic_raw`` without its ``@b/`` marker), strictly; raises EnvelopeError,
+    or ``bus.shm.ShmDropped`` when a shared-memory array was overwritten (its ``message`` is set so that the
+    receiver counts the seq). Every bound is checked before unpacking, as ``decode_parts`` does."""
+    topic = _decode_topic(topic_raw)
+    n_batch = len(batch_raw)
+    nbytes = len(topic_raw) + n_batch + len(BATCH_MARKER)
+    if array_bufs:
+        if len(array_bufs) > limits.max_arrays:
+            raise EnvelopeError(f"{len(array_bufs)} array frames exceed {limits.max_arrays}", topic)
+        nbytes += sum(len(b) for b in array_bufs)
+    if nbytes > limits.max_message_bytes:
+        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    if n_batch > limits.max_body_bytes:
+        raise EnvelopeError(f"batch of {n_batch} bytes exceeds {limits.max_body_bytes}", topic)
+    used = [False] * len(array_bufs)
+    refs = [0]
+    dropped: list[ShmDropped] = []
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        refs[0] += 1
+        if code == ARRAY_EXT:
+            return _array_from_ref(data, array_bufs, used, topic)
+        if code == SHM_EXT and shm is not None:
+            try:
+                return _array_from_shm(data, shm, topic)
+            except ShmDropped as exc:  # finish the unpack: the header must be read to count the seq
+                dropped.append(exc)
+                return None
+        raise EnvelopeError(f"unknown extension type {code}", topic)
+
+    try:
+        batch = msgpack.unpackb(batch_raw, ext_hook=ext_hook)
+    except EnvelopeError as exc:
+        raise EnvelopeError(exc.reason, topic) from exc
+    except _UNPACK_ERRORS as exc:
+        raise EnvelopeError(f"bad batch: {exc}", topic) from exc
+    if type(batch) is not list or len(batch) < 2:
+        raise EnvelopeError("batch must be an array [head, record, ...] of at least one record", topic)
+    n = len(batch) - 1
+    if n > MAX_RECORDS_READ:
+        raise EnvelopeError(f"batch of {n} records exceeds {MAX_RECORDS_READ}", topic)
+    if refs[0] and n > 1:
+        raise EnvelopeError(f"arrays in a batch of {n} records (only a batch of one carries arrays)", topic)
+    _check_all_used(used, topic)
+    src, seq0, iid, host, latched = _batch_head(batch[0], topic)
+    size = nbytes // n
+    out: list[Message] = []
+    append = out.append
+    seq = seq0
+    for i in range(1, n + 1):
+        rec = batch[i]
+        if type(rec) is not list or not 2 <= len(rec) <= 3:
+            raise EnvelopeError(f"record {i - 1} is not [ts, body] or [ts, body, corr]", topic)
+        ts = rec[0]
+        body = rec[1]
+        corr = rec[2] if len(rec) == 3 else None
+        if type(ts) is not int or ts < 0:
+            raise EnvelopeError(f"record {i - 1}: ts must be an int >= 0 (ns since the epoch), got {ts!r}", topic)
+        if type(body) is not dict:
+            raise EnvelopeError(f"record {i - 1}: body is not a map but a {type(body).__name__}", topic)
+        if corr is not None and type(corr) is not str:
+            raise EnvelopeError(f"record {i - 1}: corr must be a str, got {corr!r}", topic)
+        append(Message(topic, _new_header(Header, (src, seq, ts, corr, BATCH_VERSION, iid, host, latched)),
+                       body, size))
+        seq += 1
+    if dropped:
+        exc = dropped[0]
+        exc.topic = topic
+        exc.message = Message(topic, out[0].header, {}, nbytes)
+        raise exc
+    return out
+
+
+def _batch_head(head: Any, topic: str) -> tuple[str, int, str, str, bool]:
+    if type(head) is not dict:
+        raise EnvelopeError("batch head is not a map", topic)
+    v = head.get("v")
+    src = head.get("src")
+    seq = head.get("seq")
+    iid = head.get("iid", "")
+    host = head.get("host", "")
+    latched = head.get("latched", False)
+    if v != BATCH_VERSION or type(v) is not int:
+        raise EnvelopeError(f"batch envelope version {v!r} is not {BATCH_VERSION}", topic)
+    if type(src) is not str or not src:
+        raise EnvelopeError(f"batch src must be a non-empty str, got {src!r}", topic)
+    if type(seq) is not int or seq < 0:
+        raise EnvelopeError(f"batch seq must be an int >= 0, got {seq!r}", topic)
+    try:
+        _check_optional_str("iid", iid, MAX_IID_BYTES)
+        _check_optional_str("host", host, MAX_HOST_BYTES)
+    except EnvelopeError as exc:
+        raise EnvelopeError(exc.reason, topic) from exc
+    if type(latched) is not bool:
+        raise EnvelopeError(f"batch latched must be a bool, got {latched!r}", topic)
+    return src, seq, iid, host, latched
+
+
+def batch_from_plain(frames: Sequence[Any], put: Any = None, threshold: int = 0,
+                     limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """The batched form of one message in the plain form (or the local form of the first envelope): a batch
+    of one record under the same sender, seq, ts, corr and latched mark (other header fields, which no reader
+    of ours knows, are not carried). Array frames of ``threshold`` bytes or more go to ``put`` as in
+    ``local_from_plain`` (``put`` None: all stay inline). Raises EnvelopeError on a bad message."""
+    if len(frames) < 3:
+        raise EnvelopeError(f"expected at least 3 frames (topic, header, body), got {len(frames)}")
+    topic_raw = bytes(_buffer(frames[0]))
+    if topic_raw.startswith(b"@"):
+        topic_raw = topic_raw[topic_raw.find(b"/") + 1:]
+    topic = _decode_topic(topic_raw)
+    if len(frames) > 3:
+        local = local_from_plain([topic_raw, *frames[1:]], put if put is not None else _inline, threshold, limits)
+        frames = [topic_raw, frames[1], local[2], *local[3:]]
+    body_raw, arrays = _bounded_parts(frames, topic, limits)
+    head_raw = _buffer(frames[1])
+    if len(head_raw) > limits.max_header_bytes:
+        raise EnvelopeError(f"header of {len(head_raw)} bytes exceeds {limits.max_header_bytes}", topic)
+    header = _decode_header(head_raw, topic)
+    head: dict[str, Any] = {"v": BATCH_VERSION, "src": header.src}
+    if header.host:
+        head["host"] = header.host
+    if header.iid:
+        head["iid"] = header.iid
+    head["seq"] = header.seq
+    if header.latched:
+        head["latched"] = True
+    # The body goes in as its own bytes (msgpack values concatenate): array head, ts, body, corr.
+    if header.corr is None:
+        record = b"\x92" + msgpack.packb(header.ts) + bytes(body_raw)
+    else:
+        record = b"\x93" + msgpack.packb(header.ts) + bytes(body_raw) + msgpack.packb(header.corr)
+    return batch_frames(topic_raw, msgpack.packb(head), [record], arrays)
+
+
+def _inline(_flat: Any) -> None:
+    return None
+
+
+class Gatherer:
+    """Which gathered batches a publisher sends now (pure: the caller passes the time and owns the socket).
+
+    ``add`` takes one encoded record and returns the batches to send now,
+    oldest first, or None; ``due`` returns the batches whose time has come
+    (the publisher's flusher thread calls it at ``deadline_ns``);
+    ``take_all`` empties it (before a message with arrays, at close).
+    A batch is (topic frame without marker, first seq, records).
+    """
+
+    __slots__ = ("gather_ns", "max_records", "max_bytes", "pending", "deadline_ns", "last_send_ns")
+
+    def __init__(self, gather_ns: int = GATHER_NS, max_records: int = MAX_RECORDS, max_bytes: int = MAX_BYTES) -> None:
+        self.gather_ns = gather_ns
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.pending: dict[bytes, list[Any]] = {}
+        """Per topic frame: [first seq, records, bytes of records]."""
+        self.deadline_ns: int | None = None
+        """When the gathered batches must leave (monotonic ns); None when nothing is gathered."""
+        self.last_send_ns = -(1 << 62)
+
+    def add(self, topic_raw: bytes, seq: int, record: bytes, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+        pending = self.pending
+        if not pending:
+            if now_ns - self.last_send_ns >= self.gather_ns:
+                self.last_send_ns = now_ns
+                return [(topic_raw, seq, [record])]
+            pending[topic_raw] = [seq, [record], len(record)]
+            self.deadline_ns = self.last_send_ns + self.gather_ns
+            return None
+        p = pending.get(topic_raw)
+        if p is None:
+            pending[topic_raw] = p = [seq, [record], len(record)]
+        else:
+            p[1].append(record)
+            p[2] += len(record)
+        if now_ns >= self.deadline_ns or len(p[1]) >= self.max_records or p[2] >= self.max_bytes:  # type: ignore[operator]
+            return self.take_all(now_ns)
+        return None
+
+    def due(self, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+        if self.deadline_ns is not None and now_ns >= self.deadline_ns:
+            return self.take_all(now_ns)
+        return None
+
+    def take_all(self, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+        if not self.pending:
+            return None
+        out = [(t, p[0], p[1]) for t, p in self.pending.items()]
+        self.pending = {}
+        self.deadline_ns = None
+        self.last_send_ns = now_ns
+        return out

@@ -232,15 +232,16 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
 
 
 def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool, shm: str = "",
-                  frontend: str | None = None) -> dict[str, Any]:
+                  frontend: str | None = None, batched: bool = False) -> dict[str, Any]:
     """``shm``: a local subscriber, "view" (each frame a read-only view of the publisher's shared memory:
     the receiver reads all its bytes into a 64-bit xor checksum, then checks the generation: a frame
     overwritten meanwhile is a counted drop, not delivered) or "copy" (the Subscriber copies each frame
-    out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory)."""
+    out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory).
+    ``batched``: the subscriber opts in to the batched form (envelope version 2, ``Subscriber(batched=True)``)."""
     from bus.pubsub import Subscriber
 
     ctx = zmq.Context()
-    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view")
+    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view", batched=batched)
     xor = np.bitwise_xor.reduce
     checksum = 0
     if frontend is not None and not sub.wait_subscribed(frontend, START_TIMEOUT_S):
@@ -545,6 +546,7 @@ class Runner:
         """One measured run: fresh processes and sockets, results of every process.
 
         ``path``: "raw" (PUB -> SUB), "sensorium" (Publisher -> Broker -> Subscriber, arrays inline),
+        "batched" (the same, the subscriber opting in to envelope version 2, the batched form),
         "shm" (the same, the subscriber local: arrays through shared memory), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
@@ -561,7 +563,7 @@ class Runner:
         broker_conn = None
         rconns: list[Any] = []
         try:
-            if path in ("sensorium", "shm", "shm_copy", "raw_broker"):
+            if path in ("sensorium", "batched", "shm", "shm_copy", "raw_broker"):
                 frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
                 backend = f"ipc://{self.tmpdir}/b{tag}.sock"
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
@@ -569,11 +571,11 @@ class Runner:
                 _expect(broker_conn, "ready", START_TIMEOUT_S, "broker")
             else:
                 frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
-            if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
+            if path in ("sensorium", "batched", "shm", "shm_copy", "sens_direct"):
                 for _ in range(fanout):
                     proc, rconn = self._start(sens_receiver, backend, topic, kind, latency,
                                               {"shm": "view", "shm_copy": "copy"}.get(path, ""),
-                                              frontend if path != "sens_direct" else None)
+                                              frontend if path != "sens_direct" else None, path == "batched")
                     procs.append(proc)
                     rconns.append(rconn)
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
@@ -642,7 +644,7 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["latency_us"] = ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                               "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}
                              if lat.size else {"p50": float("nan"), "p99": float("nan"), "n": 0})
-    if path in ("sensorium", "shm", "shm_copy", "sens_direct"):
+    if path in ("sensorium", "batched", "shm", "shm_copy", "sens_direct"):
         out["gaps"] = r["gaps"]
         out["shm_drops"] = r["shm_drops"]
         out["shm_unavailable"] = s.get("shm_unavailable")
@@ -665,6 +667,9 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
             per_msg = 3 if kind == "small" or path != "sensorium" else 4
             out["broker_in"] = _frames_to_msgs(st["frontend_frames_in"], per_msg)
             out["broker_out"] = _frames_to_msgs(st["backend_frames_out"], per_msg)
+        if path == "batched" and st:  # two frames per batch, the end marker a batch of its own
+            out["batches_in"] = st["frontend_frames_in"] // 2
+            out["broker_in"] = out["broker_out"] = 0
     return out
 
 
@@ -772,7 +777,10 @@ def receive_floor(tmpdir: str, n: int) -> dict[str, float]:
     envelope must do (three receives, two msgpack decodes, nothing checked),
     and ``Subscriber.recv_nowait()``. ``floor_ratio`` (raw / floor) bounds
     the small-message throughput ratio any CPython receiver of this wire
-    format can reach, whatever else it does."""
+    format can reach, whatever else it does. ``batched_us``: the same
+    messages in the batched form (envelope version 2, 64 per batch) through
+    ``Subscriber(batched=True).recv_nowait()``."""
+    from bus.batched import batch_frames
     from bus.envelope import Encoder
     from bus.pubsub import Subscriber
 
@@ -790,24 +798,32 @@ def receive_floor(tmpdir: str, n: int) -> dict[str, float]:
     floor_sub.connect(endpoint)
     floor_sub.setsockopt(zmq.SUBSCRIBE, TOPIC_SMALL.encode())
     sens_sub = Subscriber(ctx, endpoint, [TOPIC_SMALL], hwm=0)
+    batched_sub = Subscriber(ctx, endpoint, [TOPIC_SMALL], hwm=0, batched=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not (raw_sub.poll(0) and floor_sub.poll(0) and sens_sub.sock.poll(0)):
+        while not (raw_sub.poll(0) and floor_sub.poll(0) and sens_sub.sock.poll(0) and batched_sub.sock.poll(0)):
             if time.monotonic() > deadline:
                 raise BenchError("receive floor: subscriptions never arrived")
             pub.send(b"raw-warmup")
             pub.send_multipart([TOPIC_SMALL.encode(), b"warmup"])
+            pub.send_multipart([b"@b/" + TOPIC_SMALL.encode(), b"warmup"])
             time.sleep(0.01)
         time.sleep(0.1)
-        for sock in (raw_sub, floor_sub, sens_sub.sock):
+        for sock in (raw_sub, floor_sub, sens_sub.sock, batched_sub.sock):
             while sock.poll(0):
                 sock.recv_multipart()
         encoder, body = Encoder(SRC), small_body(False)
         payload = b"raw" + b"x" * (SMALL_BYTES - 3)
+        records: list[bytes] = []
         for i in range(n):
             pub.send(payload)
             pub.send_multipart(encoder.encode(TOPIC_SMALL, i, time.time_ns(), body))
-        for sock in (raw_sub, floor_sub, sens_sub.sock):  # everything queued before timing
+            topic_raw, rec, _, _ = encoder.record(TOPIC_SMALL, time.time_ns(), body)
+            records.append(rec)
+            if len(records) == 64 or i == n - 1:
+                pub.send_multipart(batch_frames(topic_raw, encoder.batch_head(i + 1 - len(records)), records))
+                records = []
+        for sock in (raw_sub, floor_sub, sens_sub.sock, batched_sub.sock):  # everything queued before timing
             if not sock.poll(int(START_TIMEOUT_S * 1000)):
                 raise BenchError("receive floor: nothing arrived")
         time.sleep(0.5)
@@ -833,13 +849,23 @@ def receive_floor(tmpdir: str, n: int) -> dict[str, float]:
         sens_us = (time.perf_counter() - t0) / n * 1e6
         if sens_sub.stats.received != n:
             raise BenchError(f"receive floor: Subscriber got {sens_sub.stats.received} of {n}")
+
+        recv_nowait = batched_sub.recv_nowait
+        t0 = time.perf_counter()
+        for _ in range(n):
+            recv_nowait()
+        batched_us = (time.perf_counter() - t0) / n * 1e6
+        if batched_sub.stats.received != n:
+            raise BenchError(f"receive floor: batched Subscriber got {batched_sub.stats.received} of {n}")
     finally:
         for sock in (pub, raw_sub, floor_sub):
             sock.close(linger=0)
         sens_sub.close()
+        batched_sub.close()
         ctx.term()
     return {"n": n, "raw_recv_us": raw_us, "envelope_floor_us": floor_us, "subscriber_us": sens_us,
-            "floor_ratio": raw_us / floor_us, "subscriber_ratio": raw_us / sens_us}
+            "floor_ratio": raw_us / floor_us, "subscriber_ratio": raw_us / sens_us, "batched_us": batched_us,
+            "batched_ratio": raw_us / batched_us}
 
 
 # --------------------------------------------------------------------------- report
@@ -862,6 +888,7 @@ PATH_LABELS = {
     "raw_broker": "raw via broker",
     "sens_direct": "envelope, no broker",
     "sensorium": "sensorium (full)",
+    "batched": "sensorium v2 batched",
     "shm": "sensorium shm",
     "shm_copy": "shm, copying reader",
     "zenoh": "zenoh (shm off)",
@@ -918,12 +945,19 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
         fl = results["frame_latency"]
         peer("shm frame @30/s p50 (us)", "raw", fl["raw"][0]["latency_us"]["p50"], "shm",
              fl["shm"][0]["latency_us"]["p50"], "lower", TARGETS["shm_frame_p50_ratio"])
+    if "batched" in st:
+        peer("small throughput v2 vs v1 (msg/s)", "sensorium", _med(st["sensorium"], "msg_per_s"), "batched",
+             _med(st["batched"], "msg_per_s"), "higher")
     if "zenoh" in st:
-        peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), "sensorium",
-             _med(st["sensorium"], "msg_per_s"), "higher", TARGETS["small_vs_zenoh_ratio"])
+        best = "batched" if "batched" in st else "sensorium"
+        peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), best,
+             _med(st[best], "msg_per_s"), "higher", TARGETS["small_vs_zenoh_ratio"])
         sl = results["small_latency"]
         peer(f"small @{cfg['small_rate']:.0f}/s p50 vs zenoh (us)", "zenoh", sl["zenoh"][0]["latency_us"]["p50"],
-             "sensorium", sl["sensorium"][0]["latency_us"]["p50"], "lower", TARGETS["small_p50_vs_zenoh_ratio"])
+             best, sl[best][0]["latency_us"]["p50"], "lower", TARGETS["small_p50_vs_zenoh_ratio"])
+        if best != "sensorium":
+            peer(f"small @{cfg['small_rate']:.0f}/s p50 v1 vs zenoh (us)", "zenoh",
+                 sl["zenoh"][0]["latency_us"]["p50"], "sensorium", sl["sensorium"][0]["latency_us"]["p50"], "lower")
     if "zenoh" in ft:
         best = "shm" if "shm" in ft else "sensorium"
         peer("frame throughput vs zenoh (msg/s)", "zenoh", _med(ft["zenoh"], "msg_per_s"), best,
@@ -950,7 +984,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
                                   "runs": [run["msg_per_s"] for run in runs]}
                            for path, runs in results[scen].items() if runs}
 
-    sens_runs = [run for scen in results.values() for path in ("sensorium", "shm", "shm_copy")
+    sens_runs = [run for scen in results.values() for path in ("sensorium", "batched", "shm", "shm_copy")
                  for run in scen.get(path, [])]
     peer_runs = [run for scen in results.values() for path in ("zenoh", "zenoh_shm") for run in scen.get(path, [])]
     loss = {
@@ -1020,7 +1054,7 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print(f"  {'run':<26}{'sent':>10}{'received':>10}{'gaps':>8}{'drops':>6}{'unaccounted':>13}{'broker in':>11}"
           f"{'broker out':>12}  end")
     for scen, by_path in results.items():
-        for path in ("sensorium", "shm", "shm_copy"):
+        for path in ("sensorium", "batched", "shm", "shm_copy"):
             runs = by_path.get(path, [])
             for i, r in enumerate(runs):
                 name = (f"{scen}[{i}]" if len(runs) > 1 else scen) + ("" if path == "sensorium" else f" {path}")
@@ -1067,6 +1101,9 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
               f"{fl['subscriber_us']:.2f} us")
         print(f"  -> no CPython receiver of this wire format exceeds {fl['floor_ratio']:.2f}x raw; "
               f"the Subscriber's own bound is {fl['subscriber_ratio']:.2f}x")
+        if "batched_us" in fl:
+            print(f"  batched form (envelope v2, 64 per batch): Subscriber(batched=True).recv_nowait "
+                  f"{fl['batched_us']:.2f} us per message -> its bound {fl['batched_ratio']:.2f}x raw")
     print()
     la = report.get("loadavg")
     print("Targets:" + (f" (load average before {la[0]}, after {la[1]})" if la else ""))
@@ -1166,7 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
     zenoh_files_before = set(Path("/dev/shm").glob("*.zenoh"))
     try:
         for scen, kind, n, rate, repeat in plan:
-            paths = ("raw", "sensorium") + (("shm",) if kind == "frame" else ()) + peers[:1 if kind == "small"
+            paths = ("raw", "sensorium") + (("shm",) if kind == "frame" else ("batched",)) + peers[:1 if kind == "small"
                                                                                         else 2]
             paths += ("shm_copy",) if kind == "frame" and not rate else ()
             paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")

@@ -146,10 +146,6 @@ class Publisher:
         with self._lock:
             seq = self._seq.get(topic, 0)
             ts = time.time_ns()
-            if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-                self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-                if self.drain_subscriptions():
-                    self._forms.clear()
             forms = self._forms.get(topic)
             if forms is None:
                 forms = self._forms[topic] = self._forms_for(topic)
@@ -171,6 +167,12 @@ class Publisher:
                 self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
             self._seq[topic] = seq + 1
             self.sent += 1
+            # After the send, not before: reading the socket after a quiet spell costs tens of microseconds
+            # (its command queue), which the message must not wait for. The next message sees the change.
+            if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+                self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+                if self.drain_subscriptions():
+                    self._forms.clear()
             return seq
 
     def _arm(self) -> None:

@@ -40,8 +40,8 @@ from bus.envelope import (ARRAY_EXT, BATCH_MARKER, BATCH_VERSION, DEFAULT_LIMITS
                           _decode_header, _decode_topic, _UNPACK_ERRORS, local_from_plain)
 from bus.shm import ShmDropped, ShmReader
 
-GATHER_NS = 100_000
-"""Longest a message waits for others to share its batch, ns (0.1 ms); and the shortest time between two
+GATHER_NS = 200_000
+"""Longest a message waits for others to share its batch, ns (0.2 ms); and the shortest time between two
 sends of a publisher before it starts gathering."""
 MAX_RECORDS = 1024
 """Messages per batch."""
@@ -111,11 +111,15 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
     seq = seq0
     for i in range(1, n + 1):
         rec = batch[i]
-        if type(rec) is not list or not 2 <= len(rec) <= 3:
+        if type(rec) is not list:
             raise EnvelopeError(f"record {i - 1} is not [ts, body] or [ts, body, corr]", topic)
-        ts = rec[0]
-        body = rec[1]
-        corr = rec[2] if len(rec) == 3 else None
+        if len(rec) == 2:
+            ts, body = rec
+            corr = None
+        elif len(rec) == 3:
+            ts, body, corr = rec
+        else:
+            raise EnvelopeError(f"record {i - 1} is not [ts, body] or [ts, body, corr]", topic)
         if type(ts) is not int or ts < 0:
             raise EnvelopeError(f"record {i - 1}: ts must be an int >= 0 (ns since the epoch), got {ts!r}", topic)
         if type(body) is not dict:

@@ -226,6 +226,13 @@ class Gatherer:
 
     def add(self, topic_raw: bytes, seq: int, record: bytes, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
         pending = self.pending
+        p = pending.get(topic_raw)
+        if p is not None:  # the common case in a burst: one more for a batch under way
+            p[1].append(record)
+            p[2] += len(record)
+            if now_ns < self.deadline_ns and p[2] < self.max_bytes and len(p[1]) < self.max_records:  # type: ignore[operator]
+                return None
+            return self.take_all(now_ns)
         if not pending:
             if now_ns - self.last_send_ns >= self.gather_ns:
                 self.last_send_ns = now_ns
@@ -233,13 +240,8 @@ class Gatherer:
             pending[topic_raw] = [seq, [record], len(record)]
             self.deadline_ns = self.last_send_ns + self.gather_ns
             return None
-        p = pending.get(topic_raw)
-        if p is None:
-            pending[topic_raw] = p = [seq, [record], len(record)]
-        else:
-            p[1].append(record)
-            p[2] += len(record)
-        if now_ns >= self.deadline_ns or len(p[1]) >= self.max_records or p[2] >= self.max_bytes:  # type: ignore[operator]
+        pending[topic_raw] = p = [seq, [record], len(record)]
+        if now_ns >= self.deadline_ns or len(record) >= self.max_bytes:  # type: ignore[operator]
             return self.take_all(now_ns)
         return None
 

@@ -130,6 +130,8 @@ class Publisher:
         form), from the subscriptions."""
         self._subs_due = 0
         self._gather = Gatherer(gather_ns)
+        self._gather_add = self._gather.add
+        self._record = self._encoder.record
         self._lock = threading.Lock()
         """Held around every use of the socket: the flusher thread sends gathered batches."""
         self._wake = threading.Event()
@@ -150,12 +152,12 @@ class Publisher:
             if forms is None:
                 forms = self._forms[topic] = self._forms_for(topic)
             if forms[2]:
-                topic_raw, rec, arrays, in_shm = self._encoder.record(topic, ts, body, corr)
+                topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
                 if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
                     self._send_batches(self._gather.take_all(_monotonic_ns()))
                     self._send_batch(topic_raw, seq, [rec], arrays)
                 else:
-                    out = self._gather.add(topic_raw, seq, rec, _monotonic_ns())
+                    out = self._gather_add(topic_raw, seq, rec, _monotonic_ns())
                     if out is not None:
                         self._send_batches(out)
                     elif not self._armed:

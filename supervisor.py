@@ -765,7 +765,6 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self.heartbeats, zmq.POLLIN)
         poller.register(self.ctl, zmq.POLLIN)
-        poller.register(self.pub.sock, zmq.POLLIN)
         tick_ms = int(self.config.supervisor.tick_s * 1000)
         next_heartbeat = 0.0
         try:
@@ -776,8 +775,7 @@ class Supervisor:
                     self._read_heartbeats(now)
                 if self.ctl in events:
                     self._serve_control(now)
-                if self.pub.sock in events:
-                    self.pub.drain_subscriptions()
+                self.pub.drain_subscriptions()  # not polled: the publisher's flusher thread may send on it
                 if self._signals:
                     if self._shutdown_step(now):
                         break

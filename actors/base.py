@@ -298,17 +298,20 @@ class Actor(Generic[S]):
         assert self.sub is not None and self.pub is not None
         poller = self._poller = zmq.Poller()
         poller.register(self.sub.sock, zmq.POLLIN)
-        poller.register(self.pub.sock, zmq.POLLIN)
+        # Not the publisher's socket: its flusher thread may be sending on it. Subscription changes are read
+        # by every publish and here, at most every 0.1 s.
         for sock in self._socket_callbacks:
             poller.register(sock, zmq.POLLIN)
+        subscriptions_due = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             next_due = min((t.due for t in self._timers), default=now + 0.2)
-            timeout_ms = max(0, min(int((next_due - now) * 1000), 200))
+            timeout_ms = 0 if self.sub.pending() else max(0, min(int((next_due - now) * 1000), 200))
             events = dict(poller.poll(timeout_ms))
-            if self.sub.sock in events:
+            if self.sub.sock in events or self.sub.pending():
                 self._drain()
-            if self.pub.sock in events:
+            if now >= subscriptions_due:
+                subscriptions_due = now + 0.1
                 self.pub.drain_subscriptions()
             if self._socket_callbacks:
                 self._run_socket_callbacks(events)

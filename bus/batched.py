@@ -49,6 +49,9 @@ MAX_BYTES = 256 * 1024
 """Bytes of records per batch; a batch over it leaves at once."""
 MAX_RECORDS_READ = 65_535
 """The most records a reader accepts in one batch."""
+_HEAD_VALUE_TYPES = (str, int, bool, float, type(None))
+MAX_SEQ = (1 << 64) - 1
+"""seq is a msgpack uint64 (docs/wire.md, section 4)."""
 
 _new_header = tuple.__new__  # Header is a NamedTuple: building it from a tuple skips its __new__'s argument parsing
 
@@ -105,6 +108,8 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
         raise EnvelopeError(f"arrays in a batch of {n} records (only a batch of one carries arrays)", topic)
     _check_all_used(used, topic)
     src, seq0, iid, host, latched = _batch_head(batch[0], topic)
+    if seq0 + n - 1 > MAX_SEQ:
+        raise EnvelopeError(f"batch seqs {seq0}..{seq0 + n - 1} run past uint64", topic)
     size = nbytes // n
     out: list[Message] = []
     append = out.append
@@ -146,7 +151,10 @@ def _batch_head(head: Any, topic: str) -> tuple[str, int, str, str, bool]:
     iid = head.get("iid", "")
     host = head.get("host", "")
     latched = head.get("latched", False)
-    if v != BATCH_VERSION or type(v) is not int:
+    for value in head.values():  # arrays belong in bodies: an extension here is no head field
+        if type(value) not in _HEAD_VALUE_TYPES:
+            raise EnvelopeError(f"batch head field of type {type(value).__name__}", topic)
+    if type(v) is not int or v != BATCH_VERSION:
         raise EnvelopeError(f"batch envelope version {v!r} is not {BATCH_VERSION}", topic)
     if type(src) is not str or not src:
         raise EnvelopeError(f"batch src must be a non-empty str, got {src!r}", topic)
@@ -202,6 +210,10 @@ def _inline(_flat: Any) -> None:
     return None
 
 
+Batch = tuple[bytes, int, list[bytes]]
+"""(topic frame without its marker, first seq, records)."""
+
+
 class Gatherer:
     """Which gathered batches a publisher sends now (pure: the caller passes the time and owns the socket).
 
@@ -224,15 +236,28 @@ class Gatherer:
         """When the gathered batches must leave (monotonic ns); None when nothing is gathered."""
         self.last_send_ns = -(1 << 62)
 
-    def add(self, topic_raw: bytes, seq: int, record: bytes, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+    def add(self, topic_raw: bytes, seq: int, record: bytes, now_ns: int) -> list[Batch] | None:
         pending = self.pending
+        n = len(record)
         p = pending.get(topic_raw)
-        if p is not None:  # the common case in a burst: one more for a batch under way
-            p[1].append(record)
-            p[2] += len(record)
-            if now_ns < self.deadline_ns and p[2] < self.max_bytes and len(p[1]) < self.max_records:  # type: ignore[operator]
-                return None
-            return self.take_all(now_ns)
+        if p is not None:
+            if p[2] + n <= self.max_bytes and p[0] + len(p[1]) == seq:  # the common case: one more for the batch
+                p[1].append(record)
+                p[2] += n
+                if now_ns < self.deadline_ns and len(p[1]) < self.max_records \
+                        and p[2] < self.max_bytes:  # type: ignore[operator]
+                    return None
+                return self.take_all(now_ns)
+            # It would make the batch too big for a reader, or its seq does not follow: what was gathered goes
+            # first, this one after it, alone.
+            out = self.take_all(now_ns) or []
+            out.append((topic_raw, seq, [record]))
+            return out
+        if n >= self.max_bytes:
+            out = self.take_all(now_ns) or []
+            out.append((topic_raw, seq, [record]))
+            self.last_send_ns = now_ns
+            return out
         if not pending:
             if now_ns - self.last_send_ns >= self.gather_ns:
                 self.last_send_ns = now_ns
@@ -240,17 +265,17 @@ class Gatherer:
             pending[topic_raw] = [seq, [record], len(record)]
             self.deadline_ns = self.last_send_ns + self.gather_ns
             return None
-        pending[topic_raw] = p = [seq, [record], len(record)]
-        if now_ns >= self.deadline_ns or len(record) >= self.max_bytes:  # type: ignore[operator]
+        pending[topic_raw] = [seq, [record], n]
+        if now_ns >= self.deadline_ns:  # type: ignore[operator]
             return self.take_all(now_ns)
         return None
 
-    def due(self, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+    def due(self, now_ns: int) -> list[Batch] | None:
         if self.deadline_ns is not None and now_ns >= self.deadline_ns:
             return self.take_all(now_ns)
         return None
 
-    def take_all(self, now_ns: int) -> list[tuple[bytes, int, list[bytes]]] | None:
+    def take_all(self, now_ns: int) -> list[Batch] | None:
         if not self.pending:
             return None
         out = [(t, p[0], p[1]) for t, p in self.pending.items()]

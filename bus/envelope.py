@@ -41,8 +41,8 @@ references. No valid topic starts with '@', so only subscribers that ask for it 
 subscribers of everything ('') receive it (docs/wire.md, section 12)."""
 BATCH_MARKER = b"@b/"
 """Topic frame prefix of the *batched form* (envelope version 2, ``bus/batched.py``): one or more messages of
-one sender and topic in one frame, large arrays as shared-memory references; for subscribers that ask for it
-(``@b/TOPIC``) only (docs/wire.md, section 13)."""
+one sender and topic in one frame, large arrays as shared-memory references; sent only while someone asks for
+it (``@b/TOPIC``); a subscriber of everything ('') skips it (docs/wire.md, section 13)."""
 BATCH_VERSION = 2
 """Envelope version of the batched form."""
 

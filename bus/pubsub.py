@@ -37,8 +37,8 @@ import zmq
 
 from bus.batched import GATHER_NS, Gatherer, batch_from_plain, batch_frames, decode_batch
 from bus.burstlog import BurstLog
-from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message, decode,
-                          decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
+from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message,
+                          decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
 from bus.latched import is_news, latch_key, latched
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
@@ -142,10 +142,15 @@ class Publisher:
         self._closed = False
         self._batch_bytes: dict[bytes, int] = {}
         """Bytes sent in the batched form per topic frame (``topic_counts``)."""
+        self.batched_refused = 0
+        """Passed-on messages (``forward``, ``publish_frames``) that could not be put in the batched form."""
+        self._burst = BurstLog(log)
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
         with self._lock:
+            if self._closed:
+                raise zmq.ZMQError(zmq.ENOTSOCK, f"publisher {self.src} is closed")
             seq = self._seq.get(topic, 0)
             ts = time.time_ns()
             forms = self._forms.get(topic)
@@ -173,7 +178,7 @@ class Publisher:
             # (its command queue), which the message must not wait for. The next message sees the change.
             if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
                 self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-                if self.drain_subscriptions():
+                if self._drain_subscriptions():
                     self._forms.clear()
             return seq
 
@@ -310,12 +315,12 @@ class Publisher:
         with self._lock:
             self._seq[topic] = seq + 1
             self._bytes[topic] = self._bytes.get(topic, 0) + sum(len(memoryview(f)) for f in out)
-            self.drain_subscriptions()
+            self._drain_subscriptions()
             forms = self._forms_for(topic)
             # The other forms may carry their arrays inline: no copy into shared memory for a replay.
             if forms[2]:
                 self._send_batches(self._gather.take_all(time.monotonic_ns()))
-                self.sock.send_multipart(batch_from_plain(out), copy=False)
+                self._send_converted(out, None)
             if forms[1]:
                 self.sock.send_multipart([LOCAL_MARKER + bytes(out[0]), *out[1:]], copy=False)
             if forms[0]:
@@ -336,7 +341,7 @@ class Publisher:
         ts = time.time_ns()
         if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
             self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-            if self.drain_subscriptions():
+            if self._drain_subscriptions():
                 self._forms.clear()
         topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
         if topic[:1] == "@" or refers_to_shm(frames[2]):
@@ -347,7 +352,7 @@ class Publisher:
                 self._forms.clear()
             forms = self._forms[topic] = self._forms_for(topic)
         if forms[2]:
-            self.sock.send_multipart(batch_from_plain(frames, self._shm_put, self.shm_threshold), copy=False)
+            self._send_converted(frames, self._shm_put)
         send = self.sock.send
         if len(frames) == 3:
             if forms[1]:
@@ -375,7 +380,7 @@ class Publisher:
         ts = time.time_ns()
         if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
             self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-            if self.drain_subscriptions():
+            if self._drain_subscriptions():
                 self._forms.clear()
         send = self.sock.send
         all_forms = self._forms
@@ -386,7 +391,7 @@ class Publisher:
                     all_forms.clear()
                 forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
             if forms[2]:
-                self.sock.send_multipart(batch_from_plain([t, h, b]))
+                self._send_converted([t, h, b], None)
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)
                 send(h, _SNDMORE)
@@ -397,6 +402,19 @@ class Publisher:
                 send(b)
         self.sent += len(messages)
 
+    def _send_converted(self, frames: list[Any], put: Any) -> None:
+        """Another sender's plain message in the batched form, as a batch of one. One that cannot be put in that
+        form (a header or body over the limits, an older writer's oddity) is counted in ``batched_refused``,
+        logged once per burst and skipped in that form only."""
+        try:
+            out = batch_from_plain(frames, put, self.shm_threshold)
+        except EnvelopeError as exc:
+            self.batched_refused += 1
+            self._burst.error("batched_refused", "batched_form_refused", topic=exc.topic, reason=exc.reason,
+                              refused_total=self.batched_refused)
+            return
+        self.sock.send_multipart(out, copy=False)
+
     def topic_counts(self) -> dict[str, dict[str, int]]:
         """Per topic sent: ``out`` (messages) and ``bytes`` (all frames, every form), since this publisher was
         made."""
@@ -404,7 +422,13 @@ class Publisher:
                 for topic, n in self._seq.items()}
 
     def drain_subscriptions(self) -> bool:
-        """Read subscription changes forwarded by the broker (non-blocking); True if any came."""
+        """Read subscription changes forwarded by the broker (non-blocking); True if any came. For an owner
+        that waits on other sockets: call it now and then (publish reads them too); never poll ``sock``
+        yourself, the flusher thread may be sending on it."""
+        with self._lock:
+            return self._drain_subscriptions()
+
+    def _drain_subscriptions(self) -> bool:
         changed = False
         while True:
             try:
@@ -432,13 +456,14 @@ class Publisher:
         end = time.monotonic() + timeout_s
         while True:
             with self._lock:
-                self.drain_subscriptions()
+                self._drain_subscriptions()
                 if self.has_subscriber(topic):
                     return True
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            with self._lock:
+            with self._lock:  # nothing gathered may wait behind this poll: the flusher cannot send meanwhile
+                self._send_batches(self._gather.take_all(_monotonic_ns()))
                 self.sock.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLIN)
 
     def close(self) -> None:
@@ -606,6 +631,11 @@ class Subscriber:
 
     def wanted(self, topic: str) -> bool:
         return topic in self._exact or self._matches_prefix(topic)
+
+    def pending(self) -> int:
+        """Messages of a received batch not handed out yet: a reader that polls ``sock`` before
+        ``recv_nowait`` must not wait while this is non-zero (the socket shows nothing for them)."""
+        return len(self._ready)
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next wanted message, or None when nothing came within ``timeout_ms``

@@ -71,10 +71,18 @@ HEAD = {"v": 2, "src": "s", "seq": 0}
     (_packed([HEAD, [1, {"a": msgpack.ExtType(9, b"")}]]), "unknown extension"),
     (_packed([HEAD, [1, {"a": msgpack.ExtType(1, _packed(["|u1", [2], 0]))}], [2, {}]]), "array frame index"),
     (b"\x92\x80", "bad batch"),
+    (_packed([{**HEAD, "seq": (1 << 64) - 1}, [1, {}], [2, {}]]), "past uint64"),
+    (_packed([{**HEAD, "extra": [1]}, [1, {}]]), "head field"),
 ])
 def test_bad_batches_are_refused_with_a_reason(batch, reason):
     with pytest.raises(EnvelopeError, match=reason):
         decode_batch(b"t.x", batch, [])
+
+
+def test_an_array_in_the_head_is_refused_not_a_crash():
+    ref = msgpack.ExtType(1, _packed(["|u1", [2], 0]))
+    with pytest.raises(EnvelopeError, match="head field"):
+        decode_batch(b"t.x", _packed([{**HEAD, "v": ref}, [1, {}]]), [b"\x01\x02"])
 
 
 def test_arrays_are_carried_only_by_a_batch_of_one():
@@ -174,8 +182,25 @@ def test_a_full_batch_leaves_without_waiting():
     assert g.add(b"a", 3, b"r", 3) == [(b"a", 1, [b"r", b"r", b"r"])]
     g = Gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
     g.add(b"a", 0, b"r", 0)
+    assert g.add(b"a", 1, b"x" * 40, 1) is None
+    assert g.add(b"a", 2, b"x" * 60, 2) == [(b"a", 1, [b"x" * 40, b"x" * 60])]  # full at 100 bytes
+
+
+def test_no_batch_grows_past_max_bytes_and_a_big_record_goes_alone_after_what_was_gathered():
+    g = Gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
+    g.add(b"a", 0, b"r", 0)
     assert g.add(b"a", 1, b"x" * 60, 1) is None
-    assert g.add(b"a", 2, b"x" * 60, 2) == [(b"a", 1, [b"x" * 60, b"x" * 60])]
+    assert g.add(b"a", 2, b"y" * 60, 2) == [(b"a", 1, [b"x" * 60]), (b"a", 2, [b"y" * 60])]
+    assert g.add(b"a", 3, b"s", 3) is None
+    assert g.add(b"b", 0, b"z" * 500, 4) == [(b"a", 3, [b"s"]), (b"b", 0, [b"z" * 500])]
+    assert not g.pending
+
+
+def test_a_seq_that_does_not_follow_starts_a_new_batch():
+    g = Gatherer(gather_ns=10**9)
+    g.add(b"a", 4, b"r4", 0)
+    assert g.add(b"a", 5, b"r5", 1) is None
+    assert g.add(b"a", 7, b"r7", 2) == [(b"a", 5, [b"r5"]), (b"a", 7, [b"r7"])]
 
 
 def test_take_all_empties_it_in_topic_order():
@@ -235,6 +260,23 @@ def test_a_burst_reaches_a_batched_subscriber_in_few_frames_and_an_outside_one_i
     for s in (outside, spy):
         s.close()
     pub.close(), sub.close()
+
+
+def test_messages_left_from_a_batch_are_pending_while_the_socket_shows_nothing(broker):
+    sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
+    assert sub.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=60 * 10**9)
+    _ready(pub, BATCH_MARKER + b"imu.raw")
+    for i in range(5):
+        pub.publish("imu.raw", {"i": i})
+    pub.flush()
+    assert sub.recv(WAIT_MS).body == {"i": 0}  # the first went alone
+    assert sub.recv(WAIT_MS).body == {"i": 1}  # the other four came as one batch
+    assert sub.pending() == 3 and not sub.sock.poll(100)
+    assert [sub.recv_nowait().body["i"] for _ in range(3)] == [2, 3, 4] and sub.pending() == 0
+    with pytest.raises(zmq.ZMQError):
+        pub.close() or pub.publish("imu.raw", {"i": 5})  # a closed publisher says so, it does not gather
+    sub.close()
 
 
 def test_what_is_left_gathered_is_sent_by_the_flusher_without_another_publish(broker):

@@ -153,6 +153,10 @@ class Publisher:
                 raise zmq.ZMQError(zmq.ENOTSOCK, f"publisher {self.src} is closed")
             seq = self._seq.get(topic, 0)
             ts = time.time_ns()
+            if self._subs_due == 0:  # a new publisher's first message: the subscriptions already forwarded first
+                self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+                self._drain_subscriptions()
+                self._forms.clear()
             forms = self._forms.get(topic)
             if forms is None:
                 forms = self._forms[topic] = self._forms_for(topic)

@@ -209,6 +209,9 @@ def test_every_actor_state_is_replayed_and_a_bare_broker_replays_nothing(broker,
         watcher = Subscriber(ctx, bare.backend, ["sys.actor"])
         subs.append(watcher)
         assert watcher.wait_subscribed(bare.frontend, WAIT_S)
+        # The broker has the subscription; the publisher gets it on its own connection, maybe later (one CI run
+        # published first and the message had no subscriber yet).
+        assert bare_pub.wait_for_subscriber("sys.actor", WAIT_S)
         bare_pub.publish("sys.actor", ActorEvent(actor="a", event="ready").to_body())
         assert watcher.recv(timeout_ms=int(WAIT_S * 1000)) is not None
         late = Subscriber(ctx, bare.backend, ["sys.actor"])

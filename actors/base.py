@@ -306,9 +306,9 @@ class Actor(Generic[S]):
         while not self._stop.is_set():
             now = time.monotonic()
             next_due = min((t.due for t in self._timers), default=now + 0.2)
-            timeout_ms = 0 if self.sub.pending() else max(0, min(int((next_due - now) * 1000), 200))
+            timeout_ms = max(0, min(int((next_due - now) * 1000), 200))
             events = dict(poller.poll(timeout_ms))
-            if self.sub.sock in events or self.sub.pending():
+            if self.sub.sock in events:
                 self._drain()
             if now >= subscriptions_due:
                 subscriptions_due = now + 0.1

@@ -842,21 +842,18 @@ def receive_floor(tmpdir: str, n: int) -> dict[str, float]:
             unpackb(recv())
         floor_us = (time.perf_counter() - t0) / n * 1e6
 
-        recv_nowait = sens_sub.recv_nowait
-        t0 = time.perf_counter()
-        for _ in range(n):
-            recv_nowait()
-        sens_us = (time.perf_counter() - t0) / n * 1e6
-        if sens_sub.stats.received != n:
-            raise BenchError(f"receive floor: Subscriber got {sens_sub.stats.received} of {n}")
+        def drain_us(sub: Subscriber, what: str) -> float:
+            recv_nowait = sub.recv_nowait
+            t0 = time.perf_counter()
+            for _ in range(n):
+                recv_nowait()
+            took_us = (time.perf_counter() - t0) / n * 1e6
+            if sub.stats.received != n:
+                raise BenchError(f"receive floor: {what} got {sub.stats.received} of {n}")
+            return took_us
 
-        recv_nowait = batched_sub.recv_nowait
-        t0 = time.perf_counter()
-        for _ in range(n):
-            recv_nowait()
-        batched_us = (time.perf_counter() - t0) / n * 1e6
-        if batched_sub.stats.received != n:
-            raise BenchError(f"receive floor: batched Subscriber got {batched_sub.stats.received} of {n}")
+        sens_us = drain_us(sens_sub, "Subscriber")
+        batched_us = drain_us(batched_sub, "batched Subscriber")
     finally:
         for sock in (pub, raw_sub, floor_sub):
             sock.close(linger=0)

@@ -37,7 +37,7 @@ import msgpack
 from bus.envelope import (ARRAY_EXT, BATCH_MARKER, BATCH_VERSION, DEFAULT_LIMITS, MAX_HOST_BYTES, MAX_IID_BYTES,
                           SHM_EXT, EnvelopeError, Header, Limits, Message, _array_from_ref, _array_from_shm,
                           _array_prefix, _buffer, _bounded_parts, _check_all_used, _check_optional_str,
-                          _decode_header, _decode_topic, _UNPACK_ERRORS, local_from_plain)
+                          _decode_header, _decode_topic, _message_bytes, _UNPACK_ERRORS, local_from_plain)
 from bus.shm import ShmDropped, ShmReader
 
 GATHER_NS = 200_000
@@ -68,13 +68,7 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
     receiver counts the seq). Every bound is checked before unpacking, as ``decode_parts`` does."""
     topic = _decode_topic(topic_raw)
     n_batch = len(batch_raw)
-    nbytes = len(topic_raw) + n_batch + len(BATCH_MARKER)
-    if array_bufs:
-        if len(array_bufs) > limits.max_arrays:
-            raise EnvelopeError(f"{len(array_bufs)} array frames exceed {limits.max_arrays}", topic)
-        nbytes += sum(len(b) for b in array_bufs)
-    if nbytes > limits.max_message_bytes:
-        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    nbytes = _message_bytes(len(topic_raw) + n_batch + len(BATCH_MARKER), array_bufs, limits, topic)
     if n_batch > limits.max_body_bytes:
         raise EnvelopeError(f"batch of {n_batch} bytes exceeds {limits.max_body_bytes}", topic)
     used = [False] * len(array_bufs)

@@ -417,13 +417,7 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
         if topic is None:
             topic = _decode_topic(topic_raw)
     n_head, n_body = len(head_raw), len(body_raw)
-    nbytes = len(topic_raw) + n_head + n_body
-    if array_bufs:
-        if len(array_bufs) > limits.max_arrays:
-            raise EnvelopeError(f"{len(array_bufs)} array frames exceed {limits.max_arrays}", topic)
-        nbytes += sum(len(b) for b in array_bufs)
-    if nbytes > limits.max_message_bytes:
-        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    nbytes = _message_bytes(len(topic_raw) + n_head + n_body, array_bufs, limits, topic)
     if n_head > limits.max_header_bytes:
         raise EnvelopeError(f"header of {n_head} bytes exceeds {limits.max_header_bytes}", topic)
     if n_body > limits.max_body_bytes:
@@ -436,6 +430,17 @@ def decode_parts(topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Seq
         exc.message = Message(topic, header, {}, nbytes)  # so that the receiver counts its seq
         raise
     return Message(topic, header, body, nbytes)
+
+
+def _message_bytes(nbytes: int, array_bufs: Sequence[Any], limits: Limits, topic: str) -> int:
+    """``nbytes`` of the message's other frames plus its array frames, within ``limits`` (both forms)."""
+    if array_bufs:
+        if len(array_bufs) > limits.max_arrays:
+            raise EnvelopeError(f"{len(array_bufs)} array frames exceed {limits.max_arrays}", topic)
+        nbytes += sum(len(b) for b in array_bufs)
+    if nbytes > limits.max_message_bytes:
+        raise EnvelopeError(f"message of {nbytes} bytes exceeds {limits.max_message_bytes}", topic)
+    return nbytes
 
 
 def decode_header(head_raw: Any, topic: str = "", limits: Limits = DEFAULT_LIMITS) -> Header:

@@ -60,6 +60,8 @@ _FORMS_MAX = 4096
 """Topics whose forms a publisher remembers; beyond it the cache starts again (forwarded topics are many)."""
 _NOBLOCK = int(zmq.NOBLOCK)
 _monotonic_ns = time.monotonic_ns
+_NO_ARRAYS: list[Any] = []
+"""The array frames of a message without any (shared: never appended to)."""
 
 log = structlog.get_logger("bus")
 
@@ -698,16 +700,10 @@ class Subscriber:
         if not head.more:
             return self._malformed(EnvelopeError("message of 2 frames; expected topic, header, body"))
         body = recv(_NOBLOCK, copy=False)
-        array_bufs: list[Any] = []
         if not body.more:
-            body_raw = body.bytes
+            body_raw, array_bufs = body.bytes, _NO_ARRAYS
         else:
-            body_raw = body.buffer
-            more = True
-            while more:
-                frame = recv(_NOBLOCK, copy=False)
-                array_bufs.append(frame.buffer)
-                more = frame.more
+            body_raw, array_bufs = body.buffer, self._array_frames()
         if topic_raw[:1] == b"@" and self._shm is None:
             self.stats.local_skipped += 1
             return None
@@ -743,12 +739,7 @@ class Subscriber:
             else:
                 self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
             return self._malformed(EnvelopeError("batched message of 1 frame; expected topic, batch"))
-        array_bufs: list[Any] = []
-        more = batch.more
-        while more:
-            frame = recv(_NOBLOCK, copy=False)
-            array_bufs.append(frame.buffer)
-            more = frame.more
+        array_bufs = self._array_frames() if batch.more else _NO_ARRAYS
         if not self._batched:
             self.stats.local_skipped += 1
             return None
@@ -783,6 +774,17 @@ class Subscriber:
         self.stats.received += len(msgs)
         self._ready.extend(msgs[1:])
         return first
+
+    def _array_frames(self) -> list[Any]:
+        """The array frames that end the message under way, uncopied."""
+        recv = self.sock.recv
+        bufs: list[Any] = []
+        more = True
+        while more:
+            frame = recv(_NOBLOCK, copy=False)
+            bufs.append(frame.buffer)
+            more = frame.more
+        return bufs
 
     def decode(self, frames: list[Any]) -> Message | None:
         """Decode and account one received multipart message; None if malformed or unwanted."""

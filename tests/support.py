@@ -45,6 +45,15 @@ def write_config(folder: Path, actors_toml: str, extra_toml: str = "") -> Path:
     return path
 
 
+def raw_sub(ctx: zmq.Context, backend: str, prefix: bytes) -> zmq.Socket:
+    """A bare pyzmq SUB on the broker's backend: an outside client that knows only the documented frames."""
+    s = ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(backend)
+    s.setsockopt(zmq.SUBSCRIBE, prefix)
+    return s
+
+
 def wait_until(predicate: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "condition") -> Any:
     end = time.monotonic() + timeout_s
     while True:

@@ -245,7 +245,7 @@ class DetectorActor(Actor[DetectorSettings]):
         # Work on it now unless another message is already waiting (it may be
         # a newer frame); the timer catches a frame left behind by a command.
         assert self.sub is not None
-        if not self.sub.pending() and not self.sub.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if not self.sub.sock.get(zmq.EVENTS) & zmq.POLLIN:
             self.detect_latest()
 
     def detect_latest(self) -> None:

@@ -13,7 +13,7 @@ import zmq
 from bus.batched import Gatherer, batch_frames, batch_from_plain, decode_batch
 from bus.envelope import BATCH_MARKER, EnvelopeError, Encoder, Header, Limits, encode, mark_latched
 from bus.pubsub import Publisher, Subscriber
-from tests.support import wait_until
+from tests.support import raw_sub, wait_until
 
 WAIT_MS = 20_000
 
@@ -216,22 +216,14 @@ def test_take_all_empties_it_in_topic_order():
 # -- over a real broker ----------------------------------------------------------
 
 
-def _raw_sub(broker, prefix: bytes) -> zmq.Socket:
-    s = broker.ctx.socket(zmq.SUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(broker.backend)
-    s.setsockopt(zmq.SUBSCRIBE, prefix)
-    return s
-
-
 def _ready(pub: Publisher, *subscriptions: bytes) -> None:
     wait_until(lambda: pub.drain_subscriptions() or set(subscriptions) <= pub.subscriptions,
                what=f"subscriptions {subscriptions}")
 
 
 def test_a_burst_reaches_a_batched_subscriber_in_few_frames_and_an_outside_one_in_version_1(broker):
-    outside = _raw_sub(broker, b"imu.raw")  # pyzmq + msgpack only: knows the first envelope
-    spy = _raw_sub(broker, BATCH_MARKER + b"imu.raw")
+    outside = raw_sub(broker.ctx, broker.backend, b"imu.raw")  # pyzmq + msgpack only: knows the first envelope
+    spy = raw_sub(broker.ctx, broker.backend, BATCH_MARKER + b"imu.raw")
     sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
     assert sub.wait_subscribed(broker.frontend, 20)
     pub = Publisher(broker.ctx, broker.frontend, "imu")

@@ -19,7 +19,7 @@ import zmq
 from bus import shm
 from bus.envelope import LOCAL_MARKER, SHM_EXT
 from bus.pubsub import Publisher, Subscriber
-from tests.support import wait_until
+from tests.support import raw_sub, wait_until
 
 WAIT_MS = 20_000
 REPO = Path(__file__).resolve().parents[2]
@@ -93,18 +93,10 @@ def test_a_slow_reader_counts_overwritten_frames_as_drops_and_loses_nothing_unac
     pub.close(), sub.close()
 
 
-def _raw_sub(broker, prefix: bytes) -> zmq.Socket:
-    s = broker.ctx.socket(zmq.SUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(broker.backend)
-    s.setsockopt(zmq.SUBSCRIBE, prefix)
-    return s
-
-
 def test_an_outside_subscriber_gets_inline_bytes_while_a_local_one_gets_references(broker):
     """Only pyzmq + msgpack on the outside: the documented plain frames, with the array's bytes."""
-    outside = _raw_sub(broker, b"camera.frame")
-    spy = _raw_sub(broker, LOCAL_MARKER + b"camera.frame")  # sees the local form as it travels
+    outside = raw_sub(broker.ctx, broker.backend, b"camera.frame")
+    spy = raw_sub(broker.ctx, broker.backend, LOCAL_MARKER + b"camera.frame")  # sees the local form as it travels
     local = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)
     everything = Subscriber(broker.ctx, broker.backend, prefixes=[""])  # a tap: plain, all topics
     assert local.wait_subscribed(broker.frontend, 20) and everything.wait_subscribed(broker.frontend, 20)

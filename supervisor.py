@@ -47,7 +47,7 @@ import structlog
 import zmq
 
 from actors.registry import Registry, load_config
-from bus import control, shm
+from bus import control, direct, shm
 from bus import tools as bus_tools
 from bus.broker import Broker
 from bus.cli import BUS_COMMANDS, CliCommand
@@ -186,7 +186,10 @@ class ActorProcess:
     the supervisor's terminal reaches only the supervisor, which then stops
     the actors in order."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], actor_log: ActorLog) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], actor_log: ActorLog,
+                 direct_dir: Path | None = None) -> None:
+        self.direct_dir = direct_dir
+        """The bus' direct-link folder, where the actor's publishers listened (bus/direct.py)."""
         self.popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, process_group=0, text=True, errors="replace")
         self.pid = self.popen.pid
@@ -206,7 +209,7 @@ class ActorProcess:
             self._reader.join(timeout=1.0)
             if not self._segments_removed:
                 self._segments_removed = True
-                remove_shared_memory(self.pid)
+                remove_shared_memory(self.pid, self.direct_dir)
         return code
 
     def terminate(self) -> None:
@@ -224,16 +227,19 @@ class ActorProcess:
             pass
 
 
-def remove_shared_memory(pid: int) -> None:
-    """An exited actor's shared-memory segments (bus/shm.py) go with it: nobody else writes them, and
-    after a SIGKILL nobody else would remove them."""
+def remove_shared_memory(pid: int, direct_dir: Path | None = None) -> None:
+    """An exited actor's shared-memory segments (bus/shm.py) and direct-link endpoints (bus/direct.py) go
+    with it: nobody else uses them, and after a SIGKILL nobody else would remove them."""
     try:
         removed = shm.remove_segments_of(pid)
+        endpoints = direct.remove_endpoints_of(pid, direct_dir) if direct_dir is not None else []
     except OSError as exc:
         log.error("shm_cleanup_failed", pid=pid, error=str(exc))
         return
     if removed:
         log.info("shm_segments_removed", pid=pid, segments=removed)
+    if endpoints:
+        log.info("direct_endpoints_removed", pid=pid, endpoints=endpoints)
 
 
 # --------------------------------------------------------------------------
@@ -702,7 +708,7 @@ class Supervisor:
         env[SUPERVISOR_PID_ENV] = str(os.getpid())
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        return ActorProcess(argv, env, self.logs[watcher.name])
+        return ActorProcess(argv, env, self.logs[watcher.name], self.paths.endpoints.direct_dir)
 
     def _emit(self, event: ActorEvent) -> None:
         # "actor" in a log line is the one writing it (the supervisor): the subject goes under "name".
@@ -729,9 +735,14 @@ class Supervisor:
         stale = shm.sweep_dead()
         if stale:
             log.warning("shm_stale_segments_removed", segments=stale)
+        direct_dir = self.paths.endpoints.direct_dir
+        stale = direct.sweep_dead(direct_dir) if direct_dir is not None else []
+        if stale:
+            log.warning("direct_stale_endpoints_removed", endpoints=stale)
         self.broker = Broker(self.paths.endpoints.frontend, self.paths.endpoints.backend, hwm=bus.hwm,
                              max_message_bytes=bus.max_message_bytes, ctx=self.ctx).start()
-        self.pub = Publisher(self.ctx, self.paths.endpoints.frontend, SUPERVISOR_SRC, hwm=bus.hwm, linger_ms=500)
+        self.pub = Publisher(self.ctx, self.paths.endpoints.frontend, SUPERVISOR_SRC, hwm=bus.hwm, linger_ms=500,
+                             direct_dir=direct_dir)
         self.limits = Limits(max_message_bytes=bus.max_message_bytes)
         # A raw SUB: the reader filters by sender on the header alone (see _read_heartbeats).
         self.heartbeats = self.ctx.socket(zmq.SUB)

@@ -228,7 +228,7 @@ class Actor(Generic[S]):
         self._install_signal_handlers()
         self._start_watchdog()
         self.pub = Publisher(self._ctx, self.endpoints.frontend, self.name, hwm=self._hwm,
-                             shm_threshold=self._shm[0], shm_slots=self._shm[1])
+                             shm_threshold=self._shm[0], shm_slots=self._shm[1], direct_dir=self.endpoints.direct_dir)
         self.sub = Subscriber(self._ctx, self.endpoints.backend, hwm=self._hwm, limits=self._limits)
         try:
             self._connect()

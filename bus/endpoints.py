@@ -19,6 +19,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from bus.direct import folder_for
 from config.paths import Locations, default_endpoint
 from config.schema import Config
 
@@ -99,6 +100,12 @@ class Endpoints:
 
     def all(self) -> list[str]:
         return [self.frontend, self.backend, self.control]
+
+    @property
+    def direct_dir(self) -> Path | None:
+        """Where this bus' publishers listen for direct subscribers of this host (bus/direct.py): a
+        folder beside the frontend's ipc socket; None on a tcp bus."""
+        return folder_for(self.frontend)
 
 
 @dataclass(frozen=True)

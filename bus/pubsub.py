@@ -37,6 +37,7 @@ import zmq
 
 from bus.batched import GATHER_NS, Gatherer, batch_from_plain, batch_frames, decode_batch
 from bus.burstlog import BurstLog
+from bus.direct import DISCOVER_EVERY_NS, DirectLinks, bind as bind_direct
 from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message,
                           decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
 from bus.latched import is_news, latch_key, latched
@@ -99,6 +100,11 @@ class Publisher:
     (``bus.batched.Gatherer``; a thread of this publisher sends what is
     still gathered when the time is up). Order holds per topic.
 
+    ``direct_dir``: the socket also listens at a direct endpoint in that
+    folder (``bus/direct.py``, docs/wire.md section 14), where direct
+    subscribers of this host connect without the broker; ZeroMQ routes
+    each form per connection, so nobody gets a message twice.
+
     Not thread-safe for callers (one thread publishes); its own flushing
     thread shares the socket under a lock.
     """
@@ -106,7 +112,7 @@ class Publisher:
     def __init__(self, ctx: zmq.Context, endpoint: str, src: str, *, hwm: int = DEFAULT_HWM,
                  linger_ms: int = 1000, iid: str | None = None, host: str | None = None,
                  shm_threshold: int = DEFAULT_THRESHOLD_BYTES, shm_slots: int = DEFAULT_SLOTS,
-                 shm_dir: Path = SHM_DIR, gather_ns: int = GATHER_NS) -> None:
+                 shm_dir: Path = SHM_DIR, gather_ns: int = GATHER_NS, direct_dir: Path | None = None) -> None:
         self.src = src
         self.iid = new_instance_id() if iid is None else iid
         self.host = origin_host() if host is None else host
@@ -114,6 +120,14 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, linger_ms)
         self.sock.connect(endpoint)
+        self.direct_endpoint: Path | None = None
+        """The socket file where direct subscribers connect (``direct_dir``), removed at ``close``."""
+        if direct_dir is not None:
+            try:
+                self.direct_endpoint = bind_direct(self.sock, direct_dir)
+            except BaseException:
+                self.sock.close(0)
+                raise
         self._seq: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._encoder = Encoder(src, host=self.host, iid=self.iid)
@@ -486,6 +500,8 @@ class Publisher:
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         self.sock.close()
+        if self.direct_endpoint is not None:  # ZeroMQ removes it when the listener closes; after a crash, not
+            self.direct_endpoint.unlink(missing_ok=True)
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -544,20 +560,31 @@ class Subscriber:
     which ``recv`` hands out one by one. Senders that only speak the first
     envelope (an outside publisher that does not answer ``@b/``
     subscriptions) are not heard by such a subscription.
+
+
+    ``direct_dir`` (implies ``shm``; ``endpoint`` must then be None): a
+    *direct subscriber* (``bus/direct.py``, docs/wire.md section 14). It
+    connects to every publisher of this host that listens in that folder,
+    not to the broker, and finds new ones while it waits (``recv``) or when
+    ``recv_nowait`` finds nothing. It hears only such publishers, and no
+    latched replays.
     """
 
     MAX_STREAMS = 65_536
     """Bound on tracked (host, src, iid, topic) streams; beyond it tracking starts afresh."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = (), *,
+    def __init__(self, ctx: zmq.Context, endpoint: str | None, topics: Iterable[str] = (), *,
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
                  shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR,
-                 batched: bool = False) -> None:
+                 batched: bool = False, direct_dir: Path | None = None) -> None:
+        if (endpoint is None) == (direct_dir is None):
+            raise ValueError("a Subscriber connects to the broker (endpoint) or to direct links (direct_dir): "
+                             "one of the two; with both, messages would arrive twice")
         self.limits = limits
         self._batched = batched
         self._ready: deque[Message] = deque()
         """Messages of a received batch not handed out yet."""
-        shm = shm or batched
+        shm = shm or batched or direct_dir is not None
         self._shm_default = shm
         self._shm_views = shm_views
         self._shm_dir = shm_dir
@@ -566,7 +593,10 @@ class Subscriber:
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes)
-        self.sock.connect(endpoint)
+        self.direct: DirectLinks | None = None
+        """A direct subscriber's links to the publishers of its folder."""
+        if endpoint is not None:
+            self.sock.connect(endpoint)
         self.stats = SubscriberStats()
         self.keep_frames = False
         """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
@@ -589,6 +619,9 @@ class Subscriber:
             self.subscribe(t)
         for p in prefixes:
             self.subscribe(p, exact=False)
+        if direct_dir is not None:
+            self.direct = DirectLinks(self.sock, direct_dir)
+            self.direct.scan()
 
     def subscribe(self, topic: str, exact: bool = True, shm: bool | None = None) -> None:
         """``shm``: this subscription in the local form (None: as the subscriber was made)."""
@@ -650,15 +683,21 @@ class Subscriber:
         if self._ready:
             return self._ready.popleft()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        # A direct subscriber wakes up to look for new publishers (recv_nowait looks when it finds nothing).
+        slice_ms = None if self.direct is None else DISCOVER_EVERY_NS // 1_000_000
         while True:
             try:
                 msg = self.recv_nowait()
             except zmq.Again:
                 if deadline is None:
-                    self.sock.poll(None, zmq.POLLIN)
+                    self.sock.poll(slice_ms, zmq.POLLIN)
                     continue
                 left_ms = int((deadline - time.monotonic()) * 1000)
-                if left_ms <= 0 or not self.sock.poll(left_ms, zmq.POLLIN):
+                if left_ms <= 0:
+                    return None
+                if slice_ms is not None:
+                    self.sock.poll(min(left_ms, slice_ms), zmq.POLLIN)
+                elif not self.sock.poll(left_ms, zmq.POLLIN):
                     return None
                 continue
             if msg is not None:
@@ -681,7 +720,12 @@ class Subscriber:
         recv = self.sock.recv
         topic_raw = self._next_topic
         if topic_raw is None:
-            topic_raw = recv(_NOBLOCK)
+            try:
+                topic_raw = recv(_NOBLOCK)
+            except zmq.Again:
+                if self.direct is not None:
+                    self.direct.maybe_scan(_monotonic_ns())
+                raise
         else:
             self._next_topic = None
         if topic_raw[:3] == BATCH_MARKER:

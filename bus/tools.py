@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, TextIO
 import numpy as np
 import zmq
 
+from bus.direct import folder_for
 from bus.endpoints import runtime_paths
 from bus.envelope import Message
 from bus.messages import Command, CommandReply
@@ -115,7 +116,8 @@ def inject(ctx: zmq.Context, frontend: str, topic: str, body: dict[str, Any], *,
     joiner). Returns (messages sent, whether a subscriber was seen).
     """
     validate_topic(topic)
-    pub = Publisher(ctx, frontend, src or f"inject@{socket.gethostname()}-{os.getpid()}", linger_ms=5000)
+    pub = Publisher(ctx, frontend, src or f"inject@{socket.gethostname()}-{os.getpid()}", linger_ms=5000,
+                    direct_dir=folder_for(frontend))
     try:
         listened = pub.wait_for_subscriber(topic, wait_s)
         period = 1.0 / rate_hz if rate_hz > 0 else 0.0

@@ -167,7 +167,8 @@ class BridgeActor(Actor[BridgeSettings]):
         # Imports are passed on under their senders' headers, in the forms this host's subscribers asked for:
         # large arrays through this bridge's shared-memory ring for local (``shm``) subscribers.
         self.out = Publisher(self.ctx, self.endpoints.frontend, f"{self.name}.imports", hwm=self._hwm,
-                             host=self.host, shm_threshold=self._shm[0], shm_slots=self._shm[1])
+                             host=self.host, shm_threshold=self._shm[0], shm_slots=self._shm[1],
+                             direct_dir=self.endpoints.direct_dir)
         # Exports are read in the local form: every Sensorium publisher sends it to whoever asks, and its
         # large arrays come from the publisher's ring (one copy here) instead of through the broker.
         self.shm_reader = ShmReader(views=True)

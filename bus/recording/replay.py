@@ -107,8 +107,9 @@ def replay(config: Config, file: Path, *, speed: float = 1.0, topics: list[str] 
     wanted = topic_filter(topics)
     stop = stop or threading.Event()
     report = ReplayReport()
-    pub = Publisher(zmq.Context.instance(), runtime_paths(config).endpoints.frontend, src, hwm=config.bus.hwm,
-                    linger_ms=5000)
+    endpoints = runtime_paths(config).endpoints
+    pub = Publisher(zmq.Context.instance(), endpoints.frontend, src, hwm=config.bus.hwm, linger_ms=5000,
+                    direct_dir=endpoints.direct_dir)
     try:
         first = next((t for t in sorted(present) if wanted(t)), None)
         if first is not None:

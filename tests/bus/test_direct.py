@@ -1,0 +1,167 @@
+"""Direct links between processes of one host (bus/direct.py, docs/wire.md section 14): real publishers,
+real subscribers, a real broker beside them, real processes killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from bus import direct
+from bus.pubsub import Publisher, Subscriber
+from tests.support import wait_until
+
+WAIT_MS = 20_000
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _image(value: int = 7) -> np.ndarray:
+    return np.full((120, 160, 3), value, dtype=np.uint8)
+
+
+def _linked(pub: Publisher, sub: Subscriber, topic: str) -> None:
+    """Wait until the publisher holds the direct subscriber's subscription (the subscriber finds the
+    publisher while it waits: recv with a short timeout)."""
+    def seen() -> bool:
+        sub.recv(10)
+        pub.drain_subscriptions()
+        return pub.has_subscriber(topic)
+    wait_until(seen, what=f"the direct subscription of {topic} at the publisher")
+
+
+def test_a_direct_subscriber_gets_every_message_once_beside_a_broker_subscriber(broker, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=folder)
+    assert pub.direct_endpoint is not None and pub.direct_endpoint.parent == folder
+    plain = Subscriber(broker.ctx, broker.backend, ["camera.frame"])
+    local = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)  # through the broker
+    mine = Subscriber(broker.ctx, None, ["camera.frame"], direct_dir=folder, shm_views=True)
+    assert plain.wait_subscribed(broker.frontend, 20) and local.wait_subscribed(broker.frontend, 20)
+    _linked(pub, mine, "camera.frame")
+    wait_until(lambda: pub.drain_subscriptions() or len(pub.subscriptions) >= 2, what="broker subscriptions")
+    images = [_image(i) for i in range(5)]
+    for i, image in enumerate(images):
+        pub.publish("camera.frame", {"image": image, "i": i})
+    for sub in (plain, local, mine):
+        got = [sub.recv(WAIT_MS) for _ in images]
+        assert [m.body["i"] for m in got] == list(range(5))
+        for m, image in zip(got, images):
+            np.testing.assert_array_equal(m.body["image"], image)
+        assert sub.recv(300) is None, "a message arrived twice"
+        assert (sub.stats.received, sub.stats.gaps, sub.stats.malformed) == (5, 0, 0)
+    assert not mine.recv(0) and mine.still_valid(got[-1])
+    assert not mine.stats.local_skipped
+    for s in (plain, local, mine):
+        s.close()
+    pub.close()
+
+
+def test_small_messages_go_direct_in_the_batched_form_and_a_late_publisher_is_found(ipc_dir):
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, batched=True)
+    assert sub.recv(50) is None and sub.direct.connected == {}
+    # No broker at all: the publisher's broker connection waits for one, the direct link works meanwhile.
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
+    _linked(pub, sub, "imu.raw")
+    for i in range(2_000):
+        pub.publish("imu.raw", {"i": i})
+    pub.flush()
+    got = [sub.recv(WAIT_MS) for _ in range(2_000)]
+    assert [m.body["i"] for m in got] == list(range(2_000))
+    assert {m.header.v for m in got} == {2}  # batched
+    assert (sub.stats.gaps, sub.stats.malformed) == (0, 0)
+    pub.close(), sub.close()
+    ctx.term()
+
+
+def test_the_endpoint_goes_when_the_publisher_closes_and_the_subscriber_lets_go(ipc_dir):
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "cam", direct_dir=folder)
+    name = pub.direct_endpoint.name
+    assert direct.owner_pid(name) == os.getpid() and name in direct.endpoints(folder)
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    sub = Subscriber(ctx, None, ["t"], direct_dir=folder)
+    assert name in sub.direct.connected
+    pub.close()
+    assert name not in direct.endpoints(folder)
+    assert sub.direct.scan() and sub.direct.connected == {}
+    sub.close()
+    ctx.term()
+
+
+def test_a_subscriber_is_made_for_the_broker_or_for_direct_links_not_both(ipc_dir):
+    ctx = zmq.Context()
+    with pytest.raises(ValueError, match="one of the two"):
+        Subscriber(ctx, f"ipc://{ipc_dir}/b", direct_dir=ipc_dir / "d")
+    with pytest.raises(ValueError, match="one of the two"):
+        Subscriber(ctx, None)
+    ctx.term()
+
+
+def test_a_too_long_folder_is_refused_with_its_path(tmp_path):
+    ctx = zmq.Context()
+    folder = tmp_path / ("x" * 90)
+    with pytest.raises(ValueError, match="over 100 bytes"):
+        Publisher(ctx, "ipc:///tmp/none", "cam", direct_dir=folder)
+    ctx.term()
+
+
+def test_folder_for_is_beside_the_ipc_socket_and_none_on_tcp():
+    assert direct.folder_for("ipc:///run/user/1/sensorium/frontend") == Path("/run/user/1/sensorium/d")
+    assert direct.folder_for("tcp://127.0.0.1:5555") is None
+
+
+_KILLED_PUBLISHER = textwrap.dedent("""
+    import os, signal, sys, time
+    import numpy as np, zmq
+    from bus.pubsub import Publisher
+    folder = sys.argv[1]
+    pub = Publisher(zmq.Context(), "ipc://" + folder + "/nobroker", "victim", direct_dir=folder + "/d")
+    print(pub.direct_endpoint.name, flush=True)
+    end = time.monotonic() + 30
+    while not pub.has_subscriber("cam.x") and time.monotonic() < end:
+        pub.drain_subscriptions()
+        time.sleep(0.01)
+    for i in range(5):
+        pub.publish("cam.x", {"image": np.full(1 << 17, i, np.uint8)})
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_killed_publisher_leaves_an_endpoint_subscribers_skip_and_the_sweep_removes(ipc_dir):
+    folder = ipc_dir / "d"
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, None, ["cam.x"], direct_dir=folder)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PUBLISHER, str(ipc_dir)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        name = proc.stdout.readline().strip()
+        got = []
+        wait_until(lambda: got.append(sub.recv(50)) or len([m for m in got if m]) == 5, what="5 frames")
+        frames = [m for m in got if m]
+        assert [int(m.body["image"][0]) for m in frames] == list(range(5))
+        assert proc.wait(60) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert name in direct.endpoints(folder)  # nobody closed it
+    late = Subscriber(ctx, None, ["cam.x"], direct_dir=folder)
+    assert late.direct.connected == {}  # a file of a dead process is not connected to
+    assert direct.sweep_dead(folder) == [name] and direct.endpoints(folder) == []
+    mine = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "alive", direct_dir=folder)
+    assert direct.sweep_dead(folder) == [] and direct.remove_endpoints_of(os.getpid(), folder) == [
+        mine.direct_endpoint.name]
+    for s in (sub, late, mine):
+        s.close()
+    ctx.term()

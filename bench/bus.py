@@ -85,6 +85,10 @@ TARGETS = {
 }
 FANOUT = 4
 """Local subscribers of the fan-out scenario."""
+LINKED_PATHS = ("shm_direct", "batched_direct")
+"""Sensorium paths over direct links (bus/direct.py): the subscriber takes messages from the publisher itself."""
+SENS_PATHS = ("sensorium", "batched", "batched_direct", "shm", "shm_direct", "shm_copy")
+"""Every full-envelope Sensorium path (the loss accounting covers them all)."""
 
 _MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
 _TS = struct.Struct("<Q")
@@ -152,6 +156,12 @@ def _expect(conn: Any, what: str, timeout_s: float, role: str) -> Any:
     return value
 
 
+def sync_marker(reader: int) -> str:
+    """A direct reader's own topic: the publisher starts when it has every reader's (a topic's subscriptions
+    reach it in order, over each reader's own link)."""
+    return f"bench.sync.{reader}"
+
+
 def _pace(t0: float, i: int, period: float) -> None:
     delay = t0 + i * period - time.perf_counter()
     if delay > 0:
@@ -184,21 +194,27 @@ def broker_proc(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
 
 
 def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: float | None,
-                direct: bool = False, shm_slots: int = SHM_SLOTS) -> dict[str, Any]:
+                direct: bool = False, shm_slots: int = SHM_SLOTS, direct_dir: str | None = None,
+                readers: int = 1) -> dict[str, Any]:
     """Publish ``n`` messages (as fast as possible, or paced at ``rate``/s), then an end marker.
 
     ``direct`` (diagnostic): no broker; the publisher's socket binds ``frontend``
     and the subscriber connects to it, as a raw PUB/SUB pair would.
+    ``direct_dir``: the publisher also listens there for direct subscribers (bus/direct.py), as every
+    runtime publisher does; the publisher then waits for each of the ``readers`` direct subscribers' marker
+    (``sync_marker``), as the broker paths wait for the broker to hold each reader's subscription.
     """
     from bus.pubsub import Publisher
 
     ctx = zmq.Context()
-    pub = Publisher(ctx, frontend, SRC, hwm=HWM, shm_slots=shm_slots)
+    pub = Publisher(ctx, frontend, SRC, hwm=HWM, shm_slots=shm_slots,
+                    direct_dir=Path(direct_dir) if direct_dir else None)
     if direct:
         pub.sock.disconnect(frontend)
         pub.sock.bind(frontend)
-    if not pub.wait_for_subscriber(topic, START_TIMEOUT_S):
-        raise BenchError(f"no subscriber for {topic} within {START_TIMEOUT_S} s")
+    for marker in [sync_marker(i) for i in range(readers)] if direct_dir else [topic]:
+        if not pub.wait_for_subscriber(marker, START_TIMEOUT_S):
+            raise BenchError(f"no subscriber for {marker} within {START_TIMEOUT_S} s")
     publish = pub.publish
     cpu0 = _cpu_s()
     if kind == "small":
@@ -231,21 +247,27 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
             "send_rate": n / (t1 - t0) if t1 > t0 else 0.0, "cpu_s": cpu1 - cpu0}
 
 
-def sens_receiver(conn: Any, backend: str, topic: str, kind: str, latency: bool, shm: str = "",
-                  frontend: str | None = None, batched: bool = False) -> dict[str, Any]:
+def sens_receiver(conn: Any, backend: str | None, topic: str, kind: str, latency: bool, shm: str = "",
+                  frontend: str | None = None, batched: bool = False, direct_dir: str | None = None,
+                  reader: int = 0) -> dict[str, Any]:
     """``shm``: a local subscriber, "view" (each frame a read-only view of the publisher's shared memory:
     the receiver reads all its bytes into a 64-bit xor checksum, then checks the generation: a frame
     overwritten meanwhile is a counted drop, not delivered) or "copy" (the Subscriber copies each frame
     out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory).
-    ``batched``: the subscriber opts in to the batched form (envelope version 2, ``Subscriber(batched=True)``)."""
+    ``batched``: the subscriber opts in to the batched form (envelope version 2, ``Subscriber(batched=True)``).
+    ``direct_dir``: a direct subscriber (bus/direct.py): it connects to the publishers listening there, not to
+    the broker (``backend`` None)."""
     from bus.pubsub import Subscriber
 
     ctx = zmq.Context()
-    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view", batched=batched)
+    sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view", batched=batched,
+                     direct_dir=Path(direct_dir) if direct_dir else None)
     xor = np.bitwise_xor.reduce
     checksum = 0
     if frontend is not None and not sub.wait_subscribed(frontend, START_TIMEOUT_S):
         raise BenchError("subscription never reached the broker")
+    if direct_dir:  # subscribed after the topic: once the publisher sees it, it has the topic's subscription too
+        sub.subscribe(sync_marker(reader))
     conn.send(("ready", None))
     recv = sub.recv
     perf = time.perf_counter
@@ -547,7 +569,9 @@ class Runner:
 
         ``path``: "raw" (PUB -> SUB), "sensorium" (Publisher -> Broker -> Subscriber, arrays inline),
         "batched" (the same, the subscriber opting in to envelope version 2, the batched form),
-        "shm" (the same, the subscriber local: arrays through shared memory), "zenoh" / "zenoh_shm"
+        "shm" (the same, the subscriber local: arrays through shared memory), "shm_direct" / "batched_direct"
+        (the shm / batched subscriber linked straight to the publisher, bus/direct.py: no broker in the
+        path, none started), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
         no broker). ``fanout``: subscribers of the Sensorium paths (each its own process).
@@ -569,18 +593,23 @@ class Runner:
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
                 procs.append(proc)
                 _expect(broker_conn, "ready", START_TIMEOUT_S, "broker")
+            elif path in LINKED_PATHS:
+                frontend = f"ipc://{self.tmpdir}/f{tag}.sock"  # nobody binds it: no broker
             else:
                 frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
-            if path in ("sensorium", "batched", "shm", "shm_copy", "sens_direct"):
-                for _ in range(fanout):
-                    proc, rconn = self._start(sens_receiver, backend, topic, kind, latency,
-                                              {"shm": "view", "shm_copy": "copy"}.get(path, ""),
-                                              frontend if path != "sens_direct" else None, path == "batched")
+            direct_dir = f"{self.tmpdir}/l{tag}" if path in LINKED_PATHS else None
+            if path in SENS_PATHS or path == "sens_direct":
+                for i in range(fanout):
+                    proc, rconn = self._start(sens_receiver, None if direct_dir else backend, topic, kind, latency,
+                                              {"shm": "view", "shm_direct": "view", "shm_copy": "copy"}.get(path, ""),
+                                              frontend if path not in ("sens_direct", *LINKED_PATHS) else None,
+                                              path in ("batched", "batched_direct"), direct_dir, i)
                     procs.append(proc)
                     rconns.append(rconn)
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
                 slots = min(n + 1, SHM_SLOTS_MAX) if rate is None else SHM_SLOTS
-                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct", slots)
+                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct", slots,
+                                          direct_dir, fanout)
                 procs.append(proc)
             elif path in ("zenoh", "zenoh_shm"):
                 endpoint = f"tcp/127.0.0.1:{_free_tcp_port()}"
@@ -644,7 +673,7 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["latency_us"] = ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                               "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}
                              if lat.size else {"p50": float("nan"), "p99": float("nan"), "n": 0})
-    if path in ("sensorium", "batched", "shm", "shm_copy", "sens_direct"):
+    if path in SENS_PATHS or path == "sens_direct":
         out["gaps"] = r["gaps"]
         out["shm_drops"] = r["shm_drops"]
         out["shm_unavailable"] = s.get("shm_unavailable")
@@ -887,6 +916,8 @@ PATH_LABELS = {
     "sensorium": "sensorium (full)",
     "batched": "sensorium v2 batched",
     "shm": "sensorium shm",
+    "shm_direct": "shm, direct link",
+    "batched_direct": "v2 batched, direct",
     "shm_copy": "shm, copying reader",
     "zenoh": "zenoh (shm off)",
     "zenoh_shm": "zenoh (shm on)",
@@ -932,31 +963,35 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
             entry["pass"] = bool(ratio >= target) if better == "higher" else bool(ratio <= target)
         rows.append(entry)
 
-    if "shm" in ft:
-        peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), "shm",
-             _med(ft["shm"], "msg_per_s"), "higher", TARGETS["shm_frame_throughput_ratio"])
-        lost = sum(r.get("shm_drops", 0) for r in ft["shm"])
-        if lost:  # a rate of what was read while most frames were overwritten is not a throughput
+    # The targets are taken on the direct links when measured (a local reader's path since bus/direct.py);
+    # the same forms through the broker are shown beside them, without a target.
+    shm_paths = [p for p in ("shm_direct", "shm") if p in ft]
+    for i, path in enumerate(shm_paths):
+        target = TARGETS["shm_frame_throughput_ratio"] if i == 0 else None
+        peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), path,
+             _med(ft[path], "msg_per_s"), "higher", target)
+        lost = sum(r.get("shm_drops", 0) for r in ft[path])
+        if lost and target is not None:  # a rate of what was read while most frames were overwritten is not one
             rows[-1]["pass"] = False
             rows[-1]["target"] += f" (MISS: {lost} frames overwritten before the read)"
         fl = results["frame_latency"]
-        peer("shm frame @30/s p50 (us)", "raw", fl["raw"][0]["latency_us"]["p50"], "shm",
-             fl["shm"][0]["latency_us"]["p50"], "lower", TARGETS["shm_frame_p50_ratio"])
+        peer("shm frame @30/s p50 (us)", "raw", fl["raw"][0]["latency_us"]["p50"], path,
+             fl[path][0]["latency_us"]["p50"], "lower", TARGETS["shm_frame_p50_ratio"] if i == 0 else None)
     if "batched" in st:
         peer("small throughput v2 vs v1 (msg/s)", "sensorium", _med(st["sensorium"], "msg_per_s"), "batched",
              _med(st["batched"], "msg_per_s"), "higher")
     if "zenoh" in st:
-        best = "batched" if "batched" in st else "sensorium"
-        peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), best,
-             _med(st[best], "msg_per_s"), "higher", TARGETS["small_vs_zenoh_ratio"])
+        small_paths = [p for p in ("batched_direct", "batched", "sensorium") if p in st]
         sl = results["small_latency"]
-        peer(f"small @{cfg['small_rate']:.0f}/s p50 vs zenoh (us)", "zenoh", sl["zenoh"][0]["latency_us"]["p50"],
-             best, sl[best][0]["latency_us"]["p50"], "lower", TARGETS["small_p50_vs_zenoh_ratio"])
-        if best != "sensorium":
-            peer(f"small @{cfg['small_rate']:.0f}/s p50 v1 vs zenoh (us)", "zenoh",
-                 sl["zenoh"][0]["latency_us"]["p50"], "sensorium", sl["sensorium"][0]["latency_us"]["p50"], "lower")
+        for i, path in enumerate(small_paths):
+            peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), path,
+                 _med(st[path], "msg_per_s"), "higher", TARGETS["small_vs_zenoh_ratio"] if i == 0 else None)
+        for i, path in enumerate(small_paths):
+            peer(f"small @{cfg['small_rate']:.0f}/s p50 vs zenoh (us)", "zenoh", sl["zenoh"][0]["latency_us"]["p50"],
+                 path, sl[path][0]["latency_us"]["p50"], "lower",
+                 TARGETS["small_p50_vs_zenoh_ratio"] if i == 0 else None)
     if "zenoh" in ft:
-        best = "shm" if "shm" in ft else "sensorium"
+        best = shm_paths[0] if shm_paths else "sensorium"
         peer("frame throughput vs zenoh (msg/s)", "zenoh", _med(ft["zenoh"], "msg_per_s"), best,
              _med(ft[best], "msg_per_s"), "higher", TARGETS["frame_vs_zenoh_ratio"])
         if "zenoh_shm" in ft:
@@ -967,8 +1002,9 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
              fl[best][0]["latency_us"]["p50"], "lower")
     fo = results.get("fanout")
     if fo:
-        peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", fo["sensorium"][0]["cpu_ms_per_delivered"],
-             "shm", fo["shm"][0]["cpu_ms_per_delivered"], "lower", TARGETS["fanout_cpu_ratio"])
+        for i, path in enumerate(p for p in ("shm_direct", "shm") if p in fo):
+            peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", fo["sensorium"][0]["cpu_ms_per_delivered"],
+                 path, fo[path][0]["cpu_ms_per_delivered"], "lower", TARGETS["fanout_cpu_ratio"] if i == 0 else None)
 
     # Where the throughput gap comes from: the broker hop alone, the envelope alone, both.
     breakdown = {}
@@ -981,7 +1017,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
                                   "runs": [run["msg_per_s"] for run in runs]}
                            for path, runs in results[scen].items() if runs}
 
-    sens_runs = [run for scen in results.values() for path in ("sensorium", "batched", "shm", "shm_copy")
+    sens_runs = [run for scen in results.values() for path in SENS_PATHS
                  for run in scen.get(path, [])]
     peer_runs = [run for scen in results.values() for path in ("zenoh", "zenoh_shm") for run in scen.get(path, [])]
     loss = {
@@ -1051,7 +1087,7 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
     print(f"  {'run':<26}{'sent':>10}{'received':>10}{'gaps':>8}{'drops':>6}{'unaccounted':>13}{'broker in':>11}"
           f"{'broker out':>12}  end")
     for scen, by_path in results.items():
-        for path in ("sensorium", "batched", "shm", "shm_copy"):
+        for path in SENS_PATHS:
             runs = by_path.get(path, [])
             for i, r in enumerate(runs):
                 name = (f"{scen}[{i}]" if len(runs) > 1 else scen) + ("" if path == "sensorium" else f" {path}")
@@ -1069,10 +1105,10 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
         print()
         print(f"Fan-out, {FANOUT} local subscribers of 640x480x3 frames paced at {cfg['fanout_rate']:g}/s:"
               " CPU s (publisher + broker + subscribers) per delivered frame")
-        for path in ("sensorium", "shm"):
+        for path in ("sensorium", "shm", "shm_direct"):
             r = fo[path][0]
             print(f"  {PATH_LABELS[path]:<20} {r['cpu_ms_per_delivered']:.2f} ms/frame  (total {r['total_cpu_s']:.2f} s"
-                  f" = pub {r['sender_cpu_s']:.2f} + broker {r['broker_cpu_s_work']:.2f} + subs"
+                  f" = pub {r['sender_cpu_s']:.2f} + broker {r.get('broker_cpu_s_work', 0.0):.2f} + subs"
                   f" {r['receivers_cpu_s']:.2f}; delivered {r['received_all']:,} of {r['sent'] * FANOUT:,},"
                   f" drops {r['shm_drops']})")
     k9 = report.get("kill9")
@@ -1119,16 +1155,22 @@ def plot(report: dict[str, Any], path: Path) -> bool:
         print("note: matplotlib is not importable, skipping the plot (bus.json has every number)")
         return False
     rows = report["rows"]
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.2 * len(rows), 4.2))
-    for ax, r in zip(axes, rows):
-        bars = ax.bar(["raw", "sensorium"], [r["raw"], r["sensorium"]], color=["#888888", "#2a7ab0"])
+    ncols = min(6, len(rows))
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, rows):
+        base, path = r.get("baseline", "raw"), r.get("path", "sensorium")
+        bars = ax.bar([base, PATH_LABELS.get(path, path).replace(", ", "\n")], [r["raw"], r["sensorium"]],
+                      color=["#888888", "#2a7ab0"])
         ax.set_title(r["metric"].replace(" (", "\n("), fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=6)
         ax.bar_label(bars, labels=[_fmt(r["raw"]), _fmt(r["sensorium"])], fontsize=6)
         sub = f"{r['ratio']:.2f}x" + (f"  {'PASS' if r['pass'] else 'MISS'}" if "pass" in r else "")
         ax.set_xlabel(sub, fontsize=8, color=("black" if "pass" not in r else ("green" if r["pass"] else "red")))
-    fig.suptitle("Sensorium bus vs raw pyzmq PUB/SUB over ipc:// (higher is better for throughput, "
-                 "lower for latency)", fontsize=9)
+    fig.suptitle("Sensorium bus vs raw pyzmq PUB/SUB over ipc:// and zenoh-python (higher is better for "
+                 "throughput, lower for latency and CPU)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1200,8 +1242,8 @@ def main(argv: list[str] | None = None) -> int:
     zenoh_files_before = set(Path("/dev/shm").glob("*.zenoh"))
     try:
         for scen, kind, n, rate, repeat in plan:
-            paths = ("raw", "sensorium") + (("shm",) if kind == "frame" else ("batched",)) + peers[:1 if kind == "small"
-                                                                                        else 2]
+            paths = (("raw", "sensorium") + (("shm", "shm_direct") if kind == "frame" else ("batched", "batched_direct"))
+                     + peers[:1 if kind == "small" else 2])
             paths += ("shm_copy",) if kind == "frame" and not rate else ()
             paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")
             results[scen] = {path: [] for path in paths}
@@ -1226,7 +1268,7 @@ def main(argv: list[str] | None = None) -> int:
         kill = None
         if args.only in (None, "frame"):
             results["fanout"] = {}
-            for path in ("sensorium", "shm"):
+            for path in ("sensorium", "shm", "shm_direct"):
                 print(f"[{time.monotonic() - started:6.1f}s] fanout x{FANOUT} {PATH_LABELS[path]}: {cfg['fanout_n']}"
                       f" frames paced at {cfg['fanout_rate']:g}/s ...", end="", flush=True)
                 res = runner.run(path, "frame", cfg["fanout_n"], cfg["fanout_rate"], fanout=FANOUT)

@@ -60,6 +60,8 @@ _SNDMORE = int(zmq.SNDMORE)
 _FORMS_MAX = 4096
 """Topics whose forms a publisher remembers; beyond it the cache starts again (forwarded topics are many)."""
 _NOBLOCK = int(zmq.NOBLOCK)
+_RCVTIMEO_MAX_MS = 2**31 - 1
+"""ZeroMQ's receive timeout is a C int; a longer wait is waited in turns."""
 _monotonic_ns = time.monotonic_ns
 _NO_ARRAYS: list[Any] = []
 """The array frames of a message without any (shared: never appended to)."""
@@ -691,7 +693,7 @@ class Subscriber:
             if deadline is None:
                 wait_ms = slice_ms
             else:
-                left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+                left_ms = min(max(int((deadline - time.monotonic()) * 1000 + 0.999), 0), _RCVTIMEO_MAX_MS)
                 wait_ms = left_ms if slice_ms < 0 else min(left_ms, slice_ms)
             # The first frame is waited for in ZeroMQ's own receive (the socket's timeout), not in a poll
             # first: one wake-up and one call less per message, which a paced reader pays on every one.

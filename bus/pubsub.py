@@ -124,12 +124,15 @@ class Publisher:
         self.sock.connect(endpoint)
         self.direct_endpoint: Path | None = None
         """The socket file where direct subscribers connect (``direct_dir``), removed at ``close``."""
+        self.direct_unavailable: str | None = None
+        """Why no direct endpoint could be made in ``direct_dir`` (the broker still carries everything)."""
         if direct_dir is not None:
             try:
                 self.direct_endpoint = bind_direct(self.sock, direct_dir)
-            except BaseException:
-                self.sock.close(0)
-                raise
+            except (ValueError, OSError, zmq.ZMQError) as exc:
+                self.direct_unavailable = str(exc)
+                log.warning("direct_link_unavailable", src=src, folder=str(direct_dir), reason=str(exc),
+                            detail="direct subscribers will not hear this publisher; the broker carries everything")
         self._seq: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._encoder = Encoder(src, host=self.host, iid=self.iid)
@@ -567,8 +570,8 @@ class Subscriber:
     ``direct_dir`` (implies ``shm``; ``endpoint`` must then be None): a
     *direct subscriber* (``bus/direct.py``, docs/wire.md section 14). It
     connects to every publisher of this host that listens in that folder,
-    not to the broker, and finds new ones while it waits (``recv``) or when
-    ``recv_nowait`` finds nothing. It hears only such publishers, and no
+    not to the broker, and finds new ones within 0.1 s while it reads
+    (``recv``, ``recv_nowait``). It hears only such publishers, and no
     latched replays.
     """
 
@@ -659,6 +662,9 @@ class Subscriber:
         every earlier subscription of this socket is in the broker too, and
         any publisher connecting from now on will honour them.
         """
+        if self.direct is not None:
+            raise ValueError("a direct subscriber is not connected to a broker: a publisher sees its subscriptions "
+                             "itself (Publisher.wait_for_subscriber)")
         marker = f"sys.sync.{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self.sock.setsockopt(zmq.SUBSCRIBE, marker.encode())
         pub = Publisher(self.sock.context, frontend, "sync", linger_ms=0)
@@ -687,7 +693,7 @@ class Subscriber:
         if self._ready:
             return self._ready.popleft()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        # A direct subscriber wakes up to look for new publishers (_take looks when it finds nothing).
+        # A direct subscriber wakes up to look for new publishers (_take looks before each receive).
         slice_ms = -1 if self.direct is None else DISCOVER_EVERY_NS // 1_000_000
         while True:
             if deadline is None:
@@ -730,12 +736,9 @@ class Subscriber:
         recv = self.sock.recv
         topic_raw = self._next_topic
         if topic_raw is None:
-            try:
-                topic_raw = recv(flags)
-            except zmq.Again:
-                if self.direct is not None:
-                    self.direct.maybe_scan(_monotonic_ns())
-                raise
+            if self.direct is not None:  # also under steady traffic: a new publisher is found within 0.1 s
+                self.direct.maybe_scan(_monotonic_ns())
+            topic_raw = recv(flags)
         else:
             self._next_topic = None
         if topic_raw[:3] == BATCH_MARKER:

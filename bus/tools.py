@@ -70,17 +70,25 @@ def message_to_json(msg: Message, full: bool = False) -> str:
 
 def tap(ctx: zmq.Context, frontend: str, backend: str, prefixes: Iterable[str], *, count: int | None = None,
         full: bool = False, out: TextIO = sys.stdout, timeout_s: float | None = None,
-        on_listening: Callable[[], None] = lambda: None) -> int:
+        on_listening: Callable[[], None] = lambda: None, direct: bool = False) -> int:
     """Print matching messages as JSON lines until ``count`` are printed or the timeout.
 
     ``on_listening`` is called once the broker holds the subscriptions, so a
     script knows from when on nothing is missed. Returns the number printed.
+    ``direct``: read straight from this host's publishers over direct links (bus/direct.py), arrays through
+    shared memory, instead of through the broker; ``on_listening`` is called after the first look for them.
     """
-    sub = Subscriber(ctx, backend, prefixes=list(prefixes) or [""])
+    if direct:
+        folder = folder_for(frontend)
+        if folder is None:
+            raise ValueError(f"direct links need a bus on ipc://, not {frontend}")
+        sub = Subscriber(ctx, None, prefixes=list(prefixes) or [""], direct_dir=folder)
+    else:
+        sub = Subscriber(ctx, backend, prefixes=list(prefixes) or [""])
     printed = 0
     end = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        if sub.wait_subscribed(frontend, 10.0 if timeout_s is None else min(timeout_s, 10.0)):
+        if direct or sub.wait_subscribed(frontend, 10.0 if timeout_s is None else min(timeout_s, 10.0)):
             on_listening()
         while count is None or printed < count:
             if end is not None and time.monotonic() >= end:
@@ -189,13 +197,19 @@ def tap_main(argv: list[str], config: Config) -> int:
     p.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--full", action="store_true", help="print arrays in full instead of dtype and shape")
+    p.add_argument("--direct", action="store_true",
+                   help="read straight from this host's publishers (direct links, no broker; arrays through shared "
+                        "memory); outside publishers and latched values are not heard")
     args = p.parse_args(argv)
     endpoints = runtime_paths(config).endpoints
     try:
         tap(zmq.Context.instance(), endpoints.frontend, endpoints.backend, args.prefixes, count=args.count,
-            full=args.full, timeout_s=args.timeout,
+            full=args.full, timeout_s=args.timeout, direct=args.direct,
             on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
                                        file=sys.stderr, flush=True))
+    except ValueError as exc:  # --direct on a bus without ipc
+        print(f"tap: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

@@ -104,15 +104,23 @@ def test_a_subscriber_is_made_for_the_broker_or_for_direct_links_not_both(ipc_di
         Subscriber(ctx, f"ipc://{ipc_dir}/b", direct_dir=ipc_dir / "d")
     with pytest.raises(ValueError, match="one of the two"):
         Subscriber(ctx, None)
+    linked = Subscriber(ctx, None, ["t"], direct_dir=ipc_dir / "d")
+    with pytest.raises(ValueError, match="not connected to a broker"):
+        linked.wait_subscribed(f"ipc://{ipc_dir}/f", 1)
+    linked.close()
     ctx.term()
 
 
-def test_a_too_long_folder_is_refused_with_its_path(tmp_path):
-    ctx = zmq.Context()
+def test_a_folder_too_long_for_a_socket_leaves_the_publisher_on_the_broker_and_says_why(broker, tmp_path):
     folder = tmp_path / ("x" * 90)
-    with pytest.raises(ValueError, match="over 100 bytes"):
-        Publisher(ctx, "ipc:///tmp/none", "cam", direct_dir=folder)
-    ctx.term()
+    pub = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=folder)
+    assert pub.direct_endpoint is None and "over 100 bytes" in pub.direct_unavailable and str(folder) in \
+        pub.direct_unavailable
+    sub = Subscriber(broker.ctx, broker.backend, ["cam.x"])
+    assert sub.wait_subscribed(broker.frontend, 20)
+    pub.publish("cam.x", {"i": 1})
+    assert sub.recv(WAIT_MS).body == {"i": 1}
+    pub.close(), sub.close()
 
 
 def test_folder_for_is_beside_the_ipc_socket_and_none_on_tcp():
@@ -163,5 +171,27 @@ def test_a_killed_publisher_leaves_an_endpoint_subscribers_skip_and_the_sweep_re
     assert direct.sweep_dead(folder) == [] and direct.remove_endpoints_of(os.getpid(), folder) == [
         mine.direct_endpoint.name]
     for s in (sub, late, mine):
+        s.close()
+    ctx.term()
+
+
+def test_a_new_publisher_is_found_while_messages_of_another_keep_coming(ipc_dir):
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    first = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "a", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["t.a", "t.b"], direct_dir=folder)
+    _linked(first, sub, "t.a")
+    second = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "b", direct_dir=folder)
+    srcs: set[str] = set()
+
+    def both_heard() -> bool:  # a message of "a" every 5 ms: the subscriber never waits long enough to time out
+        first.publish("t.a", {})
+        second.publish("t.b", {})
+        msg = sub.recv(5)
+        if msg is not None:
+            srcs.add(msg.header.src)
+        return srcs == {"a", "b"}
+    wait_until(both_heard, what="messages of the publisher that came second")
+    for s in (first, second, sub):
         s.close()
     ctx.term()

@@ -238,6 +238,26 @@ def test_tap_and_inject_round_trip_across_processes(supervisor_factory):
     assert {"topic", "src", "seq", "ts", "body"} <= set(lines[0])
 
 
+def test_tap_direct_reads_inject_and_an_actor_without_the_broker(supervisor_factory):
+    sup = supervisor_factory('[actors."probe@echo"]\nsettings = { echo = ["test."] }\n', FAST)
+    sup.wait_running("probe@echo")
+    cmd = [sys.executable, str(ROOT / "supervisor.py"), "tap", "test.", "probe.", "--direct", "--count", "10",
+           "--timeout", str(WAIT_S), "-c", str(sup.config_path)]
+    tap = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "tap: listening to test. probe." in tap.stderr.readline()
+        # inject's publisher listens for direct readers too; the tap finds it within 0.1 s of its start (the
+        # probe's subscription alone lets inject start at once), so it sends for a while
+        done = sup.cli("inject", "test.hello", '{"n": 2}', "--repeat", "100", "--rate", "20", "--wait", str(WAIT_S))
+        assert done.returncode == 0, done.stderr
+        out, err = tap.communicate(timeout=WAIT_S)
+    finally:
+        tap.kill()
+    by_topic = {line["topic"]: line for line in json_lines(out)}
+    assert by_topic["test.hello"]["body"] == {"n": 2} and by_topic["test.hello"]["src"].startswith("inject@")
+    assert by_topic["probe.echo"]["body"]["body"] == {"n": 2} and by_topic["probe.echo"]["src"] == "probe@echo"
+
+
 def test_inject_without_subscribers_says_so(supervisor_factory):
     sup = supervisor_factory('[actors."probe@q"]\n', FAST)
     sup.wait_running("probe@q")

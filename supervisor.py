@@ -232,12 +232,18 @@ def remove_shared_memory(pid: int, direct_dir: Path | None = None) -> None:
     with it: nobody else uses them, and after a SIGKILL nobody else would remove them."""
     try:
         removed = shm.remove_segments_of(pid)
-        endpoints = direct.remove_endpoints_of(pid, direct_dir) if direct_dir is not None else []
     except OSError as exc:
         log.error("shm_cleanup_failed", pid=pid, error=str(exc))
+    else:
+        if removed:
+            log.info("shm_segments_removed", pid=pid, segments=removed)
+    if direct_dir is None:
         return
-    if removed:
-        log.info("shm_segments_removed", pid=pid, segments=removed)
+    try:
+        endpoints = direct.remove_endpoints_of(pid, direct_dir)
+    except OSError as exc:
+        log.error("direct_cleanup_failed", pid=pid, folder=str(direct_dir), error=str(exc))
+        return
     if endpoints:
         log.info("direct_endpoints_removed", pid=pid, endpoints=endpoints)
 
@@ -736,7 +742,11 @@ class Supervisor:
         if stale:
             log.warning("shm_stale_segments_removed", segments=stale)
         direct_dir = self.paths.endpoints.direct_dir
-        stale = direct.sweep_dead(direct_dir) if direct_dir is not None else []
+        try:
+            stale = direct.sweep_dead(direct_dir) if direct_dir is not None else []
+        except OSError as exc:
+            log.error("direct_cleanup_failed", folder=str(direct_dir), error=str(exc))
+            stale = []
         if stale:
             log.warning("direct_stale_endpoints_removed", endpoints=stale)
         self.broker = Broker(self.paths.endpoints.frontend, self.paths.endpoints.backend, hwm=bus.hwm,

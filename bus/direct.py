@@ -7,11 +7,13 @@ messages from the writer itself. A *direct link* does that on the bus:
 
 * A publisher made with a ``direct_dir`` binds its XPUB socket, besides
   connecting it to the broker, to ``ipc://DIRECT_DIR/PID-N.pub``. Nothing
-  goes there until a subscriber connects and subscribes.
-* A *direct subscriber* (``Subscriber(direct_dir=...)``) connects to every
-  live publisher endpoint in that folder instead of to the broker, finding
-  new ones at most ``DISCOVER_EVERY_NS`` after they appear (while it waits
-  for messages), and disconnects from the ones that went away.
+  goes there until a subscriber connects and subscribes. A bus's folder is
+  ``FRONTEND.d`` beside its frontend socket (``folder_for``).
+* A *direct subscriber* (``Subscriber(ctx, None, ..., direct_dir=...)``)
+  connects to every live publisher endpoint in that folder instead of to
+  the broker, finding new ones at most ``DISCOVER_EVERY_NS`` after they
+  appear while it reads, and lets go of the ones that went away once it
+  has read what they sent.
 
 ZeroMQ routes each message per connection by its subscriptions, so a
 message reaches a direct subscriber once, over its link, whatever the
@@ -33,20 +35,25 @@ import itertools
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import structlog
 import zmq
 
+from bus.burstlog import BurstLog
 from bus.shm import pid_alive
 
-DIRECT_FOLDER = "d"
-"""The direct-link folder of a bus, beside its ipc sockets."""
+FOLDER_SUFFIX = ".d"
+"""The direct-link folder of a bus: its frontend socket's path and this."""
 ENDPOINT_SUFFIX = ".pub"
 _NAME_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.pub")
 """``PID-N.pub``: the publishing process and its N-th direct endpoint."""
 DISCOVER_EVERY_NS = 100_000_000
-"""How often a waiting direct subscriber looks for new publishers, ns."""
+"""How often a reading direct subscriber looks for new publishers, ns."""
+LET_GO_AFTER_NS = 1_000_000_000
+"""A link whose publisher went away is kept this long at least, and until nothing is waiting to be read: a
+disconnect throws away what the link still holds (what the publisher sent before it closed)."""
 IPC_PATH_MAX_BYTES = 100
 """A unix socket path must fit sun_path (108 bytes on Linux) with margin (as bus/endpoints.py)."""
 
@@ -56,11 +63,15 @@ _numbers = itertools.count()
 
 
 def folder_for(frontend: str) -> Path | None:
-    """The direct-link folder of the bus whose publishers connect to ``frontend``: ``d`` beside its ipc
-    socket; None when the bus is not on ipc (a tcp bus has no shared folder to meet in)."""
+    """The direct-link folder of the bus whose publishers connect to ``frontend``: ``FRONTEND.d`` beside
+    its ipc socket file; None when that is no absolute path (a tcp bus, an abstract or relative ipc name:
+    no folder every process finds alike)."""
     if not frontend.startswith("ipc://"):
         return None
-    return Path(frontend[len("ipc://"):]).parent / DIRECT_FOLDER
+    path = frontend[len("ipc://"):]
+    if not path.startswith("/"):
+        return None
+    return Path(path + FOLDER_SUFFIX)
 
 
 def owner_pid(name: str) -> int | None:
@@ -69,7 +80,9 @@ def owner_pid(name: str) -> int | None:
 
 
 def _private_folder(folder: Path) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Make ``folder`` (0700) in an existing one: the bus's runtime folder is made private by whoever
+    starts the bus, never here with the umask's mode."""
+    folder.mkdir(mode=0o700, exist_ok=True)
     st = folder.stat()
     if st.st_uid != os.getuid():
         raise PermissionError(f"direct-link folder {folder} belongs to uid {st.st_uid}, not to this user")
@@ -81,30 +94,33 @@ def bind(sock: zmq.Socket, folder: Path) -> Path:
     """Bind a publisher's socket to a new endpoint of this process in ``folder``; returns the socket file.
     Raises ValueError when the path would not fit a unix socket, OSError when the folder is unusable."""
     folder = Path(folder)
-    _private_folder(folder)
     path = folder / f"{os.getpid()}-{next(_numbers)}{ENDPOINT_SUFFIX}"
     if len(str(path).encode()) > IPC_PATH_MAX_BYTES:
         raise ValueError(f"direct endpoint {path} is over {IPC_PATH_MAX_BYTES} bytes: use a shorter folder")
+    _private_folder(folder)
     path.unlink(missing_ok=True)  # a dead process of the same pid left it
     sock.bind(f"ipc://{path}")
     return path
 
 
-def endpoints(folder: Path) -> list[str]:
-    """Names of the direct endpoints in ``folder`` owned by this user."""
+def endpoints(folder: Path, sockets_only: bool = False) -> list[str]:
+    """Names of the direct endpoints in ``folder`` owned by this user (``sockets_only``: that are sockets,
+    what a subscriber may connect to). A folder not made yet has none; another failure to list it raises
+    OSError."""
     uid = os.getuid()
     try:
         entries = list(os.scandir(folder))
-    except OSError:
+    except FileNotFoundError:
         return []
     out = []
     for e in entries:
         if _NAME_RE.fullmatch(e.name):
             try:
-                if e.stat(follow_symlinks=False).st_uid == uid:
-                    out.append(e.name)
+                st = e.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if st.st_uid == uid and (not sockets_only or stat.S_ISSOCK(st.st_mode)):
+                out.append(e.name)
     return out
 
 
@@ -130,34 +146,46 @@ def sweep_dead(folder: Path) -> list[str]:
 
 
 class DirectLinks:
-    """A direct subscriber's links: which publisher endpoints of ``folder`` its socket is connected to."""
+    """A direct subscriber's links: which publisher endpoints of ``folder`` its socket is connected to.
+    Used from the thread that reads the socket."""
 
     def __init__(self, sock: zmq.Socket, folder: Path) -> None:
         self.sock = sock
         self.folder = Path(folder)
         self.connected: dict[str, str] = {}
         """Endpoint file name -> the ipc endpoint the socket is connected to."""
+        self.gone_since_ns: dict[str, int] = {}
+        """Connected names whose publisher went away (file removed, process gone) -> when that was seen."""
+        self.errors = 0
+        """Listings and disconnects that failed (logged once per burst)."""
         self._due_ns = 0
+        self._burst = BurstLog(log)
 
     def maybe_scan(self, now_ns: int) -> bool:
         """``scan()`` when ``DISCOVER_EVERY_NS`` passed since the last one; True if a link changed."""
         if now_ns < self._due_ns:
             return False
         self._due_ns = now_ns + DISCOVER_EVERY_NS
-        return self.scan()
+        return self.scan(now_ns)
 
-    def scan(self) -> bool:
-        """Connect to new live publishers of the folder, disconnect from the ones gone; True if any changed.
+    def scan(self, now_ns: int | None = None) -> bool:
+        """Connect to new live publishers of the folder, let go of the ones gone; True if any link changed.
         A listing is a few microseconds for tens of endpoints, so it is not cached."""
-        names = set(endpoints(self.folder))
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        try:
+            names = set(endpoints(self.folder, sockets_only=True))
+        except OSError as exc:
+            self.errors += 1
+            self._burst.warning("direct_list", "direct_folder_unreadable", folder=str(self.folder), error=str(exc),
+                                errors_total=self.errors)
+            return False
         changed = False
-        for name in [n for n in self.connected if n not in names]:
-            endpoint = self.connected.pop(name)
-            try:
-                self.sock.disconnect(endpoint)
-            except zmq.ZMQError as exc:  # already gone from the socket: nothing to undo
-                log.debug("direct_disconnect_failed", endpoint=endpoint, error=str(exc))
-            changed = True
+        for name in self.connected:
+            pid = owner_pid(name)
+            if name not in self.gone_since_ns and (name not in names or pid is None or not pid_alive(pid)):
+                self.gone_since_ns[name] = now_ns
+        if self.gone_since_ns:
+            changed = self._let_go(now_ns)
         for name in names:
             if name in self.connected:
                 continue
@@ -169,3 +197,20 @@ class DirectLinks:
             self.connected[name] = endpoint
             changed = True
         return changed
+
+    def _let_go(self, now_ns: int) -> bool:
+        """Disconnect the links gone for ``LET_GO_AFTER_NS`` when nothing waits to be read (a disconnect
+        would discard it; the socket does not say which link a waiting message came by)."""
+        due = [n for n, t in self.gone_since_ns.items() if now_ns - t >= LET_GO_AFTER_NS]
+        if not due or self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            return False
+        for name in due:
+            del self.gone_since_ns[name]
+            endpoint = self.connected.pop(name)
+            try:
+                self.sock.disconnect(endpoint)
+            except zmq.ZMQError as exc:
+                self.errors += 1
+                self._burst.warning("direct_disconnect", "direct_disconnect_failed", endpoint=endpoint,
+                                    error=str(exc), errors_total=self.errors)
+        return True

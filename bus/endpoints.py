@@ -103,8 +103,8 @@ class Endpoints:
 
     @property
     def direct_dir(self) -> Path | None:
-        """Where this bus' publishers listen for direct subscribers of this host (bus/direct.py): a
-        folder beside the frontend's ipc socket; None on a tcp bus."""
+        """Where this bus' publishers listen for direct subscribers of this host (bus/direct.py):
+        ``FRONTEND.d`` beside the frontend's ipc socket; None on a tcp bus."""
         return folder_for(self.frontend)
 
 

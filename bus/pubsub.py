@@ -60,8 +60,8 @@ _SNDMORE = int(zmq.SNDMORE)
 _FORMS_MAX = 4096
 """Topics whose forms a publisher remembers; beyond it the cache starts again (forwarded topics are many)."""
 _NOBLOCK = int(zmq.NOBLOCK)
-_RCVTIMEO_MAX_MS = 2**31 - 1
-"""ZeroMQ's receive timeout is a C int; a longer wait is waited in turns."""
+_WAIT_SLICE_MS = DISCOVER_EVERY_NS // 1_000_000
+"""The longest single wait of ``Subscriber.recv`` (it waits again until its deadline)."""
 _monotonic_ns = time.monotonic_ns
 _NO_ARRAYS: list[Any] = []
 """The array frames of a message without any (shared: never appended to)."""
@@ -505,7 +505,7 @@ class Publisher:
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         self.sock.close()
-        if self.direct_endpoint is not None:  # ZeroMQ removes it when the listener closes; after a crash, not
+        if self.direct_endpoint is not None:  # ZeroMQ (4.3) leaves the socket file of a closed listener
             self.direct_endpoint.unlink(missing_ok=True)
         if self._ring is not None:
             self._ring.close()
@@ -571,8 +571,13 @@ class Subscriber:
     *direct subscriber* (``bus/direct.py``, docs/wire.md section 14). It
     connects to every publisher of this host that listens in that folder,
     not to the broker, and finds new ones within 0.1 s while it reads
-    (``recv``, ``recv_nowait``). It hears only such publishers, and no
-    latched replays.
+    (``recv``, ``recv_nowait``; a reader that polls ``sock`` itself calls
+    ``discover()`` at least that often). It hears only such publishers, and
+    no latched replays.
+
+    ``recv`` waits in ZeroMQ's receive with the socket's ``RCVTIMEO``, which
+    it leaves set: a caller that also receives on ``sock`` directly sets its
+    own.
     """
 
     MAX_STREAMS = 65_536
@@ -604,6 +609,8 @@ class Subscriber:
         """The socket's receive timeout as last set by ``recv`` (ZeroMQ's default: wait forever)."""
         if endpoint is not None:
             self.sock.connect(endpoint)
+        else:  # a link whose publisher is gone is retried until let go: seldom
+            self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5_000)
         self.stats = SubscriberStats()
         self.keep_frames = False
         """Keep the received frames in ``Message.frames`` (a recorder's exact copies)."""
@@ -629,6 +636,11 @@ class Subscriber:
         if direct_dir is not None:
             self.direct = DirectLinks(self.sock, direct_dir)
             self.direct.scan()
+
+    def discover(self) -> bool:
+        """A direct subscriber: look for new publishers and let go of gone ones now (``recv`` does every
+        0.1 s); True if a link changed. False for a subscriber of the broker."""
+        return self.direct.scan() if self.direct is not None else False
 
     def subscribe(self, topic: str, exact: bool = True, shm: bool | None = None) -> None:
         """``shm``: this subscription in the local form (None: as the subscriber was made)."""
@@ -693,14 +705,13 @@ class Subscriber:
         if self._ready:
             return self._ready.popleft()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        # A direct subscriber wakes up to look for new publishers (_take looks before each receive).
-        slice_ms = -1 if self.direct is None else DISCOVER_EVERY_NS // 1_000_000
         while True:
+            # In slices: a signal makes ZeroMQ start its wait again, and a direct subscriber looks for new
+            # publishers before each receive (_take).
             if deadline is None:
-                wait_ms = slice_ms
+                wait_ms = _WAIT_SLICE_MS
             else:
-                left_ms = min(max(int((deadline - time.monotonic()) * 1000 + 0.999), 0), _RCVTIMEO_MAX_MS)
-                wait_ms = left_ms if slice_ms < 0 else min(left_ms, slice_ms)
+                wait_ms = min(max(int((deadline - time.monotonic()) * 1000 + 0.999), 0), _WAIT_SLICE_MS)
             # The first frame is waited for in ZeroMQ's own receive (the socket's timeout), not in a poll
             # first: one wake-up and one call less per message, which a paced reader pays on every one.
             if wait_ms != self._rcvtimeo_ms:

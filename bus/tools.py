@@ -81,7 +81,7 @@ def tap(ctx: zmq.Context, frontend: str, backend: str, prefixes: Iterable[str], 
     if direct:
         folder = folder_for(frontend)
         if folder is None:
-            raise ValueError(f"direct links need a bus on ipc://, not {frontend}")
+            raise ValueError(f"direct links need a bus on an absolute ipc:// path, not {frontend}")
         sub = Subscriber(ctx, None, prefixes=list(prefixes) or [""], direct_dir=folder)
     else:
         sub = Subscriber(ctx, backend, prefixes=list(prefixes) or [""])
@@ -163,7 +163,8 @@ def ctl(ctx: zmq.Context, frontend: str, backend: str, actor: str, cmd: str, arg
     corr = uuid.uuid4().hex
     end = time.monotonic() + timeout_s
     sub = Subscriber(ctx, backend, topics=[CommandReply.TOPIC])
-    pub = Publisher(ctx, frontend, src or f"ctl@{socket.gethostname()}-{os.getpid()}", linger_ms=1000)
+    pub = Publisher(ctx, frontend, src or f"ctl@{socket.gethostname()}-{os.getpid()}", linger_ms=1000,
+                    direct_dir=folder_for(frontend))
     try:
         if not sub.wait_subscribed(frontend, max(end - time.monotonic(), 0.1)):
             raise NoReply(f"the broker at {backend} did not take the {CommandReply.TOPIC} subscription within "
@@ -202,14 +203,14 @@ def tap_main(argv: list[str], config: Config) -> int:
                         "memory); outside publishers and latched values are not heard")
     args = p.parse_args(argv)
     endpoints = runtime_paths(config).endpoints
+    if args.direct and endpoints.direct_dir is None:
+        print(f"tap: --direct needs a bus on an ipc:// path, not {endpoints.frontend}", file=sys.stderr)
+        return 2
     try:
         tap(zmq.Context.instance(), endpoints.frontend, endpoints.backend, args.prefixes, count=args.count,
             full=args.full, timeout_s=args.timeout, direct=args.direct,
             on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
                                        file=sys.stderr, flush=True))
-    except ValueError as exc:  # --direct on a bus without ipc
-        print(f"tap: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

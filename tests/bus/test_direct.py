@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +29,17 @@ def _image(value: int = 7) -> np.ndarray:
     return np.full((120, 160, 3), value, dtype=np.uint8)
 
 
-def _linked(pub: Publisher, sub: Subscriber, topic: str) -> None:
-    """Wait until the publisher holds the direct subscriber's subscription (the subscriber finds the
-    publisher while it waits: recv with a short timeout)."""
+def _linked(pub: Publisher, sub: Subscriber) -> None:
+    """Wait until the publisher holds the direct subscriber's subscriptions: the subscriber takes a topic of
+    its own last (a link carries subscriptions in order) and finds the publisher while it reads."""
+    marker = f"sync.{uuid.uuid4().hex[:12]}"
+    sub.subscribe(marker)
+
     def seen() -> bool:
         sub.recv(10)
         pub.drain_subscriptions()
-        return pub.has_subscriber(topic)
-    wait_until(seen, what=f"the direct subscription of {topic} at the publisher")
+        return pub.has_subscriber(marker)
+    wait_until(seen, what=f"the direct subscriber's {marker} at the publisher")
 
 
 def test_a_direct_subscriber_gets_every_message_once_beside_a_broker_subscriber(broker, ipc_dir):
@@ -44,7 +50,7 @@ def test_a_direct_subscriber_gets_every_message_once_beside_a_broker_subscriber(
     local = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)  # through the broker
     mine = Subscriber(broker.ctx, None, ["camera.frame"], direct_dir=folder, shm_views=True)
     assert plain.wait_subscribed(broker.frontend, 20) and local.wait_subscribed(broker.frontend, 20)
-    _linked(pub, mine, "camera.frame")
+    _linked(pub, mine)
     wait_until(lambda: pub.drain_subscriptions() or len(pub.subscriptions) >= 2, what="broker subscriptions")
     images = [_image(i) for i in range(5)]
     for i, image in enumerate(images):
@@ -70,7 +76,7 @@ def test_small_messages_go_direct_in_the_batched_form_and_a_late_publisher_is_fo
     assert sub.recv(50) is None and sub.direct.connected == {}
     # No broker at all: the publisher's broker connection waits for one, the direct link works meanwhile.
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
-    _linked(pub, sub, "imu.raw")
+    _linked(pub, sub)
     for i in range(2_000):
         pub.publish("imu.raw", {"i": i})
     pub.flush()
@@ -93,7 +99,7 @@ def test_the_endpoint_goes_when_the_publisher_closes_and_the_subscriber_lets_go(
     assert name in sub.direct.connected
     pub.close()
     assert name not in direct.endpoints(folder)
-    assert sub.direct.scan() and sub.direct.connected == {}
+    wait_until(lambda: sub.discover() and not sub.direct.connected, what="the link let go (after a second)")
     sub.close()
     ctx.term()
 
@@ -123,9 +129,10 @@ def test_a_folder_too_long_for_a_socket_leaves_the_publisher_on_the_broker_and_s
     pub.close(), sub.close()
 
 
-def test_folder_for_is_beside_the_ipc_socket_and_none_on_tcp():
-    assert direct.folder_for("ipc:///run/user/1/sensorium/frontend") == Path("/run/user/1/sensorium/d")
-    assert direct.folder_for("tcp://127.0.0.1:5555") is None
+def test_folder_for_is_beside_the_frontend_socket_and_none_without_an_absolute_path():
+    assert direct.folder_for("ipc:///run/user/1/sensorium/frontend") == Path("/run/user/1/sensorium/frontend.d")
+    for elsewhere in ("tcp://127.0.0.1:5555", "ipc://@abstract", "ipc://run/frontend"):
+        assert direct.folder_for(elsewhere) is None
 
 
 _KILLED_PUBLISHER = textwrap.dedent("""
@@ -180,7 +187,7 @@ def test_a_new_publisher_is_found_while_messages_of_another_keep_coming(ipc_dir)
     folder = ipc_dir / "d"
     first = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "a", direct_dir=folder)
     sub = Subscriber(ctx, None, ["t.a", "t.b"], direct_dir=folder)
-    _linked(first, sub, "t.a")
+    _linked(first, sub)
     second = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "b", direct_dir=folder)
     srcs: set[str] = set()
 
@@ -194,4 +201,70 @@ def test_a_new_publisher_is_found_while_messages_of_another_keep_coming(ipc_dir)
     wait_until(both_heard, what="messages of the publisher that came second")
     for s in (first, second, sub):
         s.close()
+    ctx.term()
+
+
+def test_what_a_closing_publisher_sent_is_all_read_before_its_link_is_let_go(ipc_dir):
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    sub = Subscriber(ctx, None, ["t.x"], direct_dir=folder, batched=True)
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "last", direct_dir=folder)
+    _linked(pub, sub)
+    for i in range(5_000):
+        pub.publish("t.x", {"i": i})
+    pub.close()  # its socket file goes now; its messages are still on their way or queued at the reader
+    assert not (folder / pub.direct_endpoint.name).exists()
+    got = [sub.recv(WAIT_MS) for _ in range(5_000)]
+    assert [m.body["i"] for m in got if m] == list(range(5_000))
+    assert sub.stats.gaps == 0
+    wait_until(lambda: sub.recv(50) is None and not sub.direct.connected, what="the closed publisher's link let go")
+    sub.close()
+    ctx.term()
+
+
+def test_a_poll_loop_finds_publishers_with_discover(ipc_dir):
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    sub = Subscriber(ctx, None, ["t.p"], direct_dir=folder)
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "p", direct_dir=folder)
+    assert sub.direct.connected == {}
+    poller = zmq.Poller()
+    poller.register(sub.sock, zmq.POLLIN)
+
+    def heard() -> bool:
+        sub.discover()  # the poll loop's part: recv_nowait is never called while nothing comes
+        pub.drain_subscriptions()
+        if pub.has_subscriber("t.p"):
+            pub.publish("t.p", {})
+        return bool(poller.poll(50)) and sub.recv_nowait() is not None
+    wait_until(heard, what="a message through a link found by discover()")
+    assert Subscriber(ctx, f"ipc://{ipc_dir}/b").discover() is False  # a broker subscriber has no links
+    pub.close(), sub.close()
+    ctx.term()
+
+
+def test_recv_keeps_its_deadline_while_signals_interrupt_the_wait(ipc_dir):
+    """ZeroMQ starts a wait again after a signal; recv waits in slices of 0.1 s and checks its deadline
+    between them, so signals further apart than a slice cannot stretch a timeout much."""
+    ctx = zmq.Context()
+    sub = Subscriber(ctx, f"ipc://{ipc_dir}/b", ["t"])
+    ticks = []
+    old_handler = signal.signal(signal.SIGUSR1, lambda *_: ticks.append(1))
+    stop = threading.Event()
+
+    def signals() -> None:  # from a thread, not SIGALRM: pytest-timeout owns that one
+        while not stop.wait(0.15):
+            os.kill(os.getpid(), signal.SIGUSR1)
+    sender = threading.Thread(target=signals, daemon=True)
+    sender.start()
+    try:
+        t0 = time.monotonic()
+        assert sub.recv(1_000) is None
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        sender.join()
+        signal.signal(signal.SIGUSR1, old_handler)
+    assert len(ticks) >= 3 and 0.99 <= took < 3.0, (len(ticks), took)
+    sub.close()
     ctx.term()

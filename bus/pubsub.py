@@ -566,7 +566,6 @@ class Subscriber:
     envelope (an outside publisher that does not answer ``@b/``
     subscriptions) are not heard by such a subscription.
 
-
     ``direct_dir`` (implies ``shm``; ``endpoint`` must then be None): a
     *direct subscriber* (``bus/direct.py``, docs/wire.md section 14). It
     connects to every publisher of this host that listens in that folder,

@@ -1168,8 +1168,8 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     for ax in axes.flat[len(rows):]:
         ax.set_visible(False)
     for ax, r in zip(axes.flat, rows):
-        base, path = r.get("baseline", "raw"), r.get("path", "sensorium")
-        bars = ax.bar([base, PATH_LABELS.get(path, path).replace(", ", "\n")], [r["raw"], r["sensorium"]],
+        base, measured = r.get("baseline", "raw"), r.get("path", "sensorium")
+        bars = ax.bar([base, PATH_LABELS.get(measured, measured).replace(", ", "\n")], [r["raw"], r["sensorium"]],
                       color=["#888888", "#2a7ab0"])
         ax.set_title(r["metric"].replace(" (", "\n("), fontsize=8)
         ax.tick_params(labelsize=6)

@@ -42,7 +42,7 @@ import structlog
 import zmq
 
 from bus.burstlog import BurstLog
-from bus.shm import pid_alive
+from bus.shm import owned_names, pid_alive
 
 FOLDER_SUFFIX = ".d"
 """The direct-link folder of a bus: its frontend socket's path and this."""
@@ -107,21 +107,7 @@ def endpoints(folder: Path, sockets_only: bool = False) -> list[str]:
     """Names of the direct endpoints in ``folder`` owned by this user (``sockets_only``: that are sockets,
     what a subscriber may connect to). A folder not made yet has none; another failure to list it raises
     OSError."""
-    uid = os.getuid()
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return []
-    out = []
-    for e in entries:
-        if _NAME_RE.fullmatch(e.name):
-            try:
-                st = e.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if st.st_uid == uid and (not sockets_only or stat.S_ISSOCK(st.st_mode)):
-                out.append(e.name)
-    return out
+    return owned_names(folder, lambda name: _NAME_RE.fullmatch(name) is not None, sockets_only)
 
 
 def remove_endpoints_of(pid: int, folder: Path) -> list[str]:

@@ -29,11 +29,12 @@ import math
 import mmap
 import os
 import re
+import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -299,22 +300,33 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def segments(directory: Path = SHM_DIR) -> list[str]:
-    """Names of all Sensorium segments of this user in ``directory``."""
+def owned_names(directory: Path, matches: Callable[[str], bool], sockets_only: bool = False) -> list[str]:
+    """Names in ``directory`` that ``matches`` accepts and this user owns (``sockets_only``: unix sockets
+    only): the files a process may clean up or connect to. A missing folder has none; another failure to
+    list it raises OSError."""
     uid = os.getuid()
     try:
         entries = list(os.scandir(directory))
-    except OSError:
+    except FileNotFoundError:
         return []
     out = []
     for e in entries:
-        if valid_name(e.name):
+        if matches(e.name):
             try:
-                if e.stat(follow_symlinks=False).st_uid == uid:
-                    out.append(e.name)
+                st = e.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if st.st_uid == uid and (not sockets_only or stat.S_ISSOCK(st.st_mode)):
+                out.append(e.name)
     return out
+
+
+def segments(directory: Path = SHM_DIR) -> list[str]:
+    """Names of all Sensorium segments of this user in ``directory`` (none when it cannot be listed)."""
+    try:
+        return owned_names(directory, valid_name)
+    except OSError:
+        return []
 
 
 def remove_segments_of(pid: int, directory: Path = SHM_DIR) -> list[str]:

@@ -210,6 +210,12 @@ class Actor(Generic[S]):
         self.counters.sent += 1
         return seq
 
+    def loan(self, topic: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A writable array to draw the next ``topic`` message's array into, published without a copy for
+        local subscribers (``Publisher.loan``)."""
+        assert self.pub is not None
+        return self.pub.loan(topic, shape, dtype)
+
     def stop(self, reason: str = "requested", code: int = 0) -> None:
         """Ask the loop to end after the current message; safe from any thread."""
         if not self._stop.is_set():

@@ -85,9 +85,11 @@ TARGETS = {
 }
 FANOUT = 4
 """Local subscribers of the fan-out scenario."""
-LINKED_PATHS = ("shm_direct", "batched_direct")
+LINKED_PATHS = ("shm_direct", "batched_direct", "shm_loan_direct")
 """Sensorium paths over direct links (bus/direct.py): the subscriber takes messages from the publisher itself."""
-SENS_PATHS = ("sensorium", "batched", "batched_direct", "shm", "shm_direct", "shm_copy")
+LOAN_PATHS = ("shm_loan", "shm_loan_direct")
+"""Shared-memory paths whose publisher writes each frame into a slot on loan (``Publisher.loan``), no copy."""
+SENS_PATHS = ("sensorium", "batched", "batched_direct", "shm", "shm_direct", "shm_copy", *LOAN_PATHS)
 """Every full-envelope Sensorium path (the loss accounting covers them all)."""
 
 _MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
@@ -162,6 +164,13 @@ def sync_marker(reader: int) -> str:
     return f"bench.sync.{reader}"
 
 
+def camera_image() -> np.ndarray:
+    """What a paced frame producer writes before each send, as a camera fills its buffer per frame: every
+    producer of a paced run writes its frame this way (raw into its one buffer, the copying Sensorium paths
+    into theirs, the loaning ones into the slot), then stamps and sends it; the stamp is the frame's birth."""
+    return np.random.default_rng(0).integers(0, 255, FRAME_SHAPE, dtype=np.uint8)
+
+
 def _pace(t0: float, i: int, period: float) -> None:
     delay = t0 + i * period - time.perf_counter()
     if delay > 0:
@@ -195,7 +204,7 @@ def broker_proc(conn: Any, frontend: str, backend: str) -> dict[str, Any]:
 
 def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: float | None,
                 direct: bool = False, shm_slots: int = SHM_SLOTS, direct_dir: str | None = None,
-                readers: int = 1) -> dict[str, Any]:
+                readers: int = 1, loaned: bool = False) -> dict[str, Any]:
     """Publish ``n`` messages (as fast as possible, or paced at ``rate``/s), then an end marker.
 
     ``direct`` (diagnostic): no broker; the publisher's socket binds ``frontend``
@@ -203,6 +212,10 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
     ``direct_dir``: the publisher also listens there for direct subscribers (bus/direct.py), as every
     runtime publisher does; the publisher then waits for each of the ``readers`` direct subscribers' marker
     (``sync_marker``), as the broker paths wait for the broker to hold each reader's subscription.
+    ``loaned``: each frame is a ring slot on loan (``Publisher.loan``) into which the publisher writes the
+    frame (``camera_image``) and a stamp, as a camera draws into it; ``publish`` then copies nothing. The
+    other frame paths write the frame into their own buffer when paced (``camera_image``), which
+    ``publish`` copies into the ring; as fast as possible they publish one unchanged buffer, as raw does.
     """
     from bus.pubsub import Publisher
 
@@ -216,21 +229,36 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
         if not pub.wait_for_subscriber(marker, START_TIMEOUT_S):
             raise BenchError(f"no subscriber for {marker} within {START_TIMEOUT_S} s")
     publish = pub.publish
+    loan = pub.loan
+    pack_into = _TS.pack_into
     cpu0 = _cpu_s()
     if kind == "small":
         body = small_body(with_t=rate is not None)
     else:
         body = {"frame": np.full(FRAME_SHAPE, 7, dtype=np.uint8)}
+    image = camera_image() if kind == "frame" else None
+    copyto = np.copyto
     t0 = time.perf_counter()
-    if rate is None:
+    if rate is None and not loaned:
         for _ in range(n):
+            publish(topic, body)
+    elif rate is None:
+        for _ in range(n):
+            frame = body["frame"] = loan(topic, FRAME_SHAPE)
+            copyto(frame, image)
             publish(topic, body)
     else:
         period = 1.0 / rate
         mono = time.monotonic_ns
         for i in range(n):
             _pace(t0, i, period)
-            body["t"] = mono()
+            if image is not None:
+                frame = body["frame"] = loan(topic, FRAME_SHAPE) if loaned else body["frame"]
+                copyto(frame, image)
+                body["t"] = t = mono()
+                pack_into(frame.reshape(-1), 0, t)
+            else:
+                body["t"] = mono()
             publish(topic, body)
     t1 = time.perf_counter()
     time.sleep(END_PAUSE_S)
@@ -409,8 +437,12 @@ def zenoh_sender(conn: Any, endpoint: str, kind: str, n: int, rate: float | None
     else:
         period = 1.0 / rate
         mono = time.monotonic_ns
+        view = np.frombuffer(buf, np.uint8).reshape(FRAME_SHAPE) if kind == "frame" else None
+        image = camera_image() if kind == "frame" else None
         for i in range(n):
             _pace(t0, i, period)
+            if view is not None:
+                np.copyto(view, image)
             _TS.pack_into(buf, 0, mono())
             put(bytes(buf))
     t1 = time.perf_counter()
@@ -473,8 +505,11 @@ def raw_sender(conn: Any, endpoint: str, kind: str, n: int, rate: float | None, 
         mono = time.monotonic_ns
         pack_into = _TS.pack_into
         buf = payload if kind == "small" else payload.reshape(-1)  # timestamp in the first 8 bytes
+        image = camera_image() if kind == "frame" else None
         for i in range(n):
             _pace(t0, i, period)
+            if image is not None:  # libzmq let go of the buffer long ago (33 ms)
+                np.copyto(payload, image)
             pack_into(buf, 0, mono())
             # frames: zero copy of an array rewritten every 33 ms, long after libzmq let go of it
             send(bytes(buf) if kind == "small" else payload, copy=copy)
@@ -571,7 +606,8 @@ class Runner:
         "batched" (the same, the subscriber opting in to envelope version 2, the batched form),
         "shm" (the same, the subscriber local: arrays through shared memory), "shm_direct" / "batched_direct"
         (the shm / batched subscriber linked straight to the publisher, bus/direct.py: no broker in the
-        path, none started), "zenoh" / "zenoh_shm"
+        path, none started), "shm_loan" / "shm_loan_direct" (as "shm" / "shm_direct", each frame written
+        into a slot on loan: ``sens_sender``'s ``loaned``), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
         no broker). ``fanout``: subscribers of the Sensorium paths (each its own process).
@@ -587,7 +623,7 @@ class Runner:
         broker_conn = None
         rconns: list[Any] = []
         try:
-            if path in ("sensorium", "batched", "shm", "shm_copy", "raw_broker"):
+            if path in ("sensorium", "batched", "shm", "shm_copy", "shm_loan", "raw_broker"):
                 frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
                 backend = f"ipc://{self.tmpdir}/b{tag}.sock"
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
@@ -601,7 +637,8 @@ class Runner:
             if path in SENS_PATHS or path == "sens_direct":
                 for i in range(fanout):
                     proc, rconn = self._start(sens_receiver, None if direct_dir else backend, topic, kind, latency,
-                                              {"shm": "view", "shm_direct": "view", "shm_copy": "copy"}.get(path, ""),
+                                              {"shm": "view", "shm_direct": "view", "shm_copy": "copy",
+                                               "shm_loan": "view", "shm_loan_direct": "view"}.get(path, ""),
                                               frontend if path not in ("sens_direct", *LINKED_PATHS) else None,
                                               path in ("batched", "batched_direct"), direct_dir, i)
                     procs.append(proc)
@@ -609,7 +646,7 @@ class Runner:
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
                 slots = min(n + 1, SHM_SLOTS_MAX) if rate is None else SHM_SLOTS
                 proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, path == "sens_direct", slots,
-                                          direct_dir, fanout)
+                                          direct_dir, fanout, path in LOAN_PATHS)
                 procs.append(proc)
             elif path in ("zenoh", "zenoh_shm"):
                 endpoint = f"tcp/127.0.0.1:{_free_tcp_port()}"
@@ -691,7 +728,7 @@ def summarize(path: str, kind: str, n: int, rate: float | None, s: dict, r: dict
         out["broker_stats"] = st
         out["broker_cpu_s"] = b["cpu_s"]
         out["broker_cpu_s_work"] = b["work_cpu_s"]
-        if path in ("sensorium", "shm", "shm_copy") and st:
+        if path in ("sensorium", "shm", "shm_copy", "shm_loan") and st:
             # libzmq 4.3 counts frames: data messages have 3 (+1 per inline array), the end marker 3
             per_msg = 3 if kind == "small" or path != "sensorium" else 4
             out["broker_in"] = _frames_to_msgs(st["frontend_frames_in"], per_msg)
@@ -926,6 +963,8 @@ PATH_LABELS = {
     "shm_direct": "shm, direct link",
     "batched_direct": "v2 batched, direct",
     "shm_copy": "shm, copying reader",
+    "shm_loan": "shm, frame on loan",
+    "shm_loan_direct": "shm loan, direct",
     "zenoh": "zenoh (shm off)",
     "zenoh_shm": "zenoh (shm on)",
 }
@@ -971,7 +1010,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
 
     # Each target is taken on the direct links (bus/direct.py: a local reader that opts in) and on the same
     # forms through the broker (what every reader of the runtime gets by default), each with its own verdict.
-    shm_paths = [p for p in ("shm_direct", "shm") if p in ft]
+    shm_paths = [p for p in ("shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in ft]
     for path in shm_paths:
         target = TARGETS["shm_frame_throughput_ratio"]
         peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), path,
@@ -1009,7 +1048,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
              _lat(fl[best], "p50"), "lower")
     fo = results.get("fanout")
     if fo:
-        for path in (p for p in ("shm_direct", "shm") if p in fo):
+        for path in (p for p in ("shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in fo):
             peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", _med(fo["sensorium"], "cpu_ms_per_delivered"),
                  path, _med(fo[path], "cpu_ms_per_delivered"), "lower", TARGETS["fanout_cpu_ratio"])
 
@@ -1112,7 +1151,7 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
         print()
         print(f"Fan-out, {FANOUT} local subscribers of 640x480x3 frames paced at {cfg['fanout_rate']:g}/s:"
               " CPU s (publisher + broker + subscribers) per delivered frame, each run (the median is taken)")
-        for path in ("sensorium", "shm", "shm_direct"):
+        for path in fo:
             for r in fo[path]:
                 print(f"  {PATH_LABELS[path]:<20} {r['cpu_ms_per_delivered']:.2f} ms/frame  (total"
                       f" {r['total_cpu_s']:.2f} s = pub {r['sender_cpu_s']:.2f} + broker"
@@ -1249,7 +1288,7 @@ def main(argv: list[str] | None = None) -> int:
     zenoh_files_before = set(Path("/dev/shm").glob("*.zenoh"))
     try:
         for scen, kind, n, rate, repeat in plan:
-            local = ("shm", "shm_direct") if kind == "frame" else ("batched", "batched_direct")
+            local = ("shm", "shm_direct", *LOAN_PATHS) if kind == "frame" else ("batched", "batched_direct")
             paths = ("raw", "sensorium") + local + peers[:1 if kind == "small" else 2]
             paths += ("shm_copy",) if kind == "frame" and not rate else ()
             paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")
@@ -1274,7 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(line, flush=True)
         kill = None
         if args.only in (None, "frame"):
-            results["fanout"] = {path: [] for path in ("sensorium", "shm", "shm_direct")}
+            results["fanout"] = {path: [] for path in ("sensorium", "shm", "shm_direct", *LOAN_PATHS)}
             for i, path in [(i, p) for i in range(cfg["paced_repeat"]) for p in results["fanout"]]:
                 print(f"[{time.monotonic() - started:6.1f}s] fanout x{FANOUT} [{i + 1}/{cfg['paced_repeat']}]"
                       f" {PATH_LABELS[path]}: {cfg['fanout_n']} frames paced at {cfg['fanout_rate']:g}/s ...", end="",

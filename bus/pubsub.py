@@ -23,6 +23,7 @@ or an older one), and never counts it in the seq accounting.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import structlog
 import zmq
 
@@ -67,6 +69,21 @@ _NO_ARRAYS: list[Any] = []
 """The array frames of a message without any (shared: never appended to)."""
 
 log = structlog.get_logger("bus")
+
+
+@dataclass
+class _Loan:
+    """A ring slot lent to the producer (``Publisher.loan``) until the publish that carries it."""
+
+    topic: str
+    ring: ShmRing
+    slot: int
+    nbytes: int
+    address: int
+    """Where the slot's bytes start in this process (how ``_shm_put`` recognises the loaned array)."""
+    array: np.ndarray
+    gen: int | None = None
+    """The slot's generation once committed (the first form that referred to it)."""
 
 _LOST: list[Any] = []
 """``Message.shm_taken`` of a message whose views were found overwritten (counted once)."""
@@ -106,6 +123,11 @@ class Publisher:
     folder (``bus/direct.py``, docs/wire.md section 14), where direct
     subscribers of this host connect without the broker; ZeroMQ routes
     each form per connection, so nobody gets a message twice.
+
+    ``loan(topic, shape, dtype)`` hands out a writable array that lies in a
+    ring slot: a producer that draws or captures into it publishes it in its
+    next message of ``topic`` without a copy for local subscribers (as
+    iceoryx's ``loan``); subscribers of the plain form get a copy of it.
 
     Not thread-safe for callers (one thread publishes); its own flushing
     thread shares the socket under a lock.
@@ -166,6 +188,51 @@ class Publisher:
         self.batched_refused = 0
         """Passed-on messages (``forward``, ``publish_frames``) that could not be put in the batched form."""
         self._burst = BurstLog(log)
+        self._loan: _Loan | None = None
+
+    def loan(self, topic: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A writable array of ``shape`` and ``dtype`` for ``topic``'s next message, lent out of this
+        publisher's shared-memory ring: fill it in place (draw, capture, ``np.copyto``) and publish it in
+        a body; local subscribers then get a reference to the slot and the bytes are never copied.
+
+        Rules, as iceoryx's: one loan at a time (a new loan, or a publish of ``topic`` that does not carry
+        it, gives the old one back unpublished); once published the array is read-only, for its slot now
+        belongs to the readers until the ring comes round. Where shared memory would not carry the array
+        (below ``shm_threshold``, no local or batched subscriber of ``topic`` known, no segment) the
+        array is an ordinary one of this process, published as any other."""
+        dt = np.dtype(dtype)
+        nbytes = math.prod(shape) * dt.itemsize
+        with self._lock:
+            self._give_back_loan()
+            if 0 < self.shm_threshold <= nbytes and self._wants_shm(topic):
+                ring = self._ring
+                if ring is None or nbytes > ring.slot_bytes:
+                    ring = None if self.shm_unavailable is not None else self._new_ring(nbytes)
+                if ring is not None and ring.slots > 1:
+                    slot, raw = ring.loan(nbytes)
+                    array = raw.view(dt).reshape(shape)
+                    self._loan = _Loan(topic, ring, slot, nbytes, raw.ctypes.data, array)
+                    return array
+        return np.empty(shape, dt)
+
+    def _wants_shm(self, topic: str) -> bool:
+        """Someone subscribed to ``topic`` in a form that refers to shared memory (local or batched)."""
+        if self._subs_due == 0:  # nothing read yet: the subscriptions already forwarded
+            self._drain_subscriptions()
+        forms = self._forms.get(topic)
+        if forms is None:
+            forms = self._forms[topic] = self._forms_for(topic)
+        return forms[1] or forms[2]
+
+    def _give_back_loan(self) -> None:
+        """End the current loan: committed (published) or given back empty; its array turns read-only."""
+        loan = self._loan
+        if loan is None:
+            return
+        self._loan = None
+        if loan.gen is None and not loan.ring.closed:
+            loan.ring.commit(loan.slot, 0)
+        loan.array.flags.writeable = False
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
@@ -185,7 +252,7 @@ class Publisher:
                 topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
                 if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
                     self._send_batches(self._gather.take_all(_monotonic_ns()))
-                    self._send_batch(topic_raw, seq, [rec], arrays)
+                    self._send_batch(topic_raw, seq, [rec], arrays, self._loan is not None)
                 else:
                     out = self._gather_add(topic_raw, seq, rec, _monotonic_ns())
                     if out is not None:
@@ -195,8 +262,12 @@ class Publisher:
             if forms[1]:
                 self._send(topic, self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put,
                                                              self.shm_threshold))
+            loan = self._loan
             if forms[0]:
-                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
+                # An array on loan lies in a slot the ring reuses: ZeroMQ gets a copy of it, not a view.
+                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr), loan is not None)
+            if loan is not None and (loan.gen is not None or loan.topic == topic):
+                self._give_back_loan()
             self._seq[topic] = seq + 1
             self.sent += 1
             # After the send, not before: reading the socket after a quiet spell costs tens of microseconds
@@ -220,7 +291,8 @@ class Publisher:
             for topic_raw, seq, records in batches:
                 self._send_batch(topic_raw, seq, records, ())
 
-    def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any) -> None:
+    def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any,
+                    copy_arrays: bool = False) -> None:
         frames = batch_frames(topic_raw, self._encoder.batch_head(seq), records, arrays)
         self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0) + len(frames[0]) + len(frames[1])
                                         + sum(a.nbytes for a in arrays))
@@ -232,8 +304,8 @@ class Publisher:
         send(frames[1], _SNDMORE)
         last = len(frames) - 1
         for i in range(2, last):
-            send(frames[i], _SNDMORE, copy=False)
-        send(frames[last], 0, copy=False)
+            send(frames[i], _SNDMORE, copy=copy_arrays)
+        send(frames[last], 0, copy=copy_arrays)
 
     def _flush_loop(self) -> None:
         """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
@@ -262,7 +334,7 @@ class Publisher:
         with self._lock:
             self._send_batches(self._gather.take_all(time.monotonic_ns()))
 
-    def _send(self, topic: str, frames: list[Any]) -> None:
+    def _send(self, topic: str, frames: list[Any], copy_arrays: bool = False) -> None:
         send = self.sock.send
         if len(frames) == 3:
             self._bytes[topic] = self._bytes.get(topic, 0) + len(frames[0]) + len(frames[1]) + len(frames[2])
@@ -278,8 +350,8 @@ class Publisher:
             send(frames[2], _SNDMORE)
             last = len(frames) - 1
             for i in range(3, last):
-                send(frames[i], _SNDMORE, copy=False)
-            send(frames[last], 0, copy=False)
+                send(frames[i], _SNDMORE, copy=copy_arrays)
+            send(frames[last], 0, copy=copy_arrays)
 
     def _forms_for(self, topic: str) -> tuple[bool, bool, bool]:
         """Which forms of ``topic`` someone subscribed to: (plain, local, batched). Plain unless only
@@ -301,6 +373,12 @@ class Publisher:
         """Write one array's bytes into the ring; None when shared memory is unavailable or off (inline)."""
         if self.shm_threshold <= 0:
             return None
+        loan = self._loan
+        if loan is not None and data.nbytes == loan.nbytes and data.ctypes.data == loan.address \
+                and not loan.ring.closed:  # the array on loan: its bytes are in place
+            if loan.gen is None:
+                loan.gen = loan.ring.commit(loan.slot, loan.nbytes)
+            return loan.ring.name, loan.slot, loan.gen
         ring = self._ring
         if ring is None or data.nbytes > ring.slot_bytes:
             if self.shm_unavailable is not None:
@@ -313,6 +391,7 @@ class Publisher:
 
     def _new_ring(self, nbytes: int) -> ShmRing | None:
         """A (bigger) ring; the old one is removed (a reader still holding it keeps its mapping)."""
+        self._give_back_loan()
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -501,6 +580,7 @@ class Publisher:
             except zmq.ZMQError as exc:
                 log.warning("batch_flush_failed", src=self.src, error=str(exc))
             self._closed = True
+            self._give_back_loan()
             self._wake.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)

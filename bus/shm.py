@@ -137,15 +137,25 @@ class ShmRing:
         _HEADER.pack_into(self._mm, 0, MAGIC, LAYOUT_VERSION, slots, self.slot_bytes, os.getpid())
         self._gens = [0] * slots
         self._next = 0
+        self.loaned: int | None = None
+        """The slot on loan (``loan``), which ``put`` passes over until it is committed."""
         self.closed = False
+
+    def _take_slot(self) -> int:
+        slot = self._next
+        if slot == self.loaned:
+            if self.slots == 1:
+                raise ValueError(f"the only slot of {self.name} is on loan")
+            slot = (slot + 1) % self.slots
+        self._next = (slot + 1) % self.slots
+        return slot
 
     def put(self, data: np.ndarray) -> tuple[int, int]:
         """Copy ``data`` (1-d uint8) into the next slot; returns (slot, generation)."""
         n = data.nbytes
         if n > self.slot_bytes:
             raise ValueError(f"{n} bytes do not fit a slot of {self.slot_bytes}")
-        slot = self._next
-        self._next = (slot + 1) % self.slots
+        slot = self._take_slot()
         at = HEADER_BYTES + slot * self.stride
         gen = self._gens[slot]
         mm = self._mm
@@ -155,11 +165,37 @@ class ShmRing:
         self._gens[slot] = gen + 2
         return slot, gen + 2
 
+    def loan(self, nbytes: int) -> tuple[int, np.ndarray]:
+        """Lend the next slot to a producer that writes ``nbytes`` into it in place (no copy at publish):
+        returns (slot, a writable 1-d uint8 view of its first ``nbytes``). Its generation turns odd now, as
+        ``put``'s does before the copy, so a reader holding an older reference of the slot drops it; one
+        slot at a time (a loan not committed is lost when the next is made: ``commit`` it empty)."""
+        if nbytes > self.slot_bytes:
+            raise ValueError(f"{nbytes} bytes do not fit a slot of {self.slot_bytes}")
+        if self.loaned is not None:
+            self.commit(self.loaned, 0)
+        slot = self._take_slot()
+        at = HEADER_BYTES + slot * self.stride
+        gen = self._gens[slot] + 1
+        _GEN.pack_into(self._mm, at, gen)  # odd: being written
+        self._gens[slot] = gen
+        self.loaned = slot
+        return slot, self._buf[at + SLOT_HEADER_BYTES:at + SLOT_HEADER_BYTES + nbytes]
+
+    def commit(self, slot: int, nbytes: int) -> int:
+        """End the loan of ``slot``, whose first ``nbytes`` are written; returns its (even) generation."""
+        if slot != self.loaned:
+            raise ValueError(f"slot {slot} of {self.name} is not on loan")
+        gen = self._gens[slot] + 1
+        _SLOT_META.pack_into(self._mm, HEADER_BYTES + slot * self.stride, gen, nbytes)  # even: complete
+        self._gens[slot] = gen
+        self.loaned = None
+        return gen
+
     def write_torn(self, data: np.ndarray) -> tuple[int, int]:
         """Start a write and stop half-way, as a writer killed mid-copy leaves it (tests):
         returns the reference a reader would have been sent had the write completed."""
-        slot = self._next
-        self._next = (slot + 1) % self.slots
+        slot = self._take_slot()
         at = HEADER_BYTES + slot * self.stride
         gen = self._gens[slot]
         _GEN.pack_into(self._mm, at, gen + 1)

@@ -160,8 +160,9 @@ class SyntheticSource:
                                  n_objects=settings.objects, speed_px_s=settings.speed_px_s)
         self.t0 = time.monotonic()
 
-    def take(self) -> np.ndarray:
-        return self.scene.frame(time.monotonic() - self.t0).image
+    def take(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The scene now, drawn into ``out`` when given (a frame on loan: published without a copy)."""
+        return self.scene.frame(time.monotonic() - self.t0, out=out).image
 
     def close(self) -> None:
         pass
@@ -211,13 +212,16 @@ class CameraActor(Actor[CameraSettings]):
         now = time.monotonic()
         if now < self.next_due:
             return
-        image = self.source.take()
+        s = self.settings
+        if isinstance(self.source, SyntheticSource):  # drawn straight into a shared-memory slot
+            image = self.source.take(self.loan(CameraFrame.TOPIC, (s.height, s.width, 3), np.uint8))
+        else:
+            image = self.source.take()
         if image is None:
             self.waiting_for_source += 1
             self.next_due = now + TICK_S * 5
             return
         self.next_due = now + 1.0 / self.fps
-        s = self.settings
         quality = frame_quality(image)
         flags = quality_flags(quality, s.blur_below, s.dark_below, s.bright_above)
         for flag in flags:

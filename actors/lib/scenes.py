@@ -156,8 +156,15 @@ def _place(rng: np.random.Generator, kinds: Sequence[str], n: int, w: int, h: in
     return objects
 
 
-def render(bg: np.ndarray, objects: Sequence[SceneObject], blur_px: float = 0.0) -> Labelled:
-    img = bg.copy()
+def render(bg: np.ndarray, objects: Sequence[SceneObject], blur_px: float = 0.0,
+           out: np.ndarray | None = None) -> Labelled:
+    """``objects`` drawn on a copy of ``bg``, or into ``out`` (an array of ``bg``'s shape and dtype, e.g. a
+    frame on loan from the publisher: ``Publisher.loan``)."""
+    if out is None:
+        img = bg.copy()
+    else:
+        np.copyto(out, bg)
+        img = out
     h, w = img.shape[:2]
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}
     for obj in objects:
@@ -166,6 +173,9 @@ def render(bg: np.ndarray, objects: Sequence[SceneObject], blur_px: float = 0.0)
         boxes.setdefault(obj.kind, []).append((max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)))
     if blur_px > 0:
         img = cv2.GaussianBlur(img, (0, 0), blur_px)
+        if out is not None:
+            np.copyto(out, img)
+            img = out
     return Labelled(img, {k: np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()})
 
 
@@ -194,7 +204,8 @@ class MovingScene:
             obj.vx, obj.vy = speed_px_s * math.cos(a), speed_px_s * math.sin(a)
         self._t_s = 0.0
 
-    def frame(self, t_s: float) -> Labelled:
+    def frame(self, t_s: float, out: np.ndarray | None = None) -> Labelled:
+        """The scene at ``t_s`` seconds, drawn into ``out`` when given (``render``)."""
         dt = max(0.0, t_s - self._t_s)
         self._t_s = t_s
         for obj in self.objects:
@@ -207,7 +218,7 @@ class MovingScene:
             if not r <= obj.cy <= self.height - r:
                 obj.vy = -obj.vy
                 obj.cy = min(max(obj.cy, r), self.height - r)
-        return render(self.bg, self.objects)
+        return render(self.bg, self.objects, out=out)
 
 
 # -- dataset folders ---------------------------------------------------------

@@ -13,9 +13,10 @@ import zmq
 from actors.camera.actor import adaptive_fps, frame_quality, quality_flags
 from actors.lib.scenes import MovingScene, random_scene
 from bus.bodies.vision import CameraFrame, Detections
-from bus.pubsub import Publisher
+from bus.envelope import LOCAL_MARKER
+from bus.pubsub import Publisher, Subscriber
 from config.backoff import BackoffPolicy
-from tests.support import WAIT_S
+from tests.support import WAIT_S, raw_sub
 
 
 def test_frame_quality_measures_blur_and_brightness():
@@ -52,6 +53,42 @@ def test_moving_scene_moves_and_keeps_objects_inside():
         assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 120).all()
 
 
+def test_moving_scene_draws_into_a_given_frame():
+    scene, twin = MovingScene(seed=3, n_objects=4), MovingScene(seed=3, n_objects=4)
+    out = np.zeros((120, 160, 3), np.uint8)
+    drawn = twin.frame(1.5, out=out)
+    assert drawn.image is out
+    np.testing.assert_array_equal(out, scene.frame(1.5).image)
+    assert {k: v.tolist() for k, v in drawn.boxes.items()} == {k: v.tolist() for k, v in scene.frame(1.5).boxes.items()}
+
+
+@pytest.mark.slow
+def test_a_large_synthetic_frame_drawn_on_loan_reaches_local_and_plain_readers_alike(supervisor_factory,
+                                                                                    collector_factory):
+    """640x480: above the shared-memory threshold, the camera draws each frame into a slot on loan."""
+    sup = supervisor_factory("""
+[actors.camera]
+settings = { source = "synthetic", width = 640, height = 480, min_fps = 5.0, max_fps = 10.0 }
+""")
+    sup.wait_running("camera")
+    plain = collector_factory(sup, ["camera.frame"])  # first: it has every frame the local reader gets
+    local = Subscriber(zmq.Context.instance(), sup.backend, ["camera.frame"], shm=True)
+    assert local.wait_subscribed(sup.frontend, WAIT_S)
+    spy = raw_sub(zmq.Context.instance(), sup.backend, LOCAL_MARKER + b"camera.frame")
+    assert spy.poll(int(WAIT_S * 1000)), "no frame in the local form"
+    assert b"sensorium-" in spy.recv_multipart()[2], "the local form carries no shared-memory reference"
+    spy.close()
+    seen: dict[int, np.ndarray] = {}
+    while len(seen) < 5:
+        msg = local.recv(int(WAIT_S * 1000))
+        assert msg is not None, "the local reader got no frame"
+        seen[msg.body["frame_id"]] = msg.body["image"]
+    assert local.stats.malformed == 0
+    for frame_id, image in seen.items():
+        twin = plain.wait_for(lambda m, i=frame_id: m.body.get("frame_id") == i, what=f"plain frame {frame_id}")
+        assert image.shape == (480, 640, 3)
+        np.testing.assert_array_equal(twin.body["image"], image)
+    local.close()
 
 
 @pytest.mark.slow

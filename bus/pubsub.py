@@ -204,6 +204,10 @@ class Publisher:
         nbytes = math.prod(shape) * dt.itemsize
         with self._lock:
             self._give_back_loan()
+            # Here rather than after the send: a producer takes its loan before the frame exists, so the read
+            # (tens of microseconds after a quiet spell) does not compete with the frame's delivery.
+            if self._subs_due:
+                self._read_subscriptions_if_due(time.time_ns())
             if 0 < self.shm_threshold <= nbytes and self._wants_shm(topic):
                 ring = self._ring
                 if ring is None or nbytes > ring.slot_bytes:
@@ -272,11 +276,16 @@ class Publisher:
             self.sent += 1
             # After the send, not before: reading the socket after a quiet spell costs tens of microseconds
             # (its command queue), which the message must not wait for. The next message sees the change.
-            if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-                self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-                if self._drain_subscriptions():
-                    self._forms.clear()
+            self._read_subscriptions_if_due(ts)
             return seq
+
+    def _read_subscriptions_if_due(self, ts: int) -> None:
+        """Read the subscriptions forwarded to this publisher if the last read is ``SUBSCRIPTIONS_EVERY_NS``
+        old (or the wall clock ``ts`` went back)."""
+        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
+            if self._drain_subscriptions():
+                self._forms.clear()
 
     def _arm(self) -> None:
         """Something is gathered: have the flusher send it at the deadline (the thread starts on first use)."""
@@ -442,11 +451,7 @@ class Publisher:
 
     def _forward(self, frames: list[Any]) -> None:
         t = frames[0]
-        ts = time.time_ns()
-        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-            if self._drain_subscriptions():
-                self._forms.clear()
+        self._read_subscriptions_if_due(time.time_ns())
         topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
         if topic[:1] == "@" or refers_to_shm(frames[2]):
             raise EnvelopeError("not in the plain form (a local-form topic or a shared-memory reference)", topic)
@@ -481,11 +486,7 @@ class Publisher:
             self._forward_small(messages)
 
     def _forward_small(self, messages: list[list[bytes]]) -> None:
-        ts = time.time_ns()
-        if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-            self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
-            if self._drain_subscriptions():
-                self._forms.clear()
+        self._read_subscriptions_if_due(time.time_ns())
         send = self.sock.send
         all_forms = self._forms
         for t, h, b in messages:

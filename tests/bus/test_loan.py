@@ -158,3 +158,27 @@ def test_a_loan_bigger_than_the_slots_makes_a_bigger_ring(broker):
     np.testing.assert_array_equal(sub.recv(WAIT_MS).body["image"], _image(4))
     assert sub.stats.shm_drops == 0
     pub.close(), sub.close()
+
+
+def test_a_loan_reads_new_subscriptions_itself(broker):
+    """A producer that loans reads the subscriptions there, before its frame exists (not after the send)."""
+    plain = Subscriber(broker.ctx, broker.backend, ["camera.frame"])
+    assert plain.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_slots=4)
+    assert pub.wait_for_subscriber("camera.frame", 20)
+    pub.publish("camera.frame", {"frame_id": 0})  # what the publisher knows now: plain readers only
+    assert pub.loan("camera.frame", SHAPE).flags.owndata
+    local = Subscriber(broker.ctx, broker.backend, ["camera.frame"], shm=True)
+    assert local.wait_subscribed(broker.frontend, 20)
+    wait_until(lambda: not pub.loan("camera.frame", SHAPE).flags.owndata,
+               what="a slot on loan once the local subscriber is known, with no publish in between")
+    frame = pub.loan("camera.frame", SHAPE)
+    np.copyto(frame, _image(5))
+    pub.publish("camera.frame", {"image": frame, "frame_id": 1})
+    for sub in (plain, local):
+        msg = sub.recv(WAIT_MS)
+        while msg is not None and msg.body["frame_id"] != 1:
+            msg = sub.recv(WAIT_MS)
+        assert msg is not None
+        np.testing.assert_array_equal(msg.body["image"], _image(5))
+    pub.close(), plain.close(), local.close()

@@ -49,7 +49,9 @@ BATCH_VERSION = 2
 # byte order, kind (bool, int, uint, float, complex), item size: no objects,
 # strings or structured dtypes ever cross the bus.
 _DTYPE_RE = re.compile(r"[<>|=][biufc]\d{1,2}")
-_MAX_NDIM = 8
+MAX_ARRAY_DIMS = 8
+"""The most dimensions an array on the bus may have."""
+_MAX_NDIM = MAX_ARRAY_DIMS
 MAX_IID_BYTES = 64
 """Longest instance id (UTF-8 bytes)."""
 MAX_HOST_BYTES = 255

@@ -40,8 +40,9 @@ import zmq
 from bus.batched import GATHER_NS, Gatherer, batch_from_plain, batch_frames, decode_batch
 from bus.burstlog import BurstLog
 from bus.direct import DISCOVER_EVERY_NS, DirectLinks, bind as bind_direct
-from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, EnvelopeError, Encoder, Header, Limits, Message,
-                          decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm, restamp)
+from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, MAX_ARRAY_DIMS, EnvelopeError, Encoder, Header,
+                          Limits, Message, decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm,
+                          restamp)
 from bus.latched import is_news, latch_key, latched
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
@@ -189,6 +190,11 @@ class Publisher:
         """Passed-on messages (``forward``, ``publish_frames``) that could not be put in the batched form."""
         self._burst = BurstLog(log)
         self._loan: _Loan | None = None
+        self.loans_published = 0
+        """Arrays published from a slot on loan (``loan``): sent to local readers without a copy."""
+        self._lent_ranges: list[tuple[int, int]] = []
+        """Address ranges of the rings this publisher lent slots of: an array frame in one of them (a frame
+        that was on loan, published again) goes to ZeroMQ as a copy, never as a view of a reused slot."""
 
     def loan(self, topic: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
         """A writable array of ``shape`` and ``dtype`` for ``topic``'s next message, lent out of this
@@ -201,8 +207,13 @@ class Publisher:
         (below ``shm_threshold``, no local or batched subscriber of ``topic`` known, no segment) the
         array is an ordinary one of this process, published as any other."""
         dt = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if dt.kind not in "biufc" or len(shape) > MAX_ARRAY_DIMS:
+            raise TypeError(f"array of dtype {dt} and {len(shape)} dims cannot cross the bus")
         nbytes = math.prod(shape) * dt.itemsize
         with self._lock:
+            if self._closed:
+                raise zmq.ZMQError(zmq.ENOTSOCK, f"publisher {self.src} is closed")
             self._give_back_loan()
             # Here rather than after the send: a producer takes its loan before the frame exists, so the read
             # (tens of microseconds after a quiet spell) does not compete with the frame's delivery.
@@ -213,6 +224,8 @@ class Publisher:
                 if ring is None or nbytes > ring.slot_bytes:
                     ring = None if self.shm_unavailable is not None else self._new_ring(nbytes)
                 if ring is not None and ring.slots > 1:
+                    if ring.address_range not in self._lent_ranges:
+                        self._lent_ranges.append(ring.address_range)
                     slot, raw = ring.loan(nbytes)
                     array = raw.view(dt).reshape(shape)
                     self._loan = _Loan(topic, ring, slot, nbytes, raw.ctypes.data, array)
@@ -234,7 +247,9 @@ class Publisher:
         if loan is None:
             return
         self._loan = None
-        if loan.gen is None and not loan.ring.closed:
+        if loan.gen is not None:
+            self.loans_published += 1
+        elif not loan.ring.closed:
             loan.ring.commit(loan.slot, 0)
         loan.array.flags.writeable = False
 
@@ -256,7 +271,7 @@ class Publisher:
                 topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
                 if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
                     self._send_batches(self._gather.take_all(_monotonic_ns()))
-                    self._send_batch(topic_raw, seq, [rec], arrays, self._loan is not None)
+                    self._send_batch(topic_raw, seq, [rec], arrays)
                 else:
                     out = self._gather_add(topic_raw, seq, rec, _monotonic_ns())
                     if out is not None:
@@ -267,9 +282,8 @@ class Publisher:
                 self._send(topic, self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put,
                                                              self.shm_threshold))
             loan = self._loan
-            if forms[0]:
-                # An array on loan lies in a slot the ring reuses: ZeroMQ gets a copy of it, not a view.
-                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr), loan is not None)
+            if forms[0]:  # an array that was on loan goes as a copy (``_lent``)
+                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
             if loan is not None and (loan.gen is not None or loan.topic == topic):
                 self._give_back_loan()
             self._seq[topic] = seq + 1
@@ -300,8 +314,7 @@ class Publisher:
             for topic_raw, seq, records in batches:
                 self._send_batch(topic_raw, seq, records, ())
 
-    def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any,
-                    copy_arrays: bool = False) -> None:
+    def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any) -> None:
         frames = batch_frames(topic_raw, self._encoder.batch_head(seq), records, arrays)
         self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0) + len(frames[0]) + len(frames[1])
                                         + sum(a.nbytes for a in arrays))
@@ -313,8 +326,8 @@ class Publisher:
         send(frames[1], _SNDMORE)
         last = len(frames) - 1
         for i in range(2, last):
-            send(frames[i], _SNDMORE, copy=copy_arrays)
-        send(frames[last], 0, copy=copy_arrays)
+            send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
+        send(frames[last], 0, copy=self._lent(frames[last]))
 
     def _flush_loop(self) -> None:
         """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
@@ -343,7 +356,15 @@ class Publisher:
         with self._lock:
             self._send_batches(self._gather.take_all(time.monotonic_ns()))
 
-    def _send(self, topic: str, frames: list[Any], copy_arrays: bool = False) -> None:
+    def _lent(self, frame: np.ndarray) -> bool:
+        """Whether an array frame lies in a ring this publisher lent slots of (ZeroMQ must copy it: a view
+        would be sent after the ring came round)."""
+        if not self._lent_ranges:
+            return False
+        at = frame.__array_interface__["data"][0]
+        return any(lo <= at < hi for lo, hi in self._lent_ranges)
+
+    def _send(self, topic: str, frames: list[Any]) -> None:
         send = self.sock.send
         if len(frames) == 3:
             self._bytes[topic] = self._bytes.get(topic, 0) + len(frames[0]) + len(frames[1]) + len(frames[2])
@@ -359,8 +380,8 @@ class Publisher:
             send(frames[2], _SNDMORE)
             last = len(frames) - 1
             for i in range(3, last):
-                send(frames[i], _SNDMORE, copy=copy_arrays)
-            send(frames[last], 0, copy=copy_arrays)
+                send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
+            send(frames[last], 0, copy=self._lent(frames[last]))
 
     def _forms_for(self, topic: str) -> tuple[bool, bool, bool]:
         """Which forms of ``topic`` someone subscribed to: (plain, local, batched). Plain unless only
@@ -400,7 +421,9 @@ class Publisher:
 
     def _new_ring(self, nbytes: int) -> ShmRing | None:
         """A (bigger) ring; the old one is removed (a reader still holding it keeps its mapping)."""
-        self._give_back_loan()
+        # A loan still being filled stays the producer's: an ordinary array now (its segment is unlinked and
+        # no reader was referred to the slot), copied into the new ring when published.
+        self._loan = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None

@@ -134,6 +134,9 @@ class ShmRing:
                                  f"{exc}") from exc
         os.close(fd)
         self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+        start = self._buf.__array_interface__["data"][0]
+        self.address_range = (start, start + self.size)
+        """Where the mapping lies in this process: [start, end) addresses."""
         _HEADER.pack_into(self._mm, 0, MAGIC, LAYOUT_VERSION, slots, self.slot_bytes, os.getpid())
         self._gens = [0] * slots
         self._next = 0

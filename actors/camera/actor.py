@@ -234,7 +234,8 @@ class CameraActor(Actor[CameraSettings]):
         return {"fps": round(self.fps, 3), "frames": self.frame_id,
                 "detector_latency_ms": round(self.latency_ms, 2) if self.latency_ms else None,
                 "flagged": self.flagged, "connected": bool(self.source.connected),
-                "reconnects": self.source.reconnects, "waiting_for_source": self.waiting_for_source}
+                "reconnects": self.source.reconnects, "waiting_for_source": self.waiting_for_source,
+                "frames_on_loan": self.pub.loans_published if self.pub is not None else 0}
 
     def teardown(self) -> None:
         self.source.close()

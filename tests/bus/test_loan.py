@@ -8,10 +8,12 @@ import os
 import msgpack
 import numpy as np
 import pytest
+import zmq
 
 from bus import shm
 from bus.envelope import LOCAL_MARKER, SHM_EXT
 from bus.pubsub import Publisher, Subscriber
+from bus.envelope import decode
 from tests.support import raw_sub, wait_until
 
 WAIT_MS = 20_000
@@ -153,6 +155,7 @@ def test_a_loan_bigger_than_the_slots_makes_a_bigger_ring(broker):
     pub.publish("camera.frame", {"image": np.ones((300, 400), np.uint8)})  # a ring of 120,000-byte slots
     assert sub.recv(WAIT_MS).body["image"].shape == (300, 400)
     frame = pub.loan("camera.frame", SHAPE)
+    assert not frame.flags.owndata, "not a slot of the bigger ring"
     np.copyto(frame, _image(4))
     pub.publish("camera.frame", {"image": frame})
     np.testing.assert_array_equal(sub.recv(WAIT_MS).body["image"], _image(4))
@@ -182,3 +185,58 @@ def test_a_loan_reads_new_subscriptions_itself(broker):
         assert msg is not None
         np.testing.assert_array_equal(msg.body["image"], _image(5))
     pub.close(), plain.close(), local.close()
+
+
+def test_a_frame_that_was_on_loan_published_again_reaches_plain_readers_whole(ipc_dir):
+    """The plain form of a frame that lies in a lent ring goes to ZeroMQ as a copy: queued behind a reader
+    that does not read, a view would be sent after the ring came round."""
+    ctx = zmq.Context()
+    stalled = ctx.socket(zmq.XSUB)  # a broker that does not read yet: frames wait in the publisher's queue
+    stalled.bind(f"ipc://{ipc_dir}/f.sock")
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/f.sock", "cam", shm_slots=4)
+
+    def subscribed() -> bool:  # sent again until the connection is up: an XSUB drops what it sends before
+        stalled.send(b"\x01camera.frame")
+        stalled.send(b"\x01" + LOCAL_MARKER + b"camera.frame")
+        pub.drain_subscriptions()
+        return len(pub.subscriptions) == 2
+    wait_until(subscribed, what="both forms subscribed")
+    frame = pub.loan("camera.frame", SHAPE)
+    frame[:] = 1
+    pub.publish("camera.frame", {"image": frame, "frame_id": 0})
+    pub.publish("camera.frame", {"image": frame, "frame_id": 1})  # no longer on loan: an ordinary publish
+    for i in range(2, 8):  # the ring goes round
+        other = pub.loan("camera.frame", SHAPE)
+        other[:] = 100 + i
+        pub.publish("camera.frame", {"image": other, "frame_id": i})
+    plain = {}
+    while stalled.poll(2000):
+        frames = stalled.recv_multipart()
+        if not frames[0].startswith(b"@"):
+            msg = decode(frames)
+            plain[msg.body["frame_id"]] = msg.body["image"]
+    assert sorted(plain) == list(range(8))
+    for i, image in plain.items():
+        assert (image == (1 if i < 2 else 100 + i)).all(), f"plain frame {i} holds other bytes"
+    pub.close()
+    stalled.close()
+    ctx.term()
+
+
+def test_a_loan_being_filled_survives_a_bigger_ring_and_a_closed_publisher_lends_nothing(broker):
+    pub, sub = _pair(broker, shm=True)
+    frame = pub.loan("camera.frame", SHAPE)
+    pub.publish("camera.big", {"image": np.zeros((1200, 1000, 3), np.uint8)})  # another topic: a bigger ring
+    np.copyto(frame, _image(6))  # still the producer's to write
+    pub.publish("camera.frame", {"image": frame, "frame_id": 6})
+    msg = sub.recv(WAIT_MS)
+    assert msg.body["frame_id"] == 6
+    np.testing.assert_array_equal(msg.body["image"], _image(6))
+    with pytest.raises(TypeError, match="cannot cross the bus"):
+        pub.loan("camera.frame", (100, 100), object)
+    pub.close()
+    before = set(shm.segments())
+    with pytest.raises(zmq.ZMQError, match="closed"):
+        pub.loan("camera.frame", SHAPE)
+    assert set(shm.segments()) == before, "a closed publisher made a segment"
+    sub.close()

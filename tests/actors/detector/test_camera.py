@@ -71,7 +71,8 @@ def test_a_large_synthetic_frame_drawn_on_loan_reaches_local_and_plain_readers_a
 settings = { source = "synthetic", width = 640, height = 480, min_fps = 5.0, max_fps = 10.0 }
 """)
     sup.wait_running("camera")
-    plain = collector_factory(sup, ["camera.frame"])  # first: it has every frame the local reader gets
+    plain = collector_factory(sup, ["camera.frame", "sys.heartbeat"])  # first: it has every frame the local
+    # reader gets
     local = Subscriber(zmq.Context.instance(), sup.backend, ["camera.frame"], shm=True)
     assert local.wait_subscribed(sup.frontend, WAIT_S)
     spy = raw_sub(zmq.Context.instance(), sup.backend, LOCAL_MARKER + b"camera.frame")
@@ -88,6 +89,9 @@ settings = { source = "synthetic", width = 640, height = 480, min_fps = 5.0, max
         twin = plain.wait_for(lambda m, i=frame_id: m.body.get("frame_id") == i, what=f"plain frame {frame_id}")
         assert image.shape == (480, 640, 3)
         np.testing.assert_array_equal(twin.body["image"], image)
+    # Those frames were drawn in the ring itself: the camera counts frames published from a loan.
+    plain.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "camera"
+                   and m.body["extra"]["frames_on_loan"] >= 5, what="the camera's frames on loan")
     local.close()
 
 

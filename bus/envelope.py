@@ -49,6 +49,9 @@ BATCH_VERSION = 2
 # byte order, kind (bool, int, uint, float, complex), item size: no objects,
 # strings or structured dtypes ever cross the bus.
 _DTYPE_RE = re.compile(r"[<>|=][biufc]\d{1,2}")
+_DTYPES: dict[str, np.dtype] = {}
+"""Dtype strings already read, which the pattern bounds to a few thousand: an array record's dtype then costs one
+lookup instead of the pattern and numpy's parser (on the receive path of every frame)."""
 MAX_ARRAY_DIMS = 8
 """The most dimensions an array on the bus may have."""
 _MAX_NDIM = MAX_ARRAY_DIMS
@@ -555,7 +558,8 @@ def _array_from_ref(data: bytes, array_bufs: Sequence[Any], used: list[bool], to
     if not (isinstance(ref, list) and len(ref) == 3):
         raise EnvelopeError("array record must be [dtype, shape, index]", topic)
     dtype_str, shape, index = ref
-    if not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str):
+    dtype = _DTYPES.get(dtype_str) if type(dtype_str) is str else None
+    if dtype is None and (not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str)):
         raise EnvelopeError(f"array dtype {dtype_str!r} is not a plain numeric dtype", topic)
     if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
@@ -564,10 +568,11 @@ def _array_from_ref(data: bytes, array_bufs: Sequence[Any], used: list[bool], to
         raise EnvelopeError(f"array frame index {index!r} out of range ({len(array_bufs)} frames)", topic)
     if used[index]:
         raise EnvelopeError(f"array frame {index} referenced twice", topic)
-    try:
-        dtype = np.dtype(dtype_str)
-    except TypeError as exc:
-        raise EnvelopeError(f"array dtype {dtype_str!r}: {exc}", topic) from exc
+    if dtype is None:
+        try:
+            dtype = _DTYPES[dtype_str] = np.dtype(dtype_str)
+        except TypeError as exc:
+            raise EnvelopeError(f"array dtype {dtype_str!r}: {exc}", topic) from exc
     buf = array_bufs[index]
     expected = math.prod(shape) * dtype.itemsize
     if expected != len(buf):
@@ -586,7 +591,8 @@ def _array_from_shm(data: bytes, shm: ShmReader, topic: str) -> np.ndarray:
     if not (isinstance(ref, list) and len(ref) == 5):
         raise EnvelopeError("shared-memory record must be [dtype, shape, segment, slot, generation]", topic)
     dtype_str, shape, segment, slot, gen = ref
-    if not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str):
+    dtype = _DTYPES.get(dtype_str) if type(dtype_str) is str else None
+    if dtype is None and (not isinstance(dtype_str, str) or not _DTYPE_RE.fullmatch(dtype_str)):
         raise EnvelopeError(f"array dtype {dtype_str!r} is not a plain numeric dtype", topic)
     if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
@@ -594,7 +600,9 @@ def _array_from_shm(data: bytes, shm: ShmReader, topic: str) -> np.ndarray:
     if type(slot) is not int or type(gen) is not int or not isinstance(segment, str):
         raise EnvelopeError(f"shared-memory reference {segment!r}/{slot!r}/{gen!r} is not str/int/int", topic)
     try:
-        return shm.take(segment, slot, gen, np.dtype(dtype_str), shape)
+        if dtype is None:
+            dtype = _DTYPES[dtype_str] = np.dtype(dtype_str)
+        return shm.take(segment, slot, gen, dtype, shape)
     except (ValueError, TypeError, OSError) as exc:
         raise EnvelopeError(f"bad shared-memory reference: {exc}", topic) from exc
 

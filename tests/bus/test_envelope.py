@@ -103,6 +103,7 @@ MALFORMED = {
     "object dtype": lambda: _with_body(msgpack.packb({"a": _ref("|O8", [1], 0)}), [b"\0" * 8]),
     "string dtype": lambda: _with_body(msgpack.packb({"a": _ref("<U1", [1], 0)}), [b"\0" * 4]),
     "structured dtype": lambda: _with_body(msgpack.packb({"a": _ref("f4,f4", [1], 0)}), [b"\0" * 8]),
+    "dtype numpy does not know": lambda: _with_body(msgpack.packb({"a": _ref("<i3", [1], 0)}), [b"\0" * 3]),
     "shape does not match frame": lambda: _with_body(msgpack.packb({"a": _ref("<i4", [3], 0)}), [b"\0" * 8]),
     "negative shape": lambda: _with_body(msgpack.packb({"a": _ref("<i4", [-1], 0)}), [b""]),
     "frame index out of range": lambda: _with_body(msgpack.packb({"a": _ref("<i4", [1], 3)}), [b"\0" * 4]),
@@ -116,6 +117,15 @@ MALFORMED = {
 def test_malformed_messages_raise_one_error_type(case):
     with pytest.raises(EnvelopeError):
         decode(MALFORMED[case]())
+
+
+def test_a_dtype_refused_once_is_refused_again_and_a_good_one_read_again():
+    """Dtypes are remembered once read (the receive path's cache): only those numpy made."""
+    for _ in range(2):
+        with pytest.raises(EnvelopeError, match="<i3"):
+            decode(MALFORMED["dtype numpy does not know"]())
+        got = decode(_good())
+        np.testing.assert_array_equal(got.body["a"], np.arange(10, dtype=np.int32))
 
 
 def test_oversize_messages_are_refused_by_the_limits():

@@ -16,7 +16,7 @@ import psutil
 import zmq
 
 from bus.envelope import Header, Message, decode, encode
-from bus.pubsub import Subscriber
+from bus.pubsub import Publisher, Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 60.0
@@ -52,6 +52,16 @@ def raw_sub(ctx: zmq.Context, backend: str, prefix: bytes) -> zmq.Socket:
     s.connect(backend)
     s.setsockopt(zmq.SUBSCRIBE, prefix)
     return s
+
+
+def camera_pair(broker: Any, **sub_kw: Any) -> tuple[Publisher, Subscriber]:
+    """A publisher of ``camera.frame`` with a 4-slot ring and a subscriber of it (``sub_kw``: its form) on a running
+    broker, each known to the other."""
+    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_slots=4)
+    sub = Subscriber(broker.ctx, broker.backend, ["camera.frame"], **sub_kw)
+    assert sub.wait_subscribed(broker.frontend, 20)
+    assert pub.wait_for_subscriber("camera.frame", 20)
+    return pub, sub
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "condition") -> Any:

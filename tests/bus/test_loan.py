@@ -14,7 +14,7 @@ from bus import shm
 from bus.envelope import LOCAL_MARKER, SHM_EXT
 from bus.pubsub import Publisher, Subscriber
 from bus.envelope import decode
-from tests.support import raw_sub, wait_until
+from tests.support import camera_pair, raw_sub, wait_until
 
 WAIT_MS = 20_000
 SHAPE = (480, 640, 3)
@@ -71,14 +71,6 @@ def test_a_new_loan_gives_the_old_one_back_complete_and_empty(ring):
     reader.close()
 
 
-def _pair(broker, **sub_kw):
-    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_slots=4)
-    sub = Subscriber(broker.ctx, broker.backend, ["camera.frame"], **sub_kw)
-    assert sub.wait_subscribed(broker.frontend, 20)
-    assert pub.wait_for_subscriber("camera.frame", 20)
-    return pub, sub
-
-
 def test_a_frame_on_loan_reaches_local_subscribers_by_reference_and_plain_ones_by_copy(broker):
     spy = raw_sub(broker.ctx, broker.backend, LOCAL_MARKER + b"camera.frame")
     plain = Subscriber(broker.ctx, broker.backend, ["camera.frame"])
@@ -118,7 +110,7 @@ def test_a_frame_on_loan_reaches_local_subscribers_by_reference_and_plain_ones_b
 
 
 def test_a_loan_without_local_subscribers_is_an_ordinary_array(broker):
-    pub, sub = _pair(broker)  # plain only
+    pub, sub = camera_pair(broker)  # plain only
     frame = pub.loan("camera.frame", SHAPE)
     assert frame.flags.owndata and frame.flags.writeable
     np.copyto(frame, _image(1))
@@ -131,7 +123,7 @@ def test_a_loan_without_local_subscribers_is_an_ordinary_array(broker):
 
 
 def test_a_loan_not_published_is_given_back_and_the_next_one_is_delivered(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     abandoned = pub.loan("camera.frame", SHAPE)
     abandoned[:] = 1
     frame = pub.loan("camera.frame", SHAPE)  # the first goes back unpublished
@@ -151,7 +143,7 @@ def test_a_loan_not_published_is_given_back_and_the_next_one_is_delivered(broker
 
 
 def test_a_loan_bigger_than_the_slots_makes_a_bigger_ring(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     pub.publish("camera.frame", {"image": np.ones((300, 400), np.uint8)})  # a ring of 120,000-byte slots
     assert sub.recv(WAIT_MS).body["image"].shape == (300, 400)
     frame = pub.loan("camera.frame", SHAPE)
@@ -224,7 +216,7 @@ def test_a_frame_that_was_on_loan_published_again_reaches_plain_readers_whole(ip
 
 
 def test_a_loan_being_filled_survives_a_bigger_ring_and_a_closed_publisher_lends_nothing(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     frame = pub.loan("camera.frame", SHAPE)
     pub.publish("camera.big", {"image": np.zeros((1200, 1000, 3), np.uint8)})  # another topic: a bigger ring
     np.copyto(frame, _image(6))  # still the producer's to write

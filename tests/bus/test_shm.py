@@ -19,7 +19,7 @@ import zmq
 from bus import shm
 from bus.envelope import LOCAL_MARKER, SHM_EXT
 from bus.pubsub import Publisher, Subscriber
-from tests.support import raw_sub, wait_until
+from tests.support import camera_pair, raw_sub, wait_until
 
 WAIT_MS = 20_000
 REPO = Path(__file__).resolve().parents[2]
@@ -69,16 +69,8 @@ def test_a_half_written_slot_is_a_drop(ring):
     reader.close()
 
 
-def _pair(broker, **sub_kw):
-    pub = Publisher(broker.ctx, broker.frontend, "cam", shm_slots=4)
-    sub = Subscriber(broker.ctx, broker.backend, ["camera.frame"], **sub_kw)
-    assert sub.wait_subscribed(broker.frontend, 20)
-    assert pub.wait_for_subscriber("camera.frame", 20)
-    return pub, sub
-
-
 def test_a_slow_reader_counts_overwritten_frames_as_drops_and_loses_nothing_unaccounted(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     frames = [_image(i) for i in range(10)]
     for i, image in enumerate(frames):  # 10 frames into a ring of 4, nobody reading yet
         pub.publish("camera.frame", {"image": image, "frame_id": i})
@@ -135,7 +127,7 @@ def test_an_outside_subscriber_gets_inline_bytes_while_a_local_one_gets_referenc
 
 
 def test_small_messages_reach_local_subscribers_and_no_segment_is_made(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     pub.publish("camera.frame", {"frame_id": 1, "thumb": np.zeros(16, np.uint8)})
     msg = sub.recv(WAIT_MS)
     assert msg.body["frame_id"] == 1 and msg.body["thumb"].shape == (16,)
@@ -160,7 +152,7 @@ def test_without_usable_shared_memory_the_local_form_goes_inline(broker, tmp_pat
 
 
 def test_the_publisher_removes_its_segment_when_closed(broker):
-    pub, sub = _pair(broker, shm=True)
+    pub, sub = camera_pair(broker, shm=True)
     pub.publish("camera.frame", {"image": _image()})
     assert sub.recv(WAIT_MS) is not None
     assert len(_mine(os.getpid())) == 1
@@ -201,7 +193,7 @@ def test_the_sweep_leaves_live_writers_alone(ring):
 
 
 def test_views_are_valid_until_the_ring_goes_round_and_an_overrun_view_counts_as_a_drop(broker):
-    pub, sub = _pair(broker, shm=True, shm_views=True)
+    pub, sub = camera_pair(broker, shm=True, shm_views=True)
     first, second = _image(1), _image(2)
     pub.publish("camera.frame", {"image": first})
     msg = sub.recv(WAIT_MS)

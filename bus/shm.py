@@ -183,7 +183,12 @@ class ShmRing:
         _GEN.pack_into(self._mm, at, gen)  # odd: being written
         self._gens[slot] = gen
         self.loaned = slot
-        return slot, self._buf[at + SLOT_HEADER_BYTES:at + SLOT_HEADER_BYTES + nbytes]
+        start = at + SLOT_HEADER_BYTES
+        return slot, self._buf[start:start + nbytes]
+
+    def slot_address(self, slot: int) -> int:
+        """Where ``slot``'s bytes start in this process (an address inside ``address_range``)."""
+        return self.address_range[0] + HEADER_BYTES + slot * self.stride + SLOT_HEADER_BYTES
 
     def commit(self, slot: int, nbytes: int) -> int:
         """End the loan of ``slot``, whose first ``nbytes`` are written; returns its (even) generation."""
@@ -271,7 +276,9 @@ class ShmReader:
         start = at + SLOT_HEADER_BYTES
         if self.views:
             self.taken.append((m.mm, at, gen))
-            return m.buf[start:start + n].view(dtype).reshape(shape)
+            # One constructor instead of slice, view and reshape: a paced reader runs this cold, where each
+            # numpy call costs microseconds.
+            return np.ndarray(shape, dtype, m.buf, start)
         out = m.buf[start:start + n].copy()
         if _GEN.unpack_from(m.mm, at)[0] != gen:
             raise ShmDropped("slot overwritten during the read", segment, slot)

@@ -15,6 +15,8 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bus import shm
 from bus.envelope import LOCAL_MARKER, SHM_EXT
@@ -328,3 +330,68 @@ def test_forward_refuses_what_is_not_in_the_plain_form(broker):
         assert pub.sent == 1
     finally:
         pub.close()
+
+
+# -- the record shortcut: a publisher's records are read by prefix, with the full decoder's outcome ---------
+
+
+def _take_outcome(data: bytes, reader: shm.ShmReader) -> object:
+    from bus.envelope import EnvelopeError, _array_from_shm
+
+    try:
+        arr = _array_from_shm(data, reader, "camera.frame")
+    except EnvelopeError as exc:
+        return ("error", exc.reason)
+    except shm.ShmDropped as exc:
+        return ("drop", exc.reason)
+    return ("ok", arr.dtype.str, arr.shape, arr.tobytes())
+
+
+def test_a_publishers_record_is_plain_msgpack_and_an_outside_writers_record_reads_the_same():
+    from bus import envelope
+
+    ring = shm.ShmRing(f"sensorium-{os.getpid()}-f2-{id(object()) % 10**6}", 2, 4096)
+    reader = shm.ShmReader()
+    try:
+        data = np.arange(600, dtype="<i2").reshape(20, 30)
+        slot, gen = ring.put(data.reshape(-1).view(np.uint8))
+        fixed = envelope.shm_record(data, ring.name, slot, gen)
+        assert msgpack.unpackb(fixed) == ["<i2", [20, 30], ring.name, slot, gen]
+        minimal = msgpack.packb(["<i2", [20, 30], ring.name, slot, gen])  # as an outside tool writes it
+        assert minimal != fixed
+        envelope._SHM_PREFIXES.clear()
+        assert _take_outcome(minimal, reader) == _take_outcome(fixed, reader) == ("ok", "<i2", (20, 30),
+                                                                                    data.tobytes())
+        assert fixed[:-14] in envelope._SHM_PREFIXES and len(envelope._SHM_PREFIXES) == 1
+        for _ in range(ring.slots):  # the shortcut still checks the generation
+            ring.put(np.zeros(1200, np.uint8))
+        assert _take_outcome(fixed, reader)[0] == "drop"
+    finally:
+        reader.close()
+        ring.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(dtype=st.sampled_from(["|u1", "<i2", "<f4", ">u4"]), shape=st.lists(st.integers(0, 12), min_size=0, max_size=3),
+       damage=st.booleans(), data=st.data())
+def test_the_record_shortcut_reads_every_record_as_the_full_decoder_does(dtype, shape, damage, data):
+    """A record whose prefix is known takes a shortcut; good or damaged, it must come out exactly as the
+    full decoder says (the shortcut is a cache, never a second opinion)."""
+    from bus import envelope
+
+    ring = shm.ShmRing(f"sensorium-{os.getpid()}-f3-{id(object()) % 10**6}", 2, 8192)
+    reader = shm.ShmReader()
+    try:
+        arr = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
+        slot, gen = ring.put(arr.reshape(-1).view(np.uint8))
+        record = bytearray(envelope.shm_record(arr, ring.name, slot, gen))
+        assert _take_outcome(bytes(record), reader)[0] == "ok"  # its prefix is now known
+        assert bytes(record[:-14]) in envelope._SHM_PREFIXES
+        if damage:
+            record[data.draw(st.integers(0, len(record) - 1))] = data.draw(st.integers(0, 255))
+        with_shortcut = _take_outcome(bytes(record), reader)
+        envelope._SHM_PREFIXES.clear()
+        assert _take_outcome(bytes(record), reader) == with_shortcut
+    finally:
+        reader.close()
+        ring.close()

@@ -315,8 +315,9 @@ class Encoder:
     def encode_local(self, topic: str, seq: int, ts: int, body: dict[str, Any], corr: str | None,
                      put: Any, threshold: int) -> list[Any]:
         """The local form of a message (docs/wire.md, section 12): topic frame ``@shm/TOPIC``, the same
-        header, arrays of ``threshold`` bytes or more handed to ``put(bytes_view)``, which returns
-        (segment, slot, generation) or None (that array then goes inline, as an array frame)."""
+        header, arrays of ``threshold`` bytes or more handed to ``put(array)`` (C-contiguous, as given or
+        copied so), which returns (segment, slot, generation) or None (that array then goes inline, as an
+        array frame)."""
         local = self._local
         local[0], local[1] = put, threshold
         packer = self._packer
@@ -331,7 +332,7 @@ class Encoder:
 
 
     def record_shm(self, put: Any, threshold: int) -> None:
-        """Where ``record`` puts arrays of ``threshold`` bytes or more: ``put(uint8 view)`` returns
+        """Where ``record`` puts arrays of ``threshold`` bytes or more: ``put(array)`` (C-contiguous) returns
         (segment, slot, generation) or None (the array then goes inline)."""
         self._rec_local[0], self._rec_local[1] = put, threshold
 
@@ -386,7 +387,7 @@ def _local_ref(obj: Any, arrays: list[np.ndarray], local: list[Any]) -> Any:
     if isinstance(obj, np.ndarray) and obj.nbytes >= local[1] and obj.dtype.kind in "biufc" \
             and obj.ndim <= _MAX_NDIM:
         arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
-        where = local[0](arr.reshape(-1).view(np.uint8))
+        where = local[0](arr)
         if where is not None:
             local[2] = True
             segment, slot, gen = where

@@ -51,6 +51,7 @@ SLOT_HEADER_BYTES = 64
 _HEADER = struct.Struct("<8sIIQI")
 """magic, layout version, slot count, slot data bytes, owner pid (then zeros up to 64 bytes)."""
 _GEN = struct.Struct("<Q")
+_BYTE = np.dtype(np.uint8)
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 """Map with the page tables filled: otherwise the first touch of every 4 KiB page of a slot is a page
 fault, ~225 per 640x480x3 frame, in the writer and in every reader."""
@@ -168,13 +169,17 @@ class ShmRing:
         self._gens[slot] = gen + 2
         return slot, gen + 2
 
-    def loan(self, nbytes: int) -> tuple[int, np.ndarray]:
+    def loan(self, nbytes: int, shape: tuple[int, ...] | None = None,
+             dtype: np.dtype = _BYTE) -> tuple[int, np.ndarray]:
         """Lend the next slot to a producer that writes ``nbytes`` into it in place (no copy at publish):
-        returns (slot, a writable 1-d uint8 view of its first ``nbytes``). Its generation turns odd now, as
-        ``put``'s does before the copy, so a reader holding an older reference of the slot drops it; one
-        slot at a time (a loan not committed is lost when the next is made: ``commit`` it empty)."""
+        returns (slot, a writable array of its first ``nbytes``: ``shape`` and ``dtype``, or 1-d bytes). Its
+        generation turns odd now, as ``put``'s does before the copy, so a reader holding an older reference
+        of the slot drops it; one slot at a time (a loan not committed is lost when the next is made:
+        ``commit`` it empty)."""
         if nbytes > self.slot_bytes:
             raise ValueError(f"{nbytes} bytes do not fit a slot of {self.slot_bytes}")
+        if shape is not None and math.prod(shape) * dtype.itemsize != nbytes:
+            raise ValueError(f"{dtype}{tuple(shape)} is not {nbytes} bytes")
         if self.loaned is not None:
             self.commit(self.loaned, 0)
         slot = self._take_slot()
@@ -183,8 +188,8 @@ class ShmRing:
         _GEN.pack_into(self._mm, at, gen)  # odd: being written
         self._gens[slot] = gen
         self.loaned = slot
-        start = at + SLOT_HEADER_BYTES
-        return slot, self._buf[start:start + nbytes]
+        # One numpy constructor, not a slice, a view and a reshape: a paced producer runs this cold.
+        return slot, np.ndarray((nbytes,) if shape is None else shape, dtype, self._buf, at + SLOT_HEADER_BYTES)
 
     def slot_address(self, slot: int) -> int:
         """Where ``slot``'s bytes start in this process (an address inside ``address_range``)."""

@@ -219,7 +219,8 @@ def shm_record(arr: np.ndarray, segment: str, slot: int, gen: int) -> bytes:
     if head is None:
         if len(_SHM_HEADS) >= _SHM_PREFIXES_MAX:
             _SHM_HEADS.clear()
-        head = _SHM_HEADS[key] = b"\x95" + msgpack.packb(key[0]) + msgpack.packb(list(key[1])) + msgpack.packb(segment)
+        head = b"\x95" + msgpack.packb(key[0]) + msgpack.packb(list(key[1])) + msgpack.packb(segment)
+        _SHM_HEADS[key] = head
     return head + _SHM_TAIL.pack(0xCE, slot, 0xCF, gen)
 
 

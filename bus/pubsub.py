@@ -413,8 +413,9 @@ class Publisher:
         loan = self._loan
         # The array on loan (or a view of all of it): its bytes are in place. Identity first: numpy's address
         # and the flattening cost ~30 us on a paced producer's cold path.
-        if loan is not None and (data is loan.array or data.nbytes == loan.nbytes
-                                 and data.ctypes.data == loan.address) and not loan.ring.closed:
+        if loan is not None and (data is loan.array or (data.nbytes == loan.nbytes
+                                                        and data.ctypes.data == loan.address)) \
+                and not loan.ring.closed:
             if loan.gen is None:
                 loan.gen = loan.ring.commit(loan.slot, loan.nbytes)
             return loan.ring.name, loan.slot, loan.gen

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,3 +269,81 @@ def test_recv_keeps_its_deadline_while_signals_interrupt_the_wait(ipc_dir):
     assert len(ticks) >= 3 and 0.99 <= took < 3.0, (len(ticks), took)
     sub.close()
     ctx.term()
+
+
+def test_a_settled_folder_is_not_listed_again_until_it_changes_or_a_second_passes(ipc_dir):
+    """A look at the folder is a stat; the listing (and the liveness check of every link) runs only when the
+    folder's mtime moved, when that mtime was too recent to trust, or every LIST_EVERY_NS."""
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    made: list[Any] = []
+    try:
+        made.append(Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "a", direct_dir=folder))
+        links = direct.DirectLinks(ctx.socket(zmq.SUB), folder)
+        made.append(links.sock)
+        step = direct.DISCOVER_EVERY_NS
+        now = time.monotonic_ns()
+
+        def age_folder() -> None:  # as a folder nobody touched for a second looks
+            old = time.time_ns() - 1_000_000_000
+            os.utime(folder, ns=(old, old))
+
+        age_folder()
+        assert links.scan(now) is True and set(links.connected) == {made[0].direct_endpoint.name}
+        listed = links.listings
+        for k in range(1, 5):  # looks within the second: the folder is settled and unchanged
+            assert links.maybe_scan(now + k * step) is False
+        assert links.listings == listed
+        made.append(Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "b", direct_dir=folder))  # the folder changes
+        assert links.maybe_scan(now + 5 * step) is True and len(links.connected) == 2
+        assert links.listings == listed + 1
+        # That change is recent: its mtime is not trusted, so the next look lists again though nothing moved.
+        assert links.maybe_scan(now + 6 * step) is False and links.listings == listed + 2
+        age_folder()
+        links.maybe_scan(now + 7 * step)  # the mtime moved (aged): listed, now settled
+        links.maybe_scan(now + 8 * step)
+        assert links.listings == listed + 3
+        links.maybe_scan(now + 7 * step + direct.LIST_EVERY_NS)  # a second since the last listing: listed anyway
+        assert links.listings == listed + 4
+    finally:
+        for m in made:
+            m.close()
+        ctx.term()
+
+
+def test_a_publisher_killed_in_a_settled_folder_is_let_go_by_the_listing_every_second(ipc_dir):
+    """SIGKILL leaves the endpoint file, so the folder does not change: the listing that runs every
+    LIST_EVERY_NS finds the process gone."""
+    ctx = zmq.Context()
+    folder = ipc_dir / "d"
+    folder.mkdir(mode=0o700)
+    code = textwrap.dedent(f"""
+        import sys, time, zmq
+        sys.path.insert(0, {str(REPO)!r})
+        from pathlib import Path
+        from bus.pubsub import Publisher
+        pub = Publisher(zmq.Context(), "ipc://{ipc_dir}/nobroker", "doomed", direct_dir=Path({str(folder)!r}))
+        print(pub.direct_endpoint.name, flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    sub = None
+    try:
+        name = proc.stdout.readline().strip()
+        sub = Subscriber(ctx, None, ["t.k"], direct_dir=folder)
+        old = time.time_ns() - 1_000_000_000
+        os.utime(folder, ns=(old, old))
+        sub.direct.scan()  # connected, and the folder settled
+        assert name in sub.direct.connected
+        proc.kill()
+        proc.wait(30)
+        assert (folder / name).exists()  # left in place: the folder did not change
+        wait_until(lambda: sub.recv(50) is None and name not in sub.direct.connected,
+                   what="the killed publisher's link let go")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        if sub is not None:
+            sub.close()
+        ctx.term()

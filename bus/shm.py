@@ -170,26 +170,34 @@ class ShmRing:
         return slot, gen + 2
 
     def loan(self, nbytes: int, shape: tuple[int, ...] | None = None,
-             dtype: np.dtype = _BYTE) -> tuple[int, np.ndarray]:
+             dtype: Any = _BYTE) -> tuple[int, np.ndarray]:
         """Lend the next slot to a producer that writes ``nbytes`` into it in place (no copy at publish):
-        returns (slot, a writable array of its first ``nbytes``: ``shape`` and ``dtype``, or 1-d bytes). Its
-        generation turns odd now, as ``put``'s does before the copy, so a reader holding an older reference
+        returns (slot, a writable array of its first ``nbytes``: ``shape`` and ``dtype``, or 1-d of ``dtype``).
+        Its generation turns odd now, as ``put``'s does before the copy, so a reader holding an older reference
         of the slot drops it; one slot at a time (a loan not committed is lost when the next is made:
-        ``commit`` it empty)."""
+        ``commit`` it empty). A shape or dtype that does not make ``nbytes`` raises ValueError and lends
+        nothing."""
+        dtype = np.dtype(dtype)
+        if shape is None:
+            if nbytes % dtype.itemsize:
+                raise ValueError(f"{nbytes} bytes are no whole number of {dtype}")
+            shape = (nbytes // dtype.itemsize,)
+        elif math.prod(shape) * dtype.itemsize != nbytes or min(shape, default=0) < 0:
+            raise ValueError(f"{dtype}{tuple(shape)} is not {nbytes} bytes")
         if nbytes > self.slot_bytes:
             raise ValueError(f"{nbytes} bytes do not fit a slot of {self.slot_bytes}")
-        if shape is not None and math.prod(shape) * dtype.itemsize != nbytes:
-            raise ValueError(f"{dtype}{tuple(shape)} is not {nbytes} bytes")
         if self.loaned is not None:
             self.commit(self.loaned, 0)
         slot = self._take_slot()
         at = HEADER_BYTES + slot * self.stride
+        # One numpy constructor, not a slice, a view and a reshape (a paced producer runs this cold); made
+        # before the generation moves, so that an array numpy refuses leaves the slot as it was.
+        array = np.ndarray(shape, dtype, self._buf, at + SLOT_HEADER_BYTES)
         gen = self._gens[slot] + 1
         _GEN.pack_into(self._mm, at, gen)  # odd: being written
         self._gens[slot] = gen
         self.loaned = slot
-        # One numpy constructor, not a slice, a view and a reshape: a paced producer runs this cold.
-        return slot, np.ndarray((nbytes,) if shape is None else shape, dtype, self._buf, at + SLOT_HEADER_BYTES)
+        return slot, array
 
     def slot_address(self, slot: int) -> int:
         """Where ``slot``'s bytes start in this process (an address inside ``address_range``)."""

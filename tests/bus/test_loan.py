@@ -71,6 +71,23 @@ def test_a_new_loan_gives_the_old_one_back_complete_and_empty(ring):
     reader.close()
 
 
+def test_a_loan_is_the_shape_and_dtype_asked_for_and_a_wrong_one_lends_nothing(ring):
+    slot, floats = ring.loan(64, dtype=np.float32)
+    assert floats.dtype == np.float32 and floats.shape == (16,) and floats.nbytes == 64
+    ring.commit(slot, 64)
+    slot, image = ring.loan(48, (4, 4, 3), np.dtype(np.uint8))
+    assert image.shape == (4, 4, 3)
+    ring.commit(slot, 48)
+    gens = [shm._GEN.unpack_from(ring._mm, shm.HEADER_BYTES + s * ring.stride)[0] for s in range(ring.slots)]
+    for nbytes, shape, dtype in ((66, None, np.float32), (64, (-4, -16), np.uint8), (64, (4, 4), np.uint8),
+                                 (ring.slot_bytes + 8, None, np.uint8)):
+        with pytest.raises(ValueError):
+            ring.loan(nbytes, shape, dtype)
+        assert ring.loaned is None
+    assert [shm._GEN.unpack_from(ring._mm, shm.HEADER_BYTES + s * ring.stride)[0]
+            for s in range(ring.slots)] == gens, "a refused loan moved a generation"
+
+
 def test_a_frame_on_loan_reaches_local_subscribers_by_reference_and_plain_ones_by_copy(broker):
     spy = raw_sub(broker.ctx, broker.backend, LOCAL_MARKER + b"camera.frame")
     plain = Subscriber(broker.ctx, broker.backend, ["camera.frame"])

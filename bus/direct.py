@@ -12,9 +12,11 @@ messages from the writer itself. A *direct link* does that on the bus:
 * A *direct subscriber* (``Subscriber(ctx, None, ..., direct_dir=...)``)
   connects to every live publisher endpoint in that folder instead of to
   the broker, finding new ones at most ``DISCOVER_EVERY_NS`` after they
-  appear while it reads, and lets go of the ones that went away once it
-  has read what they sent. It lists the folder when the folder's mtime
-  moved, and every ``LIST_EVERY_NS`` for publishers killed in place.
+  appear while it reads (``LIST_EVERY_NS`` on a filesystem that caches
+  attributes), and lets go of the ones that went away once it has read what
+  they sent. It lists the folder when the folder's mtime moved (or cannot be
+  trusted: ``SETTLED_NS``), and every ``LIST_EVERY_NS`` for publishers killed
+  in place.
 
 ZeroMQ routes each message per connection by its subscriptions, so a
 message reaches a direct subscriber once, over its link, whatever the
@@ -62,7 +64,9 @@ SETTLED_NS = 100_000_000
 """A folder whose last change is this old is trusted to be unchanged while its mtime stays the same. File
 times come from the kernel's coarse clock, one tick up to 10 ms, so two changes within a tick leave one mtime;
 a listing made within this of the folder's last change is done again at the next look (git's "racy" index
-entries)."""
+entries). An mtime of whole seconds (ext3, small ext4 inodes, FAT) is never trusted: such a folder is listed
+at every look, as before. Where a filesystem caches attributes (NFS), a new publisher may wait for the listing
+of every ``LIST_EVERY_NS``."""
 IPC_PATH_MAX_BYTES = 100
 """A unix socket path must fit sun_path (108 bytes on Linux) with margin (as bus/endpoints.py)."""
 
@@ -191,7 +195,7 @@ class DirectLinks:
         except OSError:  # not made yet (no publisher so far), or unreadable: the listing says which
             pass
         else:
-            if time.time_ns() - st.st_mtime_ns >= SETTLED_NS:
+            if st.st_mtime_ns % 1_000_000_000 and time.time_ns() - st.st_mtime_ns >= SETTLED_NS:
                 self._settled = (st.st_ino, st.st_mtime_ns)
         try:
             names = set(endpoints(self.folder, sockets_only=True))

@@ -295,6 +295,8 @@ def test_a_settled_folder_is_not_listed_again_until_it_changes_or_a_second_passe
             assert links.maybe_scan(now + k * step) is False
         assert links.listings == listed
         made.append(Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "b", direct_dir=folder))  # the folder changes
+        soon = time.time_ns() + 60_000_000_000  # and stays recent however slowly this machine gets to the look
+        os.utime(folder, ns=(soon, soon))
         assert links.maybe_scan(now + 5 * step) is True and len(links.connected) == 2
         assert links.listings == listed + 1
         # That change is recent: its mtime is not trusted, so the next look lists again though nothing moved.
@@ -303,8 +305,18 @@ def test_a_settled_folder_is_not_listed_again_until_it_changes_or_a_second_passe
         links.maybe_scan(now + 7 * step)  # the mtime moved (aged): listed, now settled
         links.maybe_scan(now + 8 * step)
         assert links.listings == listed + 3
-        links.maybe_scan(now + 7 * step + direct.LIST_EVERY_NS)  # a second since the last listing: listed anyway
-        assert links.listings == listed + 4
+        whole = (time.time_ns() // 1_000_000_000 - 1) * 1_000_000_000
+        os.utime(folder, ns=(whole, whole))  # an mtime of whole seconds: a coarse filesystem, never trusted
+        links.maybe_scan(now + 9 * step)
+        links.maybe_scan(now + 10 * step)
+        assert links.listings == listed + 5
+        age_folder()
+        links.maybe_scan(now + 11 * step)
+        assert links.listings == listed + 6
+        links.maybe_scan(now + 12 * step)
+        assert links.listings == listed + 6
+        links.maybe_scan(now + 11 * step + direct.LIST_EVERY_NS)  # a second since the last listing: listed anyway
+        assert links.listings == listed + 7
     finally:
         for m in made:
             m.close()

@@ -34,3 +34,17 @@ _main_file = getattr(_main, "__file__", None)
 if _main is not None and getattr(_main, "__spec__", None) is None and _main_file \
         and Path(_main_file).resolve().parent == HERE:
     _main.__spec__ = importlib.util.spec_from_file_location(f"bench.{Path(_main_file).stem}", _main_file)
+
+
+def headless_pyplot(json_name: str):  # -> matplotlib.pyplot module, or None
+    """matplotlib's pyplot on the Agg backend (no display needed), or None with a note when matplotlib is not
+    importable: the bench's JSON (``json_name``) still has every number."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"note: matplotlib is not importable, skipping the plot ({json_name} has every number)")
+        return None
+    return plt

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _bootstrap import HERE  # first: the repository root on sys.path (bench/_bootstrap.py)
+from _bootstrap import HERE, headless_pyplot  # first: the repository root on sys.path (bench/_bootstrap.py)
 
 import argparse
 import json
@@ -1192,13 +1192,8 @@ def print_report(report: dict[str, Any], results: dict, cfg: dict) -> None:
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not importable, skipping the plot (bus.json has every number)")
+    plt = headless_pyplot("bus.json")
+    if plt is None:
         return False
     rows = report["rows"]
     ncols = min(6, len(rows))

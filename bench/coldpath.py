@@ -32,7 +32,7 @@ writes OUT/coldpath.json and OUT/coldpath.png.
 
 from __future__ import annotations
 
-from _bootstrap import HERE  # first: the repository root on sys.path (bench/_bootstrap.py)
+from _bootstrap import HERE, headless_pyplot  # first: the repository root on sys.path (bench/_bootstrap.py)
 
 import argparse
 import json
@@ -255,13 +255,8 @@ def measure(frames: int, warm_n: int) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not importable, skipping the plot (coldpath.json has every number)")
+    plt = headless_pyplot("coldpath.json")
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(8, 4))
     stages = ("loan", "send", "receive")

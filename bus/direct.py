@@ -52,6 +52,8 @@ FOLDER_SUFFIX = ".d"
 ENDPOINT_SUFFIX = ".pub"
 _NAME_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.pub")
 """``PID-N.pub``: the publishing process and its N-th direct endpoint."""
+_FILE_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.(?:pub|pipe)")
+"""The files of a process in the folder: its direct endpoints and its pipes (``PID-N.pipe``, bus/pipes.py)."""
 DISCOVER_EVERY_NS = 100_000_000
 """How often a reading direct subscriber looks for new publishers, ns."""
 LET_GO_AFTER_NS = 1_000_000_000
@@ -88,11 +90,11 @@ def folder_for(frontend: str) -> Path | None:
 
 
 def owner_pid(name: str) -> int | None:
-    m = _NAME_RE.fullmatch(name)
+    m = _FILE_RE.fullmatch(name)
     return int(m.group(1)) if m else None
 
 
-def _private_folder(folder: Path) -> None:
+def private_folder(folder: Path) -> None:
     """Make ``folder`` (0700) in an existing one: the bus's runtime folder is made private by whoever
     starts the bus, never here with the umask's mode."""
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -110,7 +112,7 @@ def bind(sock: zmq.Socket, folder: Path) -> Path:
     path = folder / f"{os.getpid()}-{next(_numbers)}{ENDPOINT_SUFFIX}"
     if len(str(path).encode()) > IPC_PATH_MAX_BYTES:
         raise ValueError(f"direct endpoint {path} is over {IPC_PATH_MAX_BYTES} bytes: use a shorter folder")
-    _private_folder(folder)
+    private_folder(folder)
     path.unlink(missing_ok=True)  # a dead process of the same pid left it
     sock.bind(f"ipc://{path}")
     return path
@@ -123,10 +125,15 @@ def endpoints(folder: Path, sockets_only: bool = False) -> list[str]:
     return owned_names(folder, lambda name: _NAME_RE.fullmatch(name) is not None, sockets_only)
 
 
+def _files(folder: Path) -> list[str]:
+    """Names of the endpoints and pipes in ``folder`` owned by this user."""
+    return owned_names(folder, lambda name: _FILE_RE.fullmatch(name) is not None)
+
+
 def remove_endpoints_of(pid: int, folder: Path) -> list[str]:
-    """Remove the direct endpoints of process ``pid`` (which has exited); returns their names."""
+    """Remove the direct endpoints and pipes of process ``pid`` (which has exited); returns their names."""
     removed = []
-    for name in endpoints(folder):
+    for name in _files(folder):
         if owner_pid(name) == pid:
             (Path(folder) / name).unlink(missing_ok=True)
             removed.append(name)
@@ -134,9 +141,9 @@ def remove_endpoints_of(pid: int, folder: Path) -> list[str]:
 
 
 def sweep_dead(folder: Path) -> list[str]:
-    """Remove the direct endpoints whose process no longer exists; returns their names."""
+    """Remove the direct endpoints and pipes whose process no longer exists; returns their names."""
     removed = []
-    for name in endpoints(folder):
+    for name in _files(folder):
         pid = owner_pid(name)
         if pid is not None and not pid_alive(pid):
             (Path(folder) / name).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, MAX_ARRAY_
                           Limits, Message, decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm,
                           restamp)
 from bus.latched import is_news, latch_key, latched
+from bus.pipes import PIPE_MARKER, PipeIn, PipeOut, PipeWriters, RecordError
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
                      ShmUnavailable)
@@ -163,6 +165,8 @@ class Publisher:
                 self.direct_unavailable = str(exc)
                 log.warning("direct_link_unavailable", src=src, folder=str(direct_dir), reason=str(exc),
                             detail="direct subscribers will not hear this publisher; the broker carries everything")
+        self.pipes = PipeWriters(self.direct_endpoint.parent if self.direct_endpoint is not None else None, src)
+        """The pipes of pipe subscribers (bus/pipes.py) that asked this publisher for topics, and its counters."""
         self._seq: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._encoder = Encoder(src, host=self.host, iid=self.iid)
@@ -176,9 +180,9 @@ class Publisher:
         """Why no segment could be made ('' : none tried yet or all well); the local form is then inline."""
         self._ring: ShmRing | None = None
         self._rings_made = 0
-        self._forms: dict[str | bytes, tuple[bool, bool, bool]] = {}
+        self._forms: dict[str | bytes, tuple[bool, bool, bool, tuple[PipeOut, ...]]] = {}
         """Per topic (or topic frame, for ``forward_small``): (send the plain form, the local form, the batched
-        form), from the subscriptions."""
+        form, the pipes that want the local form), from the subscriptions."""
         self._subs_due = 0
         self._gather = Gatherer(gather_ns)
         self._gather_add = self._gather.add
@@ -239,13 +243,13 @@ class Publisher:
         return np.empty(shape, dt)
 
     def _wants_shm(self, topic: str) -> bool:
-        """Someone subscribed to ``topic`` in a form that refers to shared memory (local or batched)."""
+        """Someone subscribed to ``topic`` in a form that refers to shared memory (local, batched, a pipe)."""
         if self._subs_due == 0:  # nothing read yet: the subscriptions already forwarded
             self._drain_subscriptions()
         forms = self._forms.get(topic)
         if forms is None:
             forms = self._forms[topic] = self._forms_for(topic)
-        return forms[1] or forms[2]
+        return forms[1] or forms[2] or bool(forms[3])
 
     def _give_back_loan(self) -> None:
         """End the current loan: committed (published) or given back empty; its array turns read-only."""
@@ -284,9 +288,12 @@ class Publisher:
                         self._send_batches(out)
                     elif not self._armed:
                         self._arm()
-            if forms[1]:
-                self._send(topic, self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put,
-                                                             self.shm_threshold))
+            if forms[1] or forms[3]:
+                local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
+                if forms[3]:
+                    self._send_piped(topic, local, forms[3])
+                if forms[1]:
+                    self._send(topic, local)
             loan = self._loan
             if forms[0]:  # an array that was on loan goes as a copy (``_lent``)
                 self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
@@ -389,10 +396,10 @@ class Publisher:
                 send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
             send(frames[last], 0, copy=self._lent(frames[last]))
 
-    def _forms_for(self, topic: str) -> tuple[bool, bool, bool]:
-        """Which forms of ``topic`` someone subscribed to: (plain, local, batched). Plain unless only
-        subscribers of the other forms are known: before any subscription is seen a publisher sends what it
-        always did."""
+    def _forms_for(self, topic: str) -> tuple[bool, bool, bool, tuple[PipeOut, ...]]:
+        """Which forms of ``topic`` someone subscribed to: (plain, local, batched, the pipes that want the local
+        form). Plain unless only subscribers of the other forms are known: before any subscription is seen a
+        publisher sends what it always did."""
         plain_t = topic.encode()
         local_t = LOCAL_MARKER + plain_t
         batch_t = BATCH_MARKER + plain_t
@@ -403,7 +410,30 @@ class Publisher:
                 batched = batched or batch_t.startswith(s)
             elif plain_t.startswith(s):
                 plain = True
-        return (plain or not (local or batched)), local, batched
+        pipes = self.pipes.matching(plain_t) if self.pipes.pipes else ()
+        return (plain or not (local or batched or pipes)), local, batched, pipes
+
+    def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...]) -> None:
+        """The local form ``frames`` of ``topic`` into each of ``pipes``; over the link, with the pipe's own
+        topic frame, to those it cannot go into (bus/pipes.py)."""
+        later = self.pipes.write(pipes, topic, frames)
+        size = len(frames[0]) + len(frames[1]) + len(frames[2])
+        self._bytes[topic] = self._bytes.get(topic, 0) + size * (len(pipes) - len(later))
+        if not later:
+            return
+        send = self._send_frame
+        plain_t = topic.encode()
+        last = len(frames) - 1
+        for pipe in later:
+            send(pipe.socket_topic(plain_t), _SNDMORE)
+            send(frames[1], _SNDMORE)
+            if last == 2:
+                send(frames[2])
+                continue
+            send(frames[2], _SNDMORE)
+            for i in range(3, last):
+                send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
+            send(frames[last], 0, copy=self._lent(frames[last]))
 
     def _shm_put(self, data: np.ndarray) -> tuple[str, int, int] | None:
         """Write one C-contiguous array's bytes into the ring; None when shared memory is unavailable or off
@@ -467,8 +497,12 @@ class Publisher:
             if forms[2]:
                 self._send_batches(self._gather.take_all(time.monotonic_ns()))
                 self._send_converted(out, None)
-            if forms[1]:
-                self.sock.send_multipart([LOCAL_MARKER + bytes(out[0]), *out[1:]], copy=False)
+            if forms[1] or forms[3]:
+                local = [LOCAL_MARKER + bytes(out[0]), *out[1:]]
+                if forms[3]:
+                    self._send_piped(topic, local, forms[3])
+                if forms[1]:
+                    self.sock.send_multipart(local, copy=False)
             if forms[0]:
                 self.sock.send_multipart(out, copy=False)
             self.sent += 1
@@ -497,6 +531,8 @@ class Publisher:
             self._send_converted(frames, self._shm_put)
         send = self._send_frame
         if len(frames) == 3:
+            if forms[3]:
+                self._send_piped(topic, [LOCAL_MARKER + bytes(t), frames[1], frames[2]], forms[3])
             if forms[1]:
                 send(LOCAL_MARKER + bytes(t), _SNDMORE)
                 send(frames[1], _SNDMORE)
@@ -506,8 +542,12 @@ class Publisher:
                 send(frames[1], _SNDMORE)
                 send(frames[2])
         else:
-            if forms[1]:
-                self.sock.send_multipart(local_from_plain(frames, self._shm_put, self.shm_threshold), copy=False)
+            if forms[1] or forms[3]:
+                local = local_from_plain(frames, self._shm_put, self.shm_threshold)
+                if forms[3]:
+                    self._send_piped(topic, local, forms[3])
+                if forms[1]:
+                    self.sock.send_multipart(local, copy=False)
             if forms[0]:
                 self.sock.send_multipart(frames, copy=False)
         self.sent += 1
@@ -530,6 +570,8 @@ class Publisher:
                 forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
             if forms[2]:
                 self._send_converted([t, h, b], None)
+            if forms[3]:
+                self._send_piped(t.decode("utf-8", "replace"), [LOCAL_MARKER + t, h, b], forms[3])
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)
                 send(h, _SNDMORE)
@@ -581,9 +623,11 @@ class Publisher:
                 return changed
             if msg[:1] == b"\x01":
                 self.subscriptions.add(msg[1:])
+                self.pipes.note(msg[1:], True)
                 changed = True
             elif msg[:1] == b"\x00":
                 self.subscriptions.discard(msg[1:])
+                self.pipes.note(msg[1:], False)
                 changed = True
 
     def has_subscriber(self, topic: str) -> bool:
@@ -591,7 +635,7 @@ class Publisher:
         t = topic.encode()
         local_t, batch_t = LOCAL_MARKER + t, BATCH_MARKER + t
         return any(t.startswith(s) or (s[:1] == b"@" and (local_t.startswith(s) or batch_t.startswith(s)))
-                   for s in self.subscriptions)
+                   for s in self.subscriptions) or bool(self.pipes.matching(t))
 
     def wait_for_subscriber(self, topic: str, timeout_s: float) -> bool:
         """Block until some subscriber's prefix matches ``topic``, or the timeout."""
@@ -623,6 +667,7 @@ class Publisher:
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         self.sock.close()
+        self.pipes.close()
         if self.direct_endpoint is not None:  # ZeroMQ (4.3) leaves the socket file of a closed listener
             self.direct_endpoint.unlink(missing_ok=True)
         if self._ring is not None:
@@ -652,6 +697,9 @@ class SubscriberStats:
     local_skipped: int = 0
     """Local-form messages (``@shm/...``) received by a subscriber that did not ask for them (one that
     subscribed to everything without ``shm=True``): skipped, not malformed."""
+    piped: int = 0
+    """Records read from this subscriber's pipe (``pipe=True``), each a message, delivered or counted as the
+    others."""
 
 
 class Subscriber:
@@ -692,9 +740,18 @@ class Subscriber:
     ``discover()`` at least that often). It hears only such publishers, and
     no latched replays.
 
+    ``pipe=True`` (with ``direct_dir``): a *pipe subscriber* (``bus/pipes.py``,
+    docs/wire.md section 15). Its local-form subscriptions ask publishers to
+    write those messages into a FIFO of its own in that folder: no ZeroMQ I/O
+    thread on either side (two wake-ups less per message each). Messages
+    that do not fit a pipe record still come over the link. Read it with
+    ``recv`` or ``recv_nowait`` only: a pipe's messages do not wake ``sock``.
+    When no pipe can be made (``pipe_unavailable`` says why) it reads as a
+    direct subscriber.
+
     ``recv`` waits in ZeroMQ's receive with the socket's ``RCVTIMEO``, which
     it leaves set: a caller that also receives on ``sock`` directly sets its
-    own.
+    own (a pipe subscriber waits in ``zmq_poll`` instead).
     """
 
     MAX_STREAMS = 65_536
@@ -703,10 +760,12 @@ class Subscriber:
     def __init__(self, ctx: zmq.Context, endpoint: str | None, topics: Iterable[str] = (), *,
                  prefixes: Iterable[str] = (), hwm: int = DEFAULT_HWM, limits: Limits = DEFAULT_LIMITS,
                  shm: bool = False, shm_views: bool = False, shm_dir: Path = SHM_DIR,
-                 batched: bool = False, direct_dir: Path | None = None) -> None:
+                 batched: bool = False, direct_dir: Path | None = None, pipe: bool = False) -> None:
         if (endpoint is None) == (direct_dir is None):
             raise ValueError("a Subscriber connects to the broker (endpoint) or to direct links (direct_dir): "
                              "one of the two; with both, messages would arrive twice")
+        if pipe and direct_dir is None:
+            raise ValueError("a pipe (pipe=True) is for a direct subscriber: publishers open it in direct_dir")
         self.limits = limits
         self._batched = batched
         self._ready: deque[Message] = deque()
@@ -746,6 +805,24 @@ class Subscriber:
         self._next_topic: bytes | None = None
         """First frame of the next message, read while finding the end of a lone-frame one."""
         self._burst = BurstLog(log)
+        self._pipe: PipeIn | None = None
+        self.pipe_unavailable: str | None = None
+        """Why ``pipe=True`` got no pipe (its subscriptions are then direct ones); None otherwise."""
+        if pipe and direct_dir is not None:
+            try:
+                self._pipe = PipeIn(direct_dir)
+            except (ValueError, OSError) as exc:
+                self.pipe_unavailable = str(exc)
+                log.warning("pipe_unavailable", folder=str(direct_dir), reason=str(exc),
+                            detail="local-form messages come over the direct links")
+        self._sock_quiet = False
+        """A pipe subscriber: the socket's EVENTS said nothing waits, and nothing touched the socket since, so
+        its descriptor fires when something comes (``_recv_piped``)."""
+        self._sock_fd = self.sock.getsockopt(zmq.FD)
+        self._poller = select.poll()
+        if self._pipe is not None:
+            self._poller.register(self._pipe.fd, select.POLLIN)
+            self._poller.register(self._sock_fd, select.POLLIN)
         for t in topics:
             self.subscribe(t)
         for p in prefixes:
@@ -757,6 +834,7 @@ class Subscriber:
     def discover(self) -> bool:
         """A direct subscriber: look for new publishers and let go of gone ones now (``recv`` does every
         0.1 s); True if a link changed. False for a subscriber of the broker."""
+        self._sock_quiet = False
         return self.direct.scan() if self.direct is not None else False
 
     def subscribe(self, topic: str, exact: bool = True, shm: bool | None = None) -> None:
@@ -770,6 +848,10 @@ class Subscriber:
         if local and self._shm is None:
             self._shm = ShmReader(self._shm_dir, views=self._shm_views)
         raw = topic.encode()
+        self._sock_quiet = False
+        if local and not self._batched and self._pipe is not None:
+            self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.subscription(raw))
+            return
         marker = (BATCH_MARKER if self._batched else LOCAL_MARKER) if local else b""
         self.sock.setsockopt(zmq.SUBSCRIBE, marker + raw)
 
@@ -782,6 +864,9 @@ class Subscriber:
         raw = topic.encode()
         for marker in (b"", LOCAL_MARKER, BATCH_MARKER):  # a form never subscribed is ignored by ZeroMQ
             self.sock.setsockopt(zmq.UNSUBSCRIBE, marker + raw)
+        if self._pipe is not None:
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, self._pipe.subscription(raw))
+        self._sock_quiet = False
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.
@@ -822,6 +907,8 @@ class Subscriber:
         if self._ready:
             return self._ready.popleft()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        if self._pipe is not None:
+            return self._recv_piped(deadline)
         while True:
             # In slices: a signal makes ZeroMQ start its wait again, and a direct subscriber looks for new
             # publishers before each receive (_take).
@@ -857,10 +944,85 @@ class Subscriber:
         """
         return self._take(_NOBLOCK)
 
+    def _recv_piped(self, deadline: float | None) -> Message | None:
+        """``recv`` of a pipe subscriber: one ``poll`` on the pipe and the socket's ZeroMQ descriptor. That
+        descriptor only says "look again" (edge-triggered): the socket's ``EVENTS`` is read after anything that
+        may have taken its signal, and then not again until the descriptor fires, so a message on the pipe costs
+        one ``poll`` and one ``read`` (``zmq_poll`` would read ``EVENTS`` on every call). The pipe is read before
+        the socket: a topic that moved from the pipe to the link stays in order (bus/pipes.py)."""
+        pipe = self._pipe
+        poll = self._poller.poll
+        sock_fd = self._sock_fd
+        direct = self.direct
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if pipe.records:
+                msg = self._take_piped()
+                if msg is not None:
+                    return msg
+                continue
+            if not self._sock_quiet:
+                if self.sock.getsockopt(_EVENTS) & _POLLIN:
+                    if self._fill_pipe():
+                        continue
+                    try:
+                        msg = self._take_socket(_NOBLOCK)
+                    except zmq.Again:
+                        continue
+                    if msg is not None:
+                        return msg
+                    continue
+                self._sock_quiet = True
+            if direct is not None:
+                listings = direct.listings
+                if direct.maybe_scan(_monotonic_ns()) or direct.listings != listings:
+                    self._sock_quiet = False  # a connect, a disconnect or a look at EVENTS: the signal may be taken
+                    continue
+            if deadline is None:
+                wait_ms = _WAIT_SLICE_MS
+            else:
+                wait_ms = min(max(int((deadline - time.monotonic()) * 1000 + 0.999), 0), _WAIT_SLICE_MS)
+            ready = poll(wait_ms)
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
+            for fd, _ in ready:
+                if fd == sock_fd:
+                    self._sock_quiet = False
+                else:
+                    self._fill_pipe()
+
+    def _fill_pipe(self) -> bool:
+        """Read the pipe without waiting; True if a record waits. Bytes that are no record are counted as one
+        malformed message."""
+        try:
+            return self._pipe.fill()
+        except RecordError as exc:
+            self._malformed(EnvelopeError(str(exc)))
+            return bool(self._pipe.records)
+
+    def _take_piped(self) -> Message | None:
+        """The oldest record read from the pipe, decoded and accounted as a message of the link would be."""
+        topic_raw, head_raw, body_raw = self._pipe.records.popleft()
+        self.stats.piped += 1
+        if topic_raw[:len(LOCAL_MARKER)] != LOCAL_MARKER:
+            return self._malformed(EnvelopeError("pipe record not in the local form"))
+        return self._finish(topic_raw, head_raw, body_raw, _NO_ARRAYS)
+
     def _take(self, flags: int) -> Message | None:
         """``recv_nowait``, the first frame received with ``flags`` (0: wait up to the socket's timeout)."""
         if self._ready:
             return self._ready.popleft()
+        pipe = self._pipe
+        if pipe is not None and (pipe.records or self._fill_pipe()):
+            return self._take_piped()
+        return self._take_socket(flags)
+
+    def _take_socket(self, flags: int) -> Message | None:
+        """``_take`` of what comes over the socket."""
+        self._sock_quiet = False
         recv = self.sock.recv
         topic_raw = self._next_topic
         if topic_raw is None:
@@ -889,9 +1051,20 @@ class Subscriber:
             body_raw, array_bufs = body.bytes, _NO_ARRAYS
         else:
             body_raw, array_bufs = body.buffer, self._array_frames()
-        if topic_raw[:1] == b"@" and self._shm is None:
-            self.stats.local_skipped += 1
-            return None
+        if topic_raw[:1] == b"@":
+            if self._shm is None:
+                self.stats.local_skipped += 1
+                return None
+            if topic_raw[:3] == PIPE_MARKER:  # for a pipe, over the link: the local form, if the pipe is ours
+                name, _, plain_t = topic_raw[3:].partition(b"/")
+                if self._pipe is None or name != self._pipe.name_raw:
+                    self.stats.local_skipped += 1
+                    return None
+                topic_raw = LOCAL_MARKER + plain_t
+        return self._finish(topic_raw, head_raw, body_raw, array_bufs)
+
+    def _finish(self, topic_raw: bytes, head_raw: Any, body_raw: Any, array_bufs: Any) -> Message | None:
+        """Decode, account and deliver a received message's frames."""
         shm = self._shm
         if shm is not None and shm.views:
             shm.taken = []
@@ -1068,5 +1241,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
+        if self._pipe is not None:
+            self._pipe.close()
         if self._shm is not None:
             self._shm.close()

@@ -85,9 +85,9 @@ TARGETS = {
 }
 FANOUT = 4
 """Local subscribers of the fan-out scenario."""
-LINKED_PATHS = ("shm_direct", "batched_direct", "shm_loan_direct")
+LINKED_PATHS = ("shm_direct", "batched_direct", "shm_loan_direct", "shm_loan_pipe")
 """Sensorium paths over direct links (bus/direct.py): the subscriber takes messages from the publisher itself."""
-LOAN_PATHS = ("shm_loan", "shm_loan_direct")
+LOAN_PATHS = ("shm_loan", "shm_loan_direct", "shm_loan_pipe")
 """Shared-memory paths whose publisher writes each frame into a slot on loan (``Publisher.loan``), no copy."""
 SENS_PATHS = ("sensorium", "batched", "batched_direct", "shm", "shm_direct", "shm_copy", *LOAN_PATHS)
 """Every full-envelope Sensorium path (the loss accounting covers them all)."""
@@ -277,19 +277,22 @@ def sens_sender(conn: Any, frontend: str, topic: str, kind: str, n: int, rate: f
 
 def sens_receiver(conn: Any, backend: str | None, topic: str, kind: str, latency: bool, shm: str = "",
                   frontend: str | None = None, batched: bool = False, direct_dir: str | None = None,
-                  reader: int = 0) -> dict[str, Any]:
+                  reader: int = 0, pipe: bool = False) -> dict[str, Any]:
     """``shm``: a local subscriber, "view" (each frame a read-only view of the publisher's shared memory:
     the receiver reads all its bytes into a 64-bit xor checksum, then checks the generation: a frame
     overwritten meanwhile is a counted drop, not delivered) or "copy" (the Subscriber copies each frame
     out, checking the generation after the copy); "": inline (the bytes arrive in this process' memory).
     ``batched``: the subscriber opts in to the batched form (envelope version 2, ``Subscriber(batched=True)``).
     ``direct_dir``: a direct subscriber (bus/direct.py): it connects to the publishers listening there, not to
-    the broker (``backend`` None)."""
+    the broker (``backend`` None). ``pipe``: a direct subscriber with a pipe (bus/pipes.py): local-form
+    messages come through its FIFO, not through ZeroMQ."""
     from bus.pubsub import Subscriber
 
     ctx = zmq.Context()
     sub = Subscriber(ctx, backend, [topic], hwm=HWM, shm=bool(shm), shm_views=shm == "view", batched=batched,
-                     direct_dir=Path(direct_dir) if direct_dir else None)
+                     direct_dir=Path(direct_dir) if direct_dir else None, pipe=pipe)
+    if pipe and sub.pipe_unavailable:
+        raise BenchError(f"no pipe: {sub.pipe_unavailable}")
     xor = np.bitwise_xor.reduce
     checksum = 0
     if frontend is not None and not sub.wait_subscribed(frontend, START_TIMEOUT_S):
@@ -607,7 +610,8 @@ class Runner:
         "shm" (the same, the subscriber local: arrays through shared memory), "shm_direct" / "batched_direct"
         (the shm / batched subscriber linked straight to the publisher, bus/direct.py: no broker in the
         path, none started), "shm_loan" / "shm_loan_direct" (as "shm" / "shm_direct", each frame written
-        into a slot on loan: ``sens_sender``'s ``loaned``), "zenoh" / "zenoh_shm"
+        into a slot on loan: ``sens_sender``'s ``loaned``), "shm_loan_pipe" (as "shm_loan_direct", the
+        subscriber with a pipe, bus/pipes.py), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
         no broker). ``fanout``: subscribers of the Sensorium paths (each its own process).
@@ -638,9 +642,11 @@ class Runner:
                 for i in range(fanout):
                     proc, rconn = self._start(sens_receiver, None if direct_dir else backend, topic, kind, latency,
                                               {"shm": "view", "shm_direct": "view", "shm_copy": "copy",
-                                               "shm_loan": "view", "shm_loan_direct": "view"}.get(path, ""),
+                                               "shm_loan": "view", "shm_loan_direct": "view",
+                                               "shm_loan_pipe": "view"}.get(path, ""),
                                               frontend if path not in ("sens_direct", *LINKED_PATHS) else None,
-                                              path in ("batched", "batched_direct"), direct_dir, i)
+                                              path in ("batched", "batched_direct"), direct_dir, i,
+                                              path == "shm_loan_pipe")
                     procs.append(proc)
                     rconns.append(rconn)
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
@@ -965,6 +971,7 @@ PATH_LABELS = {
     "shm_copy": "shm, copying reader",
     "shm_loan": "shm, frame on loan",
     "shm_loan_direct": "shm loan, direct",
+    "shm_loan_pipe": "shm loan, pipe",
     "zenoh": "zenoh (shm off)",
     "zenoh_shm": "zenoh (shm on)",
 }
@@ -1010,7 +1017,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
 
     # Each target is taken on the direct links (bus/direct.py: a local reader that opts in) and on the same
     # forms through the broker (what every reader of the runtime gets by default), each with its own verdict.
-    shm_paths = [p for p in ("shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in ft]
+    shm_paths = [p for p in ("shm_loan_pipe", "shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in ft]
     for path in shm_paths:
         target = TARGETS["shm_frame_throughput_ratio"]
         peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), path,
@@ -1048,7 +1055,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
                  _lat(fl[path], "p50"), "lower")
     fo = results.get("fanout")
     if fo:
-        for path in (p for p in ("shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in fo):
+        for path in (p for p in ("shm_loan_pipe", "shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in fo):
             peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", _med(fo["sensorium"], "cpu_ms_per_delivered"),
                  path, _med(fo[path], "cpu_ms_per_delivered"), "lower", TARGETS["fanout_cpu_ratio"])
 

@@ -52,8 +52,8 @@ FOLDER_SUFFIX = ".d"
 ENDPOINT_SUFFIX = ".pub"
 _NAME_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.pub")
 """``PID-N.pub``: the publishing process and its N-th direct endpoint."""
-_FILE_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.(?:pub|pipe)")
-"""The files of a process in the folder: its direct endpoints and its pipes (``PID-N.pipe``, bus/pipes.py)."""
+_FILE_RE = re.compile(r"(\d{1,10})-\d{1,6}(?:\.pub|-[0-9a-f]{16}\.pipe)")
+"""The files of a process in the folder: its direct endpoints and its pipes (``PID-N-TOKEN.pipe``, bus/pipes.py)."""
 DISCOVER_EVERY_NS = 100_000_000
 """How often a reading direct subscriber looks for new publishers, ns."""
 LET_GO_AFTER_NS = 1_000_000_000

@@ -10,9 +10,9 @@ PUB -> SUB against a FIFO per reader (the reader in ``poll``), measured
 project's 2-core VM.
 
 A *pipe subscriber* (``Subscriber(..., direct_dir=..., pipe=True)``) makes
-a FIFO ``PID-N.pipe`` (0600) in the direct-link folder and holds it open for
+a FIFO ``PID-N-TOKEN.pipe`` (0600) in the direct-link folder and holds it open for
 reading and writing (so it never reads an end of file and no open blocks).
-It subscribes on its direct links to ``@p/PID-N.pipe/TOPIC`` instead of
+It subscribes on its direct links to ``@p/NAME/TOPIC`` instead of
 ``@shm/TOPIC``. A publisher that reads such a subscription writes each
 local-form message of a matching topic into the FIFO as one record, in one
 non-blocking ``write`` of at most ``PIPE_BUF`` bytes, which the kernel keeps
@@ -28,8 +28,11 @@ The rules (wire.md section 15 has the record layout):
   pipe: a reader reads its pipe before its socket, so a topic moving from the
   pipe to the socket stays in order, while the other way round could not.
 * A pipe that cannot be opened or written (its reader gone: ENXIO, EPIPE;
-  not a FIFO of this user) is given up: everything for it goes over the
-  link, until the reader's unsubscription (its link closing) forgets it.
+  a symbolic link; not a FIFO of this user) is given up: everything for it
+  goes over the link, until the reader's unsubscription (its link closing)
+  forgets it. The reader also subscribes to ``KEEP_PREFIX``, which no topic
+  starts with, so a publisher keeps what it knows of the pipe while the
+  reader's topics change.
 * Order holds per publisher and topic. A piped message may arrive before a
   message of another topic that went earlier over a socket.
 """
@@ -41,6 +44,7 @@ import fcntl
 import itertools
 import os
 import re
+import secrets
 import select
 import stat
 import struct
@@ -58,8 +62,12 @@ PIPE_MARKER = b"@p/"
 """Start of a pipe subscription (``@p/NAME/TOPIC``) and of the topic frame of a message that went over the link
 instead of the pipe."""
 PIPE_SUFFIX = ".pipe"
-NAME_RE = re.compile(r"(\d{1,10})-(\d{1,6})\.pipe")
-"""``PID-N.pipe``: the reading process and its N-th pipe."""
+NAME_RE = re.compile(r"(\d{1,10})-(\d{1,6})-[0-9a-f]{16}\.pipe")
+"""``PID-N-TOKEN.pipe``: the reading process, its N-th pipe and 16 random hex digits. A peer that reaches a
+publisher's socket (a broker subscriber) but cannot list the folder (0700) cannot name a pipe to write into."""
+KEEP_PREFIX = b"\xff"
+"""A prefix no topic starts with: a pipe subscriber also subscribes ``@p/NAME/`` + this for as long as it lives, so
+that its publishers keep what they know of its pipe (which topics went over the link) while its topics change."""
 RECORD_MAX_BYTES = select.PIPE_BUF
 """A record is written in one ``write`` of at most this (4096 bytes on Linux), which the kernel never splits
 or interleaves with another writer's."""
@@ -94,20 +102,25 @@ def encode_record(frames: Sequence[Any]) -> bytes | None:
 
 
 class RecordError(ValueError):
-    """Bytes in a pipe that are no record (another process of this user wrote into it)."""
+    """Bytes in a pipe that are no record (another process of this user wrote into it); ``records``: the whole
+    records read before them."""
+
+    def __init__(self, reason: str, records: list[tuple[bytes, bytes, bytes]]) -> None:
+        super().__init__(reason)
+        self.records = records
 
 
 def decode_records(data: bytes) -> tuple[list[tuple[bytes, bytes, bytes]], bytes]:
     """The whole records at the start of ``data`` as (topic, header, body) frames, and the bytes after them (a
     record's start, which a read may split when it is shorter than the pipe). Raises RecordError on a length
-    out of bounds: nothing after it can be trusted."""
+    out of bounds (nothing after it can be trusted), with the records before it."""
     out = []
     pos, end = 0, len(data)
     unpack = RECORD_HEAD.unpack_from
     while end - pos >= RECORD_HEAD.size:
         n, n_topic, n_head = unpack(data, pos)
         if not RECORD_HEAD.size - 4 + n_topic + n_head <= n <= RECORD_MAX_BYTES - 4:
-            raise RecordError(f"pipe record of {n} bytes with frames of {n_topic} and {n_head}: out of bounds")
+            raise RecordError(f"pipe record of {n} bytes with frames of {n_topic} and {n_head}: out of bounds", out)
         if end - pos - 4 < n:
             break
         a = pos + RECORD_HEAD.size
@@ -138,7 +151,7 @@ class PipeIn:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.name = f"{os.getpid()}-{next(_numbers)}{PIPE_SUFFIX}"
+        self.name = f"{os.getpid()}-{next(_numbers)}-{secrets.token_hex(8)}{PIPE_SUFFIX}"
         self.name_raw = self.name.encode()
         self.path = self.folder / self.name
         if len(str(self.path).encode()) > IPC_PATH_MAX_BYTES:
@@ -165,9 +178,15 @@ class PipeIn:
         """The subscription that asks publishers to write ``prefix``'s local form into this pipe."""
         return PIPE_MARKER + self.name_raw + b"/" + prefix
 
+    def keep_subscription(self) -> bytes:
+        """The subscription that keeps this pipe known to publishers while its topics change (``KEEP_PREFIX``)."""
+        return self.subscription(KEEP_PREFIX)
+
     def fill(self) -> bool:
         """Read what is in the pipe (without waiting) into ``records``; True if any record is there. Raises
-        RecordError on bytes that are no record (counted; what was read with them is thrown away)."""
+        RecordError on bytes that are no record (counted): the records before them are kept, the rest of that
+        read is thrown away. Writes are whole, so a read that empties the pipe ends on a record's end, and the
+        stream is in step again from the next one."""
         try:
             data = os.read(self.fd, READ_BYTES)
         except BlockingIOError:
@@ -176,7 +195,8 @@ class PipeIn:
             data = self._rest + data
         try:
             got, self._rest = decode_records(data)
-        except RecordError:
+        except RecordError as exc:
+            self.records.extend(exc.records)
             self._rest = b""
             self.malformed += 1
             raise
@@ -253,7 +273,7 @@ class PipeWriters:
 
     def write(self, pipes: Sequence[PipeOut], topic: str, frames: Sequence[Any]) -> list[PipeOut]:
         """Write the local-form ``frames`` of ``topic`` into each of ``pipes``; returns the pipes this message
-        must go to over the link instead."""
+        must go to over the link instead (``written`` counts the others that took it)."""
         record = encode_record(frames)
         later: list[PipeOut] = []
         for pipe in pipes:
@@ -287,8 +307,8 @@ class PipeWriters:
             return False
         path = self.folder / pipe.name
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:  # ENXIO: nobody reads it; ENOENT: removed
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY)
+        except OSError as exc:  # ENXIO: nobody reads it; ENOENT: removed; ELOOP: a symlink
             self._give_up(pipe, f"cannot open {path}: {errno.errorcode.get(exc.errno, exc.errno)}")
             return False
         st = os.fstat(fd)

@@ -413,12 +413,15 @@ class Publisher:
         pipes = self.pipes.matching(plain_t) if self.pipes.pipes else ()
         return (plain or not (local or batched or pipes)), local, batched, pipes
 
-    def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...]) -> None:
+    def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...], own: bool = True) -> None:
         """The local form ``frames`` of ``topic`` into each of ``pipes``; over the link, with the pipe's own
-        topic frame, to those it cannot go into (bus/pipes.py)."""
+        topic frame, to those it cannot go into (bus/pipes.py). ``own``: this sender's message (counted in
+        ``topic_counts``), not one passed on."""
+        written = self.pipes.written
         later = self.pipes.write(pipes, topic, frames)
-        size = len(frames[0]) + len(frames[1]) + len(frames[2])
-        self._bytes[topic] = self._bytes.get(topic, 0) + size * (len(pipes) - len(later))
+        if own and self.pipes.written != written:
+            size = len(frames[0]) + len(frames[1]) + len(frames[2])
+            self._bytes[topic] = self._bytes.get(topic, 0) + size * (self.pipes.written - written)
         if not later:
             return
         send = self._send_frame
@@ -532,7 +535,7 @@ class Publisher:
         send = self._send_frame
         if len(frames) == 3:
             if forms[3]:
-                self._send_piped(topic, [LOCAL_MARKER + bytes(t), frames[1], frames[2]], forms[3])
+                self._send_piped(topic, [LOCAL_MARKER + bytes(t), frames[1], frames[2]], forms[3], own=False)
             if forms[1]:
                 send(LOCAL_MARKER + bytes(t), _SNDMORE)
                 send(frames[1], _SNDMORE)
@@ -545,7 +548,7 @@ class Publisher:
             if forms[1] or forms[3]:
                 local = local_from_plain(frames, self._shm_put, self.shm_threshold)
                 if forms[3]:
-                    self._send_piped(topic, local, forms[3])
+                    self._send_piped(topic, local, forms[3], own=False)
                 if forms[1]:
                     self.sock.send_multipart(local, copy=False)
             if forms[0]:
@@ -571,7 +574,7 @@ class Publisher:
             if forms[2]:
                 self._send_converted([t, h, b], None)
             if forms[3]:
-                self._send_piped(t.decode("utf-8", "replace"), [LOCAL_MARKER + t, h, b], forms[3])
+                self._send_piped(t.decode("utf-8", "replace"), [LOCAL_MARKER + t, h, b], forms[3], own=False)
             if forms[1]:
                 send(LOCAL_MARKER + t, _SNDMORE)
                 send(h, _SNDMORE)
@@ -751,7 +754,7 @@ class Subscriber:
 
     ``recv`` waits in ZeroMQ's receive with the socket's ``RCVTIMEO``, which
     it leaves set: a caller that also receives on ``sock`` directly sets its
-    own (a pipe subscriber waits in ``zmq_poll`` instead).
+    own (a pipe subscriber waits in ``select.poll`` instead).
     """
 
     MAX_STREAMS = 65_536
@@ -766,6 +769,8 @@ class Subscriber:
                              "one of the two; with both, messages would arrive twice")
         if pipe and direct_dir is None:
             raise ValueError("a pipe (pipe=True) is for a direct subscriber: publishers open it in direct_dir")
+        if pipe and batched:
+            raise ValueError("a pipe (pipe=True) carries the local form; a batched subscriber would never use it")
         self.limits = limits
         self._batched = batched
         self._ready: deque[Message] = deque()
@@ -823,10 +828,15 @@ class Subscriber:
         if self._pipe is not None:
             self._poller.register(self._pipe.fd, select.POLLIN)
             self._poller.register(self._sock_fd, select.POLLIN)
-        for t in topics:
-            self.subscribe(t)
-        for p in prefixes:
-            self.subscribe(p, exact=False)
+            self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.keep_subscription())
+        try:
+            for t in topics:
+                self.subscribe(t)
+            for p in prefixes:
+                self.subscribe(p, exact=False)
+        except BaseException:  # a bad topic: nothing of this subscriber stays behind
+            self.close()
+            raise
         if direct_dir is not None:
             self.direct = DirectLinks(self.sock, direct_dir)
             self.direct.scan()
@@ -898,7 +908,7 @@ class Subscriber:
     def pending(self) -> int:
         """Messages of a received batch not handed out yet: a reader that polls ``sock`` before
         ``recv_nowait`` must not wait while this is non-zero (the socket shows nothing for them)."""
-        return len(self._ready)
+        return len(self._ready) + (len(self._pipe.records) if self._pipe is not None else 0)
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next wanted message, or None when nothing came within ``timeout_ms``
@@ -1016,9 +1026,19 @@ class Subscriber:
         if self._ready:
             return self._ready.popleft()
         pipe = self._pipe
-        if pipe is not None and (pipe.records or self._fill_pipe()):
+        if pipe is None:
+            return self._take_socket(flags)
+        if pipe.records:
             return self._take_piped()
-        return self._take_socket(flags)
+        # The socket asked first, the pipe read after: a message found on the socket was there before the read,
+        # so whatever its publisher wrote into the pipe before it is read first (order per topic).
+        waiting = self.sock.getsockopt(_EVENTS) & _POLLIN
+        self._sock_quiet = not waiting
+        if self._fill_pipe():
+            return self._take_piped()
+        if not waiting:
+            raise zmq.Again()
+        return self._take_socket(_NOBLOCK)
 
     def _take_socket(self, flags: int) -> Message | None:
         """``_take`` of what comes over the socket."""

@@ -24,6 +24,14 @@ WAIT_MS = 20_000
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def ctx():
+    """A context whose sockets all go at teardown, also when a test failed before closing its own."""
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
 def _frame(value: int) -> np.ndarray:
     return np.full((240, 320, 3), value, dtype=np.uint8)  # 230,400 bytes: above the shared-memory threshold
 
@@ -31,7 +39,7 @@ def _frame(value: int) -> np.ndarray:
 def _linked(pub: Publisher, sub: Subscriber) -> None:
     """Wait until the publisher holds the subscriber's subscriptions (its own marker topic comes last)."""
     marker = f"sync.{uuid.uuid4().hex[:12]}"
-    sub.subscribe(marker)
+    sub.subscribe(marker, shm=False)  # the plain form: a pipe's own subscriptions stay the test's
 
     def seen() -> bool:
         sub.recv(10)
@@ -70,8 +78,7 @@ def test_frames_come_through_the_pipe_once_beside_a_direct_and_a_broker_subscrib
     pub.close()
 
 
-def test_a_message_too_big_for_a_record_comes_over_the_link_and_its_topic_stays_there_in_order(ipc_dir):
-    ctx = zmq.Context()
+def test_a_message_too_big_for_a_record_comes_over_the_link_and_its_topic_stays_there_in_order(ctx, ipc_dir):
     folder = ipc_dir / "d"
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)
     sub = Subscriber(ctx, None, ["speech.text"], direct_dir=folder, pipe=True)
@@ -79,6 +86,8 @@ def test_a_message_too_big_for_a_record_comes_over_the_link_and_its_topic_stays_
     bodies = [{"i": 0}, {"i": 1}, {"i": 2, "text": "x" * 10_000}, {"i": 3}, {"i": 4}]
     for body in bodies:
         pub.publish("speech.text", body)
+    wait_until(lambda: sub.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN, what="the big message on the socket")
+    sub.discover()  # the socket is looked at first now: the pipe must still be read before it
     got = [sub.recv(WAIT_MS) for _ in bodies]
     assert [m.body["i"] for m in got] == [0, 1, 2, 3, 4] and got[2].body["text"] == "x" * 10_000
     assert (sub.stats.received, sub.stats.gaps, sub.stats.piped) == (5, 0, 2)
@@ -90,11 +99,9 @@ def test_a_message_too_big_for_a_record_comes_over_the_link_and_its_topic_stays_
     np.testing.assert_array_equal(msg.body["frame"], _frame(5))
     sub.close()
     pub.close()
-    ctx.term()
 
 
-def test_a_full_pipe_drops_for_its_reader_who_counts_each_drop_as_a_gap(ipc_dir):
-    ctx = zmq.Context()
+def test_a_full_pipe_drops_for_its_reader_who_counts_each_drop_as_a_gap(ctx, ipc_dir):
     folder = ipc_dir / "d"
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
     sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, pipe=True)
@@ -118,7 +125,6 @@ def test_a_full_pipe_drops_for_its_reader_who_counts_each_drop_as_a_gap(ipc_dir)
     assert sub.stats.malformed == 0 and sub.stats.piped == sub.stats.received
     sub.close()
     pub.close()
-    ctx.term()
 
 
 _KILLED_READER = """
@@ -132,9 +138,8 @@ while True:
 """
 
 
-def test_a_killed_reader_leaves_a_pipe_the_publisher_gives_up_and_the_sweep_removes(ipc_dir):
+def test_a_killed_reader_leaves_a_pipe_the_publisher_gives_up_and_the_sweep_removes(ctx, ipc_dir):
     folder = ipc_dir / "d"
-    ctx = zmq.Context()
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "cam", direct_dir=folder)
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_READER, str(ipc_dir)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
@@ -142,43 +147,47 @@ def test_a_killed_reader_leaves_a_pipe_the_publisher_gives_up_and_the_sweep_remo
         name = proc.stdout.readline().strip()
         wait_until(lambda: pub.drain_subscriptions() or pub.has_subscriber("sync.killed"), what="the reader")
         pub.publish("cam.x", {"frame": _frame(1)})
-        assert pub.pipes.written == 1 and pub.pipes.pipes[name].fd >= 0
+        assert pub.pipes.written == 1 and pub.pipes.pipes[name].fd >= 0 and pub.pipes.on_socket == 0
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(60) == -signal.SIGKILL
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    pub.publish("cam.x", {"frame": _frame(2)})  # nobody reads the pipe now: EPIPE, given up
-    assert name not in pub.pipes.pipes or pub.pipes.pipes[name].given_up
+    pub.publish("cam.x", {"frame": _frame(2)})  # nobody reads the pipe now: EPIPE, given up, over the link
+    assert "write failed" in pub.pipes.pipes[name].given_up and pub.pipes.on_socket == 1
     wait_until(lambda: pub.drain_subscriptions() or name not in pub.pipes.pipes,
                what="the unsubscription of the killed reader's link")
     assert name in os.listdir(folder)  # nobody removed it
     assert direct.sweep_dead(folder) == [name] and name not in os.listdir(folder)
     pub.close()
-    ctx.term()
 
 
-def test_bytes_in_a_pipe_that_are_no_record_are_counted_and_the_next_records_come(ipc_dir):
-    ctx = zmq.Context()
+def test_bytes_in_a_pipe_that_are_no_record_are_counted_and_the_next_records_come(ctx, ipc_dir):
     folder = ipc_dir / "d"
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
     sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, pipe=True)
     _linked(pub, sub)
-    fd = os.open(folder / sub._pipe.name, os.O_WRONLY | os.O_NONBLOCK)
-    os.write(fd, b"\xff" * 20)  # a length of 4 GiB
-    os.close(fd)
-    assert sub.recv(300) is None and sub.stats.malformed == 1
     pub.publish("imu.raw", {"i": 0})
-    assert sub.recv(WAIT_MS).body["i"] == 0 and sub.stats.malformed == 1
+    fd = os.open(folder / sub._pipe.name, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, b"\xff" * 20)  # a length of 4 GiB, after a good record
+    os.close(fd)
+    assert sub.recv(WAIT_MS).body["i"] == 0  # the record read with the bad bytes, before them, is kept
+    assert sub.recv(300) is None and sub.stats.malformed == 1
+    pub.publish("imu.raw", {"i": 1})
+    assert sub.recv(WAIT_MS).body["i"] == 1 and sub.stats.malformed == 1
     sub.close()
     pub.close()
-    ctx.term()
 
 
 def test_a_pipe_is_for_a_direct_subscriber_and_a_folder_too_long_leaves_the_link(broker, tmp_path):
     with pytest.raises(ValueError, match="direct subscriber"):
         Subscriber(broker.ctx, broker.backend, ["x.y"], pipe=True)
+    with pytest.raises(ValueError, match="batched"):
+        Subscriber(broker.ctx, None, ["x.y"], direct_dir=tmp_path / "d", pipe=True, batched=True)
+    with pytest.raises(ValueError):  # a bad topic: no FIFO stays behind
+        Subscriber(broker.ctx, None, ["bad topic!"], direct_dir=tmp_path / "d", pipe=True)
+    assert not any(n.endswith(".pipe") for n in os.listdir(tmp_path / "d"))
     deep = tmp_path / ("p" * 90)
     deep.mkdir()
     sub = Subscriber(broker.ctx, None, ["x.y"], direct_dir=deep, pipe=True)
@@ -187,8 +196,10 @@ def test_a_pipe_is_for_a_direct_subscriber_and_a_folder_too_long_leaves_the_link
 
 
 def test_a_pipe_subscription_names_only_a_pipe_of_the_folder():
-    assert pipes.parse_subscription(b"@p/12-0.pipe/camera.") == ("12-0.pipe", b"camera.")
-    for bad in (b"@p/../../etc/passwd/x", b"@p/12-0.pub/x", b"@p/12-0.pipe", b"@shm/x", b"@p/\xff/x"):
+    name = "12-0-0123456789abcdef.pipe"
+    assert pipes.parse_subscription(f"@p/{name}/camera.".encode()) == (name, b"camera.")
+    for bad in (b"@p/../../etc/passwd/x", b"@p/12-0.pub/x", b"@p/12-0.pipe/x", f"@p/{name}".encode(), b"@shm/x",
+                b"@p/\xff/x"):
         assert pipes.parse_subscription(bad) is None, bad
 
 
@@ -212,3 +223,97 @@ def test_a_record_is_refused_when_it_would_not_be_one_write_and_a_bad_length_rai
     assert pipes.encode_record([b"@shm/t", b"h", b"b", b"array"]) is None
     with pytest.raises(pipes.RecordError):
         pipes.decode_records(pipes.RECORD_HEAD.pack(3, 1, 1) + b"abc")
+
+
+def test_a_message_over_the_link_wakes_a_reader_waiting_on_its_pipe(ctx, ipc_dir, monkeypatch):
+    monkeypatch.setattr(direct, "LIST_EVERY_NS", 10**12)  # no listing of the folder comes to the rescue
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "ctl", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["cam.x"], direct_dir=folder, pipe=True)
+    sub.subscribe("cmd.stop", shm=False)  # the plain form: over the link
+    _linked(pub, sub)
+    assert sub.recv(500) is None  # the socket drained: the reader now sleeps on the pipe and the socket's signal
+    pub.publish("cmd.stop", {"now": True})
+    msg = sub.recv(WAIT_MS)
+    assert msg is not None and msg.topic == "cmd.stop" and sub.stats.piped == 0
+    pub.publish("cam.x", {"frame": _frame(3)})
+    assert sub.recv(WAIT_MS).topic == "cam.x" and sub.stats.piped == 1
+    sub.close()
+    pub.close()
+
+
+def test_recv_nowait_reads_the_pipe_before_the_socket(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["speech.text"], direct_dir=folder, pipe=True)
+    _linked(pub, sub)
+    pub.publish("speech.text", {"i": 0})
+    pub.publish("speech.text", {"i": 1, "text": "x" * 10_000})  # over the link
+    wait_until(lambda: sub.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN, what="the big message on the socket")
+    assert [sub.recv_nowait().body["i"] for _ in range(2)] == [0, 1]
+    with pytest.raises(zmq.Again):
+        sub.recv_nowait()
+    sub.close()
+    pub.close()
+
+
+def test_a_topic_that_went_over_the_link_stays_there_across_an_unsubscribe(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["speech.text"], direct_dir=folder, pipe=True)
+    _linked(pub, sub)
+    pub.publish("speech.text", {"i": 0, "text": "x" * 10_000})  # over the link, still waiting to be read
+    sub.unsubscribe("speech.text")
+    sub.subscribe("speech.text")
+    marker = f"sync.{uuid.uuid4().hex[:12]}"  # the link is up: no receive needed (it would take message 0)
+    sub.subscribe(marker, shm=False)
+    wait_until(lambda: pub.drain_subscriptions() or pub.has_subscriber(marker), what="the resubscription")
+    pub.publish("speech.text", {"i": 1})
+    assert [sub.recv(WAIT_MS).body["i"] for _ in range(2)] == [0, 1]
+    assert sub.stats.resets == 0 and sub.stats.piped == 0
+    sub.close()
+    pub.close()
+
+
+def test_two_publishers_share_one_pipe_under_a_prefix(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    left = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "left", direct_dir=folder)
+    right = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "right", direct_dir=folder)
+    sub = Subscriber(ctx, None, prefixes=["cam."], direct_dir=folder, pipe=True)
+    _linked(left, sub)
+    _linked(right, sub)
+    for i in range(5):  # fewer frames than ring slots: none is overwritten before the read
+        left.publish("cam.left", {"i": i, "frame": _frame(i)})
+        right.publish("cam.right", {"i": i})
+    got: dict[str, list[int]] = {"cam.left": [], "cam.right": []}
+    for _ in range(10):
+        msg = sub.recv(WAIT_MS)
+        got[msg.topic].append(msg.body["i"])
+        if msg.topic == "cam.left":
+            assert int(msg.body["frame"][0, 0, 0]) == msg.body["i"]
+    assert got == {"cam.left": list(range(5)), "cam.right": list(range(5))}
+    assert sub.stats.piped == 10 and (sub.stats.gaps, sub.stats.malformed) == (0, 0)
+    for c in (sub, left, right):
+        c.close()
+
+
+def test_a_publisher_does_not_follow_a_symlink_named_as_a_pipe(ctx, ipc_dir, tmp_path):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "cam", direct_dir=folder)
+    elsewhere = tmp_path / "elsewhere.fifo"
+    os.mkfifo(elsewhere, 0o600)
+    held = os.open(elsewhere, os.O_RDWR | os.O_NONBLOCK)
+    name = f"{os.getpid()}-99-{'0' * 16}.pipe"
+    os.symlink(elsewhere, folder / name)
+    spy = ctx.socket(zmq.SUB)  # a peer that names the link in a pipe subscription
+    spy.connect(f"ipc://{pub.direct_endpoint}")
+    spy.setsockopt(zmq.SUBSCRIBE, f"@p/{name}/cam.x".encode())
+    wait_until(lambda: pub.drain_subscriptions() or name in pub.pipes.pipes, what="the pipe subscription")
+    pub.publish("cam.x", {"frame": _frame(4)})
+    assert "ELOOP" in pub.pipes.pipes[name].given_up and pub.pipes.written == 0
+    with pytest.raises(BlockingIOError):
+        os.read(held, 4096)  # nothing went through the link
+    assert spy.poll(WAIT_MS) and spy.recv_multipart()[0] == f"@p/{name}/cam.x".encode()  # over the link instead
+    os.close(held)
+    spy.close(0)
+    pub.close()

@@ -189,6 +189,8 @@ class Publisher:
         self._record = self._encoder.record
         self._lock = threading.Lock()
         """Held around every use of the socket: the flusher thread sends gathered batches."""
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
         self._wake = threading.Event()
         """Set while something is gathered: the flusher sends it at the deadline."""
         self._flusher: threading.Thread | None = None
@@ -265,7 +267,8 @@ class Publisher:
 
     def publish(self, topic: str, body: dict[str, Any], corr: str | None = None) -> int:
         """Send one message; returns its seq. Raises EnvelopeError on a body that cannot be encoded."""
-        with self._lock:
+        self._acquire()  # bound once, not ``with``: 0.14 against 0.25 us a message on a 2-CPU VM
+        try:
             if self._closed:
                 raise zmq.ZMQError(zmq.ENOTSOCK, f"publisher {self.src} is closed")
             seq = self._seq.get(topic, 0)
@@ -302,9 +305,13 @@ class Publisher:
             self._seq[topic] = seq + 1
             self.sent += 1
             # After the send, not before: reading the socket after a quiet spell costs tens of microseconds
-            # (its command queue), which the message must not wait for. The next message sees the change.
-            self._read_subscriptions_if_due(ts)
+            # (its command queue), which the message must not wait for. The next message sees the change. The
+            # window is tested here, not only in the call: a call per message costs 0.1 us.
+            if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+                self._read_subscriptions_if_due(ts)
             return seq
+        finally:
+            self._release()
 
     def _read_subscriptions_if_due(self, ts: int) -> None:
         """Read the subscriptions forwarded to this publisher if the last read is ``SUBSCRIPTIONS_EVERY_NS``
@@ -329,8 +336,10 @@ class Publisher:
 
     def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any) -> None:
         frames = batch_frames(topic_raw, self._encoder.batch_head(seq), records, arrays)
-        self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0) + len(frames[0]) + len(frames[1])
-                                        + sum(a.nbytes for a in arrays))
+        nbytes = len(frames[0]) + len(frames[1])
+        if arrays:
+            nbytes += sum(a.nbytes for a in arrays)
+        self._batch_bytes[topic_raw] = self._batch_bytes.get(topic_raw, 0) + nbytes
         send = self._send_frame
         send(frames[0], _SNDMORE)
         if not arrays:

@@ -85,11 +85,11 @@ TARGETS = {
 }
 FANOUT = 4
 """Local subscribers of the fan-out scenario."""
-LINKED_PATHS = ("shm_direct", "batched_direct", "shm_loan_direct", "shm_loan_pipe")
+LINKED_PATHS = ("shm_direct", "batched_direct", "batched_pipe", "shm_loan_direct", "shm_loan_pipe")
 """Sensorium paths over direct links (bus/direct.py): the subscriber takes messages from the publisher itself."""
 LOAN_PATHS = ("shm_loan", "shm_loan_direct", "shm_loan_pipe")
 """Shared-memory paths whose publisher writes each frame into a slot on loan (``Publisher.loan``), no copy."""
-SENS_PATHS = ("sensorium", "batched", "batched_direct", "shm", "shm_direct", "shm_copy", *LOAN_PATHS)
+SENS_PATHS = ("sensorium", "batched", "batched_direct", "batched_pipe", "shm", "shm_direct", "shm_copy", *LOAN_PATHS)
 """Every full-envelope Sensorium path (the loss accounting covers them all)."""
 
 _MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
@@ -611,7 +611,8 @@ class Runner:
         (the shm / batched subscriber linked straight to the publisher, bus/direct.py: no broker in the
         path, none started), "shm_loan" / "shm_loan_direct" (as "shm" / "shm_direct", each frame written
         into a slot on loan: ``sens_sender``'s ``loaned``), "shm_loan_pipe" (as "shm_loan_direct", the
-        subscriber with a pipe, bus/pipes.py), "zenoh" / "zenoh_shm"
+        subscriber with a pipe, bus/pipes.py), "batched_pipe" (as "batched_direct", with a pipe: batches
+        through its FIFO), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
         no broker). ``fanout``: subscribers of the Sensorium paths (each its own process).
@@ -645,8 +646,8 @@ class Runner:
                                                "shm_loan": "view", "shm_loan_direct": "view",
                                                "shm_loan_pipe": "view"}.get(path, ""),
                                               frontend if path not in ("sens_direct", *LINKED_PATHS) else None,
-                                              path in ("batched", "batched_direct"), direct_dir, i,
-                                              path == "shm_loan_pipe")
+                                              path in ("batched", "batched_direct", "batched_pipe"), direct_dir, i,
+                                              path in ("shm_loan_pipe", "batched_pipe"))
                     procs.append(proc)
                     rconns.append(rconn)
                     _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
@@ -968,6 +969,7 @@ PATH_LABELS = {
     "shm": "sensorium shm",
     "shm_direct": "shm, direct link",
     "batched_direct": "v2 batched, direct",
+    "batched_pipe": "v2 batched, pipe",
     "shm_copy": "shm, copying reader",
     "shm_loan": "shm, frame on loan",
     "shm_loan_direct": "shm loan, direct",
@@ -1033,7 +1035,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
         peer("small throughput v2 vs v1 (msg/s)", "sensorium", _med(st["sensorium"], "msg_per_s"), "batched",
              _med(st["batched"], "msg_per_s"), "higher")
     if "zenoh" in st:
-        small_paths = [p for p in ("batched_direct", "batched", "sensorium") if p in st]
+        small_paths = [p for p in ("batched_pipe", "batched_direct", "batched", "sensorium") if p in st]
         sl = results["small_latency"]
         for path in small_paths:  # version 1 is shown for comparison: the targets are version 2's
             peer("small throughput vs zenoh (msg/s)", "zenoh", _med(st["zenoh"], "msg_per_s"), path,
@@ -1290,7 +1292,8 @@ def main(argv: list[str] | None = None) -> int:
     zenoh_files_before = set(Path("/dev/shm").glob("*.zenoh"))
     try:
         for scen, kind, n, rate, repeat in plan:
-            local = ("shm", "shm_direct", *LOAN_PATHS) if kind == "frame" else ("batched", "batched_direct")
+            local = (("shm", "shm_direct", *LOAN_PATHS) if kind == "frame"
+                     else ("batched", "batched_direct", "batched_pipe"))
             paths = ("raw", "sensorium") + local + peers[:1 if kind == "small" else 2]
             paths += ("shm_copy",) if kind == "frame" and not rate else ()
             paths += () if rate or args.no_diag else ("raw_broker", "sens_direct")

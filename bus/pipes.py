@@ -18,13 +18,19 @@ local-form message of a matching topic into the FIFO as one record, in one
 non-blocking ``write`` of at most ``PIPE_BUF`` bytes, which the kernel keeps
 whole however many publishers write. No I/O thread is woken on either side.
 
+A pipe subscriber that also opted in to the batched form (``batched=True``)
+subscribes to ``@p/NAME/@b/TOPIC``: its publishers write batches (envelope
+version 2, bus/batched.py) into the pipe, as many messages to a record as
+fit, so small messages neither wake an I/O thread nor cost a record each.
+
 The rules (wire.md section 15 has the record layout):
 
 * A full pipe drops the message for that reader, as ZeroMQ's high-water
   mark does; the reader sees the seq gap, the publisher counts it.
 * A message whose record does not fit (arrays inline, a big body) goes over
-  the link instead, with topic frame ``@p/NAME/TOPIC`` (only that reader
-  subscribed to it), and so does every later message of that topic for that
+  the link instead, with topic frame ``@p/NAME/TOPIC`` (a batch:
+  ``@p/NAME/@b/TOPIC``; only that reader subscribed to it), and so does
+  every later message of that topic for that
   pipe: a reader reads its pipe before its socket, so a topic moving from the
   pipe to the socket stays in order, while the other way round could not.
 * A pipe that cannot be opened or written (its reader gone: ENXIO, EPIPE;
@@ -57,6 +63,7 @@ import structlog
 
 from bus.burstlog import BurstLog
 from bus.direct import private_folder  # the folder's rules live with the direct links
+from bus.envelope import BATCH_MARKER
 
 PIPE_MARKER = b"@p/"
 """Start of a pipe subscription (``@p/NAME/TOPIC``) and of the topic frame of a message that went over the link
@@ -174,9 +181,10 @@ class PipeIn:
         self.malformed = 0
         """Reads that held bytes which were no record (their rest is thrown away)."""
 
-    def subscription(self, prefix: bytes) -> bytes:
-        """The subscription that asks publishers to write ``prefix``'s local form into this pipe."""
-        return PIPE_MARKER + self.name_raw + b"/" + prefix
+    def subscription(self, prefix: bytes, batched: bool = False) -> bytes:
+        """The subscription that asks publishers to write ``prefix``'s local form (``batched``: its batched form)
+        into this pipe."""
+        return PIPE_MARKER + self.name_raw + b"/" + (BATCH_MARKER if batched else b"") + prefix
 
     def keep_subscription(self) -> bytes:
         """The subscription that keeps this pipe known to publishers while its topics change (``KEEP_PREFIX``)."""
@@ -216,7 +224,9 @@ class PipeOut:
 
     name: str
     prefixes: set[bytes] = field(default_factory=set)
-    """Topic prefixes subscribed through this pipe."""
+    """Topic prefixes whose local form goes into this pipe."""
+    batch_prefixes: set[bytes] = field(default_factory=set)
+    """Topic prefixes whose batched form goes into this pipe (subscribed as ``@p/NAME/@b/PREFIX``)."""
     fd: int = -1
     """Open for writing once the first record went (-1: not yet, or given up)."""
     given_up: str = ""
@@ -227,9 +237,13 @@ class PipeOut:
     def wants(self, plain_topic: bytes) -> bool:
         return any(plain_topic.startswith(p) for p in self.prefixes)
 
-    def socket_topic(self, plain_topic: bytes) -> bytes:
-        """The topic frame of a message for this pipe that goes over the link."""
-        return PIPE_MARKER + self.name.encode() + b"/" + plain_topic
+    def wants_batches(self, plain_topic: bytes) -> bool:
+        return any(plain_topic.startswith(p) for p in self.batch_prefixes)
+
+    def socket_topic(self, topic_frame: bytes) -> bytes:
+        """The topic frame of a message for this pipe that goes over the link: ``@p/NAME/`` and the topic frame
+        it would have had (``TOPIC`` of the local form, ``@b/TOPIC`` of a batch)."""
+        return PIPE_MARKER + self.name.encode() + b"/" + topic_frame
 
 
 class PipeWriters:
@@ -255,26 +269,37 @@ class PipeWriters:
             return False
         name, prefix = parsed
         pipe = self.pipes.get(name)
-        if subscribed:
-            if pipe is None:
-                pipe = self.pipes[name] = PipeOut(name)
-            pipe.prefixes.add(prefix)
-            return True
-        if pipe is None:
+        if pipe is None and not subscribed:
             return False
-        pipe.prefixes.discard(prefix)
-        if not pipe.prefixes:
+        if pipe is None:
+            pipe = self.pipes[name] = PipeOut(name)
+        prefixes = pipe.prefixes
+        if prefix[:len(BATCH_MARKER)] == BATCH_MARKER:
+            prefixes, prefix = pipe.batch_prefixes, prefix[len(BATCH_MARKER):]
+        if subscribed:
+            prefixes.add(prefix)
+            return True
+        prefixes.discard(prefix)
+        if not pipe.prefixes and not pipe.batch_prefixes:
             self._close(pipe)
             del self.pipes[name]
         return True
 
     def matching(self, plain_topic: bytes) -> tuple[PipeOut, ...]:
+        """The pipes that want the local form of the topic."""
         return tuple(p for p in self.pipes.values() if p.wants(plain_topic))
 
-    def write(self, pipes: Sequence[PipeOut], topic: str, frames: Sequence[Any]) -> list[PipeOut]:
-        """Write the local-form ``frames`` of ``topic`` into each of ``pipes``; returns the pipes this message
-        must go to over the link instead (``written`` counts the others that took it)."""
-        record = encode_record(frames)
+    def matching_batches(self, plain_topic: bytes) -> tuple[PipeOut, ...]:
+        """The pipes that want the batched form of the topic."""
+        return tuple(p for p in self.pipes.values() if p.wants_batches(plain_topic))
+
+    def write(self, pipes: Sequence[PipeOut], topic: str, frames: Sequence[Any] | None,
+              messages: int = 1) -> list[PipeOut]:
+        """Write ``frames`` of ``topic`` (a local-form message; or a batch of ``messages`` as topic, batch, b"";
+        None: frames that make no record) into each of ``pipes``; returns the pipes they must go to over the
+        link instead (``written`` counts the messages the others took, ``drops`` those a full pipe did not,
+        ``on_socket`` those sent away)."""
+        record = encode_record(frames) if frames is not None else None
         later: list[PipeOut] = []
         for pipe in pipes:
             if record is None or pipe.given_up or topic in pipe.on_socket:
@@ -288,7 +313,7 @@ class PipeWriters:
             try:
                 os.write(pipe.fd, record)
             except BlockingIOError:
-                self.drops += 1
+                self.drops += messages
                 self._burst.warning("pipe_full", "pipe_full_message_dropped", src=self.src, pipe=pipe.name,
                                     topic=topic, drops_total=self.drops)
                 continue
@@ -297,8 +322,8 @@ class PipeWriters:
                 pipe.on_socket.add(topic)
                 later.append(pipe)
                 continue
-            self.written += 1
-        self.on_socket += len(later)
+            self.written += messages
+        self.on_socket += len(later) * messages
         return later
 
     def _open(self, pipe: PipeOut) -> bool:

@@ -46,7 +46,7 @@ from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, MAX_ARRAY_
                           Limits, Message, decode, decode_parts, encode, local_from_plain, now_ns, refers_to_shm,
                           restamp)
 from bus.latched import is_news, latch_key, latched
-from bus.pipes import PIPE_MARKER, PipeIn, PipeOut, PipeWriters, RecordError
+from bus.pipes import PIPE_MARKER, RECORD_HEAD, RECORD_MAX_BYTES, PipeIn, PipeOut, PipeWriters, RecordError
 from bus.senders import Duplicate, SenderBook, new_instance_id, origin_host
 from bus.shm import (DEFAULT_SLOTS, DEFAULT_THRESHOLD_BYTES, SHM_DIR, ShmDropped, ShmReader, ShmRing,
                      ShmUnavailable)
@@ -91,6 +91,15 @@ class _Loan:
     array: np.ndarray
     gen: int | None = None
     """The slot's generation once committed (the first form that referred to it)."""
+
+_Forms = tuple[bool, bool, bool, tuple[PipeOut, ...], tuple[PipeOut, ...]]
+"""A topic's forms at a publisher: plain, local, batched, the local-form pipes, the batch pipes."""
+
+
+def _pipe_record_bytes(frames: list[Any]) -> int:
+    """The size of the pipe record of a batch without arrays (its topic and batch frames)."""
+    return RECORD_HEAD.size + len(frames[0]) + len(frames[1])
+
 
 _LOST: list[Any] = []
 """``Message.shm_taken`` of a message whose views were found overwritten (counted once)."""
@@ -180,9 +189,10 @@ class Publisher:
         """Why no segment could be made ('' : none tried yet or all well); the local form is then inline."""
         self._ring: ShmRing | None = None
         self._rings_made = 0
-        self._forms: dict[str | bytes, tuple[bool, bool, bool, tuple[PipeOut, ...]]] = {}
+        self._forms: dict[str | bytes, _Forms] = {}
         """Per topic (or topic frame, for ``forward_small``): (send the plain form, the local form, the batched
-        form, the pipes that want the local form), from the subscriptions."""
+        form, the pipes that want the local form, the pipes that want the batched form), from the
+        subscriptions."""
         self._subs_due = 0
         self._gather = Gatherer(gather_ns)
         self._gather_add = self._gather.add
@@ -251,7 +261,7 @@ class Publisher:
         forms = self._forms.get(topic)
         if forms is None:
             forms = self._forms[topic] = self._forms_for(topic)
-        return forms[1] or forms[2] or bool(forms[3])
+        return forms[1] or forms[2] or bool(forms[3]) or bool(forms[4])
 
     def _give_back_loan(self) -> None:
         """End the current loan: committed (published) or given back empty; its array turns read-only."""
@@ -280,7 +290,7 @@ class Publisher:
             forms = self._forms.get(topic)
             if forms is None:
                 forms = self._forms[topic] = self._forms_for(topic)
-            if forms[2]:
+            if forms[2] or forms[4]:
                 topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
                 if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
                     self._send_batches(self._gather.take_all(_monotonic_ns()))
@@ -335,7 +345,22 @@ class Publisher:
                 self._send_batch(topic_raw, seq, records, ())
 
     def _send_batch(self, topic_raw: bytes, seq: int, records: list[bytes], arrays: Any) -> None:
+        """One batch of this sender's messages of a topic (seqs from ``seq``), to those who want the batched
+        form: over the links, and into batch pipes (split into records that fit)."""
         frames = batch_frames(topic_raw, self._encoder.batch_head(seq), records, arrays)
+        topic = topic_raw.decode("utf-8")
+        forms = self._forms.get(topic)
+        if forms is None:
+            forms = self._forms[topic] = self._forms_for(topic)
+        if forms[4]:
+            if not arrays and len(records) > 1 and _pipe_record_bytes(frames) > RECORD_MAX_BYTES:
+                for first, chunk in self._record_chunks(topic_raw, seq, records):
+                    chunk_frames = batch_frames(topic_raw, self._encoder.batch_head(first), chunk)
+                    self._write_batch(topic, chunk_frames, len(chunk), forms[4])
+            else:
+                self._write_batch(topic, frames, len(records), forms[4])
+        if not forms[2]:
+            return
         nbytes = len(frames[0]) + len(frames[1])
         if arrays:
             nbytes += sum(a.nbytes for a in arrays)
@@ -350,6 +375,44 @@ class Publisher:
         for i in range(2, last):
             send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
         send(frames[last], 0, copy=self._lent(frames[last]))
+
+    def _record_chunks(self, topic_raw: bytes, seq: int, records: list[bytes]) -> Iterable[tuple[int, list[bytes]]]:
+        """``records`` (seqs from ``seq``) in runs whose batch fits one pipe record: (first seq, run). A record
+        that fits none alone is a run of its own (it goes over the link)."""
+        head = len(self._encoder.batch_head(seq))
+        room = RECORD_MAX_BYTES - _pipe_record_bytes([BATCH_MARKER + topic_raw, b""]) - head - 3  # array16 prefix
+        first, run, size = seq, [], 0
+        for i, rec in enumerate(records):
+            if run and size + len(rec) > room:
+                yield first, run
+                first, run, size = seq + i, [], 0
+            run.append(rec)
+            size += len(rec)
+        if run:
+            yield first, run
+
+    def _write_batch(self, topic: str, frames: list[Any], messages: int, pipes: tuple[PipeOut, ...],
+                     own: bool = True) -> None:
+        """A batch (``frames``: ``@b/TOPIC``, the batch, array frames) of ``messages`` into each of the batch
+        ``pipes``; over the link, with the pipe's own topic frame, to those it cannot go into."""
+        written = self.pipes.written
+        later = self.pipes.write(pipes, topic, [frames[0], frames[1], b""] if len(frames) == 2 else None, messages)
+        if own and self.pipes.written != written:
+            topic_raw = frames[0][len(BATCH_MARKER):]
+            took = (self.pipes.written - written) // messages
+            self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0)
+                                            + (len(frames[0]) + len(frames[1])) * took)
+        send = self._send_frame
+        last = len(frames) - 1
+        for pipe in later:
+            send(pipe.socket_topic(frames[0]), _SNDMORE)
+            if last == 1:
+                send(frames[1])
+                continue
+            send(frames[1], _SNDMORE)
+            for i in range(2, last):
+                send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
+            send(frames[last], 0, copy=self._lent(frames[last]))
 
     def _flush_loop(self) -> None:
         """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
@@ -405,10 +468,10 @@ class Publisher:
                 send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
             send(frames[last], 0, copy=self._lent(frames[last]))
 
-    def _forms_for(self, topic: str) -> tuple[bool, bool, bool, tuple[PipeOut, ...]]:
+    def _forms_for(self, topic: str) -> _Forms:
         """Which forms of ``topic`` someone subscribed to: (plain, local, batched, the pipes that want the local
-        form). Plain unless only subscribers of the other forms are known: before any subscription is seen a
-        publisher sends what it always did."""
+        form, the pipes that want the batched form). Plain unless only subscribers of the other forms are known:
+        before any subscription is seen a publisher sends what it always did."""
         plain_t = topic.encode()
         local_t = LOCAL_MARKER + plain_t
         batch_t = BATCH_MARKER + plain_t
@@ -419,8 +482,10 @@ class Publisher:
                 batched = batched or batch_t.startswith(s)
             elif plain_t.startswith(s):
                 plain = True
-        pipes = self.pipes.matching(plain_t) if self.pipes.pipes else ()
-        return (plain or not (local or batched or pipes)), local, batched, pipes
+        pipes = batch_pipes = ()
+        if self.pipes.pipes:
+            pipes, batch_pipes = self.pipes.matching(plain_t), self.pipes.matching_batches(plain_t)
+        return (plain or not (local or batched or pipes or batch_pipes)), local, batched, pipes, batch_pipes
 
     def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...], own: bool = True) -> None:
         """The local form ``frames`` of ``topic`` into each of ``pipes``; over the link, with the pipe's own
@@ -506,9 +571,9 @@ class Publisher:
             self._drain_subscriptions()
             forms = self._forms_for(topic)
             # The other forms may carry their arrays inline: no copy into shared memory for a replay.
-            if forms[2]:
+            if forms[2] or forms[4]:
                 self._send_batches(self._gather.take_all(time.monotonic_ns()))
-                self._send_converted(out, None)
+                self._send_converted(out, None, topic, forms)
             if forms[1] or forms[3]:
                 local = [LOCAL_MARKER + bytes(out[0]), *out[1:]]
                 if forms[3]:
@@ -539,8 +604,8 @@ class Publisher:
             if len(self._forms) > _FORMS_MAX:
                 self._forms.clear()
             forms = self._forms[topic] = self._forms_for(topic)
-        if forms[2]:
-            self._send_converted(frames, self._shm_put)
+        if forms[2] or forms[4]:
+            self._send_converted(frames, self._shm_put, topic, forms)
         send = self._send_frame
         if len(frames) == 3:
             if forms[3]:
@@ -580,8 +645,8 @@ class Publisher:
                 if len(all_forms) > _FORMS_MAX:  # topics come from another host: keep the cache bounded
                     all_forms.clear()
                 forms = all_forms[t] = self._forms_for(t.decode("utf-8", "replace"))
-            if forms[2]:
-                self._send_converted([t, h, b], None)
+            if forms[2] or forms[4]:
+                self._send_converted([t, h, b], None, t.decode("utf-8", "replace"), forms)
             if forms[3]:
                 self._send_piped(t.decode("utf-8", "replace"), [LOCAL_MARKER + t, h, b], forms[3], own=False)
             if forms[1]:
@@ -594,7 +659,7 @@ class Publisher:
                 send(b)
         self.sent += len(messages)
 
-    def _send_converted(self, frames: list[Any], put: Any) -> None:
+    def _send_converted(self, frames: list[Any], put: Any, topic: str, forms: _Forms) -> None:
         """Another sender's plain message in the batched form, as a batch of one. One that cannot be put in that
         form (a header or body over the limits, an older writer's oddity) is counted in ``batched_refused``,
         logged once per burst and skipped in that form only."""
@@ -605,7 +670,10 @@ class Publisher:
             self._burst.error("batched_refused", "batched_form_refused", topic=exc.topic, reason=exc.reason,
                               refused_total=self.batched_refused)
             return
-        self.sock.send_multipart(out, copy=False)
+        if forms[4]:
+            self._write_batch(topic, out, 1, forms[4], own=False)
+        if forms[2]:
+            self.sock.send_multipart(out, copy=False)
 
     def topic_counts(self) -> dict[str, dict[str, int]]:
         """Per topic sent: ``out`` (messages) and ``bytes`` (all frames, every form), since this publisher was
@@ -710,8 +778,8 @@ class SubscriberStats:
     """Local-form messages (``@shm/...``) received by a subscriber that did not ask for them (one that
     subscribed to everything without ``shm=True``): skipped, not malformed."""
     piped: int = 0
-    """Records read from this subscriber's pipe (``pipe=True``), each a message, delivered or counted as the
-    others."""
+    """Messages read from this subscriber's pipe (``pipe=True``; a batch record holds several), delivered or
+    counted as the others (a record that is none: one)."""
 
 
 class Subscriber:
@@ -756,7 +824,9 @@ class Subscriber:
     docs/wire.md section 15). Its local-form subscriptions ask publishers to
     write those messages into a FIFO of its own in that folder: no ZeroMQ I/O
     thread on either side (two wake-ups less per message each). Messages
-    that do not fit a pipe record still come over the link. Read it with
+    that do not fit a pipe record still come over the link. With
+    ``batched=True`` too, publishers write batches into the pipe, as many
+    messages to a record as fit. Read it with
     ``recv`` or ``recv_nowait`` only: a pipe's messages do not wake ``sock``.
     When no pipe can be made (``pipe_unavailable`` says why) it reads as a
     direct subscriber.
@@ -778,8 +848,6 @@ class Subscriber:
                              "one of the two; with both, messages would arrive twice")
         if pipe and direct_dir is None:
             raise ValueError("a pipe (pipe=True) is for a direct subscriber: publishers open it in direct_dir")
-        if pipe and batched:
-            raise ValueError("a pipe (pipe=True) carries the local form; a batched subscriber would never use it")
         self.limits = limits
         self._batched = batched
         self._ready: deque[Message] = deque()
@@ -868,8 +936,8 @@ class Subscriber:
             self._shm = ShmReader(self._shm_dir, views=self._shm_views)
         raw = topic.encode()
         self._sock_quiet = False
-        if local and not self._batched and self._pipe is not None:
-            self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.subscription(raw))
+        if local and self._pipe is not None:
+            self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.subscription(raw, batched=self._batched))
             return
         marker = (BATCH_MARKER if self._batched else LOCAL_MARKER) if local else b""
         self.sock.setsockopt(zmq.SUBSCRIBE, marker + raw)
@@ -884,7 +952,7 @@ class Subscriber:
         for marker in (b"", LOCAL_MARKER, BATCH_MARKER):  # a form never subscribed is ignored by ZeroMQ
             self.sock.setsockopt(zmq.UNSUBSCRIBE, marker + raw)
         if self._pipe is not None:
-            self.sock.setsockopt(zmq.UNSUBSCRIBE, self._pipe.subscription(raw))
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, self._pipe.subscription(raw, batched=self._batched))
         self._sock_quiet = False
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
@@ -1026,6 +1094,13 @@ class Subscriber:
         """The oldest record read from the pipe, decoded and accounted as a message of the link would be."""
         topic_raw, head_raw, body_raw = self._pipe.records.popleft()
         self.stats.piped += 1
+        if topic_raw[:len(BATCH_MARKER)] == BATCH_MARKER and self._batched:  # a batch: the "header" frame holds it
+            if body_raw:
+                return self._malformed(EnvelopeError("pipe record of a batch with a third frame"))
+            ready = len(self._ready)
+            msg = self._deliver_batch(topic_raw, head_raw, _NO_ARRAYS)
+            self.stats.piped += len(self._ready) - ready  # the batch's other messages
+            return msg
         if topic_raw[:len(LOCAL_MARKER)] != LOCAL_MARKER:
             return self._malformed(EnvelopeError("pipe record not in the local form"))
         return self._finish(topic_raw, head_raw, body_raw, _NO_ARRAYS)
@@ -1062,6 +1137,10 @@ class Subscriber:
             self._next_topic = None
         if topic_raw[:3] == BATCH_MARKER:
             return self._recv_batch(topic_raw)
+        if topic_raw[:3] == PIPE_MARKER:  # for a pipe, over the link: a batch goes on as one, if the pipe is ours
+            name, _, rest = topic_raw[3:].partition(b"/")
+            if rest[:3] == BATCH_MARKER:
+                return self._recv_batch(rest, self._pipe is not None and name == self._pipe.name_raw)
         try:
             head = recv(_NOBLOCK, copy=False)
         except zmq.Again:
@@ -1111,9 +1190,9 @@ class Subscriber:
                           else encode(msg.topic, msg.header, msg.body))
         return self._deliver(msg)
 
-    def _recv_batch(self, topic_raw: bytes) -> Message | None:
+    def _recv_batch(self, topic_raw: bytes, wanted: bool = True) -> Message | None:
         """The rest of a batched-form message (``@b/TOPIC``, batch, arrays): its first message; the others
-        wait in ``_ready``."""
+        wait in ``_ready``. ``wanted``: False for a batch sent to another subscriber's pipe (read and skipped)."""
         recv = self.sock.recv
         try:
             batch = recv(_NOBLOCK, copy=False)
@@ -1127,9 +1206,14 @@ class Subscriber:
                 self._malformed(EnvelopeError("message of 1 frame; expected topic, header, body"))
             return self._malformed(EnvelopeError("batched message of 1 frame; expected topic, batch"))
         array_bufs = self._array_frames() if batch.more else _NO_ARRAYS
-        if not self._batched:
+        if not self._batched or not wanted:
             self.stats.local_skipped += 1
             return None
+        return self._deliver_batch(topic_raw, batch_raw, array_bufs)
+
+    def _deliver_batch(self, topic_raw: bytes, batch_raw: Any, array_bufs: Any) -> Message | None:
+        """Decode, account and deliver a batch (``@b/TOPIC``, its batch frame, its array frames): its first
+        wanted message; the others wait in ``_ready``."""
         shm = self._shm
         if shm is not None and shm.views:
             shm.taken = []

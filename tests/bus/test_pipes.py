@@ -16,7 +16,7 @@ import zmq
 from hypothesis import given, settings, strategies as st
 
 from bus import direct, pipes
-from bus.envelope import refers_to_shm
+from bus.envelope import Header, encode, refers_to_shm
 from bus.pubsub import Publisher, Subscriber
 from tests.support import wait_until
 
@@ -34,6 +34,17 @@ def ctx():
 
 def _frame(value: int) -> np.ndarray:
     return np.full((240, 320, 3), value, dtype=np.uint8)  # 230,400 bytes: above the shared-memory threshold
+
+
+def _recv_n(sub: Subscriber, n: int) -> list:
+    """Up to ``n`` messages, stopping at the first wait that brings none (a failing test fails fast)."""
+    out = []
+    while len(out) < n:
+        msg = sub.recv(WAIT_MS)
+        if msg is None:
+            break
+        out.append(msg)
+    return out
 
 
 def _linked(pub: Publisher, sub: Subscriber) -> None:
@@ -183,8 +194,6 @@ def test_bytes_in_a_pipe_that_are_no_record_are_counted_and_the_next_records_com
 def test_a_pipe_is_for_a_direct_subscriber_and_a_folder_too_long_leaves_the_link(broker, tmp_path):
     with pytest.raises(ValueError, match="direct subscriber"):
         Subscriber(broker.ctx, broker.backend, ["x.y"], pipe=True)
-    with pytest.raises(ValueError, match="batched"):
-        Subscriber(broker.ctx, None, ["x.y"], direct_dir=tmp_path / "d", pipe=True, batched=True)
     with pytest.raises(ValueError):  # a bad topic: no FIFO stays behind
         Subscriber(broker.ctx, None, ["bad topic!"], direct_dir=tmp_path / "d", pipe=True)
     assert not any(n.endswith(".pipe") for n in os.listdir(tmp_path / "d"))
@@ -317,3 +326,127 @@ def test_a_publisher_does_not_follow_a_symlink_named_as_a_pipe(ctx, ipc_dir, tmp
     os.close(held)
     spy.close(0)
     pub.close()
+
+
+# --------------------------------------------------------------------------- batch pipes (pipe=True, batched=True)
+
+
+def test_a_batch_pipe_takes_many_messages_to_a_record_and_none_over_pipe_buf(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, pipe=True, batched=True)
+    _linked(pub, sub)
+    n = 2_000
+    for i in range(n):
+        pub.publish("imu.raw", {"ax": 0.5, "i": i})
+    pub.flush()
+    records, rest = pipes.decode_records(os.read(sub._pipe.fd, 1 << 20))  # the pipe's bytes, read past the reader
+    assert rest == b"" and pub.pipes.written == n and pub.pipes.on_socket == 0
+    assert all(topic == b"@b/imu.raw" and body == b"" for topic, _, body in records)
+    assert len(records) < n / 20, f"{len(records)} records for {n} messages"
+    assert max(pipes.RECORD_HEAD.size + len(t) + len(b) for t, b, _ in records) <= pipes.RECORD_MAX_BYTES
+    sub.close()
+    pub.close()
+
+
+def test_a_batch_pipe_delivers_in_order_beside_the_other_forms_and_a_big_message_moves_its_topic_to_the_link(
+        broker, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(broker.ctx, broker.frontend, "talker", direct_dir=folder)
+    plain = Subscriber(broker.ctx, broker.backend, ["speech.text"])
+    linked = Subscriber(broker.ctx, None, ["speech.text"], direct_dir=folder, batched=True)
+    piped = Subscriber(broker.ctx, None, ["speech.text"], direct_dir=folder, pipe=True, batched=True)
+    assert plain.wait_subscribed(broker.frontend, 20)
+    _linked(pub, linked)
+    _linked(pub, piped)
+    n = 3_000
+    bodies = [{"i": i} for i in range(n)]
+    bodies[2_000]["text"] = "x" * 10_000  # no record holds it: over the link, and the rest of the topic after it
+    for body in bodies:
+        pub.publish("speech.text", body)
+    for sub in (plain, linked, piped):
+        got = _recv_n(sub, n)
+        assert [m.body["i"] for m in got] == list(range(n))
+        assert got[2_000].body["text"] == "x" * 10_000 and got[1].header.seq == 1
+        assert sub.recv(300) is None, "a message arrived twice"
+        assert (sub.stats.received, sub.stats.gaps, sub.stats.malformed) == (n, 0, 0)
+    assert piped.stats.piped == 2_000 and linked.stats.piped == 0
+    assert (pub.pipes.written, pub.pipes.on_socket, pub.pipes.drops) == (2_000, 1_000, 0)
+    assert pub.topic_counts()["speech.text"]["out"] == n
+    for s in (plain, linked, piped):
+        s.close()
+    pub.close()
+
+
+def test_a_frame_in_shared_memory_goes_through_a_batch_pipe_as_its_reference(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "cam", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["camera.frame"], direct_dir=folder, pipe=True, batched=True, shm_views=True)
+    _linked(pub, sub)
+    for i in range(3):
+        pub.publish("camera.frame", {"frame": _frame(i), "i": i})
+    got = _recv_n(sub, 3)
+    assert [m.body["i"] for m in got] == [0, 1, 2] and all(sub.still_valid(m) for m in got)
+    for i, m in enumerate(got):
+        np.testing.assert_array_equal(m.body["frame"], _frame(i))
+    assert sub.stats.piped == 3 and pub.pipes.on_socket == 0
+    sub.close()
+    pub.close()
+
+
+def test_a_full_batch_pipe_drops_whole_batches_which_its_reader_counts_as_gaps(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, pipe=True, batched=True)
+    _linked(pub, sub)
+    sent = 0
+    while pub.pipes.drops == 0 and sent < 2_000_000:  # nobody reads: the pipe fills
+        pub.publish("imu.raw", {"ax": 0.1, "i": sent})
+        sent += 1
+    pub.flush()
+    assert pub.pipes.drops > 0, f"no drop after {sent} messages"
+    assert sub.recv(WAIT_MS).body["i"] == 0  # reading frees room for the last message
+    pub.publish("imu.raw", {"ax": 0.1, "i": sent})
+    sent += 1
+    pub.flush()
+    last = None
+    while sub.stats.received + sub.stats.gaps < sent:
+        msg = sub.recv(WAIT_MS)
+        assert msg is not None, f"{sub.stats} of {sent}, dropped {pub.pipes.drops}"
+        last = msg
+    assert last.body["i"] == sent - 1
+    assert sub.stats.gaps == pub.pipes.drops and sub.stats.received == pub.pipes.written
+    assert sub.stats.malformed == 0 and sub.stats.piped == sub.stats.received
+    sub.close()
+    pub.close()
+
+
+def test_a_forwarded_message_reaches_a_batch_pipe(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    bridge = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "bridge", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["remote.imu"], direct_dir=folder, pipe=True, batched=True)
+    _linked(bridge, sub)
+    for seq in range(3):  # another host's sender, passed on as it came
+        bridge.forward(encode("remote.imu", Header(src="far", seq=seq, ts=10 + seq, host="elsewhere"), {"i": seq}))
+    got = _recv_n(sub, 3)
+    assert [(m.header.src, m.header.host, m.header.seq, m.body["i"]) for m in got] == \
+        [("far", "elsewhere", i, i) for i in range(3)]
+    assert sub.stats.piped == 3 and bridge.pipes.written == 3
+    sub.close()
+    bridge.close()
+
+
+def test_a_batch_pipe_subscription_is_told_apart_from_a_local_one():
+    name = "12-0-0123456789abcdef.pipe"
+    writers = pipes.PipeWriters(None, "test")
+    assert writers.note(f"@p/{name}/@b/camera.".encode(), True)
+    assert writers.note(f"@p/{name}/imu.".encode(), True)
+    pipe = writers.pipes[name]
+    assert (pipe.batch_prefixes, pipe.prefixes) == ({b"camera."}, {b"imu."})
+    assert writers.matching_batches(b"camera.left") == (pipe,) and writers.matching(b"camera.left") == ()
+    assert writers.matching(b"imu.raw") == (pipe,) and writers.matching_batches(b"imu.raw") == ()
+    assert pipe.socket_topic(b"@b/camera.left") == f"@p/{name}/@b/camera.left".encode()
+    writers.note(f"@p/{name}/imu.".encode(), False)
+    assert name in writers.pipes
+    writers.note(f"@p/{name}/@b/camera.".encode(), False)
+    assert name not in writers.pipes

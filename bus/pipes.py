@@ -255,9 +255,9 @@ class PipeWriters:
         self.src = src
         self.pipes: dict[str, PipeOut] = {}
         self.written = 0
-        """Records written into pipes."""
+        """Messages written into pipes (a batch record: each of its messages)."""
         self.drops = 0
-        """Records a full pipe did not take (that reader sees a seq gap)."""
+        """Messages a full pipe did not take (that reader sees a seq gap)."""
         self.on_socket = 0
         """Messages for a pipe that went over the link instead (too big for a record, a pipe given up)."""
         self._burst = BurstLog(log)

@@ -353,7 +353,8 @@ class Publisher:
         if forms is None:
             forms = self._forms[topic] = self._forms_for(topic)
         if forms[4]:
-            if not arrays and len(records) > 1 and _pipe_record_bytes(frames) > RECORD_MAX_BYTES:
+            if (not arrays and len(records) > 1 and _pipe_record_bytes(frames) > RECORD_MAX_BYTES
+                    and any(not p.given_up and topic not in p.on_socket for p in forms[4])):  # a pipe takes it
                 for first, chunk in self._record_chunks(topic_raw, seq, records):
                     chunk_frames = batch_frames(topic_raw, self._encoder.batch_head(first), chunk)
                     self._write_batch(topic, chunk_frames, len(chunk), forms[4])
@@ -577,7 +578,7 @@ class Publisher:
             if forms[1] or forms[3]:
                 local = [LOCAL_MARKER + bytes(out[0]), *out[1:]]
                 if forms[3]:
-                    self._send_piped(topic, local, forms[3])
+                    self._send_piped(topic, local, forms[3], own=False)  # its bytes are counted above
                 if forms[1]:
                     self.sock.send_multipart(local, copy=False)
             if forms[0]:
@@ -715,7 +716,7 @@ class Publisher:
         t = topic.encode()
         local_t, batch_t = LOCAL_MARKER + t, BATCH_MARKER + t
         return any(t.startswith(s) or (s[:1] == b"@" and (local_t.startswith(s) or batch_t.startswith(s)))
-                   for s in self.subscriptions) or bool(self.pipes.matching(t))
+                   for s in self.subscriptions) or bool(self.pipes.matching(t) or self.pipes.matching_batches(t))
 
     def wait_for_subscriber(self, topic: str, timeout_s: float) -> bool:
         """Block until some subscriber's prefix matches ``topic``, or the timeout."""
@@ -776,7 +777,8 @@ class SubscriberStats:
     was read (a slow reader, a publisher killed mid-write): never delivered as wrong data."""
     local_skipped: int = 0
     """Local-form messages (``@shm/...``) received by a subscriber that did not ask for them (one that
-    subscribed to everything without ``shm=True``): skipped, not malformed."""
+    subscribed to everything without ``shm=True``), and batches for another subscriber's pipe: skipped, not
+    malformed."""
     piped: int = 0
     """Messages read from this subscriber's pipe (``pipe=True``; a batch record holds several), delivered or
     counted as the others (a record that is none: one)."""
@@ -1097,10 +1099,7 @@ class Subscriber:
         if topic_raw[:len(BATCH_MARKER)] == BATCH_MARKER and self._batched:  # a batch: the "header" frame holds it
             if body_raw:
                 return self._malformed(EnvelopeError("pipe record of a batch with a third frame"))
-            ready = len(self._ready)
-            msg = self._deliver_batch(topic_raw, head_raw, _NO_ARRAYS)
-            self.stats.piped += len(self._ready) - ready  # the batch's other messages
-            return msg
+            return self._deliver_batch(topic_raw, head_raw, _NO_ARRAYS, piped=True)
         if topic_raw[:len(LOCAL_MARKER)] != LOCAL_MARKER:
             return self._malformed(EnvelopeError("pipe record not in the local form"))
         return self._finish(topic_raw, head_raw, body_raw, _NO_ARRAYS)
@@ -1211,9 +1210,11 @@ class Subscriber:
             return None
         return self._deliver_batch(topic_raw, batch_raw, array_bufs)
 
-    def _deliver_batch(self, topic_raw: bytes, batch_raw: Any, array_bufs: Any) -> Message | None:
+    def _deliver_batch(self, topic_raw: bytes, batch_raw: Any, array_bufs: Any,
+                       piped: bool = False) -> Message | None:
         """Decode, account and deliver a batch (``@b/TOPIC``, its batch frame, its array frames): its first
-        wanted message; the others wait in ``_ready``."""
+        wanted message; the others wait in ``_ready``. ``piped``: read from the pipe (its record counted one
+        message in ``stats.piped``; the batch's others are counted here)."""
         shm = self._shm
         if shm is not None and shm.views:
             shm.taken = []
@@ -1223,6 +1224,8 @@ class Subscriber:
             return self._malformed(exc)
         except ShmDropped as exc:
             return self._shm_dropped(exc)
+        if piped:
+            self.stats.piped += len(msgs) - 1
         first = msgs[0]
         if shm is not None and shm.views and shm.taken:
             first.shm_taken = shm.taken

@@ -366,16 +366,25 @@ class Publisher:
         if arrays:
             nbytes += sum(a.nbytes for a in arrays)
         self._batch_bytes[topic_raw] = self._batch_bytes.get(topic_raw, 0) + nbytes
+        if arrays:
+            self._send_as(frames[0], frames[1:], 1)
+            return
         send = self._send_frame
         send(frames[0], _SNDMORE)
-        if not arrays:
-            send(frames[1])
-            return
-        send(frames[1], _SNDMORE)
+        send(frames[1])
+
+    def _send_as(self, topic_frame: bytes, frames: list[Any], n_plain: int) -> None:
+        """One message over the link: ``topic_frame``, then ``frames``, the first ``n_plain`` of them as they are
+        and the rest (array frames) copied by ZeroMQ when they lie in a ring this publisher lent (``_lent``)."""
+        send = self._send_frame
+        send(topic_frame, _SNDMORE)
         last = len(frames) - 1
-        for i in range(2, last):
-            send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
-        send(frames[last], 0, copy=self._lent(frames[last]))
+        for i, frame in enumerate(frames):
+            flags = _SNDMORE if i < last else 0
+            if i < n_plain:
+                send(frame, flags)
+            else:
+                send(frame, flags, copy=self._lent(frame))
 
     def _record_chunks(self, topic_raw: bytes, seq: int, records: list[bytes]) -> Iterable[tuple[int, list[bytes]]]:
         """``records`` (seqs from ``seq``) in runs whose batch fits one pipe record: (first seq, run). A record
@@ -403,17 +412,8 @@ class Publisher:
             took = (self.pipes.written - written) // messages
             self._batch_bytes[topic_raw] = (self._batch_bytes.get(topic_raw, 0)
                                             + (len(frames[0]) + len(frames[1])) * took)
-        send = self._send_frame
-        last = len(frames) - 1
         for pipe in later:
-            send(pipe.socket_topic(frames[0]), _SNDMORE)
-            if last == 1:
-                send(frames[1])
-                continue
-            send(frames[1], _SNDMORE)
-            for i in range(2, last):
-                send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
-            send(frames[last], 0, copy=self._lent(frames[last]))
+            self._send_as(pipe.socket_topic(frames[0]), frames[1:], 1)
 
     def _flush_loop(self) -> None:
         """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
@@ -497,21 +497,10 @@ class Publisher:
         if own and self.pipes.written != written:
             size = len(frames[0]) + len(frames[1]) + len(frames[2])
             self._bytes[topic] = self._bytes.get(topic, 0) + size * (self.pipes.written - written)
-        if not later:
-            return
-        send = self._send_frame
-        plain_t = topic.encode()
-        last = len(frames) - 1
-        for pipe in later:
-            send(pipe.socket_topic(plain_t), _SNDMORE)
-            send(frames[1], _SNDMORE)
-            if last == 2:
-                send(frames[2])
-                continue
-            send(frames[2], _SNDMORE)
-            for i in range(3, last):
-                send(frames[i], _SNDMORE, copy=self._lent(frames[i]))
-            send(frames[last], 0, copy=self._lent(frames[last]))
+        if later:
+            plain_t = topic.encode()
+            for pipe in later:
+                self._send_as(pipe.socket_topic(plain_t), frames[1:], 2)
 
     def _shm_put(self, data: np.ndarray) -> tuple[str, int, int] | None:
         """Write one C-contiguous array's bytes into the ring; None when shared memory is unavailable or off

@@ -16,7 +16,7 @@ import zmq
 from hypothesis import given, settings, strategies as st
 
 from bus import direct, pipes
-from bus.batched import decode_batch
+from bus.batched import batch_frames, decode_batch
 from bus.envelope import Header, encode, refers_to_shm
 from bus.pubsub import Publisher, Subscriber
 from tests.support import wait_until
@@ -502,5 +502,24 @@ def test_batches_read_from_a_pipe_after_an_unsubscribe_are_counted_and_not_deliv
     sub.unsubscribe("imu.raw")
     assert sub.recv(500) is None
     assert sub.stats.piped == 100 and sub.stats.received == 0
+    sub.close()
+    pub.close()
+
+
+def test_a_batch_record_that_is_no_batch_is_counted_malformed_and_the_next_comes(ctx, ipc_dir):
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "imu", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["imu.raw"], direct_dir=folder, pipe=True, batched=True)
+    _linked(pub, sub)
+    fd = os.open(folder / sub._pipe.name, os.O_WRONLY | os.O_NONBLOCK)  # another process of this user
+    os.write(fd, pipes.encode_record([b"@b/imu.raw", b"\xc1not msgpack", b""]))
+    topic_raw, record, _, _ = pub._encoder.record("imu.raw", 1, {"i": 0})
+    batch = batch_frames(topic_raw, pub._encoder.batch_head(0), [record])  # a good batch, with a third frame
+    os.write(fd, pipes.encode_record([batch[0], batch[1], b"a third frame"]))
+    os.close(fd)
+    pub.publish("imu.raw", {"i": 7})
+    msg = sub.recv(WAIT_MS)
+    assert msg is not None and msg.body["i"] == 7
+    assert sub.stats.malformed == 2 and sub.stats.received == 1
     sub.close()
     pub.close()

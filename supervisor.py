@@ -694,6 +694,9 @@ class Supervisor:
         self.logs: dict[str, ActorLog] = {}
         self.pending: list[_Pending] = []
         self._signals = 0
+        """SIGINT/SIGTERM acted on: the first shuts down in order, a second kills what is left."""
+        self._caught: list[int] = []
+        """Signals caught and not yet acted on; only the handler appends (see _on_signal)."""
         self._started = time.monotonic()
         self.broker: Broker | None = None
         self.dependents = {name: [n for n in self.order if name in config.actors[n].after] for name in self.order}
@@ -792,6 +795,7 @@ class Supervisor:
             while True:
                 events = dict(poller.poll(tick_ms))
                 now = time.monotonic()
+                self._act_on_signals()
                 if self.heartbeats in events:
                     self._read_heartbeats(now)
                 if self.ctl in events:
@@ -814,15 +818,23 @@ class Supervisor:
         return 0
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        self._signals += 1
-        if self._signals == 1:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
-            for watcher in self.watchers.values():
-                watcher.begin_shutdown()
-        else:
-            log.warning("shutdown_forced", signal=signal.Signals(signum).name)
-            for watcher in self.watchers.values():
-                watcher.force_kill()
+        # Python runs this between two bytecodes of the main thread, which may be inside a log write
+        # (structlog prints under a lock: logging here would wait for it forever) or halfway through a
+        # watcher's tick. So it only records; the loop acts within a tick.
+        self._caught.append(signum)
+
+    def _act_on_signals(self) -> None:
+        while self._caught:
+            signum = self._caught.pop(0)
+            self._signals += 1
+            if self._signals == 1:
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                for watcher in self.watchers.values():
+                    watcher.begin_shutdown()
+            else:
+                log.warning("shutdown_forced", signal=signal.Signals(signum).name)
+                for watcher in self.watchers.values():
+                    watcher.force_kill()
 
     def _start_ready_actors(self, now: float) -> None:
         for name in self.order:

@@ -129,6 +129,7 @@ class Actor(Generic[S]):
         self._timers: list[_Timer] = []
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._stop = threading.Event()
+        self._signalled: int | None = None  # set by the signal handler alone; see _on_signal
         self._exit_code = 0
         self._started = time.monotonic()
         self._proc = psutil.Process()
@@ -225,7 +226,17 @@ class Actor(Generic[S]):
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._signalled is not None or self._stop.is_set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Python runs this between two bytecodes of the main thread, which may be holding a lock the
+        # handler would need: the log's (structlog prints under a lock; logging here hung an actor on
+        # SIGTERM in CI) or the stop event's. So it only records; the loop logs and stops.
+        self._signalled = signum
+
+    def _take_signal(self) -> None:
+        if self._signalled is not None and not self._stop.is_set():
+            self.stop(signal.Signals(self._signalled).name)
 
     # -- the loop ------------------------------------------------------------
 
@@ -309,7 +320,7 @@ class Actor(Generic[S]):
         for sock in self._socket_callbacks:
             poller.register(sock, zmq.POLLIN)
         subscriptions_due = 0.0
-        while not self._stop.is_set():
+        while not self.stopping:
             now = time.monotonic()
             next_due = min((t.due for t in self._timers), default=now + 0.2)
             timeout_ms = max(0, min(int((next_due - now) * 1000), 200))
@@ -322,11 +333,12 @@ class Actor(Generic[S]):
             if self._socket_callbacks:
                 self._run_socket_callbacks(events)
             self._run_timers()
+        self._take_signal()
 
     def _run_socket_callbacks(self, events: dict[Any, int]) -> None:
         for sock in [s for s in events if s in self._socket_callbacks]:
             callback = self._socket_callbacks.get(sock)
-            if callback is None or self._stop.is_set():
+            if callback is None or self.stopping:
                 continue
             try:
                 callback()
@@ -341,7 +353,7 @@ class Actor(Generic[S]):
         """Handle what has arrived, up to ``budget`` messages, so timers stay on time."""
         assert self.sub is not None
         for _ in range(budget):
-            if self._stop.is_set():
+            if self.stopping:
                 return
             try:
                 msg = self.sub.recv_nowait()
@@ -386,7 +398,7 @@ class Actor(Generic[S]):
     def _run_timers(self) -> None:
         now = time.monotonic()
         for timer in self._timers:
-            if timer.due <= now and not self._stop.is_set():
+            if timer.due <= now and not self.stopping:
                 # Schedule from the due time so the period does not drift, but
                 # never queue up missed ticks after a long handler.
                 timer.due = max(timer.due + timer.interval_s, now)
@@ -461,7 +473,7 @@ class Actor(Generic[S]):
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, _frame: self.stop(signal.Signals(signum).name))
+            signal.signal(sig, self._on_signal)
 
     def _start_watchdog(self) -> None:
         """Exit when the supervisor that started us is gone: no orphans.

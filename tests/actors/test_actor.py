@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -230,6 +231,40 @@ def test_actor_process_stops_on_sigterm_with_exit_0(ipc_dir, broker):
         pub.close()
     finally:
         proc.kill()
+
+
+class Idle(Actor):
+    """Does nothing; the test below is about how it stops."""
+
+    kind = "idle"
+
+
+def run_signalled_while_logging(frontend: str, backend: str) -> int:
+    """The process of test_a_sigterm_while...: SIGTERM arrives while the main thread is writing a log line."""
+    raised = []
+
+    def sink(line: str) -> None:
+        # Called by structlog's print, under its lock: the handler runs at the next bytecode, inside that lock.
+        if '"event": "ready"' in line and not raised:
+            raised.append(line)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    configure_logging("idle@t", also=sink)
+    endpoints = Endpoints(frontend, backend, "ipc:///nonexistent/control.sock")
+    return Idle("idle@t", {}, endpoints, heartbeat_s=0.2).run()
+
+
+def test_a_sigterm_while_the_actor_writes_a_log_line_still_stops_it(broker):
+    # A handler that logged itself waited forever for the log's lock, which the interrupted line held (CI hang).
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.actors.test_actor import run_signalled_while_logging; "
+                               "sys.exit(run_signalled_while_logging(*sys.argv[1:]))",
+         broker.frontend, broker.backend], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr
+    events = [e for e in json_lines(done.stderr)]
+    requested = [e for e in events if e["event"] == "stop_requested"]
+    assert [e["reason"] for e in requested] == ["SIGTERM"], done.stderr
+    assert events[-1]["event"] == "stopped"
 
 
 def test_runner_rejects_unknown_kinds_and_bad_settings(ipc_dir):

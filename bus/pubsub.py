@@ -416,26 +416,40 @@ class Publisher:
             self._send_as(pipe.socket_topic(frames[0]), frames[1:], 1)
 
     def _flush_loop(self) -> None:
-        """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late)."""
+        """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late).
+
+        It never waits for the lock: a publisher that holds it sends what is due itself (``Gatherer.add``),
+        and one waiting here would make every release of it wake this thread (a system call per message).
+        It stays armed while messages keep coming, waking once per ``gather_ns``, so that a busy publisher
+        does not re-arm it (a wake of this thread) after every batch."""
         wake = self._wake
         gather = self._gather
+        lock = self._lock
+        period_ns = gather.gather_ns
         while True:
             wake.wait()
-            with self._lock:
+            if not lock.acquire(blocking=False):
+                time.sleep(period_ns / 2e9)  # in case that publish was the last one
+                continue
+            try:
                 if self._closed:
                     return
-                deadline = gather.deadline_ns
                 now = time.monotonic_ns()
-                if deadline is None or now >= deadline:
-                    try:
-                        self._send_batches(gather.due(now))
-                    except zmq.ZMQError as exc:  # the socket closed under us: nothing left to send to
-                        log.warning("batch_flush_failed", src=self.src, error=str(exc))
-                        return
-                    self._armed = False
-                    wake.clear()
-                    continue
-            time.sleep((deadline - now) / 1e9)
+                try:
+                    self._send_batches(gather.due(now))
+                except zmq.ZMQError as exc:  # the socket closed under us: nothing left to send to
+                    log.warning("batch_flush_failed", src=self.src, error=str(exc))
+                    return
+                deadline = gather.deadline_ns
+                if deadline is None:
+                    if now - gather.last_send_ns >= period_ns:  # quiet: the next message gathered arms it again
+                        self._armed = False
+                        wake.clear()
+                        continue
+                    deadline = gather.last_send_ns + period_ns  # the earliest a message gathered now is due
+            finally:
+                lock.release()
+            time.sleep(max(deadline - now, 0) / 1e9)
 
     def flush(self) -> None:
         """Send everything gathered now (the flusher would within ``gather_ns``)."""

@@ -4,6 +4,7 @@ the publisher's gathering policy on its own, then real publishers and subscriber
 from __future__ import annotations
 
 import random
+import time
 
 import msgpack
 import numpy as np
@@ -282,6 +283,44 @@ def test_what_is_left_gathered_is_sent_by_the_flusher_without_another_publish(br
     got = [sub.recv(WAIT_MS) for _ in range(3)]
     assert [m.body["i"] for m in got] == [0, 1, 2]
     assert not pub._gather.pending
+    pub.close(), sub.close()
+
+
+def test_the_flusher_sends_what_is_gathered_when_the_lock_was_held_at_its_deadline(broker):
+    # It does not wait for a held lock (its releases would wake it at every message); it looks again later.
+    sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
+    assert sub.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=20_000_000)
+    _ready(pub, BATCH_MARKER + b"imu.raw")
+    for i in range(3):  # the first goes at once, the others are gathered
+        pub.publish("imu.raw", {"i": i})
+    with pub._lock:
+        first = sub.recv(WAIT_MS)
+        held_until = time.monotonic() + 0.2  # ten deadlines pass with the lock held
+        while time.monotonic() < held_until:
+            assert sub.recv(20) is None
+        assert pub._gather.pending
+    assert [first.body["i"], *[sub.recv(WAIT_MS).body["i"] for _ in range(2)]] == [0, 1, 2]
+    pub.close(), sub.close()
+
+
+def test_the_flusher_is_armed_once_for_a_stream_not_once_per_batch(broker):
+    sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
+    assert sub.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=100_000_000)
+    _ready(pub, BATCH_MARKER + b"imu.raw")
+    arms = []
+    arm = pub._arm
+    pub._arm = lambda: (arms.append(time.monotonic()), arm())[1]
+    n = 120
+    t0 = time.monotonic()
+    for i in range(n):  # one every 5 ms: six gather periods of 0.1 s, never a quiet one
+        pub.publish("imu.raw", {"i": i})
+        time.sleep(max(0.0, t0 + (i + 1) * 0.005 - time.monotonic()))
+    assert [sub.recv(WAIT_MS).body["i"] for _ in range(n)] == list(range(n))
+    # Re-armed after each batch, it would be armed about six times; a stall of 0.1 s on a loaded machine
+    # may make one quiet period.
+    assert len(arms) <= 2, arms
     pub.close(), sub.close()
 
 

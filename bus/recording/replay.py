@@ -150,7 +150,7 @@ def replay(config: Config, file: Path, *, speed: float = 1.0, topics: list[str] 
                         t0_log = rec.log_time_ns
                     due = t0_wall + (rec.log_time_ns - t0_log) / 1e9 / speed
                     delay = due - time.monotonic()
-                    if delay > 0 and stop.wait(delay):
+                    if delay > 0 and _sleep_unless_stopped(stop, delay):
                         break
                 pub.publish_frames(frames, ts=header.ts, corr=header.corr)
                 report.sent += 1
@@ -161,6 +161,20 @@ def replay(config: Config, file: Path, *, speed: float = 1.0, topics: list[str] 
     finally:
         pub.close()
     return report
+
+
+def _sleep_unless_stopped(stop: threading.Event, delay_s: float) -> bool:
+    """Sleep ``delay_s``; True, early, once ``stop`` is set (within 50 ms).
+
+    Not ``stop.wait``: the signal handler of ``main`` sets ``stop`` on this thread, between two bytecodes,
+    and would wait forever for the event's lock if it landed where ``wait`` holds it. ``is_set`` takes none."""
+    end = time.monotonic() + delay_s
+    while not stop.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.05))
+    return True
 
 
 def main(argv: list[str], config: Config) -> int:

@@ -230,8 +230,9 @@ def slow_files(folder: Path, n: int, seconds: int) -> list[Path]:
     """``n`` hard links to one file of events over noise (cheap on disk, each one a real file to decode)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(5)
-    first = write_wav(folder / "f000.wav", np.concatenate([synth.render(rng, "noise", 16_000),
-                                                           synth.render(rng, "alarm", (seconds - 1) * 16_000)]))
+    # Half a second of noise, then the alarm: a 1 s file has an alarm too (an empty one warned in numpy).
+    first = write_wav(folder / "f000.wav", np.concatenate([synth.render(rng, "noise", 8_000),
+                                                           synth.render(rng, "alarm", seconds * 16_000 - 8_000)]))
     for i in range(1, n):
         os.link(first, folder / f"f{i:03d}.wav")
     return sorted(folder.iterdir())

@@ -795,16 +795,16 @@ class Supervisor:
             while True:
                 events = dict(poller.poll(tick_ms))
                 now = time.monotonic()
-                self._act_on_signals()
                 if self.heartbeats in events:
                     self._read_heartbeats(now)
                 if self.ctl in events:
                     self._serve_control(now)
                 self.pub.drain_subscriptions()  # not polled: the publisher's flusher thread may send on it
+                self._act_on_signals()
                 if self._signals:
                     if self._shutdown_step(now):
                         break
-                else:
+                elif not self._caught:  # a signal that came during this tick: no start before it is acted on
                     self._start_ready_actors(now)
                 for watcher in self.watchers.values():
                     watcher.tick(now)
@@ -965,7 +965,7 @@ class Supervisor:
                     "actors": [self.watchers[n].status(now) for n in self.order]}
         assert req.actor is not None
         watcher = self.watchers[req.actor]
-        if self._signals:
+        if self._signals or self._caught:
             return {"ok": False, "error": "the supervisor is shutting down"}
         log.info("control_command", cmd=req.cmd, actor=req.actor)
         if req.cmd == "start":

@@ -251,11 +251,13 @@ class Actor(Generic[S]):
             self._connect()
             if self._set_up():
                 try:
-                    self.state = "ready"
-                    self.log.info("ready", setup_s=round(time.monotonic() - self._started, 3))
-                    self._send_heartbeat()
-                    self.every(self.heartbeat_s, self._send_heartbeat)
-                    self._loop()
+                    self._take_signal()  # one that came during connect or setup: no "ready", straight to teardown
+                    if not self.stopping:
+                        self.state = "ready"
+                        self.log.info("ready", setup_s=round(time.monotonic() - self._started, 3))
+                        self._send_heartbeat()
+                        self.every(self.heartbeat_s, self._send_heartbeat)
+                        self._loop()
                 finally:
                     self._tear_down()
         finally:

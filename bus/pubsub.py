@@ -301,6 +301,8 @@ class Publisher:
                         self._send_batches(out)
                     elif not self._armed:
                         self._arm()
+            elif self._gather.deadline_ns is not None:
+                self._send_due()
             if forms[1] or forms[3]:
                 local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
                 if forms[3]:
@@ -338,6 +340,11 @@ class Publisher:
             self._flusher.start()
         self._armed = True
         self._wake.set()
+
+    def _send_due(self) -> None:
+        """Send what is gathered if its time has come. The flusher does not wait for the lock, so every
+        message sent under it sends what is due first (``Gatherer.add`` does for a gathered one)."""
+        self._send_batches(self._gather.due(_monotonic_ns()))
 
     def _send_batches(self, batches: list[tuple[bytes, int, list[bytes]]] | None) -> None:
         if batches:
@@ -418,10 +425,11 @@ class Publisher:
     def _flush_loop(self) -> None:
         """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late).
 
-        It never waits for the lock: a publisher that holds it sends what is due itself (``Gatherer.add``),
-        and one waiting here would make every release of it wake this thread (a system call per message).
-        It stays armed while messages keep coming, waking once per ``gather_ns``, so that a busy publisher
-        does not re-arm it (a wake of this thread) after every batch."""
+        It does not wait for the lock while it is busy: whoever holds it for a message sends what is due
+        itself (``_send_due``), and a waiter would make every release of it a system call. Only once a
+        batch is a period overdue (the holder is doing something else: a long wait) does it wait. It stays
+        armed while messages keep coming, waking once per ``gather_ns``, so that a busy publisher does not
+        re-arm it (a wake of this thread) after every batch."""
         wake = self._wake
         gather = self._gather
         lock = self._lock
@@ -429,8 +437,11 @@ class Publisher:
         while True:
             wake.wait()
             if not lock.acquire(blocking=False):
-                time.sleep(period_ns / 2e9)  # in case that publish was the last one
-                continue
+                deadline = gather.deadline_ns  # read without the lock: a hint
+                if deadline is None or time.monotonic_ns() < deadline + period_ns:
+                    time.sleep(period_ns / 2e9)  # in case that message was the last one
+                    continue
+                lock.acquire()
             try:
                 if self._closed:
                     return
@@ -578,6 +589,8 @@ class Publisher:
             if forms[2] or forms[4]:
                 self._send_batches(self._gather.take_all(time.monotonic_ns()))
                 self._send_converted(out, None, topic, forms)
+            elif self._gather.deadline_ns is not None:
+                self._send_due()
             if forms[1] or forms[3]:
                 local = [LOCAL_MARKER + bytes(out[0]), *out[1:]]
                 if forms[3]:
@@ -600,6 +613,8 @@ class Publisher:
     def _forward(self, frames: list[Any]) -> None:
         t = frames[0]
         self._read_subscriptions_if_due(time.time_ns())
+        if self._gather.deadline_ns is not None:
+            self._send_due()
         topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
         if topic[:1] == "@" or refers_to_shm(frames[2]):
             raise EnvelopeError("not in the plain form (a local-form topic or a shared-memory reference)", topic)
@@ -641,6 +656,8 @@ class Publisher:
 
     def _forward_small(self, messages: list[list[bytes]]) -> None:
         self._read_subscriptions_if_due(time.time_ns())
+        if self._gather.deadline_ns is not None:
+            self._send_due()
         send = self._send_frame
         all_forms = self._forms
         for t, h, b in messages:

@@ -267,6 +267,38 @@ def test_a_sigterm_while_the_actor_writes_a_log_line_still_stops_it(broker):
     assert events[-1]["event"] == "stopped"
 
 
+class SignalledInSetup(Actor):
+    """SIGTERM comes while its setup runs (a model still loading)."""
+
+    kind = "signalled_in_setup"
+
+    def setup(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def teardown(self) -> None:
+        Path(self.settings["teardown_marker"]).write_text("teardown ran")
+
+
+def run_signalled_in_setup(frontend: str, backend: str, teardown_marker: str) -> int:
+    configure_logging("setup@t")
+    endpoints = Endpoints(frontend, backend, "ipc:///nonexistent/control.sock")
+    return SignalledInSetup("setup@t", {"teardown_marker": teardown_marker}, endpoints, heartbeat_s=0.2).run()
+
+
+def test_an_actor_signalled_during_setup_goes_to_teardown_without_ready(ipc_dir, broker):
+    marker = ipc_dir / "teardown-ran"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.actors.test_actor import run_signalled_in_setup; "
+                               "sys.exit(run_signalled_in_setup(*sys.argv[1:]))",
+         broker.frontend, broker.backend, str(marker)], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+        timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr
+    events = [e["event"] for e in json_lines(done.stderr)]
+    assert "ready" not in events, events
+    assert events.count("stop_requested") == 1 and events[-1] == "stopped", events
+    assert marker.read_text() == "teardown ran"
+
+
 def test_runner_rejects_unknown_kinds_and_bad_settings(ipc_dir):
     done = subprocess.run([sys.executable, "-m", "actors", "teleporter"], cwd=ROOT, env=clean_env(),
                           capture_output=True, text=True, timeout=WAIT_S)

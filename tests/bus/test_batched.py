@@ -287,21 +287,42 @@ def test_what_is_left_gathered_is_sent_by_the_flusher_without_another_publish(br
 
 
 def test_the_flusher_sends_what_is_gathered_when_the_lock_was_held_at_its_deadline(broker):
-    # It does not wait for a held lock (its releases would wake it at every message); it looks again later.
+    # It does not wait for a busy lock (its releases would wake it at every message); it looks again later.
     sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
     assert sub.wait_subscribed(broker.frontend, 20)
-    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=20_000_000)
+    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=500_000_000)
     _ready(pub, BATCH_MARKER + b"imu.raw")
-    for i in range(3):  # the first goes at once, the others are gathered
+    for i in range(3):  # the first goes at once, the others are gathered for 0.5 s
         pub.publish("imu.raw", {"i": i})
     with pub._lock:
+        deadline_ns = pub._gather.deadline_ns
+        assert deadline_ns is not None
         first = sub.recv(WAIT_MS)
-        held_until = time.monotonic() + 0.2  # ten deadlines pass with the lock held
-        while time.monotonic() < held_until:
+        while time.monotonic_ns() < deadline_ns + 100_000_000:  # past the deadline, not a period past it
             assert sub.recv(20) is None
         assert pub._gather.pending
     assert [first.body["i"], *[sub.recv(WAIT_MS).body["i"] for _ in range(2)]] == [0, 1, 2]
     pub.close(), sub.close()
+
+
+def test_what_is_due_goes_with_the_next_message_of_another_topic(broker, ipc_dir):
+    # The flusher may find the lock taken at every look while other topics are published: the holder sends it.
+    sub = Subscriber(broker.ctx, broker.backend, ["imu.raw"], batched=True)
+    plain = raw_sub(broker.ctx, broker.backend, b"cam.meta")
+    assert sub.wait_subscribed(broker.frontend, 20)
+    pub = Publisher(broker.ctx, broker.frontend, "imu", gather_ns=50_000_000)
+    pub._arm = lambda: None  # no flusher: only the next message can send what is due
+    _ready(pub, BATCH_MARKER + b"imu.raw", b"cam.meta")
+    pub.publish("imu.raw", {"i": 0})  # at once
+    pub.publish("imu.raw", {"i": 1})  # gathered
+    assert sub.recv(WAIT_MS).body["i"] == 0
+    deadline_ns = pub._gather.deadline_ns
+    while time.monotonic_ns() < deadline_ns:
+        assert sub.recv(20) is None
+    pub.publish("cam.meta", {"n": 1})
+    assert sub.recv(WAIT_MS).body["i"] == 1
+    assert plain.poll(WAIT_MS)
+    pub.close(), sub.close(), plain.close()
 
 
 def test_the_flusher_is_armed_once_for_a_stream_not_once_per_batch(broker):

@@ -344,7 +344,9 @@ class Publisher:
     def _send_due(self) -> None:
         """Send what is gathered if its time has come. The flusher does not wait for the lock, so every
         message sent under it sends what is due first (``Gatherer.add`` does for a gathered one)."""
-        self._send_batches(self._gather.due(_monotonic_ns()))
+        gather = self._gather
+        if gather.deadline_ns is not None:
+            self._send_batches(gather.due(_monotonic_ns()))
 
     def _send_batches(self, batches: list[tuple[bytes, int, list[bytes]]] | None) -> None:
         if batches:
@@ -589,7 +591,7 @@ class Publisher:
             if forms[2] or forms[4]:
                 self._send_batches(self._gather.take_all(time.monotonic_ns()))
                 self._send_converted(out, None, topic, forms)
-            elif self._gather.deadline_ns is not None:
+            else:
                 self._send_due()
             if forms[1] or forms[3]:
                 local = [LOCAL_MARKER + bytes(out[0]), *out[1:]]
@@ -613,8 +615,7 @@ class Publisher:
     def _forward(self, frames: list[Any]) -> None:
         t = frames[0]
         self._read_subscriptions_if_due(time.time_ns())
-        if self._gather.deadline_ns is not None:
-            self._send_due()
+        self._send_due()
         topic = t.decode("utf-8", "replace") if type(t) is bytes else bytes(t).decode("utf-8", "replace")
         if topic[:1] == "@" or refers_to_shm(frames[2]):
             raise EnvelopeError("not in the plain form (a local-form topic or a shared-memory reference)", topic)
@@ -656,8 +657,7 @@ class Publisher:
 
     def _forward_small(self, messages: list[list[bytes]]) -> None:
         self._read_subscriptions_if_due(time.time_ns())
-        if self._gather.deadline_ns is not None:
-            self._send_due()
+        self._send_due()
         send = self._send_frame
         all_forms = self._forms
         for t, h, b in messages:

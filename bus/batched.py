@@ -30,6 +30,7 @@ when it reaches ``max_records`` or ``max_bytes``.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import msgpack
@@ -39,6 +40,7 @@ from bus.envelope import (ARRAY_EXT, BATCH_MARKER, BATCH_VERSION, DEFAULT_LIMITS
                           _array_prefix, _buffer, _bounded_parts, _check_all_used, _check_optional_str,
                           _decode_header, _decode_topic, _message_bytes, _UNPACK_ERRORS, local_from_plain)
 from bus.shm import ShmDropped, ShmReader
+from bus.speedups import native as _native
 
 GATHER_NS = 200_000
 """Longest a message waits for others to share its batch, ns (0.2 ms); and the shortest time between two
@@ -71,6 +73,10 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
     nbytes = _message_bytes(len(topic_raw) + n_batch + len(BATCH_MARKER), array_bufs, limits, topic)
     if n_batch > limits.max_body_bytes:
         raise EnvelopeError(f"batch of {n_batch} bytes exceeds {limits.max_body_bytes}", topic)
+    if _native is not None and not array_bufs:
+        out = _native_batch(batch_raw, topic, nbytes)
+        if out is not None:
+            return out
     used = [False] * len(array_bufs)
     refs = [0]
     dropped: list[ShmDropped] = []
@@ -105,6 +111,38 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
     if seq0 + n - 1 > MAX_SEQ:
         raise EnvelopeError(f"batch seqs {seq0}..{seq0 + n - 1} run past uint64", topic)
     size = nbytes // n
+    out = _records(batch, n, topic, src, seq0, iid, host, latched, size)
+    if dropped:
+        exc = dropped[0]
+        exc.topic = topic
+        exc.message = Message(topic, out[0].header, {}, nbytes)
+        raise exc
+    return out
+
+
+def _native_batch(batch_raw: Any, topic: str, nbytes: int) -> list[Message] | None:
+    """``decode_batch`` of a batch without array frames by the native decoder (bus/_speedups.c): the same
+    Messages, or None for anything it does not take (extension types, anything malformed), which the Python
+    code then decodes or refuses with its reason."""
+    got = _native.batch_head(batch_raw)  # type: ignore[union-attr]
+    if got is None:
+        return None
+    head, n, offset = got
+    if n > MAX_RECORDS_READ:
+        return None
+    try:
+        src, seq0, iid, host, latched = _batch_head(head, topic)
+    except EnvelopeError:
+        return None
+    if seq0 + n - 1 > MAX_SEQ:
+        return None
+    return _native.batch_messages(batch_raw, offset, n, topic, src, seq0, iid, host,  # type: ignore[union-attr]
+                                  latched, nbytes // n, BATCH_VERSION)
+
+
+def _records(batch: list[Any], n: int, topic: str, src: str, seq0: int, iid: str, host: str, latched: bool,
+             size: int) -> list[Message]:
+    """The Messages of records ``batch[1:]``, strictly (raises EnvelopeError naming the record)."""
     out: list[Message] = []
     append = out.append
     seq = seq0
@@ -128,11 +166,6 @@ def decode_batch(topic_raw: bytes, batch_raw: Any, array_bufs: Sequence[Any], li
         append(Message(topic, _new_header(Header, (src, seq, ts, corr, BATCH_VERSION, iid, host, latched)),
                        body, size))
         seq += 1
-    if dropped:
-        exc = dropped[0]
-        exc.topic = topic
-        exc.message = Message(topic, out[0].header, {}, nbytes)
-        raise exc
     return out
 
 
@@ -218,7 +251,7 @@ class Gatherer:
     A batch is (topic frame without marker, first seq, records).
     """
 
-    __slots__ = ("gather_ns", "max_records", "max_bytes", "pending", "deadline_ns", "last_send_ns")
+    __slots__ = ("gather_ns", "max_records", "max_bytes", "pending", "deadline_ns", "last_send_ns", "last_add_ns")
 
     def __init__(self, gather_ns: int = GATHER_NS, max_records: int = MAX_RECORDS, max_bytes: int = MAX_BYTES) -> None:
         self.gather_ns = gather_ns
@@ -229,8 +262,11 @@ class Gatherer:
         self.deadline_ns: int | None = None
         """When the gathered batches must leave (monotonic ns); None when nothing is gathered."""
         self.last_send_ns = -(1 << 62)
+        self.last_add_ns = -(1 << 62)
+        """When the publisher last gave it a message (``wait_due``: whether it is still publishing)."""
 
     def add(self, topic_raw: bytes, seq: int, record: bytes, now_ns: int) -> list[Batch] | None:
+        self.last_add_ns = now_ns
         pending = self.pending
         n = len(record)
         p = pending.get(topic_raw)
@@ -264,6 +300,34 @@ class Gatherer:
             return self.take_all(now_ns)
         return None
 
+    def add_body(self, topic_raw: bytes, seq: int, ts: int, body: dict[str, Any], now_ns: int) -> Any:
+        """``add`` of the message's record packed by the gatherer itself: the native one does; this one packs
+        nothing, so it returns False (the caller encodes the record and calls ``add``)."""
+        return False
+
+    def wait_due(self) -> bool:
+        """Wait until what is gathered is due and the publisher, having given it nothing for a quarter of
+        ``gather_ns``, will not send it itself (True: the caller sends it), or until nothing has been gathered
+        nor given for ``gather_ns`` (False: the publisher went quiet). The publisher's flusher thread calls it
+        holding no lock: a publisher that keeps publishing sends what is due with its next message and is
+        never interrupted (the native gatherer waits without the GIL too). A gathered message so waits at most
+        1.25 ``gather_ns``."""
+        grace = self.gather_ns // 4
+        while True:
+            now = time.monotonic_ns()
+            deadline = self.deadline_ns
+            since_add = now - self.last_add_ns
+            if deadline is None:
+                if since_add >= self.gather_ns:
+                    return False
+                time.sleep((self.gather_ns - since_add) / 1e9)
+            elif now < deadline:
+                time.sleep((deadline - now) / 1e9)
+            elif since_add < grace:
+                time.sleep((grace - since_add) / 1e9)
+            else:
+                return True
+
     def due(self, now_ns: int) -> list[Batch] | None:
         if self.deadline_ns is not None and now_ns >= self.deadline_ns:
             return self.take_all(now_ns)
@@ -277,3 +341,11 @@ class Gatherer:
         self.deadline_ns = None
         self.last_send_ns = now_ns
         return out
+
+
+def new_gatherer(gather_ns: int = GATHER_NS, max_records: int = MAX_RECORDS, max_bytes: int = MAX_BYTES) -> Gatherer:
+    """A ``Gatherer``: the native one (bus/_speedups.c, the same policy, and ``add_body`` packing plain bodies)
+    where it was built, else this module's."""
+    if _native is not None:
+        return _native.Gatherer(gather_ns, max_records, max_bytes)  # type: ignore[no-any-return]
+    return Gatherer(gather_ns, max_records, max_bytes)

@@ -39,7 +39,7 @@ import structlog
 import zmq
 import zmq.backend
 
-from bus.batched import GATHER_NS, Gatherer, batch_from_plain, batch_frames, decode_batch
+from bus.batched import GATHER_NS, batch_from_plain, batch_frames, decode_batch, new_gatherer
 from bus.burstlog import BurstLog
 from bus.direct import DISCOVER_EVERY_NS, DirectLinks, bind as bind_direct
 from bus.envelope import (BATCH_MARKER, DEFAULT_LIMITS, LOCAL_MARKER, MAX_ARRAY_DIMS, EnvelopeError, Encoder, Header,
@@ -72,6 +72,7 @@ _POLLIN = int(zmq.POLLIN)
 _WAIT_SLICE_MS = DISCOVER_EVERY_NS // 1_000_000
 """The longest single wait of ``Subscriber.recv`` (it waits again until its deadline)."""
 _monotonic_ns = time.monotonic_ns
+_time_ns = time.time_ns
 _NO_ARRAYS: list[Any] = []
 """The array frames of a message without any (shared: never appended to)."""
 
@@ -92,8 +93,9 @@ class _Loan:
     gen: int | None = None
     """The slot's generation once committed (the first form that referred to it)."""
 
-_Forms = tuple[bool, bool, bool, tuple[PipeOut, ...], tuple[PipeOut, ...]]
-"""A topic's forms at a publisher: plain, local, batched, the local-form pipes, the batch pipes."""
+_Forms = tuple[bool, bool, bool, tuple[PipeOut, ...], tuple[PipeOut, ...], bytes | None]
+"""A topic's forms at a publisher: plain, local, batched, the local-form pipes, the batch pipes, and the topic frame
+when the batched form (over the link or into pipes) is the only one wanted (None otherwise)."""
 
 
 def _pipe_record_bytes(frames: list[Any]) -> int:
@@ -194,8 +196,10 @@ class Publisher:
         form, the pipes that want the local form, the pipes that want the batched form), from the
         subscriptions."""
         self._subs_due = 0
-        self._gather = Gatherer(gather_ns)
+        self._gather = new_gatherer(gather_ns)
         self._gather_add = self._gather.add
+        self._gather_body = self._gather.add_body
+        self._topic_bytes = self._encoder.topic_bytes
         self._record = self._encoder.record
         self._lock = threading.Lock()
         """Held around every use of the socket: the flusher thread sends gathered batches."""
@@ -282,14 +286,30 @@ class Publisher:
             if self._closed:
                 raise zmq.ZMQError(zmq.ENOTSOCK, f"publisher {self.src} is closed")
             seq = self._seq.get(topic, 0)
-            ts = time.time_ns()
+            ts = _time_ns()
             if self._subs_due == 0:  # a new publisher's first message: the subscriptions already forwarded first
                 self._subs_due = ts + SUBSCRIPTIONS_EVERY_NS
                 self._drain_subscriptions()
                 self._forms.clear()
             forms = self._forms.get(topic)
             if forms is None:
+                self._topic_bytes(topic)  # validates it: the batched-only path below has no encoder call to
                 forms = self._forms[topic] = self._forms_for(topic)
+            batch_only = forms[5]
+            if batch_only is not None and corr is None and self._loan is None:
+                # The native gatherer packs a body of plain values itself (False: it cannot, or it is the
+                # Python one). This path is what a stream of small messages to local readers costs.
+                out = self._gather_body(batch_only, seq, ts, body, _monotonic_ns())
+                if out is not False:
+                    if out is not None:
+                        self._send_batches(out)
+                    elif not self._armed:
+                        self._arm()
+                    self._seq[topic] = seq + 1
+                    self.sent += 1
+                    if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
+                        self._read_subscriptions_if_due(ts)
+                    return seq
             if forms[2] or forms[4]:
                 topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
                 if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
@@ -425,44 +445,30 @@ class Publisher:
             self._send_as(pipe.socket_topic(frames[0]), frames[1:], 1)
 
     def _flush_loop(self) -> None:
-        """The flusher thread: sends what is gathered when its deadline comes (the next publish may be late).
+        """The flusher thread: sends what is gathered when the publisher will not (``Gatherer.wait_due``).
 
-        It does not wait for the lock while it is busy: whoever holds it for a message sends what is due
-        itself (``_send_due``), and a waiter would make every release of it a system call. Only once a
-        batch is a period overdue (the holder is doing something else: a long wait) does it wait. It stays
-        armed while messages keep coming, waking once per ``gather_ns``, so that a busy publisher does not
+        It waits holding no lock (and with the native gatherer without the GIL): a publisher that keeps
+        publishing sends what is due with its next message and is never interrupted. (A flusher that looked
+        at the lock at each deadline cost a busy publisher a third of its time in thread switches,
+        bench/README.md.) It stays armed while messages keep coming, so that a busy publisher does not
         re-arm it (a wake of this thread) after every batch."""
         wake = self._wake
         gather = self._gather
-        lock = self._lock
-        period_ns = gather.gather_ns
         while True:
             wake.wait()
-            if not lock.acquire(blocking=False):
-                deadline = gather.deadline_ns  # read without the lock: a hint
-                if deadline is None or time.monotonic_ns() < deadline + period_ns:
-                    time.sleep(period_ns / 2e9)  # in case that message was the last one
-                    continue
-                lock.acquire()
-            try:
+            due = gather.wait_due()
+            with self._lock:
                 if self._closed:
                     return
-                now = time.monotonic_ns()
-                try:
-                    self._send_batches(gather.due(now))
-                except zmq.ZMQError as exc:  # the socket closed under us: nothing left to send to
-                    log.warning("batch_flush_failed", src=self.src, error=str(exc))
-                    return
-                deadline = gather.deadline_ns
-                if deadline is None:
-                    if now - gather.last_send_ns >= period_ns:  # quiet: the next message gathered arms it again
-                        self._armed = False
-                        wake.clear()
-                        continue
-                    deadline = gather.last_send_ns + period_ns  # the earliest a message gathered now is due
-            finally:
-                lock.release()
-            time.sleep(max(deadline - now, 0) / 1e9)
+                if due:
+                    try:
+                        self._send_batches(gather.due(time.monotonic_ns()))
+                    except zmq.ZMQError as exc:  # the socket closed under us: nothing left to send to
+                        log.warning("batch_flush_failed", src=self.src, error=str(exc))
+                        return
+                elif gather.deadline_ns is None:  # quiet: the next message gathered arms it again
+                    self._armed = False
+                    wake.clear()
 
     def flush(self) -> None:
         """Send everything gathered now (the flusher would within ``gather_ns``)."""
@@ -498,7 +504,8 @@ class Publisher:
 
     def _forms_for(self, topic: str) -> _Forms:
         """Which forms of ``topic`` someone subscribed to: (plain, local, batched, the pipes that want the local
-        form, the pipes that want the batched form). Plain unless only subscribers of the other forms are known:
+        form, the pipes that want the batched form, the topic frame if the batched form is the only one). Plain
+        unless only subscribers of the other forms are known:
         before any subscription is seen a publisher sends what it always did."""
         plain_t = topic.encode()
         local_t = LOCAL_MARKER + plain_t
@@ -513,7 +520,9 @@ class Publisher:
         pipes = batch_pipes = ()
         if self.pipes.pipes:
             pipes, batch_pipes = self.pipes.matching(plain_t), self.pipes.matching_batches(plain_t)
-        return (plain or not (local or batched or pipes or batch_pipes)), local, batched, pipes, batch_pipes
+        plain = plain or not (local or batched or pipes or batch_pipes)
+        batch_only = plain_t if (batched or batch_pipes) and not (plain or local or pipes) else None
+        return plain, local, batched, pipes, batch_pipes, batch_only
 
     def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...], own: bool = True) -> None:
         """The local form ``frames`` of ``topic`` into each of ``pipes``; over the link, with the pipe's own

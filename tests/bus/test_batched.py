@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from bus.batched import Gatherer, batch_frames, batch_from_plain, decode_batch
+from bus.speedups import native
 from bus.envelope import BATCH_MARKER, EnvelopeError, Encoder, Header, Limits, encode, mark_latched
 from bus.pubsub import Publisher, Subscriber
 from tests.support import raw_sub, wait_until
@@ -146,18 +147,28 @@ def test_a_plain_message_in_the_batched_form_keeps_sender_seq_corr_latched_and_a
         batch_from_plain([b"t.x", b"\x80"])
 
 
-# -- the gathering policy --------------------------------------------------------
+# -- the gathering policy (the Python class and the native one, bus/_speedups.c) --
 
 
-def test_after_a_quiet_spell_a_message_goes_at_once():
-    g = Gatherer(gather_ns=100)
+@pytest.fixture(params=["python", "native"])
+def gatherer(request):
+    """The class under test: both must follow the same policy."""
+    if request.param == "python":
+        return Gatherer
+    if native is None:
+        pytest.skip("the native module is not built (bus/speedups.py)")
+    return native.Gatherer
+
+
+def test_after_a_quiet_spell_a_message_goes_at_once(gatherer):
+    g = gatherer(gather_ns=100)
     assert g.add(b"a", 0, b"r0", 1_000) == [(b"a", 0, [b"r0"])]
     assert g.deadline_ns is None and not g.pending
     assert g.add(b"a", 1, b"r1", 1_200) == [(b"a", 1, [b"r1"])]  # 200 ns later: quiet long enough
 
 
-def test_within_the_gather_time_messages_wait_and_leave_together_at_the_deadline():
-    g = Gatherer(gather_ns=100)
+def test_within_the_gather_time_messages_wait_and_leave_together_at_the_deadline(gatherer):
+    g = gatherer(gather_ns=100)
     g.add(b"a", 0, b"r0", 1_000)
     assert g.add(b"a", 1, b"r1", 1_010) is None
     assert g.deadline_ns == 1_100  # one send per gather time at most
@@ -169,26 +180,26 @@ def test_within_the_gather_time_messages_wait_and_leave_together_at_the_deadline
     assert g.add(b"a", 3, b"r3", 1_150) is None  # 50 ns after that send: gathered again
 
 
-def test_a_message_past_the_deadline_takes_everything_gathered_with_it():
-    g = Gatherer(gather_ns=100)
+def test_a_message_past_the_deadline_takes_everything_gathered_with_it(gatherer):
+    g = gatherer(gather_ns=100)
     g.add(b"a", 0, b"r0", 0)
     g.add(b"a", 1, b"r1", 10)
     assert g.add(b"a", 2, b"r2", 500) == [(b"a", 1, [b"r1", b"r2"])]
 
 
-def test_a_full_batch_leaves_without_waiting():
-    g = Gatherer(gather_ns=10**9, max_records=3, max_bytes=10**6)
+def test_a_full_batch_leaves_without_waiting(gatherer):
+    g = gatherer(gather_ns=10**9, max_records=3, max_bytes=10**6)
     g.add(b"a", 0, b"r", 0)
     assert g.add(b"a", 1, b"r", 1) is None and g.add(b"a", 2, b"r", 2) is None
     assert g.add(b"a", 3, b"r", 3) == [(b"a", 1, [b"r", b"r", b"r"])]
-    g = Gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
+    g = gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
     g.add(b"a", 0, b"r", 0)
     assert g.add(b"a", 1, b"x" * 40, 1) is None
     assert g.add(b"a", 2, b"x" * 60, 2) == [(b"a", 1, [b"x" * 40, b"x" * 60])]  # full at 100 bytes
 
 
-def test_no_batch_grows_past_max_bytes_and_a_big_record_goes_alone_after_what_was_gathered():
-    g = Gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
+def test_no_batch_grows_past_max_bytes_and_a_big_record_goes_alone_after_what_was_gathered(gatherer):
+    g = gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
     g.add(b"a", 0, b"r", 0)
     assert g.add(b"a", 1, b"x" * 60, 1) is None
     assert g.add(b"a", 2, b"y" * 60, 2) == [(b"a", 1, [b"x" * 60]), (b"a", 2, [b"y" * 60])]
@@ -197,15 +208,15 @@ def test_no_batch_grows_past_max_bytes_and_a_big_record_goes_alone_after_what_wa
     assert not g.pending
 
 
-def test_a_seq_that_does_not_follow_starts_a_new_batch():
-    g = Gatherer(gather_ns=10**9)
+def test_a_seq_that_does_not_follow_starts_a_new_batch(gatherer):
+    g = gatherer(gather_ns=10**9)
     g.add(b"a", 4, b"r4", 0)
     assert g.add(b"a", 5, b"r5", 1) is None
     assert g.add(b"a", 7, b"r7", 2) == [(b"a", 5, [b"r5"]), (b"a", 7, [b"r7"])]
 
 
-def test_take_all_empties_it_in_topic_order():
-    g = Gatherer(gather_ns=100)
+def test_take_all_empties_it_in_topic_order(gatherer):
+    g = gatherer(gather_ns=100)
     assert g.take_all(0) is None
     g.add(b"a", 0, b"r0", 0)
     g.add(b"b", 5, b"s5", 1)

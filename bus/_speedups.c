@@ -341,6 +341,22 @@ static PyObject *alone_after(Gatherer *self, PyObject *topic, PyObject *seq, PyO
     return out;
 }
 
+/* Whether first + count == seq (ints of any size: the common ones in C). */
+static int seq_follows(PyObject *first, Py_ssize_t count, PyObject *seq) {
+    unsigned long long f = PyLong_AsUnsignedLongLong(first), q = PyLong_AsUnsignedLongLong(seq);
+    if (!PyErr_Occurred())
+        return f + (unsigned long long)count >= f && f + (unsigned long long)count == q;
+    PyErr_Clear();
+    PyObject *n = PyLong_FromSsize_t(count);
+    PyObject *next = n != NULL ? PyNumber_Add(first, n) : NULL;
+    Py_XDECREF(n);
+    if (next == NULL)
+        return -1;
+    int r = PyObject_RichCompareBool(next, seq, Py_EQ);
+    Py_DECREF(next);
+    return r;
+}
+
 static PyObject *gather_add(Gatherer *self, PyObject *topic, PyObject *seq_obj, PyObject *record, long long now_ns) {
     if (!PyBytes_Check(record)) {
         PyErr_SetString(PyExc_TypeError, "a record must be bytes");
@@ -356,13 +372,7 @@ static PyObject *gather_add(Gatherer *self, PyObject *topic, PyObject *seq_obj, 
         Py_ssize_t have = PyLong_AsSsize_t(PyList_GET_ITEM(p, 2));
         if (have == -1 && PyErr_Occurred())
             return NULL;
-        PyObject *count = PyLong_FromSsize_t(PyList_GET_SIZE(records));
-        PyObject *next = count != NULL ? PyNumber_Add(PyList_GET_ITEM(p, 0), count) : NULL;
-        Py_XDECREF(count);
-        if (next == NULL)
-            return NULL;
-        int follows = PyObject_RichCompareBool(next, seq_obj, Py_EQ);
-        Py_DECREF(next);
+        int follows = seq_follows(PyList_GET_ITEM(p, 0), PyList_GET_SIZE(records), seq_obj);
         if (follows < 0)
             return NULL;
         if (have + n <= self->max_bytes && follows) { /* the common case: one more for the batch */
@@ -416,14 +426,13 @@ static PyObject *gatherer_add(Gatherer *self, PyObject *const *args, Py_ssize_t 
     return gather_add(self, args[0], args[1], args[2], now_ns);
 }
 
+static long long monotonic_ns(void);
+
 static PyObject *gatherer_add_body(Gatherer *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "add_body(topic_raw, seq, ts, body, now_ns)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "add_body(topic_raw, seq, ts, body)");
         return NULL;
     }
-    long long now_ns = PyLong_AsLongLong(args[4]);
-    if (now_ns == -1 && PyErr_Occurred())
-        return NULL;
     PyObject *record = pack_record(args[2], args[3]);
     if (record == NULL)
         return NULL;
@@ -431,7 +440,7 @@ static PyObject *gatherer_add_body(Gatherer *self, PyObject *const *args, Py_ssi
         Py_DECREF(record);
         Py_RETURN_FALSE;
     }
-    PyObject *out = gather_add(self, args[0], args[1], record, now_ns);
+    PyObject *out = gather_add(self, args[0], args[1], record, monotonic_ns());
     Py_DECREF(record);
     return out;
 }
@@ -501,8 +510,8 @@ static PyMethodDef gatherer_methods[] = {
     {"add", (PyCFunction)(void (*)(void))gatherer_add, METH_FASTCALL,
      "add(topic_raw, seq, record, now_ns) -> batches to send now, oldest first, or None"},
     {"add_body", (PyCFunction)(void (*)(void))gatherer_add_body, METH_FASTCALL,
-     "add_body(topic_raw, seq, ts, body, now_ns) -> as add, the record packed here; False when the body "
-     "needs the Python packer"},
+     "add_body(topic_raw, seq, ts, body) -> as add at time.monotonic_ns(), the record packed here; False when "
+     "the body needs the Python packer"},
     {"due", (PyCFunction)gatherer_due, METH_O, "due(now_ns) -> the batches whose time has come, or None"},
     {"take_all", (PyCFunction)gatherer_take_all, METH_O, "take_all(now_ns) -> every gathered batch, or None"},
     {"wait_due", (PyCFunction)gatherer_wait_due, METH_NOARGS,
@@ -547,7 +556,7 @@ static PyTypeObject *message_type = NULL;
 static PyTypeObject *header_type = NULL;
 #define N_SLOTS 6
 static const char *slot_names[N_SLOTS] = {"topic", "header", "body", "nbytes", "frames", "shm_taken"};
-static PyObject *slot_descrs[N_SLOTS];
+static Py_ssize_t slot_offsets[N_SLOTS]; /* where each slot's object pointer lies in a Message */
 
 static PyObject *sp_setup(PyObject *self, PyObject *args) {
     PyObject *msg, *hdr;
@@ -557,20 +566,24 @@ static PyObject *sp_setup(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "Header must be a tuple type");
         return NULL;
     }
-    PyObject *descrs[N_SLOTS];
+    /* Message's slots are written where its member descriptors say they lie, as object.__setattr__ would
+     * through them: each must be a plain object slot (T_OBJECT_EX) of Message itself. */
+    Py_ssize_t offsets[N_SLOTS];
     for (int i = 0; i < N_SLOTS; i++) {
-        descrs[i] = PyObject_GetAttrString(msg, slot_names[i]);
-        if (descrs[i] == NULL || Py_TYPE(descrs[i])->tp_descr_set == NULL) {
-            for (int j = 0; j <= i; j++)
-                Py_XDECREF(descrs[j]);
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "Message.%s is not a slot", slot_names[i]);
+        PyObject *d = PyObject_GetAttrString(msg, slot_names[i]);
+        if (d == NULL)
+            return NULL;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX &&
+                 !(((PyMemberDescrObject *)d)->d_member->flags & READONLY);
+        if (ok)
+            offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "Message.%s is not a writable object slot", slot_names[i]);
             return NULL;
         }
     }
-    for (int i = 0; i < N_SLOTS; i++) {
-        Py_XSETREF(slot_descrs[i], descrs[i]);
-    }
+    memcpy(slot_offsets, offsets, sizeof(offsets));
     Py_XSETREF(message_type, (PyTypeObject *)Py_NewRef(msg));
     Py_XSETREF(header_type, (PyTypeObject *)Py_NewRef(hdr));
     Py_RETURN_NONE;
@@ -637,6 +650,35 @@ static PyObject *unpack_array(In *in, Py_ssize_t n, int depth) {
     return list;
 }
 
+/* Map keys seen before, by their bytes: a body's keys are the same few strs in every message, and looking
+ * them up here costs less than decoding and interning each again (which msgpack does). ASCII keys only,
+ * whose str holds their UTF-8 bytes itself; a slot is replaced when another key hashes to it. */
+#define KEY_CACHE 256
+#define KEY_MAX 32
+static PyObject *key_cache[KEY_CACHE];
+
+static PyObject *unpack_key(In *in, Py_ssize_t n) {
+    if (n < 0 || n > KEY_MAX || !in_need(in, n))
+        return unpack_str(in, n);
+    const unsigned char *p = in->p + in->pos;
+    unsigned h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    PyObject **slot = &key_cache[h % KEY_CACHE];
+    PyObject *k = *slot;
+    if (k != NULL && PyUnicode_GET_LENGTH(k) == n && memcmp(PyUnicode_DATA(k), p, n) == 0) {
+        in->pos += n;
+        return Py_NewRef(k);
+    }
+    k = unpack_str(in, n);
+    if (k == NULL)
+        return NULL;
+    PyUnicode_InternInPlace(&k);
+    if (PyUnicode_IS_COMPACT_ASCII(k))
+        Py_XSETREF(*slot, Py_NewRef(k));
+    return k;
+}
+
 static PyObject *unpack_map(In *in, Py_ssize_t n, int depth) {
     if (n < 0 || n > (in->len - in->pos) / 2)
         return NULL;
@@ -644,12 +686,18 @@ static PyObject *unpack_map(In *in, Py_ssize_t n, int depth) {
     if (dict == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = unpack(in, depth + 1);
+        PyObject *k;
+        if (in_need(in, 1) && in->p[in->pos] >= 0xa0 && in->p[in->pos] <= 0xbf) { /* a fixstr: most keys */
+            unsigned char b = in->p[in->pos++];
+            k = unpack_key(in, b & 0x1f);
+        } else {
+            k = unpack(in, depth + 1);
+            if (k != NULL && PyUnicode_CheckExact(k))
+                PyUnicode_InternInPlace(&k); /* as msgpack does: the same keys in every body share one str */
+        }
         if (k == NULL)
             goto fail;
-        if (PyUnicode_CheckExact(k)) {
-            PyUnicode_InternInPlace(&k); /* as msgpack does: the same keys in every body share one str */
-        } else if (!PyBytes_CheckExact(k)) {
+        if (!PyUnicode_CheckExact(k) && !PyBytes_CheckExact(k)) {
             Py_DECREF(k); /* strict_map_key: msgpack raises for it */
             goto fail;
         }
@@ -803,12 +851,8 @@ static PyObject *new_message(PyObject *values[N_SLOTS]) {
     PyObject *m = message_type->tp_alloc(message_type, 0);
     if (m == NULL)
         return NULL;
-    for (int i = 0; i < N_SLOTS; i++) {
-        if (Py_TYPE(slot_descrs[i])->tp_descr_set(slot_descrs[i], m, values[i]) < 0) {
-            Py_DECREF(m);
-            return NULL;
-        }
-    }
+    for (int i = 0; i < N_SLOTS; i++)
+        *(PyObject **)((char *)m + slot_offsets[i]) = Py_NewRef(values[i]); /* a new object's slots are NULL */
     return m;
 }
 

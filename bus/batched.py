@@ -22,7 +22,8 @@ and ``tap --full`` never ask for it.
 
 ``Gatherer`` is the publisher's batching policy, kept pure so it can be
 tested on its own: a message is sent at once when the publisher has sent
-nothing for ``gather_ns``; otherwise it waits (at most ``gather_ns``) for
+nothing for ``gather_ns``; otherwise it waits (at most ``gather_ns``, and a
+quarter more when the publisher stops right then: ``wait_due``) for
 the ones that follow. At 1,000 messages a second every message goes alone,
 with no added latency; in a burst, a batch leaves every ``gather_ns`` or
 when it reaches ``max_records`` or ``max_bytes``.
@@ -300,9 +301,10 @@ class Gatherer:
             return self.take_all(now_ns)
         return None
 
-    def add_body(self, topic_raw: bytes, seq: int, ts: int, body: dict[str, Any], now_ns: int) -> Any:
-        """``add`` of the message's record packed by the gatherer itself: the native one does; this one packs
-        nothing, so it returns False (the caller encodes the record and calls ``add``)."""
+    def add_body(self, topic_raw: bytes, seq: int, ts: int, body: dict[str, Any]) -> Any:
+        """``add`` of the message's record packed by the gatherer itself, now (``time.monotonic_ns``): the
+        native one does; this one packs nothing, so it returns False (the caller encodes the record and calls
+        ``add``)."""
         return False
 
     def wait_due(self) -> bool:

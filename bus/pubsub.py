@@ -134,8 +134,9 @@ class Publisher:
     that asked for it (``Subscriber(batched=True)``): a message goes at once
     when this publisher sent nothing for ``gather_ns``, else it waits at most
     that long for the ones that follow and leaves with them in one frame
-    (``bus.batched.Gatherer``; a thread of this publisher sends what is
-    still gathered when the time is up). Order holds per topic.
+    (``bus.batched.Gatherer``; the next message sends what is due, and a
+    thread of this publisher sends it when none comes, ``Gatherer.wait_due``:
+    at most 1.25 ``gather_ns`` of waiting). Order holds per topic.
 
     ``direct_dir``: the socket also listens at a direct endpoint in that
     folder (``bus/direct.py``, docs/wire.md section 14), where direct
@@ -299,7 +300,7 @@ class Publisher:
             if batch_only is not None and corr is None and self._loan is None:
                 # The native gatherer packs a body of plain values itself (False: it cannot, or it is the
                 # Python one). This path is what a stream of small messages to local readers costs.
-                out = self._gather_body(batch_only, seq, ts, body, _monotonic_ns())
+                out = self._gather_body(batch_only, seq, ts, body)
                 if out is not False:
                     if out is not None:
                         self._send_batches(out)

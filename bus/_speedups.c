@@ -357,7 +357,9 @@ static int seq_follows(PyObject *first, Py_ssize_t count, PyObject *seq) {
     return r;
 }
 
-static PyObject *gather_add(Gatherer *self, PyObject *topic, PyObject *seq_obj, PyObject *record, long long now_ns) {
+/* add, with max_bytes the byte limit of this topic's batch (the gatherer's own, or a smaller one). */
+static PyObject *gather_add(Gatherer *self, PyObject *topic, PyObject *seq_obj, PyObject *record, long long now_ns,
+                            Py_ssize_t max_bytes) {
     if (!PyBytes_Check(record)) {
         PyErr_SetString(PyExc_TypeError, "a record must be bytes");
         return NULL;
@@ -375,20 +377,32 @@ static PyObject *gather_add(Gatherer *self, PyObject *topic, PyObject *seq_obj, 
         int follows = seq_follows(PyList_GET_ITEM(p, 0), PyList_GET_SIZE(records), seq_obj);
         if (follows < 0)
             return NULL;
-        if (have + n <= self->max_bytes && follows) { /* the common case: one more for the batch */
+        if (have + n <= max_bytes && follows) { /* the common case: one more for the batch */
             if (PyList_Append(records, record) < 0)
                 return NULL;
             have += n;
             PyObject *total = PyLong_FromSsize_t(have);
             if (total == NULL || PyList_SetItem(p, 2, total) < 0)
                 return NULL;
-            if (now_ns < self->deadline_ns && PyList_GET_SIZE(records) < self->max_records && have < self->max_bytes)
+            if (now_ns < self->deadline_ns && PyList_GET_SIZE(records) < self->max_records && have < max_bytes)
                 Py_RETURN_NONE;
             return take_all(self, now_ns);
         }
+        if (follows && n < max_bytes) { /* too big for this batch: it goes, this one starts the next */
+            PyObject *out = take_all(self, now_ns);
+            PyObject *entry = out != NULL ? Py_BuildValue("[O [O] n]", seq_obj, record, n) : NULL;
+            if (entry == NULL || PyDict_SetItem(self->pending, topic, entry) < 0) {
+                Py_XDECREF(entry);
+                Py_XDECREF(out);
+                return NULL;
+            }
+            Py_DECREF(entry);
+            STORE(self->deadline_ns, now_ns + self->gather_ns);
+            return out;
+        }
         return alone_after(self, topic, seq_obj, record, now_ns);
     }
-    if (n >= self->max_bytes) {
+    if (n >= max_bytes) {
         PyObject *out = alone_after(self, topic, seq_obj, record, now_ns);
         if (out != NULL)
             self->last_send_ns = now_ns;
@@ -423,15 +437,23 @@ static PyObject *gatherer_add(Gatherer *self, PyObject *const *args, Py_ssize_t 
     long long now_ns = PyLong_AsLongLong(args[3]);
     if (now_ns == -1 && PyErr_Occurred())
         return NULL;
-    return gather_add(self, args[0], args[1], args[2], now_ns);
+    return gather_add(self, args[0], args[1], args[2], now_ns, self->max_bytes);
 }
 
 static long long monotonic_ns(void);
 
 static PyObject *gatherer_add_body(Gatherer *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "add_body(topic_raw, seq, ts, body)");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "add_body(topic_raw, seq, ts, body, max_bytes=None)");
         return NULL;
+    }
+    Py_ssize_t max_bytes = self->max_bytes;
+    if (nargs == 5 && args[4] != Py_None) {
+        max_bytes = PyLong_AsSsize_t(args[4]);
+        if (max_bytes == -1 && PyErr_Occurred())
+            return NULL;
+        if (max_bytes > self->max_bytes)
+            max_bytes = self->max_bytes;
     }
     PyObject *record = pack_record(args[2], args[3]);
     if (record == NULL)
@@ -440,7 +462,7 @@ static PyObject *gatherer_add_body(Gatherer *self, PyObject *const *args, Py_ssi
         Py_DECREF(record);
         Py_RETURN_FALSE;
     }
-    PyObject *out = gather_add(self, args[0], args[1], record, monotonic_ns());
+    PyObject *out = gather_add(self, args[0], args[1], record, monotonic_ns(), max_bytes);
     Py_DECREF(record);
     return out;
 }
@@ -510,8 +532,9 @@ static PyMethodDef gatherer_methods[] = {
     {"add", (PyCFunction)(void (*)(void))gatherer_add, METH_FASTCALL,
      "add(topic_raw, seq, record, now_ns) -> batches to send now, oldest first, or None"},
     {"add_body", (PyCFunction)(void (*)(void))gatherer_add_body, METH_FASTCALL,
-     "add_body(topic_raw, seq, ts, body) -> as add at time.monotonic_ns(), the record packed here; False when "
-     "the body needs the Python packer"},
+     "add_body(topic_raw, seq, ts, body, max_bytes=None) -> as add at time.monotonic_ns(), the record packed "
+     "here, this topic's batch held to max_bytes (at most the gatherer's); False when the body needs the Python "
+     "packer"},
     {"due", (PyCFunction)gatherer_due, METH_O, "due(now_ns) -> the batches whose time has come, or None"},
     {"take_all", (PyCFunction)gatherer_take_all, METH_O, "take_all(now_ns) -> every gathered batch, or None"},
     {"wait_due", (PyCFunction)gatherer_wait_due, METH_NOARGS,

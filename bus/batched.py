@@ -279,8 +279,15 @@ class Gatherer:
                         and p[2] < self.max_bytes:  # type: ignore[operator]
                     return None
                 return self.take_all(now_ns)
-            # It would make the batch too big for a reader, or its seq does not follow: what was gathered goes
-            # first, this one after it, alone.
+            if p[0] + len(p[1]) == seq and n < self.max_bytes:
+                # It would make the batch too big (for a reader, or for one pipe record): what was gathered goes,
+                # this one starts the next batch.
+                out = self.take_all(now_ns)
+                self.pending[topic_raw] = [seq, [record], n]
+                self.deadline_ns = now_ns + self.gather_ns
+                return out
+            # Its seq does not follow, or it is too big for any batch: what was gathered goes first, this one
+            # after it, alone.
             out = self.take_all(now_ns) or []
             out.append((topic_raw, seq, [record]))
             return out
@@ -301,10 +308,11 @@ class Gatherer:
             return self.take_all(now_ns)
         return None
 
-    def add_body(self, topic_raw: bytes, seq: int, ts: int, body: dict[str, Any]) -> Any:
-        """``add`` of the message's record packed by the gatherer itself, now (``time.monotonic_ns``): the
-        native one does; this one packs nothing, so it returns False (the caller encodes the record and calls
-        ``add``)."""
+    def add_body(self, topic_raw: bytes, seq: int, ts: int, body: dict[str, Any], max_bytes: int | None = None) -> Any:
+        """``add`` of the message's record packed by the gatherer itself, now (``time.monotonic_ns``), this
+        topic's batch held to ``max_bytes`` (at most the gatherer's: a batch that must fit one pipe record):
+        the native one does; this one packs nothing, so it returns False (the caller encodes the record and
+        calls ``add``)."""
         return False
 
     def wait_due(self) -> bool:

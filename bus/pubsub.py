@@ -93,9 +93,10 @@ class _Loan:
     gen: int | None = None
     """The slot's generation once committed (the first form that referred to it)."""
 
-_Forms = tuple[bool, bool, bool, tuple[PipeOut, ...], tuple[PipeOut, ...], bytes | None]
-"""A topic's forms at a publisher: plain, local, batched, the local-form pipes, the batch pipes, and the topic frame
-when the batched form (over the link or into pipes) is the only one wanted (None otherwise)."""
+_Forms = tuple[bool, bool, bool, tuple[PipeOut, ...], tuple[PipeOut, ...], bytes | None, int | None]
+"""A topic's forms at a publisher: plain, local, batched, the local-form pipes, the batch pipes, the topic frame
+when the batched form (over the link or into pipes) is the only one wanted (None otherwise), and the record bytes
+a batch may hold to fit one pipe record (None without batch pipes)."""
 
 
 def _pipe_record_bytes(frames: list[Any]) -> int:
@@ -300,7 +301,7 @@ class Publisher:
             if batch_only is not None and corr is None and self._loan is None:
                 # The native gatherer packs a body of plain values itself (False: it cannot, or it is the
                 # Python one). This path is what a stream of small messages to local readers costs.
-                out = self._gather_body(batch_only, seq, ts, body)
+                out = self._gather_body(batch_only, seq, ts, body, forms[6])
                 if out is not False:
                     if out is not None:
                         self._send_batches(out)
@@ -505,7 +506,8 @@ class Publisher:
 
     def _forms_for(self, topic: str) -> _Forms:
         """Which forms of ``topic`` someone subscribed to: (plain, local, batched, the pipes that want the local
-        form, the pipes that want the batched form, the topic frame if the batched form is the only one). Plain
+        form, the pipes that want the batched form, the topic frame if the batched form is the only one, the
+        batch bytes that fit one pipe record). Plain
         unless only subscribers of the other forms are known:
         before any subscription is seen a publisher sends what it always did."""
         plain_t = topic.encode()
@@ -523,7 +525,12 @@ class Publisher:
             pipes, batch_pipes = self.pipes.matching(plain_t), self.pipes.matching_batches(plain_t)
         plain = plain or not (local or batched or pipes or batch_pipes)
         batch_only = plain_t if (batched or batch_pipes) and not (plain or local or pipes) else None
-        return plain, local, batched, pipes, batch_pipes, batch_only
+        # A batch for a pipe that fits one pipe record is one write, not cut into records message by message.
+        max_bytes = None
+        if batch_pipes:
+            max_bytes = (RECORD_MAX_BYTES - _pipe_record_bytes([BATCH_MARKER + plain_t, b""])
+                         - len(self._encoder.batch_head(0)) - 3)  # the batch's array16 prefix
+        return plain, local, batched, pipes, batch_pipes, batch_only, max_bytes
 
     def _send_piped(self, topic: str, frames: list[Any], pipes: tuple[PipeOut, ...], own: bool = True) -> None:
         """The local form ``frames`` of ``topic`` into each of ``pipes``; over the link, with the pipe's own

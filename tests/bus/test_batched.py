@@ -202,9 +202,10 @@ def test_no_batch_grows_past_max_bytes_and_a_big_record_goes_alone_after_what_wa
     g = gatherer(gather_ns=10**9, max_records=1000, max_bytes=100)
     g.add(b"a", 0, b"r", 0)
     assert g.add(b"a", 1, b"x" * 60, 1) is None
-    assert g.add(b"a", 2, b"y" * 60, 2) == [(b"a", 1, [b"x" * 60]), (b"a", 2, [b"y" * 60])]
+    assert g.add(b"a", 2, b"y" * 60, 2) == [(b"a", 1, [b"x" * 60])]  # the one that did not fit starts the next
+    assert g.deadline_ns == 2 + 10**9
     assert g.add(b"a", 3, b"s", 3) is None
-    assert g.add(b"b", 0, b"z" * 500, 4) == [(b"a", 3, [b"s"]), (b"b", 0, [b"z" * 500])]
+    assert g.add(b"b", 0, b"z" * 500, 4) == [(b"a", 2, [b"y" * 60, b"s"]), (b"b", 0, [b"z" * 500])]
     assert not g.pending
 
 

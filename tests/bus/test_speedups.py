@@ -189,3 +189,17 @@ def test_pure_python_is_one_environment_variable_away():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, PURE_ENV: "1"},
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.split() == ["Python", f"({PURE_ENV}", "is", "set)", "bus.batched"]
+
+
+@needs_native
+def test_add_body_gathers_what_add_would_and_holds_a_batch_to_the_limit_it_is_given():
+    enc = Encoder("imu")
+    g = native.Gatherer(10**12, 1000, 10**6)
+    assert g.add_body(b"imu.raw", 0, 7, {"x": 1.0}) == [(b"imu.raw", 0, [enc.record("imu.raw", 7, {"x": 1.0})[1]])]
+    assert g.add_body(b"imu.raw", 1, 8, {"frame": np.zeros(2)}) is False  # only the encoder packs arrays
+    sizes = []
+    for seq in range(1, 200):
+        out = g.add_body(b"imu.raw", seq, 9, {"label": "a" * 40}, 500)
+        sizes += [sum(map(len, records)) for _, _, records in out or ()]
+    assert sizes and max(sizes) <= 500 and min(sizes) > 400  # full batches of the limit, not the gatherer's 10**6
+    assert sum(sizes) + sum(p[2] for p in g.pending.values()) == 199 * len(enc.record("imu.raw", 9, {"label": "a" * 40})[1])

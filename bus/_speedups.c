@@ -526,7 +526,27 @@ static PyObject *gatherer_get_deadline(Gatherer *self, void *closure) {
     return PyLong_FromLongLong(self->deadline_ns);
 }
 
-static PyObject *gatherer_get_pending(Gatherer *self, void *closure) { return Py_NewRef(self->pending); }
+/* A copy: the entries are this object's to change (its code takes their shape for granted). */
+static PyObject *gatherer_get_pending(Gatherer *self, void *closure) {
+    PyObject *copy = PyDict_New();
+    Py_ssize_t pos = 0;
+    PyObject *topic, *p;
+    while (copy != NULL && PyDict_Next(self->pending, &pos, &topic, &p)) {
+        PyObject *records = PyList_GetSlice(PyList_GET_ITEM(p, 1), 0, PY_SSIZE_T_MAX);
+        PyObject *entry = records != NULL ? PyList_New(3) : NULL;
+        if (entry == NULL || PyDict_SetItem(copy, topic, entry) < 0) {
+            Py_XDECREF(records);
+            Py_XDECREF(entry);
+            Py_CLEAR(copy);
+            break;
+        }
+        PyList_SET_ITEM(entry, 0, Py_NewRef(PyList_GET_ITEM(p, 0)));
+        PyList_SET_ITEM(entry, 1, records);
+        PyList_SET_ITEM(entry, 2, Py_NewRef(PyList_GET_ITEM(p, 2)));
+        Py_DECREF(entry);
+    }
+    return copy;
+}
 
 static PyMethodDef gatherer_methods[] = {
     {"add", (PyCFunction)(void (*)(void))gatherer_add, METH_FASTCALL,
@@ -555,7 +575,8 @@ static PyMemberDef gatherer_members[] = {
 static PyGetSetDef gatherer_getset[] = {
     {"deadline_ns", (getter)gatherer_get_deadline, NULL, "when the gathered batches must leave (monotonic ns)",
      NULL},
-    {"pending", (getter)gatherer_get_pending, NULL, "per topic frame: [first seq, records, bytes of records]",
+    {"pending", (getter)gatherer_get_pending, NULL,
+     "a copy of what is gathered, per topic frame: [first seq, records, bytes of records]",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

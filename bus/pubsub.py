@@ -297,45 +297,16 @@ class Publisher:
             if forms is None:
                 self._topic_bytes(topic)  # validates it: the batched-only path below has no encoder call to
                 forms = self._forms[topic] = self._forms_for(topic)
-            batch_only = forms[5]
-            if batch_only is not None and corr is None and self._loan is None:
-                # The native gatherer packs a body of plain values itself (False: it cannot, or it is the
-                # Python one). This path is what a stream of small messages to local readers costs.
-                out = self._gather_body(batch_only, seq, ts, body, forms[6])
-                if out is not False:
-                    if out is not None:
-                        self._send_batches(out)
-                    elif not self._armed:
-                        self._arm()
-                    self._seq[topic] = seq + 1
-                    self.sent += 1
-                    if not self._subs_due - SUBSCRIPTIONS_EVERY_NS <= ts < self._subs_due:
-                        self._read_subscriptions_if_due(ts)
-                    return seq
-            if forms[2] or forms[4]:
-                topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
-                if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
-                    self._send_batches(self._gather.take_all(_monotonic_ns()))
-                    self._send_batch(topic_raw, seq, [rec], arrays)
-                else:
-                    out = self._gather_add(topic_raw, seq, rec, _monotonic_ns())
-                    if out is not None:
-                        self._send_batches(out)
-                    elif not self._armed:
-                        self._arm()
-            elif self._gather.deadline_ns is not None:
-                self._send_due()
-            if forms[1] or forms[3]:
-                local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
-                if forms[3]:
-                    self._send_piped(topic, local, forms[3])
-                if forms[1]:
-                    self._send(topic, local)
-            loan = self._loan
-            if forms[0]:  # an array that was on loan goes as a copy (``_lent``)
-                self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
-            if loan is not None and (loan.gen is not None or loan.topic == topic):
-                self._give_back_loan()
+            # The native gatherer packs a body of plain values itself when only batched readers want the topic
+            # (False: it cannot, or it is the Python one): what a stream of small messages to local readers costs.
+            out = self._gather_body(forms[5], seq, ts, body, forms[6]) \
+                if forms[5] is not None and corr is None and self._loan is None else False
+            if out is False:
+                self._send_forms(topic, seq, ts, body, corr, forms)
+            elif out is not None:
+                self._send_batches(out)
+            elif not self._armed:
+                self._arm()
             self._seq[topic] = seq + 1
             self.sent += 1
             # After the send, not before: reading the socket after a quiet spell costs tens of microseconds
@@ -346,6 +317,34 @@ class Publisher:
             return seq
         finally:
             self._release()
+
+    def _send_forms(self, topic: str, seq: int, ts: int, body: dict[str, Any], corr: str | None,
+                    forms: _Forms) -> None:
+        """``publish`` of one message in every form someone wants, the encoder packing it (under the lock)."""
+        if forms[2] or forms[4]:
+            topic_raw, rec, arrays, in_shm = self._record(topic, ts, body, corr)
+            if arrays or in_shm:  # a message with arrays goes alone, after everything gathered before it
+                self._send_batches(self._gather.take_all(_monotonic_ns()))
+                self._send_batch(topic_raw, seq, [rec], arrays)
+            else:
+                out = self._gather_add(topic_raw, seq, rec, _monotonic_ns())
+                if out is not None:
+                    self._send_batches(out)
+                elif not self._armed:
+                    self._arm()
+        elif self._gather.deadline_ns is not None:
+            self._send_due()
+        if forms[1] or forms[3]:
+            local = self._encoder.encode_local(topic, seq, ts, body, corr, self._shm_put, self.shm_threshold)
+            if forms[3]:
+                self._send_piped(topic, local, forms[3])
+            if forms[1]:
+                self._send(topic, local)
+        loan = self._loan
+        if forms[0]:  # an array that was on loan goes as a copy (``_lent``)
+            self._send(topic, self._encoder.encode(topic, seq, ts, body, corr))
+        if loan is not None and (loan.gen is not None or loan.topic == topic):
+            self._give_back_loan()
 
     def _read_subscriptions_if_due(self, ts: int) -> None:
         """Read the subscriptions forwarded to this publisher if the last read is ``SUBSCRIPTIONS_EVERY_NS``

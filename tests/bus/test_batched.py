@@ -444,3 +444,19 @@ def test_forwarded_messages_reach_batched_subscribers_under_their_own_sender(bro
     assert sub.stats.gaps == 0
     bridge.close(), sub.close()
 
+
+
+def test_wait_due_lets_a_publisher_that_keeps_publishing_send_and_says_when_it_went_quiet(gatherer):
+    # The flusher waits here holding no lock: it is told to send only once the batch is due and nothing came
+    # for a quarter period, and that nothing is left once nothing came for a whole period.
+    g = gatherer(gather_ns=40_000_000)
+    now = time.monotonic_ns()
+    g.add(b"a", 0, b"r0", now)  # at once
+    assert g.add(b"a", 1, b"r1", now + 1) is None
+    deadline = g.deadline_ns
+    assert g.wait_due() is True
+    assert time.monotonic_ns() >= max(deadline, g.last_add_ns + 10_000_000)
+    assert g.due(time.monotonic_ns()) == [(b"a", 1, [b"r1"])]
+    t = time.monotonic_ns()
+    assert g.wait_due() is False  # nothing gathered: quiet once a period passed since the last message
+    assert time.monotonic_ns() >= g.last_add_ns + 40_000_000 and time.monotonic_ns() >= t

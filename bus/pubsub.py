@@ -854,9 +854,9 @@ class Subscriber:
     *direct subscriber* (``bus/direct.py``, docs/wire.md section 14). It
     connects to every publisher of this host that listens in that folder,
     not to the broker, and finds new ones within 0.1 s while it reads
-    (``recv``, ``recv_nowait``; a reader that polls ``sock`` itself calls
-    ``discover()`` at least that often). It hears only such publishers, and
-    no latched replays.
+    (``recv``, ``recv_nowait``; a reader that polls on its own waits on
+    ``pollables()`` and calls ``look()`` at least that often). It hears only
+    such publishers, and no latched replays.
 
     ``pipe=True`` (with ``direct_dir``): a *pipe subscriber* (``bus/pipes.py``,
     docs/wire.md section 15). Its local-form subscriptions ask publishers to
@@ -1024,6 +1024,31 @@ class Subscriber:
         """Messages of a received batch not handed out yet: a reader that polls ``sock`` before
         ``recv_nowait`` must not wait while this is non-zero (the socket shows nothing for them)."""
         return len(self._ready) + (len(self._pipe.records) if self._pipe is not None else 0)
+
+    def pollables(self) -> list[zmq.Socket | int]:
+        """What a reader with a poll loop of its own (a ``zmq.Poller``) waits on for ``POLLIN`` before calling
+        ``recv_nowait`` until it raises ``zmq.Again``: the socket, and a pipe subscriber's FIFO (its messages do
+        not wake the socket). Such a reader also must not wait while ``pending()`` is non-zero, and a direct
+        subscriber calls ``look()`` at least every 0.1 s."""
+        return [self.sock] if self._pipe is None else [self.sock, self._pipe.fd]
+
+    def look(self) -> bool:
+        """A direct subscriber whose reader polls on its own: look for new publishers and gone ones if
+        ``DISCOVER_EVERY_NS`` passed since the last look (a ``stat`` of the folder when nothing changed, as
+        ``recv`` does); True if a link changed. False for a subscriber of the broker."""
+        if self.direct is None or not self.direct.maybe_scan(_monotonic_ns()):
+            return False
+        self._sock_quiet = False
+        return True
+
+    def waiting(self) -> bool:
+        """Something is here to be read without waiting (a message, or a malformed one): a handler that keeps
+        only the newest message may leave the work to the next one."""
+        if self._ready or self._next_topic is not None or self.sock.getsockopt(_EVENTS) & _POLLIN:
+            return True
+        if self._pipe is None:
+            return False
+        return bool(self._pipe.records) or bool(select.select([self._pipe.fd], [], [], 0)[0])
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next wanted message, or None when nothing came within ``timeout_ms``

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -263,6 +264,56 @@ def test_recv_nowait_reads_the_pipe_before_the_socket(ctx, ipc_dir):
     assert [sub.recv_nowait().body["i"] for _ in range(2)] == [0, 1]
     with pytest.raises(zmq.Again):
         sub.recv_nowait()
+    sub.close()
+    pub.close()
+
+
+def test_a_reader_with_its_own_poll_loop_is_woken_by_the_pipe_and_the_link_and_finds_a_late_publisher(
+        ctx, ipc_dir):
+    """What an actor's loop does: a zmq.Poller on ``pollables()``, ``recv_nowait`` until Again, ``look()``."""
+    folder = ipc_dir / "d"
+    sub = Subscriber(ctx, None, ["cam.x", "speech.text"], direct_dir=folder, pipe=True)
+    poller = zmq.Poller()
+    for item in sub.pollables():
+        poller.register(item, zmq.POLLIN)
+    assert len(sub.pollables()) == 2 and not sub.waiting()
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "late", direct_dir=folder)  # after the reader was made
+
+    def loop_until(n: int) -> list:
+        got: list = []
+        end_ns = time.monotonic_ns() + WAIT_MS * 1_000_000
+        while time.monotonic_ns() < end_ns:
+            poller.poll(0 if sub.pending() else 100)
+            sub.look()
+            pub.drain_subscriptions()
+            while True:
+                try:
+                    msg = sub.recv_nowait()
+                except zmq.Again:
+                    break
+                if msg is not None:
+                    got.append(msg)
+            if len(got) >= n:
+                return got
+        return got
+
+    def linked() -> bool:
+        loop_until(0)
+        return pub.has_subscriber("cam.x")
+    wait_until(linked, what="the late publisher found by look() and the pipe subscription read")
+    pub.publish("cam.x", {"i": 0, "frame": _frame(1)})            # through the pipe
+    assert sub.pollables()[1] in dict(poller.poll(WAIT_MS))      # its descriptor wakes the poll
+    pub.publish("speech.text", {"i": 1, "text": "x" * 10_000})    # too big for a record: over the link
+    pub.publish("cam.x", {"i": 2, "frame": _frame(2)})
+    got = loop_until(3)
+    assert sorted(m.body["i"] for m in got) == [0, 1, 2] and sub.stats.piped == 2
+    assert not sub.waiting()
+    pub.publish("cam.x", {"i": 3, "frame": _frame(3)})
+    pub.publish("cam.x", {"i": 4, "frame": _frame(4)})
+    wait_until(sub.waiting, what="the two records in the pipe")
+    assert sub.recv_nowait().body["i"] == 3
+    assert sub.waiting() and sub.pending() == 1  # the second record was read with the first
+    assert sub.recv_nowait().body["i"] == 4 and not sub.waiting()
     sub.close()
     pub.close()
 

@@ -235,7 +235,8 @@ class CameraActor(Actor[CameraSettings]):
                 "detector_latency_ms": round(self.latency_ms, 2) if self.latency_ms else None,
                 "flagged": self.flagged, "connected": bool(self.source.connected),
                 "reconnects": self.source.reconnects, "waiting_for_source": self.waiting_for_source,
-                "frames_on_loan": self.pub.loans_published if self.pub is not None else 0}
+                "frames_on_loan": self.pub.loans_published if self.pub is not None else 0,
+                "pipe_writes": self.pub.pipes.written if self.pub is not None else 0}
 
     def teardown(self) -> None:
         self.source.close()

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import zmq
 
 from actors.base import Actor, ActorExit
 from actors.detector.settings import DetectorSettings
@@ -95,7 +94,7 @@ class DetectorActor(Actor[DetectorSettings]):
                 self.log.error("head_not_loaded", signal=signal, error=str(exc))
         self.log.info("models_loaded", device=str(self.device), store=self.store.describe(),
                       backbone=self.backbone_version, heads=self.ctl_heads())
-        self.subscribe(s.frame_topic, self.on_camera_frame, shm=True)  # frames skip the broker
+        self.subscribe(s.frame_topic, self.on_camera_frame, shm=True)  # frames come through a pipe, not the broker
         self.every(PENDING_CHECK_S, self.detect_latest)
         self.every(s.reload_check_s, self.follow_registry)
 
@@ -244,8 +243,7 @@ class DetectorActor(Actor[DetectorSettings]):
         self.latest = frame
         # Work on it now unless another message is already waiting (it may be
         # a newer frame); the timer catches a frame left behind by a command.
-        assert self.sub is not None
-        if not self.sub.sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if not self.messages_waiting():
             self.detect_latest()
 
     def detect_latest(self) -> None:

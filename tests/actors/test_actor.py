@@ -169,6 +169,62 @@ def test_malformed_messages_reach_a_live_actor_and_are_counted_as_dropped(double
     raw.close()
 
 
+class FrameReader(Actor):
+    """Reads big arrays in the local form, as the detector reads camera frames."""
+
+    kind = "frame_reader"
+
+    def setup(self) -> None:
+        self.subscribe("test.frame", self.on_test_frame, shm=True)
+
+    def on_test_frame(self, msg: Message) -> None:
+        frame = msg.body["frame"]
+        self.publish("test.frame.seen", {"id": msg.body["id"], "sum": int(frame.sum()),
+                                         "writeable": bool(frame.flags.writeable)})
+
+    def ctl_stop_reading(self) -> bool:
+        self.unsubscribe("test.frame")
+        return True
+
+
+def test_an_shm_subscription_reads_this_hosts_publishers_through_a_pipe_not_the_broker(
+        broker, ipc_dir, collector_factory):
+    endpoints = Endpoints(broker.frontend, broker.backend, f"ipc://{ipc_dir}/control.sock")
+    actor = FrameReader("reader@t", None, endpoints, heartbeat_s=0.2)
+    thread = threading.Thread(target=actor.run, daemon=True)
+    thread.start()
+    out = collector_factory(broker, ["test.frame.seen", "sys.heartbeat", "ctl.reply"])
+    try:
+        wait_until(lambda: actor.state == "ready", what="the reader ready")
+        # A publisher that comes after the actor started: the actor's loop finds it in the folder.
+        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=endpoints.direct_dir)
+        assert cam.wait_for_subscriber("test.frame", WAIT_S)
+        assert not [s for s in cam.subscriptions if s.startswith(b"@shm/")]  # nothing asked through the broker
+        frames = [np.full((256, 256, 3), i, np.uint8) for i in range(1, 6)]  # 196,608 bytes: in shared memory
+        for i, frame in enumerate(frames):
+            cam.publish("test.frame", {"id": i, "frame": frame})
+        seen = [out.wait_for(lambda m, i=i: m.topic == "test.frame.seen" and m.body["id"] == i).body
+                for i in range(len(frames))]
+        assert [s["sum"] for s in seen] == [int(f.sum()) for f in frames]
+        assert all(s["writeable"] for s in seen)  # copies out of the ring: a handler may keep them
+        assert cam.pipes.written == len(frames) and cam.pipes.on_socket == 0
+        hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "reader@t"
+                          and m.body["counters"]["in"] >= len(frames), what="a heartbeat after the frames").body
+        assert "test.frame" in hb["subscriptions"] and hb["counters"]["dropped"] == 0
+        # Unsubscribing reaches the publisher over the link: it stops sending.
+        ctl = Publisher(broker.ctx, broker.frontend, "tester")
+        assert ctl.wait_for_subscriber("ctl.reader@t", WAIT_S)
+        ctl.publish("ctl.reader@t", {"cmd": "stop_reading"}, corr="u")
+        assert out.wait_for(lambda m: m.topic == "ctl.reply" and m.header.corr == "u").body["ok"]
+        wait_until(lambda: not cam.wait_for_subscriber("test.frame", 0), what="the unsubscription at the publisher")
+        ctl.close()
+        cam.close()
+    finally:
+        actor.stop("test over")
+        thread.join(WAIT_S)
+    assert not thread.is_alive() and actor.local_sub is not None
+
+
 class BrokenSetup(Actor):
     """Its setup fails before the model it would load exists; teardown and heartbeat_extra rely on it."""
 

@@ -14,6 +14,7 @@ import zmq
 
 from actors.lib.modelstore import DEFAULT_STORE, ModelStore
 from bus.bodies.vision import CameraFrame
+from bus.direct import folder_for
 from bus.pubsub import Publisher
 from tests.support import WAIT_S, Collector
 
@@ -67,10 +68,11 @@ settings = {{ models_dir = "{models_dir}", threads = 1{heads_toml}{user_toml} }}
 
 
 class FrameFeeder:
-    """Publishes camera.frame like a camera would, as ``test@camera``."""
+    """Publishes camera.frame like a camera would, as ``test@camera``: listening for direct links, since the
+    detector reads frames through a pipe straight from this host's publishers."""
 
     def __init__(self, frontend: str) -> None:
-        self.pub = Publisher(zmq.Context.instance(), frontend, "test@camera")
+        self.pub = Publisher(zmq.Context.instance(), frontend, "test@camera", direct_dir=folder_for(frontend))
         if not self.pub.wait_for_subscriber(CameraFrame.TOPIC, WAIT_S):
             raise AssertionError("nobody subscribed to camera.frame (is the detector up?)")
 

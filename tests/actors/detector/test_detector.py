@@ -197,10 +197,10 @@ def test_synthetic_camera_to_detector_pipeline(supervisor_factory, collector_fac
     """The default pipeline's vision part: what `sensorium tap detect.` shows."""
     sup = supervisor_factory(f"""
 [actors.camera]
-settings = {{ source = "synthetic", min_fps = 1.0, max_fps = 5.0, objects = 6 }}
+settings = {{ source = "synthetic", width = 320, height = 240, min_fps = 1.0, max_fps = 5.0, objects = 6 }}
 {detector_toml(shipped_store.root)}
 after = ["camera"]
-""")
+""")  # 320x240x3 = 230,400 bytes: above the shared-memory threshold, so the camera draws on loan
     sup.wait_running("camera", "detector", timeout_s=120)
     out = collector_factory(sup, ["detect.", "sys.heartbeat"])
     for s in SIGNALS:
@@ -210,6 +210,8 @@ after = ["camera"]
     hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "camera"
                       and m.body["extra"]["detector_latency_ms"], what="camera hearing the detector latency").body
     assert hb["extra"]["fps"] == 5.0 and hb["extra"]["frames"] > 0
+    # Frames drawn on loan went to the detector as references through its pipe, not through the broker.
+    assert hb["extra"]["frames_on_loan"] > 0 and hb["extra"]["pipe_writes"] > 0
 
 
 def test_detector_without_a_model_store_exits_with_the_reason(ipc_dir, tmp_path):

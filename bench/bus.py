@@ -87,9 +87,14 @@ FANOUT = 4
 """Local subscribers of the fan-out scenario."""
 LINKED_PATHS = ("shm_direct", "batched_direct", "batched_pipe", "shm_loan_direct", "shm_loan_pipe")
 """Sensorium paths over direct links (bus/direct.py): the subscriber takes messages from the publisher itself."""
-LOAN_PATHS = ("shm_loan", "shm_loan_direct", "shm_loan_pipe")
+LOAN_PATHS = ("shm_loan", "shm_loan_direct", "shm_loan_pipe", "shm_loan_actor")
 """Shared-memory paths whose publisher writes each frame into a slot on loan (``Publisher.loan``), no copy."""
-SENS_PATHS = ("sensorium", "batched", "batched_direct", "batched_pipe", "shm", "shm_direct", "shm_copy", *LOAN_PATHS)
+ACTOR_PATHS = ("shm_loan_actor", "actor_inline")
+"""Paths whose readers are actors (``actor_receiver``); ``actor_inline`` is the fan-out baseline of the other."""
+SHM_ROWS = ("shm_loan_actor", "shm_loan_pipe", "shm_loan_direct", "shm_loan", "shm_direct", "shm")
+"""The shared-memory frame paths, each judged against the frame targets (``shm_copy`` is a diagnostic)."""
+SENS_PATHS = ("sensorium", "batched", "batched_direct", "batched_pipe", "shm", "shm_direct", "shm_copy", *LOAN_PATHS,
+              "actor_inline")
 """Every full-envelope Sensorium path (the loss accounting covers them all)."""
 
 _MARK = struct.Struct("<BQ")  # raw end marker: b"E", messages sent
@@ -349,6 +354,83 @@ def sens_receiver(conn: Any, backend: str | None, topic: str, kind: str, latency
             "resets": st.resets, "shm_drops": st.shm_drops, "checksum": checksum, "first_seq": first_seq, "last_seq": last_seq, "marker_seq": marker,
             "end": end_reason, "span_s": t_last - t_first, "lat_ns": lats,
             "cpu_s": (cpu1 - cpu0) if cpu0 is not None else 0.0}
+
+
+def actor_receiver(conn: Any, frontend: str, backend: str, topic: str, kind: str, latency: bool,
+                   reader: int = 0, inline: bool = False) -> dict[str, Any]:
+    """The runtime's reader: an ``Actor`` (actors/base.py) whose handler gets ``topic`` from
+    ``subscribe(topic, handler, views=True)``, as the detector gets camera frames, in the actor's own loop: the
+    references come through its pipe straight from the publisher (the bus has a direct folder); the handler
+    reads all of each frame's view into a checksum, then asks ``still_valid`` (an overwritten slot is a counted
+    drop), as the detector reads a frame and checks before detecting. The actor connects to the broker as
+    every actor does, for its heartbeats and commands. ``inline``: the same actor subscribing without
+    ``views``, through the broker, each frame's bytes in its own memory (the fan-out's baseline for this row)."""
+    from actors.base import Actor
+    from bus.endpoints import Endpoints
+
+    perf = time.perf_counter
+    mono = time.monotonic_ns
+    seen: dict[str, Any] = {"count": 0, "t_first": 0.0, "t_last": 0.0, "first_seq": None, "last_seq": None,
+                            "marker": None, "end": "marker", "cpu0": None, "last_ns": mono(), "checksum": 0}
+    lats: list[int] = []
+    xor = np.bitwise_xor.reduce
+
+    class Reader(Actor):
+        kind = "bench_reader"
+
+        def setup(self) -> None:
+            if inline:
+                self.subscribe(topic, self.on_frame)
+                assert self.sub is not None
+                if not self.sub.wait_subscribed(frontend, START_TIMEOUT_S):
+                    raise BenchError("subscription never reached the broker")
+            else:
+                self.subscribe(topic, self.on_frame, views=True)
+                self.subscribe(sync_marker(reader), views=True)  # after the topic: the sender waits for it
+            self.every(0.5, self.give_up_when_idle)
+            conn.send(("ready", None))
+
+        def on_frame(self, msg: Any) -> None:
+            now = perf()
+            t_recv = mono()
+            seen["last_ns"] = t_recv
+            body = msg.body
+            if body.get("end"):
+                seen["marker"] = msg.header.seq
+                self.stop("end marker")
+                return
+            if seen["count"] == 0:
+                seen["t_first"], seen["cpu0"], seen["first_seq"] = now, _cpu_s(), msg.header.seq
+            if latency:
+                lats.append(t_recv - body["t"])
+            if kind == "frame" and not inline:
+                frame = body["frame"]
+                if frame.shape != FRAME_SHAPE:
+                    raise BenchError(f"bad frame shape {frame.shape}")
+                seen["checksum"] ^= int(xor(frame.reshape(-1).view(np.uint64)))
+                if not self.still_valid(msg):
+                    return
+            seen["t_last"], seen["last_seq"] = now, msg.header.seq
+            seen["count"] += 1
+
+        def give_up_when_idle(self) -> None:
+            idle_s = (mono() - seen["last_ns"]) / 1e9
+            if idle_s > (IDLE_TIMEOUT_S if seen["count"] else START_TIMEOUT_S):
+                seen["end"] = "timeout"
+                self.stop("idle")
+
+    endpoints = Endpoints(frontend, backend, f"{frontend}.control")
+    actor = Reader(f"bench_reader{reader}", None, endpoints, hwm=HWM, ctx=zmq.Context())
+    actor.run()
+    cpu1 = _cpu_s()
+    st = actor.sub.stats if inline and actor.sub is not None else actor.view_sub.stats if actor.view_sub else None
+    if st is None:
+        raise BenchError("the actor made no local subscriber: no direct folder?")
+    return {"received": seen["count"], "received_incl_marker": st.received, "gaps": st.gaps,
+            "malformed": st.malformed, "resets": st.resets, "shm_drops": st.shm_drops, "checksum": seen["checksum"],
+            "first_seq": seen["first_seq"], "last_seq": seen["last_seq"], "marker_seq": seen["marker"],
+            "end": seen["end"], "span_s": seen["t_last"] - seen["t_first"], "lat_ns": lats,
+            "cpu_s": (cpu1 - seen["cpu0"]) if seen["cpu0"] is not None else 0.0}
 
 
 # --------------------------------------------------------------------------- zenoh-python sender/receiver
@@ -611,7 +693,9 @@ class Runner:
         (the shm / batched subscriber linked straight to the publisher, bus/direct.py: no broker in the
         path, none started), "shm_loan" / "shm_loan_direct" (as "shm" / "shm_direct", each frame written
         into a slot on loan: ``sens_sender``'s ``loaned``), "shm_loan_pipe" (as "shm_loan_direct", the
-        subscriber with a pipe, bus/pipes.py), "batched_pipe" (as "batched_direct", with a pipe: batches
+        subscriber with a pipe, bus/pipes.py), "shm_loan_actor" (the runtime's path: the loaning
+        publisher read by an ``Actor`` subscribing with ``views=True``, which reads through a pipe: ``actor_receiver``;
+        a broker beside it for the actors' own traffic), "batched_pipe" (as "batched_direct", with a pipe: batches
         through its FIFO), "zenoh" / "zenoh_shm"
         (zenoh-python peers over tcp loopback, zenoh's shared memory off / on); diagnostics:
         "raw_broker" (PUB -> Broker -> SUB, single frames) and "sens_direct" (Publisher -> Subscriber,
@@ -628,7 +712,7 @@ class Runner:
         broker_conn = None
         rconns: list[Any] = []
         try:
-            if path in ("sensorium", "batched", "shm", "shm_copy", "shm_loan", "raw_broker"):
+            if path in ("sensorium", "batched", "shm", "shm_copy", "shm_loan", *ACTOR_PATHS, "raw_broker"):
                 frontend = f"ipc://{self.tmpdir}/f{tag}.sock"
                 backend = f"ipc://{self.tmpdir}/b{tag}.sock"
                 proc, broker_conn = self._start(broker_proc, frontend, backend)
@@ -639,7 +723,20 @@ class Runner:
             else:
                 frontend = backend = f"ipc://{self.tmpdir}/d{tag}.sock"
             direct_dir = f"{self.tmpdir}/l{tag}" if path in LINKED_PATHS else None
-            if path in SENS_PATHS or path == "sens_direct":
+            if path in ACTOR_PATHS:  # the runtime's path: actors reading through pipes (or inline), beside a broker
+                inline = path == "actor_inline"
+                for i in range(fanout):
+                    proc, rconn = self._start(actor_receiver, frontend, backend, topic, kind, latency, i, inline)
+                    procs.append(proc)
+                    rconns.append(rconn)
+                    _expect(rconn, "ready", START_TIMEOUT_S, "receiver")
+                slots = min(n + 1, SHM_SLOTS_MAX) if rate is None else SHM_SLOTS
+                from bus.direct import folder_for
+
+                proc, sconn = self._start(sens_sender, frontend, topic, kind, n, rate, False, slots,
+                                          None if inline else str(folder_for(frontend)), fanout, True)
+                procs.append(proc)
+            elif path in SENS_PATHS or path == "sens_direct":
                 for i in range(fanout):
                     proc, rconn = self._start(sens_receiver, None if direct_dir else backend, topic, kind, latency,
                                               {"shm": "view", "shm_direct": "view", "shm_copy": "copy",
@@ -974,6 +1071,8 @@ PATH_LABELS = {
     "shm_loan": "shm, frame on loan",
     "shm_loan_direct": "shm loan, direct",
     "shm_loan_pipe": "shm loan, pipe",
+    "shm_loan_actor": "shm loan, actor",
+    "actor_inline": "inline, actor",
     "zenoh": "zenoh (shm off)",
     "zenoh_shm": "zenoh (shm on)",
 }
@@ -1019,7 +1118,7 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
 
     # Each target is taken on the direct links (bus/direct.py: a local reader that opts in) and on the same
     # forms through the broker (what every reader of the runtime gets by default), each with its own verdict.
-    shm_paths = [p for p in ("shm_loan_pipe", "shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in ft]
+    shm_paths = [p for p in SHM_ROWS if p in ft]
     for path in shm_paths:
         target = TARGETS["shm_frame_throughput_ratio"]
         peer("shm frame throughput (msg/s)", "raw", _med(ft["raw"], "msg_per_s"), path,
@@ -1057,8 +1156,10 @@ def build_report(results: dict[str, dict[str, list[dict]]], cfg: dict) -> dict[s
                  _lat(fl[path], "p50"), "lower")
     fo = results.get("fanout")
     if fo:
-        for path in (p for p in ("shm_loan_pipe", "shm_loan_direct", "shm_loan", "shm_direct", "shm") if p in fo):
-            peer(f"fan-out x{FANOUT} CPU per frame (ms)", "sensorium", _med(fo["sensorium"], "cpu_ms_per_delivered"),
+        for path in (p for p in SHM_ROWS if p in fo):
+            # Readers of one kind on both sides: bare subscribers against bare ones, actors against actors.
+            base = "actor_inline" if path == "shm_loan_actor" and "actor_inline" in fo else "sensorium"
+            peer(f"fan-out x{FANOUT} CPU per frame (ms)", base, _med(fo[base], "cpu_ms_per_delivered"),
                  path, _med(fo[path], "cpu_ms_per_delivered"), "lower", TARGETS["fanout_cpu_ratio"])
 
     # Where the throughput gap comes from: the broker hop alone, the envelope alone, both.
@@ -1318,7 +1419,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(line, flush=True)
         kill = None
         if args.only in (None, "frame"):
-            results["fanout"] = {path: [] for path in ("sensorium", "shm", "shm_direct", *LOAN_PATHS)}
+            results["fanout"] = {path: [] for path in ("sensorium", "actor_inline", "shm", "shm_direct", *LOAN_PATHS)}
             for i, path in [(i, p) for i in range(cfg["paced_repeat"]) for p in results["fanout"]]:
                 print(f"[{time.monotonic() - started:6.1f}s] fanout x{FANOUT} [{i + 1}/{cfg['paced_repeat']}]"
                       f" {PATH_LABELS[path]}: {cfg['fanout_n']} frames paced at {cfg['fanout_rate']:g}/s ...", end="",

@@ -78,7 +78,10 @@ class DetectorActor(Actor[DetectorSettings]):
         self.unloaded: set[str] = set()
         """Heads unloaded by command: not loaded again when the registry changes."""
         self.latest: CameraFrame | None = None
-        self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "refused_weights": 0, "switches": 0,
+        self.latest_msg: Message | None = None
+        """The message ``latest`` came in: its image may be a view of the camera's ring (``still_valid``)."""
+        self.stats = {"frames": 0, "skipped_stale": 0, "rejected": 0, "overwritten": 0, "refused_weights": 0,
+                      "switches": 0,
                       "reload_errors": 0}
         self.detect_ms: deque[float] = deque(maxlen=256)
         self.registry_signature = self.store.signature()
@@ -94,7 +97,8 @@ class DetectorActor(Actor[DetectorSettings]):
                 self.log.error("head_not_loaded", signal=signal, error=str(exc))
         self.log.info("models_loaded", device=str(self.device), store=self.store.describe(),
                       backbone=self.backbone_version, heads=self.ctl_heads())
-        self.subscribe(s.frame_topic, self.on_camera_frame, shm=True)  # frames come through a pipe, not the broker
+        # Frames as views of the camera's ring, their references through a pipe: no copy, no broker.
+        self.subscribe(s.frame_topic, self.on_camera_frame, views=True)
         self.every(PENDING_CHECK_S, self.detect_latest)
         self.every(s.reload_check_s, self.follow_registry)
 
@@ -240,19 +244,23 @@ class DetectorActor(Actor[DetectorSettings]):
             raise BodyError(f"{msg.topic} seq {msg.header.seq} from {msg.header.src}: {exc}") from exc
         if self.latest is not None:
             self.stats["skipped_stale"] += 1
-        self.latest = frame
+        self.latest, self.latest_msg = frame, msg
         # Work on it now unless another message is already waiting (it may be
         # a newer frame); the timer catches a frame left behind by a command.
         if not self.messages_waiting():
             self.detect_latest()
 
     def detect_latest(self) -> None:
-        frame, self.latest = self.latest, None
-        if frame is None or not self.heads:
+        frame, msg, self.latest, self.latest_msg = self.latest, self.latest_msg, None, None
+        if frame is None or msg is None or not self.heads:
             return
         t0 = time.perf_counter()
         s = self.settings
-        x = hm.preprocess(frame.image).to(self.device, self.dtype)
+        x = hm.preprocess(frame.image)  # a copy: what the heads see cannot change under them
+        if not self.still_valid(msg):  # the camera wrote over the slot while it was read: a drop, not a detection
+            self.stats["overwritten"] += 1
+            return
+        x = x.to(self.device, self.dtype)
         with torch.inference_mode():
             features = self.backbone(x)
             outputs = {signal: head(features) for signal, (head, _v) in self.heads.items()}

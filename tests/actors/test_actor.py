@@ -225,6 +225,60 @@ def test_an_shm_subscription_reads_this_hosts_publishers_through_a_pipe_not_the_
     assert not thread.is_alive() and actor.local_sub is not None
 
 
+class FrameViewer(Actor):
+    """Reads big arrays as views of the publisher's ring; frame 0's handler waits for the test between reading the
+    view and asking whether it was still valid."""
+
+    kind = "frame_viewer"
+
+    def setup(self) -> None:
+        self.reading = threading.Event()
+        self.go = threading.Event()
+        self.subscribe("test.frame", self.on_test_frame, views=True)
+
+    def on_test_frame(self, msg: Message) -> None:
+        frame = msg.body["frame"]
+        total = int(frame.sum())
+        if msg.body["id"] == 0:
+            self.reading.set()
+            self.go.wait(WAIT_S)  # the publisher writes over the slot meanwhile
+        self.publish("test.frame.seen", {"id": msg.body["id"], "sum": total, "valid": self.still_valid(msg),
+                                         "writeable": bool(frame.flags.writeable)})
+
+
+def test_a_views_subscription_hands_out_the_ring_and_an_overwritten_slot_is_a_counted_drop(
+        broker, ipc_dir, collector_factory):
+    endpoints = Endpoints(broker.frontend, broker.backend, f"ipc://{ipc_dir}/control.sock")
+    actor = FrameViewer("viewer@t", None, endpoints, heartbeat_s=0.2)
+    thread = threading.Thread(target=actor.run, daemon=True)
+    thread.start()
+    out = collector_factory(broker, ["test.frame.seen", "sys.heartbeat"])
+    try:
+        wait_until(lambda: actor.state == "ready", what="the viewer ready")
+        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=endpoints.direct_dir, shm_slots=2)
+        assert cam.wait_for_subscriber("test.frame", WAIT_S)
+        frames = [np.full((256, 256, 3), i + 1, np.uint8) for i in range(3)]
+        cam.publish("test.frame", {"id": 0, "frame": frames[0]})
+        assert actor.reading.wait(WAIT_S), "frame 0 never reached the handler"
+        cam.publish("test.frame", {"id": 1, "frame": frames[1]})
+        cam.publish("test.frame", {"id": 2, "frame": frames[2]})  # a ring of 2: into frame 0's slot
+        actor.go.set()
+        seen = [out.wait_for(lambda m, i=i: m.topic == "test.frame.seen" and m.body["id"] == i).body for i in range(3)]
+        assert [s["valid"] for s in seen] == [False, True, True]
+        assert seen[0]["sum"] == int(frames[0].sum())  # what it read was right, but no longer is: thrown away
+        assert [s["sum"] for s in seen[1:]] == [int(f.sum()) for f in frames[1:]]
+        assert not any(s["writeable"] for s in seen)  # views of the ring, read-only
+        hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "viewer@t"
+                          and m.body["counters"]["in"] >= 3, what="a heartbeat after the frames").body
+        assert hb["counters"]["dropped"] == 1 and actor.view_sub is not None and actor.local_sub is None
+        cam.close()
+    finally:
+        actor.go.set()
+        actor.stop("test over")
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+
+
 class BrokenSetup(Actor):
     """Its setup fails before the model it would load exists; teardown and heartbeat_extra rely on it."""
 

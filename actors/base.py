@@ -208,6 +208,10 @@ class Actor(Generic[S]):
         assert self.sub is not None
         prefix = topic.endswith(".")
         if (shm or views) and self.endpoints.direct_dir is not None:
+            other = self._local_topics.get(topic)
+            if other is not None and other is not (self.view_sub if views else self.local_sub):
+                # both subscribers would deliver each message
+                raise ValueError(f"{topic!r} is already subscribed {'without' if views else 'with'} views")
             local = self._local_subscriber(views)
             local.subscribe(topic, exact=not prefix)
             self._local_topics[topic] = local
@@ -250,7 +254,13 @@ class Actor(Generic[S]):
     def still_valid(self, msg: Message) -> bool:
         """After reading the views of a message of a ``views=True`` subscription: whether the publisher's
         arrays were still there (False: the message is counted as dropped; throw away what was read)."""
-        return self.view_sub.still_valid(msg) if self.view_sub is not None else True
+        if self.view_sub is None:
+            return True
+        drops = self.view_sub.stats.shm_drops
+        valid = self.view_sub.still_valid(msg)
+        if self.view_sub.stats.shm_drops != drops:  # a drop, not a message received (the subscriber says so too)
+            self.counters.received -= 1
+        return valid
 
     def messages_waiting(self) -> bool:
         """Another message is already here (a handler that keeps only the newest frame may leave the work to it)."""
@@ -385,7 +395,7 @@ class Actor(Generic[S]):
                 self._drain(self.sub)
             for local in local_subs:
                 if local.pending() or any(self._polled.get(item) is local for item in events):
-                    self._drain_local(local)
+                    self._drain(local)
             now = time.monotonic()
             if now >= subscriptions_due:
                 subscriptions_due = now + 0.1
@@ -432,18 +442,6 @@ class Actor(Generic[S]):
                 self.counters.errors += 1
                 self._burst.error(f"w:{getattr(callback, '__name__', '?')}:{type(exc).__name__}", "socket_handler_failed",
                                   exc_info=exc, handler=getattr(callback, "__name__", "?"), error=repr(exc))
-
-    def _drain_local(self, sub: Subscriber, budget: int = 256) -> None:
-        """``_drain`` of a local (pipe) subscriber: ``recv(0)`` says "nothing more" with None, where
-        ``recv_nowait`` would raise, and reads the pipe only when its ``poll`` says so (a frame wakes the actor
-        cold, where a raised exception and a failed read each cost microseconds)."""
-        for _ in range(budget):
-            if self.stopping:
-                return
-            msg = sub.recv(0)
-            if msg is None:
-                return
-            self._dispatch(msg)
 
     def _drain(self, sub: Subscriber, budget: int = 256) -> None:
         """Handle what has arrived at ``sub``, up to ``budget`` messages, so timers stay on time."""

@@ -940,9 +940,12 @@ class Subscriber:
         its descriptor fires when something comes (``_recv_piped``)."""
         self._sock_fd = self.sock.getsockopt(zmq.FD)
         self._poller = select.poll()
+        self._pipe_poller = select.poll()
+        """The pipe alone (``waiting``)."""
         if self._pipe is not None:
             self._poller.register(self._pipe.fd, select.POLLIN)
             self._poller.register(self._sock_fd, select.POLLIN)
+            self._pipe_poller.register(self._pipe.fd, select.POLLIN)
             self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.keep_subscription())
         try:
             for t in topics:
@@ -1036,19 +1039,25 @@ class Subscriber:
         """A direct subscriber whose reader polls on its own: look for new publishers and gone ones if
         ``DISCOVER_EVERY_NS`` passed since the last look (a ``stat`` of the folder when nothing changed, as
         ``recv`` does); True if a link changed. False for a subscriber of the broker."""
-        if self.direct is None or not self.direct.maybe_scan(_monotonic_ns()):
+        if self.direct is None:
             return False
-        self._sock_quiet = False
-        return True
+        listings = self.direct.listings
+        changed = self.direct.maybe_scan(_monotonic_ns())
+        if changed or self.direct.listings != listings:
+            self._sock_quiet = False  # a connect, a disconnect or a look at EVENTS: the socket's signal may be taken
+        return changed
 
     def waiting(self) -> bool:
         """Something is here to be read without waiting (a message, or a malformed one): a handler that keeps
         only the newest message may leave the work to the next one."""
-        if self._ready or self._next_topic is not None or self.sock.getsockopt(_EVENTS) & _POLLIN:
+        if self._ready or self._next_topic is not None:
+            return True
+        self._sock_quiet = False  # reading EVENTS takes the signal of the socket's descriptor (_recv_piped)
+        if self.sock.getsockopt(_EVENTS) & _POLLIN:
             return True
         if self._pipe is None:
             return False
-        return bool(self._pipe.records) or bool(select.select([self._pipe.fd], [], [], 0)[0])
+        return bool(self._pipe.records) or bool(self._pipe_poller.poll(0))
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next wanted message, or None when nothing came within ``timeout_ms``

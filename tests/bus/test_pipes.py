@@ -318,6 +318,22 @@ def test_a_reader_with_its_own_poll_loop_is_woken_by_the_pipe_and_the_link_and_f
     pub.close()
 
 
+def test_asking_waiting_does_not_hide_a_message_on_the_link_from_recv(ctx, ipc_dir, monkeypatch):
+    """``waiting()`` reads the socket's EVENTS, which takes the signal of the descriptor ``recv`` sleeps on."""
+    monkeypatch.setattr(direct, "LIST_EVERY_NS", 10**12)  # no listing of the folder comes to the rescue
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["speech.text"], direct_dir=folder, pipe=True)
+    _linked(pub, sub)
+    assert sub.recv(200) is None  # drained: recv now sleeps on the pipe and the socket's descriptor
+    pub.publish("speech.text", {"i": 0, "text": "x" * 10_000})  # too big for a record: over the link
+    wait_until(sub.waiting, what="the message on the link")
+    msg = sub.recv(WAIT_MS)
+    assert msg is not None and msg.body["i"] == 0
+    sub.close()
+    pub.close()
+
+
 def test_a_topic_that_went_over_the_link_stays_there_across_an_unsubscribe(ctx, ipc_dir):
     folder = ipc_dir / "d"
     pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)

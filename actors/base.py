@@ -193,7 +193,8 @@ class Actor(Generic[S]):
         On a bus with a direct-link folder (an ``ipc://`` frontend) such a
         topic comes straight from the publishers of this host, their
         references written into a pipe of this actor's (``local_sub``), not
-        through the broker: two threads woken per message instead of six.
+        through the broker: the publisher's write wakes the actor, one hand-off
+        instead of six.
         The broker's local form reached the same senders, the ones that
         answer local-form subscriptions (actors, bridges, replay,
         ``inject``; ``Publisher(direct_dir=folder_for(frontend))`` in code of

@@ -188,72 +188,77 @@ class FrameReader(Actor):
         return True
 
 
-def test_an_shm_subscription_reads_this_hosts_publishers_through_a_pipe_not_the_broker(
-        broker, ipc_dir, collector_factory):
+@pytest.fixture
+def ready_actor(broker, ipc_dir):
+    """Starts an actor of the given class in a thread on the test's broker and waits until it is ready; stops
+    it, and checks that its thread ended, at teardown."""
+    started: list[tuple[Actor, threading.Thread]] = []
     endpoints = Endpoints(broker.frontend, broker.backend, f"ipc://{ipc_dir}/control.sock")
-    actor = FrameReader("reader@t", None, endpoints, heartbeat_s=0.2)
-    thread = threading.Thread(target=actor.run, daemon=True)
-    thread.start()
-    out = collector_factory(broker, ["test.frame.seen", "sys.heartbeat", "ctl.reply"])
-    try:
-        wait_until(lambda: actor.state == "ready", what="the reader ready")
-        # A publisher that comes after the actor started: the actor's loop finds it in the folder.
-        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=endpoints.direct_dir)
-        assert cam.wait_for_subscriber("test.frame", WAIT_S)
-        assert not [s for s in cam.subscriptions if s.startswith(b"@shm/")]  # nothing asked through the broker
-        frames = [np.full((256, 256, 3), i, np.uint8) for i in range(1, 6)]  # 196,608 bytes: in shared memory
-        for i, frame in enumerate(frames):
-            cam.publish("test.frame", {"id": i, "frame": frame})
-        seen = [out.wait_for(lambda m, i=i: m.topic == "test.frame.seen" and m.body["id"] == i).body
-                for i in range(len(frames))]
-        assert [s["sum"] for s in seen] == [int(f.sum()) for f in frames]
-        assert all(s["writeable"] for s in seen)  # copies out of the ring: a handler may keep them
-        assert cam.pipes.written == len(frames) and cam.pipes.on_socket == 0
-        hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "reader@t"
-                          and m.body["counters"]["in"] >= len(frames), what="a heartbeat after the frames").body
-        assert "test.frame" in hb["subscriptions"] and hb["counters"]["dropped"] == 0
-        # Unsubscribing reaches the publisher over the link: it stops sending.
-        ctl = Publisher(broker.ctx, broker.frontend, "tester")
-        assert ctl.wait_for_subscriber("ctl.reader@t", WAIT_S)
-        ctl.publish("ctl.reader@t", {"cmd": "stop_reading"}, corr="u")
-        assert out.wait_for(lambda m: m.topic == "ctl.reply" and m.header.corr == "u").body["ok"]
-        wait_until(lambda: not cam.wait_for_subscriber("test.frame", 0), what="the unsubscription at the publisher")
-        ctl.close()
-        cam.close()
-    finally:
+
+    def start(cls: type[Actor], name: str) -> Actor:
+        actor = cls(name, None, endpoints, heartbeat_s=0.2)
+        thread = threading.Thread(target=actor.run, daemon=True)
+        thread.start()
+        started.append((actor, thread))
+        wait_until(lambda: actor.state == "ready", what=f"{name} ready")
+        return actor
+
+    yield start
+    for actor, thread in started:
         actor.stop("test over")
         thread.join(WAIT_S)
-    assert not thread.is_alive() and actor.local_sub is not None
+        assert not thread.is_alive(), f"{actor.name} did not stop"
+
+
+def test_an_shm_subscription_reads_this_hosts_publishers_through_a_pipe_not_the_broker(
+        broker, ready_actor, collector_factory):
+    out = collector_factory(broker, ["test.frame.seen", "sys.heartbeat", "ctl.reply"])
+    actor = ready_actor(FrameReader, "reader@t")
+    # A publisher that comes after the actor started: the actor's loop finds it in the folder.
+    cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=actor.endpoints.direct_dir)
+    assert cam.wait_for_subscriber("test.frame", WAIT_S)
+    assert not [s for s in cam.subscriptions if s.startswith(b"@shm/")]  # nothing asked through the broker
+    frames = [np.full((256, 256, 3), i, np.uint8) for i in range(1, 6)]  # 196,608 bytes: in shared memory
+    for i, frame in enumerate(frames):
+        cam.publish("test.frame", {"id": i, "frame": frame})
+    seen = [out.wait_for(lambda m, i=i: m.topic == "test.frame.seen" and m.body["id"] == i).body
+            for i in range(len(frames))]
+    assert [s["sum"] for s in seen] == [int(f.sum()) for f in frames]
+    assert all(s["writeable"] for s in seen)  # copies out of the ring: a handler may keep them
+    assert cam.pipes.written == len(frames) and cam.pipes.on_socket == 0
+    hb = out.wait_for(lambda m: m.topic == "sys.heartbeat" and m.header.src == "reader@t"
+                      and m.body["counters"]["in"] >= len(frames), what="a heartbeat after the frames").body
+    assert "test.frame" in hb["subscriptions"] and hb["counters"]["dropped"] == 0
+    # Unsubscribing reaches the publisher over the link: it stops sending.
+    ctl = Publisher(broker.ctx, broker.frontend, "tester")
+    assert ctl.wait_for_subscriber("ctl.reader@t", WAIT_S)
+    ctl.publish("ctl.reader@t", {"cmd": "stop_reading"}, corr="u")
+    assert out.wait_for(lambda m: m.topic == "ctl.reply" and m.header.corr == "u").body["ok"]
+    wait_until(lambda: not cam.wait_for_subscriber("test.frame", 0), what="the unsubscription at the publisher")
+    ctl.close()
+    cam.close()
+    assert actor.local_sub is not None
 
 
 def test_local_messages_too_big_for_a_pipe_record_come_over_the_link_at_once(
-        broker, ipc_dir, collector_factory, monkeypatch):
+        broker, ready_actor, collector_factory, monkeypatch):
     """A message whose record does not fit the pipe goes over the link; the actor's poll wakes for it, and no
     folder listing is needed to find it (the actor's poller reads the socket's events, which takes the signal
     of its descriptor)."""
     monkeypatch.setattr(direct, "LIST_EVERY_NS", 10**12)
-    endpoints = Endpoints(broker.frontend, broker.backend, f"ipc://{ipc_dir}/control.sock")
-    actor = FrameReader("reader@t", None, endpoints, heartbeat_s=0.2)
-    thread = threading.Thread(target=actor.run, daemon=True)
-    thread.start()
     out = collector_factory(broker, ["test.frame.seen"])
-    try:
-        wait_until(lambda: actor.state == "ready", what="the reader ready")
-        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=endpoints.direct_dir, shm_threshold=0)
-        assert cam.wait_for_subscriber("test.frame", WAIT_S)
-        for i in range(3):  # 30,000 bytes inline each: no pipe record holds them
-            frame = np.full((100, 100, 3), i + 1, np.uint8)
-            cam.publish("test.frame", {"id": i, "frame": frame})
-            seen = out.wait_for(lambda m, i=i: m.body["id"] == i, timeout_s=WAIT_S).body
-            assert seen["sum"] == int(frame.sum())
-        assert cam.pipes.on_socket == 3 and cam.pipes.written == 0
-        with pytest.raises(ValueError, match="already subscribed"):
-            actor.subscribe("test.frame", views=True)  # both subscribers would deliver each message
-        cam.close()
-    finally:
-        actor.stop("test over")
-        thread.join(WAIT_S)
-    assert not thread.is_alive()
+    actor = ready_actor(FrameReader, "reader@t")
+    cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=actor.endpoints.direct_dir, shm_threshold=0)
+    assert cam.wait_for_subscriber("test.frame", WAIT_S)
+    for i in range(3):  # 30,000 bytes inline each: no pipe record holds them
+        frame = np.full((100, 100, 3), i + 1, np.uint8)
+        cam.publish("test.frame", {"id": i, "frame": frame})
+        seen = out.wait_for(lambda m, i=i: m.body["id"] == i, timeout_s=WAIT_S).body
+        assert seen["sum"] == int(frame.sum())
+    assert cam.pipes.on_socket == 3 and cam.pipes.written == 0
+    with pytest.raises(ValueError, match="already subscribed"):
+        actor.subscribe("test.frame", views=True)  # both subscribers would deliver each message
+    cam.close()
 
 
 class FrameViewer(Actor):
@@ -278,15 +283,11 @@ class FrameViewer(Actor):
 
 
 def test_a_views_subscription_hands_out_the_ring_and_an_overwritten_slot_is_a_counted_drop(
-        broker, ipc_dir, collector_factory):
-    endpoints = Endpoints(broker.frontend, broker.backend, f"ipc://{ipc_dir}/control.sock")
-    actor = FrameViewer("viewer@t", None, endpoints, heartbeat_s=0.2)
-    thread = threading.Thread(target=actor.run, daemon=True)
-    thread.start()
+        broker, ready_actor, collector_factory):
     out = collector_factory(broker, ["test.frame.seen", "sys.heartbeat"])
+    actor = ready_actor(FrameViewer, "viewer@t")
     try:
-        wait_until(lambda: actor.state == "ready", what="the viewer ready")
-        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=endpoints.direct_dir, shm_slots=2)
+        cam = Publisher(broker.ctx, broker.frontend, "cam", direct_dir=actor.endpoints.direct_dir, shm_slots=2)
         assert cam.wait_for_subscriber("test.frame", WAIT_S)
         frames = [np.full((256, 256, 3), i + 1, np.uint8) for i in range(3)]
         cam.publish("test.frame", {"id": 0, "frame": frames[0]})
@@ -306,10 +307,7 @@ def test_a_views_subscription_hands_out_the_ring_and_an_overwritten_slot_is_a_co
         assert actor.view_sub is not None and actor.local_sub is None
         cam.close()
     finally:
-        actor.go.set()
-        actor.stop("test over")
-        thread.join(WAIT_S)
-    assert not thread.is_alive()
+        actor.go.set()  # a failed test must not leave the handler waiting while the actor is stopped
 
 
 class BrokenSetup(Actor):

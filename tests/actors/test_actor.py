@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 import structlog
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from actors import BUILTIN_KINDS, Actor, ActorExit, Registry, handles
+from actors.base import LATENCY_WINDOW, latency_summary
 from bus import direct
 from bus.endpoints import Endpoints
 from bus.envelope import Header, Message, encode
@@ -456,3 +459,18 @@ def test_every_kind_has_a_settings_model_and_a_class():
         assert issubclass(spec.settings, BaseModel) and spec.description
         assert spec.actor_class().kind == spec.name
         assert all(body.TOPIC for body in spec.publishes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), max_size=LATENCY_WINDOW))
+def test_the_heartbeat_latency_percentiles_are_numpys(samples: list[float]) -> None:
+    summary = latency_summary(samples)
+    assert summary["n"] == len(samples)
+    if not samples:
+        assert summary == {"n": 0}
+        return
+    p50, p90, p99 = np.percentile(np.asarray(samples, dtype=np.float64), [50, 90, 99])
+    assert summary["p50"] == pytest.approx(round(float(p50), 3), abs=1.001e-3)
+    assert summary["p90"] == pytest.approx(round(float(p90), 3), abs=1.001e-3)
+    assert summary["p99"] == pytest.approx(round(float(p99), 3), abs=1.001e-3)
+    assert summary["max"] == round(max(samples), 3)

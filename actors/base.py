@@ -469,11 +469,14 @@ class Actor(Generic[S]):
     def _drain(self, sub: Subscriber, budget: int = 256, until_empty: bool = True) -> None:
         """Handle what has arrived at ``sub``, up to ``budget`` messages, so timers stay on time.
 
-        ``until_empty`` False: only what ``sub`` has read already (``pending()``) after the first message. A
-        pipe subscriber reads its FIFO whole, so a burst is pending after the first read; a read that finds
-        nothing costs it a look at the link's ``EVENTS`` and an empty ``read`` of the FIFO (about 60 us of CPU a
-        message on a paced 2-core machine, bench/README.md), and the loop's poll, which comes next anyway, shows
-        whatever else waits."""
+        ``until_empty`` False (a pipe subscriber): after a message that came through the pipe, only what ``sub``
+        has read already (``pending()``). Its FIFO is read up to 64 KiB at a time, so a burst is pending after
+        the first read; one more read that finds nothing costs a look at the link's ``EVENTS`` and an empty
+        ``read`` of the FIFO (about 60 us of CPU a message on a paced 2-core machine, bench/README.md), and the
+        loop's poll, which comes next anyway, shows whatever else waits: ``zmq_poll`` reads each socket's
+        ``EVENTS`` and a FIFO is level-triggered. Messages over the link are read until none is left, as from
+        the broker: one empty read is cheaper than a poll per message of a burst."""
+        piped = sub.stats.piped
         for _ in range(budget):
             if self.stopping:
                 return
@@ -483,8 +486,9 @@ class Actor(Generic[S]):
                 return
             if msg is not None:
                 self._dispatch(msg)
-            if not until_empty and not sub.pending():
+            if not until_empty and sub.stats.piped != piped and not sub.pending():
                 return
+            piped = sub.stats.piped
 
     def _handler_for(self, topic: str) -> Callable[[Message], None] | None:
         handler = self._exact.get(topic)

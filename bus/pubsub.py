@@ -1024,8 +1024,8 @@ class Subscriber:
         return topic in self._exact or self._matches_prefix(topic)
 
     def pending(self) -> int:
-        """Messages already read from the socket or the pipe and not handed out yet (of a batch, the pipe's
-        records): a reader that polls ``sock`` before ``recv_nowait`` must not wait while this is non-zero
+        """Non-zero while something already read from the socket or the pipe is not handed out yet (messages of
+        a batch, the pipe's records): a reader that polls ``sock`` before ``recv_nowait`` must not wait while this is non-zero
         (the socket and the pipe show nothing for them). A topic frame kept from a malformed message is not
         counted: the rest of its message is still in the socket, which shows it."""
         return len(self._ready) + (len(self._pipe.records) if self._pipe is not None else 0)
@@ -1033,10 +1033,11 @@ class Subscriber:
     def pollables(self) -> list[zmq.Socket | int]:
         """What a reader with a poll loop of its own (a ``zmq.Poller``) waits on for ``POLLIN`` before calling
         ``recv_nowait``: the socket, and a pipe subscriber's FIFO (its messages do not wake the socket). Both
-        stay readable while something waits there (``zmq_poll`` reads the socket's ``EVENTS``; a FIFO is
-        level-triggered), so the reader may take one message per wake, or call until ``zmq.Again``; it must
-        not wait while ``pending()`` is non-zero, and a direct subscriber calls ``look()`` at least every
-        0.1 s."""
+        stay readable to a ``zmq.Poller`` while something waits there (``zmq_poll`` reads the socket's
+        ``EVENTS``; a FIFO is level-triggered), so the reader may take one message per wake, or call until
+        ``zmq.Again``; it must not wait while ``pending()`` is non-zero, and a direct subscriber calls
+        ``look()`` at least every 0.1 s. (The socket's ``zmq.FD`` polled directly is edge-triggered: such a
+        reader calls until ``zmq.Again``.)"""
         return [self.sock] if self._pipe is None else [self.sock, self._pipe.fd]
 
     def look(self) -> bool:

@@ -227,14 +227,23 @@ class Actor(Generic[S]):
         more arrays. Read what you need, then call ``still_valid(msg)``: False
         means the slot was overwritten while you read (the message counts as
         dropped) and what you read must be thrown away. On a bus without a
-        direct-link folder the arrays come copied, and ``still_valid`` is True."""
-        assert self.sub is not None
+        direct-link folder the arrays come copied, and ``still_valid`` is True; so they do where this host's
+        publishers cannot make direct endpoints there (``direct_link_unavailable`` in the log).
+
+        A topic that overlaps one the actor already receives another way (through the broker, with or
+        without views: ``@handles`` topics come through the broker) raises ValueError: each message would
+        be delivered twice."""
+        assert self.sub is not None and self.pub is not None
         prefix = topic.endswith(".")
-        if (shm or views) and self.endpoints.direct_dir is not None:
-            other = self._local_topics.get(topic)
-            if other is not None and other is not (self.view_sub if views else self.local_sub):
-                # both subscribers would deliver each message
-                raise ValueError(f"{topic!r} is already subscribed {'without' if views else 'with'} views")
+        through_pipe = (shm or views) and self.endpoints.direct_dir is not None and self.pub.direct_unavailable is None
+        target = ("views" if views else "shm") if through_pipe else "broker"
+        for other, name, how in ((self.sub, "broker", "through the broker"), (self.local_sub, "shm", "with shm"),
+                                 (self.view_sub, "views", "with views")):
+            clash = other.overlapping(topic, exact=not prefix) if other is not None and name != target else None
+            if clash is not None:
+                raise ValueError(f"{topic!r} overlaps {clash!r}, which this actor already receives {how}: "
+                                 "each message would be delivered twice")
+        if through_pipe:
             local = self._local_subscriber(views)
             local.subscribe(topic, exact=not prefix)
             self._local_topics[topic] = local

@@ -924,6 +924,9 @@ class Subscriber:
         self._sender_iid = self.senders.current
         self._next_topic: bytes | None = None
         """First frame of the next message, read while finding the end of a lone-frame one."""
+        self._wire: dict[tuple[str, bool], set[bytes]] = {}
+        """What ``subscribe(topic, exact)`` set on the socket, each form once: ZeroMQ counts subscriptions, and
+        one ``unsubscribe`` must undo a topic subscribed twice."""
         self._burst = BurstLog(log)
         self._pipe: PipeIn | None = None
         self.pipe_unavailable: str | None = None
@@ -976,25 +979,38 @@ class Subscriber:
         if local and self._shm is None:
             self._shm = ShmReader(self._shm_dir, views=self._shm_views)
         raw = topic.encode()
-        self._sock_quiet = False
         if local and self._pipe is not None:
-            self.sock.setsockopt(zmq.SUBSCRIBE, self._pipe.subscription(raw, batched=self._batched))
+            wire = self._pipe.subscription(raw, batched=self._batched)
+        else:
+            wire = ((BATCH_MARKER if self._batched else LOCAL_MARKER) if local else b"") + raw
+        forms = self._wire.setdefault((topic, exact), set())
+        if wire in forms:  # already: a second SUBSCRIBE would need a second UNSUBSCRIBE
             return
-        marker = (BATCH_MARKER if self._batched else LOCAL_MARKER) if local else b""
-        self.sock.setsockopt(zmq.SUBSCRIBE, marker + raw)
+        forms.add(wire)
+        self._sock_quiet = False
+        self.sock.setsockopt(zmq.SUBSCRIBE, wire)
 
     def unsubscribe(self, topic: str, exact: bool = True) -> None:
-        """Undo ``subscribe(topic, exact)``; the socket keeps the prefix while the other form still needs it."""
+        """Undo ``subscribe(topic, exact)``, however often it was called; the socket keeps a form another
+        subscription (the same topic as a prefix, or exact) still holds."""
         if exact:
             self._exact.discard(topic)
         elif topic in self._prefixes:
             self._prefixes.remove(topic)
-        raw = topic.encode()
-        for marker in (b"", LOCAL_MARKER, BATCH_MARKER):  # a form never subscribed is ignored by ZeroMQ
-            self.sock.setsockopt(zmq.UNSUBSCRIBE, marker + raw)
-        if self._pipe is not None:
-            self.sock.setsockopt(zmq.UNSUBSCRIBE, self._pipe.subscription(raw, batched=self._batched))
+        for wire in self._wire.pop((topic, exact), ()):
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, wire)
         self._sock_quiet = False
+
+    def overlapping(self, topic: str, exact: bool = True) -> str | None:
+        """One of this subscriber's subscriptions that some message of ``topic`` (exact, or a prefix) would also
+        match, as ``subscriptions()`` writes it; None when there is none."""
+        for held in self._exact:
+            if held == topic or (not exact and held.startswith(topic)):
+                return held
+        for held in self._prefixes:
+            if topic.startswith(held) or (not exact and held.startswith(topic)):
+                return held + "*"
+        return None
 
     def wait_subscribed(self, frontend: str, timeout_s: float) -> bool:
         """Block until the broker holds this socket's subscriptions.

@@ -352,7 +352,7 @@ class ShmReader:
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a name's PID no process can have
         return False
     except PermissionError:
         return True

@@ -259,9 +259,59 @@ def test_local_messages_too_big_for_a_pipe_record_come_over_the_link_at_once(
         seen = out.wait_for(lambda m, i=i: m.body["id"] == i, timeout_s=WAIT_S).body
         assert seen["sum"] == int(frame.sum())
     assert cam.pipes.on_socket == 3 and cam.pipes.written == 0
-    with pytest.raises(ValueError, match="already subscribed"):
+    with pytest.raises(ValueError, match="already receives with shm"):
         actor.subscribe("test.frame", views=True)  # both subscribers would deliver each message
     cam.close()
+
+
+def test_a_topic_an_actor_already_receives_another_way_is_refused(broker, ready_actor):
+    """Each subscriber of the actor would deliver it: the same message twice, and out of order."""
+    actor = ready_actor(FrameReader, "reader@t")  # test.frame with shm=True: through its pipe
+    with pytest.raises(ValueError, match="'test.frame'.*already receives with shm"):
+        actor.subscribe("test.frame")  # through the broker too
+    with pytest.raises(ValueError, match="'test.'.*'test.frame'.*already receives with shm"):
+        actor.subscribe("test.", views=True)  # a prefix that covers it
+    with pytest.raises(ValueError, match="'ctl.'.*'ctl.reader@t'.*already receives through the broker"):
+        actor.subscribe("ctl.", shm=True)  # its commands come through the broker
+    assert actor.view_sub is None and actor.sub is not None and "test." not in actor.sub.subscriptions()
+
+
+def test_where_publishers_cannot_listen_for_direct_links_an_shm_subscription_comes_through_the_broker(
+        collector_factory):
+    """A frontend path of 92 bytes is a valid socket, but the publishers' endpoints beside it would pass the
+    100-byte limit: nobody listens for direct links, so a pipe would hear nothing."""
+    import shutil
+    import tempfile
+
+    from tests.conftest import RunningBroker
+
+    base = Path(tempfile.mkdtemp(prefix="sn", dir="/tmp"))
+    folder = base / ("x" * (92 - len(f"{base}/") - len("/pub.sock")))
+    folder.mkdir(mode=0o700)
+    assert len(f"{folder}/pub.sock") == 92
+    running = RunningBroker(folder)
+    endpoints = Endpoints(running.frontend, running.backend, f"ipc://{base}/control.sock")
+    actor = FrameReader("reader@t", None, endpoints, heartbeat_s=0.2)
+    thread = threading.Thread(target=actor.run, daemon=True)
+    cam = None
+    try:
+        out = collector_factory(running, ["test.frame.seen"])
+        thread.start()
+        wait_until(lambda: actor.state == "ready", what="reader ready")
+        assert actor.pub is not None and actor.pub.direct_unavailable and actor.local_sub is None
+        cam = Publisher(running.ctx, running.frontend, "cam", direct_dir=endpoints.direct_dir)
+        assert cam.direct_unavailable and cam.wait_for_subscriber("test.frame", WAIT_S)
+        frame = np.full((256, 256, 3), 3, np.uint8)
+        cam.publish("test.frame", {"id": 0, "frame": frame})
+        assert out.wait_for(lambda m: m.body["id"] == 0, timeout_s=WAIT_S).body["sum"] == int(frame.sum())
+    finally:
+        actor.stop("test over")
+        thread.join(WAIT_S)
+        if cam is not None:
+            cam.close()
+        running.broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    assert not thread.is_alive()
 
 
 class FrameViewer(Actor):

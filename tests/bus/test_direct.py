@@ -359,3 +359,27 @@ def test_a_publisher_killed_in_a_settled_folder_is_let_go_by_the_listing_every_s
         if sub is not None:
             sub.close()
         ctx.term()
+
+
+def test_a_name_with_a_pid_no_process_can_have_is_skipped_not_fatal(ipc_dir):
+    """The name pattern allows ten digits; ``os.kill`` raises OverflowError for such a PID, which must read as
+    a dead publisher, not end the scan (and the actor loop that called it)."""
+    import socket
+
+    from bus.shm import pid_alive
+
+    assert not pid_alive(9_999_999_999)
+    folder = ipc_dir / "d"
+    folder.mkdir(mode=0o700)
+    junk = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    junk.bind(str(folder / "9999999999-0.pub"))
+    ctx = zmq.Context()
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "talker", direct_dir=folder)
+    sub = Subscriber(ctx, None, ["speech.text"], direct_dir=folder)
+    sub.discover()
+    _linked(pub, sub)
+    pub.publish("speech.text", {"i": 1})
+    msg = sub.recv(WAIT_MS)
+    assert msg is not None and msg.body == {"i": 1}
+    sub.close(), pub.close(), junk.close()
+    ctx.term()

@@ -590,3 +590,26 @@ def test_a_batch_record_that_is_no_batch_is_counted_malformed_and_the_next_comes
     assert sub.stats.malformed == 2 and sub.stats.received == 1
     sub.close()
     pub.close()
+
+
+def test_a_topic_subscribed_twice_is_gone_from_the_publisher_after_one_unsubscribe(ctx, ipc_dir):
+    """ZeroMQ counts subscriptions: a second ``subscribe`` of the same topic must not need a second
+    ``unsubscribe``, or the publisher goes on writing into the pipe of a reader that threw the topic away."""
+    folder = ipc_dir / "d"
+    pub = Publisher(ctx, f"ipc://{ipc_dir}/nobroker", "cam", direct_dir=folder)
+    sub = Subscriber(ctx, None, direct_dir=folder, pipe=True, shm=True)
+    sub.subscribe("test.frame")
+    sub.subscribe("test.frame")  # a handler swapped, say
+    _linked(pub, sub)
+    assert pub.has_subscriber("test.frame")
+    sub.unsubscribe("test.frame")
+
+    def gone() -> bool:
+        sub.recv(10)
+        pub.drain_subscriptions()
+        return not pub.has_subscriber("test.frame")
+    wait_until(gone, what="the unsubscription at the publisher")
+    pub.publish("test.frame", {"frame": _frame(1)})
+    assert pub.pipes.written == 0
+    sub.close()
+    pub.close()

@@ -57,7 +57,7 @@ from bus.envelope import EnvelopeError, Limits, decode, decode_header
 from bus.messages import ActorEvent, Alert, BodyError, Command, Heartbeat
 from bus.pubsub import Publisher
 from bus.senders import from_this_host, set_origin_host
-from bus.topics import ctl_topic
+from bus.topics import TopicError, ctl_topic
 from config import ActorSpec, Config, ConfigError, start_order
 from config.backoff import BackoffPolicy
 from config.logging import configure_logging
@@ -1234,6 +1234,13 @@ def main(argv: list[str] | None = None) -> int:
     if name != "run":  # a tool's stdout is its output (tap's JSON lines): any log line goes to stderr
         configure_logging(f"cli:{name}", config.log.level)
     own_argv = rest[1:]
+    if name == "run":
+        return _own_command(name, own_argv, config)
+    return _as_a_tool(name, lambda: _dispatch(name, rest, config, commands))
+
+
+def _dispatch(name: str, rest: list[str], config: Config, commands: list[CliCommand]) -> int:
+    own_argv = rest[1:]
     if name in OWN_COMMANDS:
         return _own_command(name, own_argv, config)
     groups: dict[str, dict[str, CliCommand]] = {}
@@ -1246,6 +1253,23 @@ def main(argv: list[str] | None = None) -> int:
         return _group_command(name, groups[name], own_argv, config)
     _parser(commands).parse_args(rest)  # prints the usage and the valid commands
     return 2
+
+
+def _as_a_tool(name: str, command: Callable[[], int]) -> int:
+    """Run a command other than ``run`` the way a shell tool ends: a topic or prefix that is no topic
+    (``tap Sensor.IMU``) is one line and exit 1, not a traceback; a reader that closed the pipe
+    (``status | head -3``) ends the command quietly."""
+    try:
+        code = command()
+        sys.stdout.flush()  # here, not at exit: a closed pipe then ends up below
+        return code
+    except TopicError as exc:
+        print(f"sensorium {name}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # What is left in stdout's buffer would raise again when Python flushes it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

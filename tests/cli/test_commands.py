@@ -122,3 +122,23 @@ def test_validate_reports_a_shared_runtime_dir_and_changes_nothing(tmp_path):
     assert not missing.exists()  # neither it nor its logs folder is made
     row = next(line for line in done.stdout.splitlines() if "runtime folder" in line)
     assert "does not exist yet" in row and done.returncode == 0, done.stdout
+
+
+def test_a_topic_that_is_no_topic_is_one_line_and_a_closed_pipe_ends_a_command_quietly(ipc_dir):
+    config = write_config(ipc_dir, "")
+    for args in (("tap", "Sensor.IMU", "--timeout", "1"), ("record", str(ipc_dir / "x.mcap"), "Camera."),
+                 ("topic", "hz", "Bad.Topic")):
+        done = sensorium(config, *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert "Traceback" not in done.stderr and done.stdout == "", (args, done.stderr)
+        assert f"sensorium {args[0]}: invalid topic" in done.stderr, (args, done.stderr)
+    # `sensorium config show | head -1`, the reader gone before the first write: the command must not complain
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        shown = subprocess.run([sys.executable, str(ROOT / "supervisor.py"), "config", "show", "-c", str(config)],
+                               cwd=ROOT, env=clean_env(), stdout=write_end, stderr=subprocess.PIPE, text=True,
+                               timeout=WAIT_S)
+    finally:
+        os.close(write_end)
+    assert shown.returncode == 0 and "BrokenPipeError" not in shown.stderr, shown.stderr

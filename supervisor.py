@@ -1233,9 +1233,8 @@ def main(argv: list[str] | None = None) -> int:
     config, commands = _load_or_exit(config_path)
     if name != "run":  # a tool's stdout is its output (tap's JSON lines): any log line goes to stderr
         configure_logging(f"cli:{name}", config.log.level)
-    own_argv = rest[1:]
     if name == "run":
-        return _own_command(name, own_argv, config)
+        return _own_command(name, rest[1:], config)
     return _as_a_tool(name, lambda: _dispatch(name, rest, config, commands))
 
 

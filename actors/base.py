@@ -594,7 +594,8 @@ class Actor(Generic[S]):
         counters = self.counters.to_body()
         counters["dropped"] += malformed
         return Heartbeat(state=self.state, pid=os.getpid(), uptime=round(time.monotonic() - self._started, 3),
-                         counters=counters, latency_ms=latency_summary(self._latency_ms), rss=self._proc.memory_info().rss, kind=self.kind,
+                         counters=counters, latency_ms=latency_summary(self._latency_ms),
+                         rss=self._proc.memory_info().rss, kind=self.kind,
                          extra=self.heartbeat_extra(), topics=self.pub.topic_counts() if self.pub else {},
                          subscriptions=subscriptions, duplicates=duplicates)
 

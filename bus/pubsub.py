@@ -1041,7 +1041,7 @@ class Subscriber:
 
     def pending(self) -> int:
         """Non-zero while something already read from the socket or the pipe is not handed out yet (messages of
-        a batch, the pipe's records): a reader that polls ``sock`` before ``recv_nowait`` must not wait while this is non-zero
+        a batch, the pipe's records): a reader that polls ``sock`` before ``recv_nowait`` must not wait then
         (the socket and the pipe show nothing for them). A topic frame kept from a malformed message is not
         counted: the rest of its message is still in the socket, which shows it."""
         return len(self._ready) + (len(self._pipe.records) if self._pipe is not None else 0)

@@ -212,9 +212,7 @@ def tap_main(argv: list[str], config: Config) -> int:
             on_listening=lambda: print(f"tap: listening to {' '.join(args.prefixes) or 'everything'}",
                                        file=sys.stderr, flush=True))
     except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        pass  # a reader that closed the pipe (tap | head) is handled for every command (supervisor._as_a_tool)
     return 0
 
 

@@ -142,3 +142,23 @@ def test_a_topic_that_is_no_topic_is_one_line_and_a_closed_pipe_ends_a_command_q
     finally:
         os.close(write_end)
     assert shown.returncode == 0 and "BrokenPipeError" not in shown.stderr, shown.stderr
+
+
+def test_tap_into_a_closed_pipe_ends_quietly(broker, ipc_dir):
+    """``sensorium tap | head -1`` after head has gone: the first line's write fails, and tap ends with 0."""
+    config = write_config(ipc_dir, "")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    tap = subprocess.Popen([sys.executable, str(ROOT / "supervisor.py"), "tap", "test.", "--timeout", str(WAIT_S),
+                            "-c", str(config)], cwd=ROOT, env=clean_env(), stdout=write_end, stderr=subprocess.PIPE,
+                           text=True)
+    os.close(write_end)
+    pub = Publisher(zmq.Context.instance(), broker.frontend, "test", linger_ms=1000)
+    try:
+        assert pub.wait_for_subscriber("test.x", WAIT_S), "tap never subscribed"
+        pub.publish("test.x", {"n": 1})
+        _, err = tap.communicate(timeout=WAIT_S)
+    finally:
+        pub.close()
+        tap.kill()
+    assert tap.returncode == 0 and "BrokenPipeError" not in err and "Traceback" not in err, err
